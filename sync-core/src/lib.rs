@@ -1,0 +1,1 @@
+//! FireMode sync core (sans-IO).

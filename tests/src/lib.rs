@@ -1,0 +1,1 @@
+//! firemode-tests
