@@ -1,0 +1,432 @@
+//! Projection of a session document into plain values (result rows for the database).
+//!
+//! CRDT history cannot be rejected, so a document may hold anything a client wrote. The
+//! projection never fails: it reads what fits the schema and reports the rest as
+//! [`SchemaProblem`]s with a JSON-pointer path.
+
+use std::collections::BTreeMap;
+
+use automerge::{Automerge, ObjId, ObjType, ScalarValue, Value, ROOT};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::keys::*;
+use super::{Outcome, SCHEMA_VERSION, STATUS_COMPLETED, STATUS_IN_PROGRESS};
+use crate::read::{kind, pointer_segment, scalar_f64, Reader};
+
+/// A place where the document does not follow the schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchemaProblem {
+    /// JSON pointer to the offending value, e.g. `/items/<assetId>/outcome`.
+    pub path: String,
+    /// What is wrong, for humans.
+    pub message: String,
+}
+
+/// The session as plain values. Fields that are missing or of the wrong type are `None`
+/// (and reported in `problems`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Projection {
+    /// `schema`; 1 for documents this crate writes.
+    pub schema: Option<i64>,
+    /// `sessionId`.
+    pub session_id: Option<String>,
+    /// `buildingId`.
+    pub building_id: Option<String>,
+    /// `orgId`.
+    pub org_id: Option<String>,
+    /// `name`.
+    pub name: Option<String>,
+    /// `status`, as written (even when it is not a known status).
+    pub status: Option<String>,
+    /// `frequency`.
+    pub frequency: Option<String>,
+    /// `ruleSet` as (code, version), when both are strings.
+    pub rule_set: Option<(String, String)>,
+    /// The session's `notes` text.
+    pub notes: String,
+    /// The items that are maps, sorted by asset id.
+    pub items: Vec<ProjectedItem>,
+    /// Problems outside the items, and items that could not be read at all.
+    pub problems: Vec<SchemaProblem>,
+}
+
+impl Projection {
+    /// Every problem, the document's and the items', in document order.
+    pub fn all_problems(&self) -> impl Iterator<Item = &SchemaProblem> {
+        self.problems
+            .iter()
+            .chain(self.items.iter().flat_map(|item| item.problems.iter()))
+    }
+
+    /// The item for `asset_id`, if the document has it.
+    pub fn item(&self, asset_id: &str) -> Option<&ProjectedItem> {
+        self.items.iter().find(|item| item.asset_id == asset_id)
+    }
+}
+
+/// One item (asset) of the session.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct ProjectedItem {
+    /// The key of the item in `items` (an asset UUID).
+    pub asset_id: String,
+    /// `ruleCode`.
+    pub rule_code: Option<String>,
+    /// `outcome`, when it is one of the four known outcomes.
+    pub outcome: Option<Outcome>,
+    /// `outcome` as written, known or not.
+    pub raw_outcome: Option<String>,
+    /// `observedCondition`.
+    pub observed_condition: Option<String>,
+    /// The readings that are finite numbers.
+    pub readings: BTreeMap<String, f64>,
+    /// The item's notes.
+    pub notes: String,
+    /// The evidence ids that are strings, in list order.
+    pub evidence: Vec<String>,
+    /// `recordedBy`.
+    pub recorded_by: Option<String>,
+    /// `recordedAt`.
+    pub recorded_at: Option<String>,
+    /// Where this item departs from the schema.
+    pub problems: Vec<SchemaProblem>,
+}
+
+/// Projects the current state of `doc`. Never fails and never panics.
+pub fn project(doc: &Automerge) -> Projection {
+    let reader = Reader::new(doc, None);
+    let mut problems = Problems::default();
+    let root = Field::root();
+
+    let schema = read_schema(&reader, &mut problems);
+    let session_id = read_uuid(&reader, &root, SESSION_ID, &mut problems);
+    let building_id = read_uuid(&reader, &root, BUILDING_ID, &mut problems);
+    let org_id = read_uuid(&reader, &root, ORG_ID, &mut problems);
+    let name = read_string(&reader, &root, NAME, Need::Required, &mut problems);
+    let frequency = read_string(&reader, &root, FREQUENCY, Need::Required, &mut problems);
+    let status = read_string(&reader, &root, STATUS, Need::Required, &mut problems);
+    if let Some(status) = &status {
+        if status != STATUS_IN_PROGRESS && status != STATUS_COMPLETED {
+            problems.push(
+                root.child(STATUS),
+                format!("unknown status {status:?} (expected in_progress or completed)"),
+            );
+        }
+    }
+    let rule_set = read_map(&reader, &root, RULE_SET, &mut problems).and_then(|rule_set| {
+        let code = read_string(&reader, &rule_set, CODE, Need::Required, &mut problems);
+        let version = read_string(&reader, &rule_set, VERSION, Need::Required, &mut problems);
+        code.zip(version)
+    });
+    let notes = read_text(&reader, &root, NOTES, &mut problems).unwrap_or_default();
+
+    let mut items = Vec::new();
+    if let Some(items_obj) = read_map(&reader, &root, ITEMS, &mut problems) {
+        for key in reader.keys(&items_obj.obj) {
+            let field = items_obj.child(&key);
+            match reader.get(&items_obj.obj, key.as_str()) {
+                Some((Value::Object(ObjType::Map), obj)) => {
+                    items.push(project_item(&reader, field.with_obj(obj), key));
+                }
+                Some((other, _)) => {
+                    problems.push(field, format!("expected a map, found {}", kind(&other)));
+                }
+                None => {}
+            }
+        }
+    }
+    items.sort_by(|a, b| a.asset_id.cmp(&b.asset_id));
+
+    Projection {
+        schema,
+        session_id,
+        building_id,
+        org_id,
+        name,
+        status,
+        frequency,
+        rule_set,
+        notes,
+        items,
+        problems: problems.0,
+    }
+}
+
+fn project_item(reader: &Reader<'_>, item: Field, asset_id: String) -> ProjectedItem {
+    let mut problems = Problems::default();
+    if Uuid::try_parse(&asset_id).is_err() {
+        problems.push(
+            item.clone(),
+            "the item key is not an asset UUID".to_string(),
+        );
+    }
+    let stored_id = read_string(reader, &item, ASSET_ID, Need::Required, &mut problems);
+    if stored_id.as_ref().is_some_and(|id| *id != asset_id) {
+        problems.push(
+            item.child(ASSET_ID),
+            "assetId differs from the item's key".to_string(),
+        );
+    }
+    let rule_code = read_string(reader, &item, RULE_CODE, Need::Required, &mut problems);
+    let raw_outcome = read_string(reader, &item, OUTCOME, Need::Required, &mut problems);
+    let outcome = raw_outcome.as_deref().and_then(|raw| match raw.parse() {
+        Ok(outcome) => Some(outcome),
+        Err(e) => {
+            problems.push(item.child(OUTCOME), format!("{e}"));
+            None
+        }
+    });
+    let observed_condition = read_string(
+        reader,
+        &item,
+        OBSERVED_CONDITION,
+        Need::Optional,
+        &mut problems,
+    );
+    let readings = read_readings(reader, &item, &mut problems);
+    let notes = read_text(reader, &item, NOTES, &mut problems).unwrap_or_default();
+    let evidence = read_evidence(reader, &item, &mut problems);
+    let recorded_by = read_string(reader, &item, RECORDED_BY, Need::Optional, &mut problems);
+    let recorded_at = read_string(reader, &item, RECORDED_AT, Need::Optional, &mut problems);
+
+    ProjectedItem {
+        asset_id,
+        rule_code,
+        outcome,
+        raw_outcome,
+        observed_condition,
+        readings,
+        notes,
+        evidence,
+        recorded_by,
+        recorded_at,
+        problems: problems.0,
+    }
+}
+
+/// An object of the document together with its JSON-pointer path.
+#[derive(Clone)]
+struct Field {
+    obj: ObjId,
+    path: String,
+}
+
+impl Field {
+    fn root() -> Self {
+        Self {
+            obj: ROOT,
+            path: String::new(),
+        }
+    }
+
+    /// The path of `key` inside this object (the object id is left as this one's).
+    fn child(&self, key: &str) -> Field {
+        Self {
+            obj: self.obj.clone(),
+            path: format!("{}/{}", self.path, pointer_segment(key)),
+        }
+    }
+
+    fn with_obj(self, obj: ObjId) -> Field {
+        Self { obj, ..self }
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<SchemaProblem>);
+
+impl Problems {
+    fn push(&mut self, field: Field, message: String) {
+        self.0.push(SchemaProblem {
+            path: field.path,
+            message,
+        });
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Need {
+    Required,
+    Optional,
+}
+
+/// A string field, stored either as a scalar string or as a text object. `null` counts as
+/// absent.
+fn read_string(
+    reader: &Reader<'_>,
+    parent: &Field,
+    key: &str,
+    need: Need,
+    problems: &mut Problems,
+) -> Option<String> {
+    let value = reader.get(&parent.obj, key);
+    match value {
+        Some((Value::Scalar(s), _)) if s.as_str().is_some() => s.as_str().map(str::to_string),
+        Some((Value::Object(ObjType::Text), id)) => reader.text(&id),
+        None => {
+            if need == Need::Required {
+                problems.push(parent.child(key), "missing".to_string());
+            }
+            None
+        }
+        Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Null) => {
+            if need == Need::Required {
+                problems.push(parent.child(key), "missing (null)".to_string());
+            }
+            None
+        }
+        Some((other, _)) => {
+            problems.push(
+                parent.child(key),
+                format!("expected a string, found {}", kind(&other)),
+            );
+            None
+        }
+    }
+}
+
+/// A required string field that must hold a UUID.
+fn read_uuid(
+    reader: &Reader<'_>,
+    parent: &Field,
+    key: &str,
+    problems: &mut Problems,
+) -> Option<String> {
+    let value = read_string(reader, parent, key, Need::Required, problems)?;
+    if Uuid::try_parse(&value).is_err() {
+        problems.push(parent.child(key), "not a UUID".to_string());
+    }
+    Some(value)
+}
+
+/// A required map field, as the `Field` to read inside it.
+fn read_map(
+    reader: &Reader<'_>,
+    parent: &Field,
+    key: &str,
+    problems: &mut Problems,
+) -> Option<Field> {
+    let field = parent.child(key);
+    match reader.get(&parent.obj, key) {
+        Some((Value::Object(ObjType::Map), obj)) => Some(field.with_obj(obj)),
+        Some((other, _)) => {
+            problems.push(field, format!("expected a map, found {}", kind(&other)));
+            None
+        }
+        None => {
+            problems.push(field, "missing".to_string());
+            None
+        }
+    }
+}
+
+/// A notes field: a text object (a plain string is accepted but reported).
+fn read_text(
+    reader: &Reader<'_>,
+    parent: &Field,
+    key: &str,
+    problems: &mut Problems,
+) -> Option<String> {
+    match reader.get(&parent.obj, key) {
+        Some((Value::Object(ObjType::Text), id)) => reader.text(&id),
+        Some((Value::Scalar(s), _)) if s.as_str().is_some() => {
+            problems.push(
+                parent.child(key),
+                "expected a text object, found a string".to_string(),
+            );
+            s.as_str().map(str::to_string)
+        }
+        Some((other, _)) => {
+            problems.push(
+                parent.child(key),
+                format!("expected a text object, found {}", kind(&other)),
+            );
+            None
+        }
+        None => {
+            problems.push(parent.child(key), "missing".to_string());
+            None
+        }
+    }
+}
+
+fn read_schema(reader: &Reader<'_>, problems: &mut Problems) -> Option<i64> {
+    let field = Field::root().child(SCHEMA);
+    let schema = match reader.get(&ROOT, SCHEMA) {
+        None => {
+            problems.push(field, "missing".to_string());
+            return None;
+        }
+        Some((Value::Scalar(s), _)) => match s.as_ref() {
+            ScalarValue::Int(i) => Some(*i),
+            ScalarValue::Uint(u) => i64::try_from(*u).ok(),
+            ScalarValue::F64(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+            _ => None,
+        },
+        Some(_) => None,
+    };
+    match schema {
+        None => problems.push(field, "expected an integer".to_string()),
+        Some(v) if v != SCHEMA_VERSION => {
+            problems.push(field, format!("unsupported schema version {v}"))
+        }
+        Some(_) => {}
+    }
+    schema
+}
+
+fn read_readings(
+    reader: &Reader<'_>,
+    item: &Field,
+    problems: &mut Problems,
+) -> BTreeMap<String, f64> {
+    let mut readings = BTreeMap::new();
+    let Some(map) = read_map(reader, item, READINGS, problems) else {
+        return readings;
+    };
+    for name in reader.keys(&map.obj) {
+        let number = match reader.get(&map.obj, name.as_str()) {
+            Some((Value::Scalar(s), _)) => scalar_f64(&s),
+            _ => None,
+        };
+        match number {
+            Some(n) if n.is_finite() => {
+                readings.insert(name, n);
+            }
+            Some(_) => problems.push(map.child(&name), "not a finite number".to_string()),
+            None => problems.push(map.child(&name), "expected a number".to_string()),
+        }
+    }
+    readings
+}
+
+fn read_evidence(reader: &Reader<'_>, item: &Field, problems: &mut Problems) -> Vec<String> {
+    let field = item.child(EVIDENCE);
+    let list = match reader.get(&item.obj, EVIDENCE) {
+        Some((Value::Object(ObjType::List), obj)) => field.with_obj(obj),
+        Some((other, _)) => {
+            problems.push(field, format!("expected a list, found {}", kind(&other)));
+            return Vec::new();
+        }
+        None => {
+            problems.push(field, "missing".to_string());
+            return Vec::new();
+        }
+    };
+    let mut evidence = Vec::new();
+    for index in 0..reader.length(&list.obj) {
+        let text = match reader.get(&list.obj, index) {
+            Some((Value::Scalar(s), _)) => s.as_str().map(str::to_string),
+            Some((Value::Object(ObjType::Text), id)) => reader.text(&id),
+            _ => None,
+        };
+        match text {
+            Some(text) => evidence.push(text),
+            None => problems.push(
+                list.child(&index.to_string()),
+                "expected an evidence id string".to_string(),
+            ),
+        }
+    }
+    evidence
+}
