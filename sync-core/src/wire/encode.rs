@@ -86,7 +86,7 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             map.text("documentId", document_id);
             map.text("senderId", sender_id);
             map.text("targetId", target_id);
-            map.push("count", Value::Integer((*count).into()));
+            map.push("count", js_number(*count));
             map.text("sessionId", session_id);
             map.push("data", Value::Bytes(data.clone()));
         }
@@ -156,6 +156,18 @@ fn text_list(items: &[String]) -> Value {
     Value::Array(items.iter().map(|s| text(s)).collect())
 }
 
+/// A number as cbor-x writes a JS number: integers that need more than 32 bits become
+/// float64 (exact up to 2^53). cbor-x reads an 8-byte CBOR integer back as a `BigInt`, which
+/// JS code comparing counts or timestamps with `===` would not expect.
+fn js_number(n: u64) -> Value {
+    const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+    if n > u64::from(u32::MAX) && n <= MAX_SAFE_INTEGER {
+        Value::Float(n as f64)
+    } else {
+        Value::Integer(n.into())
+    }
+}
+
 fn metadata_value(metadata: &PeerMetadata) -> Value {
     let mut entries = Vec::new();
     if let Some(storage_id) = &metadata.storage_id {
@@ -172,7 +184,7 @@ fn new_heads_value(new_heads: &BTreeMap<String, RemoteHeads>) -> Value {
             .map(|(storage_id, info)| {
                 let info = Value::Map(vec![
                     (text("heads"), text_list(&info.heads)),
-                    (text("timestamp"), Value::Integer(info.timestamp.into())),
+                    (text("timestamp"), js_number(info.timestamp)),
                 ]);
                 (text(storage_id), info)
             })

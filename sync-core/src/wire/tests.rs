@@ -116,6 +116,35 @@ fn encoding_is_a_plain_definite_length_map() {
 }
 
 #[test]
+fn large_numbers_are_written_as_cbor_x_writes_them() {
+    let ephemeral = |count| Message::Ephemeral {
+        document_id: "d".into(),
+        sender_id: "a".into(),
+        target_id: "b".into(),
+        count,
+        session_id: "s".into(),
+        data: vec![1],
+    };
+    // Above 2^32 cbor-x writes a float64 (an 8-byte integer would decode as a JS BigInt).
+    let bytes = encode(&ephemeral(4_294_967_301));
+    assert!(bytes
+        .windows(9)
+        .any(|w| w == [0xfb, 0x41, 0xf0, 0, 0, 0, 0x50, 0, 0]));
+    for count in [
+        0,
+        23,
+        24,
+        u64::from(u32::MAX),
+        1 << 32,
+        (1 << 53) - 1,
+        1 << 53,
+        u64::MAX,
+    ] {
+        assert_eq!(decode(&encode(&ephemeral(count))), Ok(ephemeral(count)));
+    }
+}
+
+#[test]
 fn reads_what_js_peers_send() {
     // cbor-x: integer-valued doubles for counts, `undefined` (0xf7) for absent properties.
     let mut bytes = frame(vec![
