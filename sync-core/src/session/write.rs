@@ -60,6 +60,9 @@ pub fn create_session_document(
 /// second change; the answer is `None` when nothing changed. An asset not yet in the session
 /// is added (its `rule_code` is then required). A container of the wrong type (say, `readings`
 /// written as a string by a broken client) is replaced; the old value stays in history.
+///
+/// The document's actor becomes `actor`. Two writers must never share an actor id (two
+/// server nodes writing as one actor would produce clashing sequence numbers).
 pub fn apply_results(
     doc: &mut Automerge,
     results: &[ResultInput],
