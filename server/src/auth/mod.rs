@@ -1,0 +1,95 @@
+//! Authentication and authorization: tokens, passwords, the revocation list, login limits, and
+//! the `AuthUser` extractor every protected handler takes.
+
+pub mod limiter;
+pub mod password;
+pub mod revocation;
+pub mod tokens;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use crate::http::error::ApiError;
+use crate::state::AppState;
+use crate::store::Role;
+use tokens::{Claims, TokenError};
+
+/// The authenticated caller, from a valid, unrevoked access token.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub role: Role,
+    pub claims: Claims,
+}
+
+impl AuthUser {
+    /// Succeeds when the caller has one of `roles`; otherwise 403.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this action needs the role {}",
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )))
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require(&[Role::Admin])
+    }
+}
+
+/// Extract the bearer token from an `Authorization` header value.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl AppState {
+    /// Verify a token string: signature, claims, expiry, and the revocation list.
+    pub fn authenticate(&self, token: &str) -> Result<AuthUser, ApiError> {
+        let claims = self.tokens.verify(token).map_err(|e| match e {
+            TokenError::Expired => ApiError::Unauthorized("the access token has expired".into()),
+            TokenError::Invalid => ApiError::Unauthorized("the access token is invalid".into()),
+        })?;
+        if self.revocations.is_revoked(&claims) {
+            return Err(ApiError::Unauthorized(
+                "the access token has been revoked".into(),
+            ));
+        }
+        Ok(AuthUser {
+            user_id: claims.sub,
+            org_id: claims.org,
+            role: claims.role,
+            claims,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthorized("missing Authorization: Bearer <token>".into())
+        })?;
+        let token = header.to_str().ok().and_then(bearer).ok_or_else(|| {
+            ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
+        })?;
+        state.authenticate(token)
+    }
+}

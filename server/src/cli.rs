@@ -1,0 +1,423 @@
+//! The `firemode` command line: `serve`, and `admin` commands that work beside a running server
+//! (they talk to the same database).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::password;
+use crate::config::Config;
+use crate::crypto::{random_b64, PiiCipher, Secrets, SecretsFile};
+use crate::state::AppState;
+use crate::store::{self, NewUser, Role, Store, UserPatch};
+
+#[derive(Parser)]
+#[command(
+    name = "firemode",
+    version,
+    about = "FireMode: AS 1851 compliance backend"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct CommonArgs {
+    /// TOML config file.
+    #[arg(long, env = "FIREMODE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite file, evidence, generated secrets). Default ./data
+    #[arg(long, global = true)]
+    data_dir: Option<String>,
+    /// sqlite://<path> or postgres://user@host/db (also DATABASE_URL).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Address to listen on. Default 127.0.0.1:8080
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Administrative commands.
+    Admin {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an organisation and its first admin. Password from FIREMODE_ADMIN_PASSWORD or prompt.
+    CreateOrg {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+        #[arg(long)]
+        admin_full_name: Option<String>,
+    },
+    /// Create a user. Password from FIREMODE_ADMIN_PASSWORD or prompt.
+    CreateUser {
+        #[arg(long)]
+        org: uuid::Uuid,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: Role,
+        #[arg(long)]
+        full_name: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    /// Revoke every token of a user (their sync sockets close within a second).
+    RevokeTokens {
+        #[arg(long)]
+        email: String,
+    },
+    /// Re-encrypt all PII under a new key (zero-setup) or the configured active key.
+    RotatePiiKey,
+    /// Print a random key suitable for FIREMODE_PII_KEYS (as 1:<key>) or FIREMODE_JWT_SECRET.
+    GenKey,
+}
+
+impl clap::ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Role::Admin, Role::Office, Role::Inspector, Role::Auditor]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(common: &CommonArgs, listen: Option<&String>) -> anyhow::Result<Config> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut flags = BTreeMap::new();
+    if let Some(d) = &common.data_dir {
+        flags.insert("data_dir", d.clone());
+    }
+    if let Some(u) = &common.database_url {
+        flags.insert("database_url", u.clone());
+    }
+    if let Some(l) = listen {
+        flags.insert("listen", l.clone());
+    }
+    Config::load(common.config.as_deref(), &env, &flags)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { common, listen } => {
+            let config = load_config(&common, listen.as_ref())?;
+            let _telemetry = crate::telemetry::init(config.log_format);
+            run_server(config).await
+        }
+        Command::Admin { common, command } => {
+            if let AdminCommand::GenKey = command {
+                println!("{}", random_b64(32));
+                return Ok(());
+            }
+            let config = load_config(&common, None)?;
+            admin(config, command).await
+        }
+    }
+}
+
+/// Run until SIGINT/SIGTERM, then drain and exit.
+pub async fn run_server(config: Config) -> anyhow::Result<()> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let listen = config.listen;
+    tracing::info!(database = %config.database_url, data_dir = %config.data_dir.display(), "starting");
+    let state = AppState::new(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (set --listen or FIREMODE_LISTEN)"))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        shutdown.cancel();
+    });
+    let tasks = state.tasks.clone();
+    crate::serve(listener, state).await?;
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(20), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not finish within 20 s");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("FIREMODE_ADMIN_PASSWORD") {
+        return Ok(p);
+    }
+    let p = rpassword::prompt_password(prompt)
+        .context("no password: set FIREMODE_ADMIN_PASSWORD or run in a terminal")?;
+    Ok(p)
+}
+
+async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    let store = store::connect(&config.database_url).await?;
+    let secrets = Secrets::resolve(&config)?;
+    match command {
+        AdminCommand::CreateOrg {
+            name,
+            admin_email,
+            admin_full_name,
+        } => {
+            let email = crate::http::users::normalise_email(&admin_email)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if name.trim().is_empty() {
+                anyhow::bail!("--name must not be empty");
+            }
+            let pw = read_password("Password for the new admin: ")?;
+            password::check_policy(&pw).map_err(|m| anyhow::anyhow!(m))?;
+            let hash = password::hash(pw).await?;
+            let org = store.create_org(name.trim()).await?;
+            let user = store
+                .create_user(NewUser {
+                    org_id: org.id,
+                    email,
+                    password_hash: hash,
+                    role: Role::Admin,
+                    full_name_enc: secrets.pii.encrypt_opt(admin_full_name.as_deref()),
+                    phone_enc: None,
+                })
+                .await
+                .map_err(|e| match e {
+                    store::StoreError::Conflict(_) => {
+                        anyhow::anyhow!("a user with this email already exists")
+                    }
+                    other => other.into(),
+                })?;
+            audit_cli(
+                store.as_ref(),
+                Some(org.id),
+                "org.create",
+                "organisation",
+                org.id.to_string(),
+            )
+            .await?;
+            audit_cli(
+                store.as_ref(),
+                Some(org.id),
+                "user.create",
+                "user",
+                user.id.to_string(),
+            )
+            .await?;
+            println!("{}", org.id);
+        }
+        AdminCommand::CreateUser {
+            org,
+            email,
+            role,
+            full_name,
+            phone,
+        } => {
+            store
+                .get_org(org)
+                .await
+                .map_err(|_| anyhow::anyhow!("no organisation {org}"))?;
+            let email =
+                crate::http::users::normalise_email(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let pw = read_password("Password for the new user: ")?;
+            password::check_policy(&pw).map_err(|m| anyhow::anyhow!(m))?;
+            let hash = password::hash(pw).await?;
+            let user = store
+                .create_user(NewUser {
+                    org_id: org,
+                    email,
+                    password_hash: hash,
+                    role,
+                    full_name_enc: secrets.pii.encrypt_opt(full_name.as_deref()),
+                    phone_enc: secrets.pii.encrypt_opt(phone.as_deref()),
+                })
+                .await
+                .map_err(|e| match e {
+                    store::StoreError::Conflict(_) => {
+                        anyhow::anyhow!("a user with this email already exists")
+                    }
+                    other => other.into(),
+                })?;
+            audit_cli(
+                store.as_ref(),
+                Some(org),
+                "user.create",
+                "user",
+                user.id.to_string(),
+            )
+            .await?;
+            println!("{}", user.id);
+        }
+        AdminCommand::RevokeTokens { email } => {
+            let user = store
+                .get_user_by_email(&email.trim().to_lowercase())
+                .await
+                .map_err(|_| anyhow::anyhow!("no user with email {email}"))?;
+            let list = crate::auth::revocation::RevocationList::default();
+            list.revoke_user(store.as_ref(), user.id, config.access_token_ttl)
+                .await?;
+            audit_cli(
+                store.as_ref(),
+                Some(user.org_id),
+                "user.revoke_tokens",
+                "user",
+                user.id.to_string(),
+            )
+            .await?;
+            println!("revoked all tokens of {}", user.email);
+        }
+        AdminCommand::RotatePiiKey => {
+            let cipher = if config.zero_setup() && config.pii_keys.is_none() {
+                let path = SecretsFile::path(&config.data_dir);
+                let (mut file, _) = SecretsFile::load_or_create(&config.data_dir)?;
+                let id = file.add_pii_key();
+                file.write(&path)?;
+                eprintln!(
+                    "added PII key {id} to {} and made it active",
+                    path.display()
+                );
+                secrets.pii.reload()?;
+                secrets.pii
+            } else {
+                eprintln!(
+                    "re-encrypting under the configured active key {} (add a new key to FIREMODE_PII_KEYS first)",
+                    secrets.pii.active_key()
+                );
+                secrets.pii
+            };
+            let n = rotate_pii(store.as_ref(), &cipher).await?;
+            audit_cli(
+                store.as_ref(),
+                None,
+                "pii.rotate_key",
+                "pii_key",
+                cipher.active_key().to_string(),
+            )
+            .await?;
+            println!("re-encrypted {n} values under key {}", cipher.active_key());
+        }
+        AdminCommand::GenKey => unreachable!("handled before connecting"),
+    }
+    Ok(())
+}
+
+/// Re-seal every PII value not already under the active key. Returns how many were rewritten.
+pub async fn rotate_pii(store: &dyn Store, cipher: &PiiCipher) -> anyhow::Result<usize> {
+    let active = cipher.active_key();
+    let mut n = 0;
+    for (id, name, phone) in store.all_user_pii().await? {
+        let reseal = |v: &Option<Vec<u8>>| -> anyhow::Result<Option<Option<Vec<u8>>>> {
+            match v {
+                Some(ct) if PiiCipher::key_id(ct)? != active => {
+                    Ok(Some(Some(cipher.encrypt(&cipher.decrypt(ct)?))))
+                }
+                _ => Ok(None),
+            }
+        };
+        let full_name_enc = reseal(&name)?;
+        let phone_enc = reseal(&phone)?;
+        if full_name_enc.is_none() && phone_enc.is_none() {
+            continue;
+        }
+        n += usize::from(full_name_enc.is_some()) + usize::from(phone_enc.is_some());
+        let org = store.get_user(id).await?.org_id;
+        store
+            .update_user(
+                org,
+                id,
+                UserPatch {
+                    full_name_enc,
+                    phone_enc,
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    Ok(n)
+}
+
+async fn audit_cli(
+    store: &dyn Store,
+    org: Option<uuid::Uuid>,
+    action: &str,
+    kind: &str,
+    id: String,
+) -> anyhow::Result<()> {
+    store
+        .insert_audit(crate::store::NewAudit {
+            org_id: org,
+            actor_id: None,
+            action: action.into(),
+            target_type: Some(kind.into()),
+            target_id: Some(id),
+            details: serde_json::json!({ "via": "cli" }),
+            request_id: None,
+        })
+        .await?;
+    Ok(())
+}

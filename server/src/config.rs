@@ -1,0 +1,342 @@
+//! Configuration in layers: defaults < TOML file (`--config`) < `FIREMODE_*` environment < CLI
+//! flags. Unknown settings warn; bad settings stop start-up with a message saying what to fix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// A value that must not be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where the data lives. The PostgreSQL URL is secret (it may carry a password); `Display`
+/// masks the password.
+#[derive(Clone, Debug)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(Secret<String>),
+}
+
+impl DatabaseUrl {
+    /// Parse by scheme (not prefix matching): `sqlite:`, `postgres:` or `postgresql:`.
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        let (scheme, rest) = raw.split_once(':').with_context(|| {
+            "DATABASE_URL has no scheme: use sqlite://<path> or postgres://user@host/db".to_string()
+        })?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                let path = path.split('?').next().unwrap_or(path);
+                if path.is_empty() || path == ":memory:" {
+                    bail!("DATABASE_URL: sqlite needs a file path, e.g. sqlite://./data/firemode.db");
+                }
+                Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+            }
+            "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(Secret::new(raw.to_owned()))),
+            other => bail!(
+                "DATABASE_URL scheme '{other}' is not supported: use sqlite://<path> or postgres://user@host/db"
+            ),
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            DatabaseUrl::Postgres(s) => f.write_str(&mask_password(s.expose())),
+        }
+    }
+}
+
+/// `postgres://user:pw@host/db` -> `postgres://user:***@host/db`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[unparseable url]".into();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let tail = tail.split('?').next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => format!("{scheme}://{authority}{tail}"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: DatabaseUrl,
+    /// HS256 key for access tokens. `None` in zero-setup mode: generated into the data dir.
+    pub jwt_secret: Option<Secret<String>>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// PII keys as `id:base64key,...`; `None` in zero-setup mode.
+    pub pii_keys: Option<Secret<String>>,
+    /// Which key id encrypts new data; default: the highest.
+    pub pii_active_key: Option<u32>,
+    pub max_json_body: usize,
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+    pub revocation_poll: Duration,
+    pub log_format: LogFormat,
+    /// Warnings found while loading (unknown keys...), logged once tracing is up.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Defaults for a data directory: SQLite inside it, everything else zero-setup.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: DatabaseUrl::Sqlite(data_dir.join("firemode.db")),
+            data_dir,
+            jwt_secret: None,
+            jwt_issuer: "firemode".into(),
+            jwt_audience: "firemode-api".into(),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            pii_keys: None,
+            pii_active_key: None,
+            max_json_body: 1024 * 1024,
+            login_max_failures: 5,
+            login_lockout: Duration::from_secs(15 * 60),
+            revocation_poll: Duration::from_millis(500),
+            log_format: LogFormat::Auto,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Load all layers. `file` is `--config`; `env` is the process environment (passed in so
+    /// tests can supply their own); `flags` are CLI overrides as key/value pairs.
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        flags: &BTreeMap<&'static str, String>,
+    ) -> anyhow::Result<Self> {
+        let mut raw: BTreeMap<String, String> = BTreeMap::new();
+        let mut warnings = Vec::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let table: toml::Table = text
+                .parse()
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            for (k, v) in table {
+                let value = match v {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                raw.insert(k, value);
+            }
+        }
+        if let Some(url) = env.get("DATABASE_URL") {
+            raw.insert("database_url".into(), url.clone());
+        }
+        for (k, v) in env {
+            if let Some(key) = k.strip_prefix("FIREMODE_") {
+                let key = key.to_ascii_lowercase();
+                if NOT_SETTINGS.contains(&key.as_str()) {
+                    continue;
+                }
+                raw.insert(key, v.clone());
+            }
+        }
+        for (k, v) in flags {
+            raw.insert((*k).to_owned(), v.clone());
+        }
+
+        let data_dir = PathBuf::from(raw.remove("data_dir").unwrap_or_else(|| "./data".into()));
+        let mut cfg = Config::for_data_dir(data_dir);
+        for (key, value) in raw {
+            cfg.apply(&key, &value, &mut warnings)?;
+        }
+        if let DatabaseUrl::Postgres(_) = cfg.database_url {
+            if cfg.jwt_secret.is_none() || cfg.pii_keys.is_none() {
+                bail!(
+                    "with PostgreSQL, secrets must be configured explicitly: set FIREMODE_JWT_SECRET \
+                     (at least 32 characters) and FIREMODE_PII_KEYS (e.g. 1:<base64 of 32 random bytes>; \
+                     `firemode admin gen-key` prints one)"
+                );
+            }
+        }
+        cfg.warnings = warnings;
+        Ok(cfg)
+    }
+
+    fn apply(&mut self, key: &str, value: &str, warnings: &mut Vec<String>) -> anyhow::Result<()> {
+        let secs = |v: &str| -> anyhow::Result<Duration> {
+            v.parse::<u64>().map(Duration::from_secs).with_context(|| {
+                format!("setting '{key}' must be a whole number of seconds, got '{v}'")
+            })
+        };
+        let number = |v: &str| -> anyhow::Result<u64> {
+            v.parse::<u64>().with_context(|| {
+                format!("setting '{key}' must be a non-negative whole number, got '{v}'")
+            })
+        };
+        match key {
+            "listen" => {
+                self.listen = value.parse().with_context(|| {
+                    format!(
+                        "setting 'listen' must be an address like 127.0.0.1:8080, got '{value}'"
+                    )
+                })?
+            }
+            "database_url" => self.database_url = DatabaseUrl::parse(value)?,
+            "jwt_secret" => {
+                if value.len() < 32 {
+                    bail!("FIREMODE_JWT_SECRET must be at least 32 characters long");
+                }
+                self.jwt_secret = Some(Secret::new(value.to_owned()))
+            }
+            "jwt_issuer" => self.jwt_issuer = value.to_owned(),
+            "jwt_audience" => self.jwt_audience = value.to_owned(),
+            "access_token_ttl_secs" => self.access_token_ttl = secs(value)?,
+            "refresh_token_ttl_secs" => self.refresh_token_ttl = secs(value)?,
+            "pii_keys" => self.pii_keys = Some(Secret::new(value.to_owned())),
+            "pii_active_key" => self.pii_active_key = Some(number(value)? as u32),
+            "max_json_body" => self.max_json_body = number(value)? as usize,
+            "login_max_failures" => self.login_max_failures = number(value)?.max(1) as u32,
+            "login_lockout_secs" => self.login_lockout = secs(value)?,
+            "revocation_poll_ms" => {
+                self.revocation_poll = Duration::from_millis(number(value)?.max(10))
+            }
+            "log_format" => {
+                self.log_format = match value {
+                    "auto" => LogFormat::Auto,
+                    "json" => LogFormat::Json,
+                    "pretty" => LogFormat::Pretty,
+                    _ => bail!("setting 'log_format' must be auto, json or pretty, got '{value}'"),
+                }
+            }
+            other => warnings.push(format!("unknown setting '{other}' ignored")),
+        }
+        Ok(())
+    }
+
+    /// Zero-setup mode: secrets are generated into the data directory.
+    pub fn zero_setup(&self) -> bool {
+        matches!(self.database_url, DatabaseUrl::Sqlite(_))
+            && (self.jwt_secret.is_none() || self.pii_keys.is_none())
+    }
+}
+
+/// `FIREMODE_*` variables that are not server settings.
+const NOT_SETTINGS: &[&str] = &[
+    "admin_password",
+    "test_database_url",
+    "log",
+    "config",
+    "token",
+    "url",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_database_password() {
+        let url = DatabaseUrl::parse("postgres://app:hunter2@db.example:5432/fm?sslmode=require")
+            .unwrap();
+        let shown = url.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(shown, "postgres://app:***@db.example:5432/fm");
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn rejects_unknown_scheme() {
+        let err = DatabaseUrl::parse("mysql://root@localhost/fm")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mysql"), "{err}");
+        assert!(DatabaseUrl::parse("no-scheme").is_err());
+        // Prefix matching would accept this; scheme parsing does not.
+        assert!(DatabaseUrl::parse("sqlitex://a.db").is_err());
+    }
+
+    #[test]
+    fn layers_in_order() {
+        let dir = std::env::temp_dir().join(format!("fm-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1000\"\nlogin_max_failures = 3\nbogus = 1\n",
+        )
+        .unwrap();
+        let env = BTreeMap::from([("FIREMODE_LISTEN".to_string(), "127.0.0.1:2000".to_string())]);
+        let cfg = Config::load(Some(&file), &env, &BTreeMap::new()).unwrap();
+        assert_eq!(cfg.listen.port(), 2000);
+        assert_eq!(cfg.login_max_failures, 3);
+        assert!(cfg.warnings.iter().any(|w| w.contains("bogus")));
+        let flags = BTreeMap::from([("listen", "127.0.0.1:3000".to_string())]);
+        let cfg = Config::load(Some(&file), &env, &flags).unwrap();
+        assert_eq!(cfg.listen.port(), 3000);
+    }
+
+    #[test]
+    fn bad_values_stop_startup() {
+        let env = BTreeMap::from([("FIREMODE_LISTEN".to_string(), "nope".to_string())]);
+        let err = Config::load(None, &env, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let env = BTreeMap::from([("DATABASE_URL".to_string(), "postgres://x@h/db".to_string())]);
+        let err = Config::load(None, &env, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("FIREMODE_JWT_SECRET"), "{err}");
+    }
+}

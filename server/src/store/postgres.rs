@@ -1,0 +1,53 @@
+//! PostgreSQL backend. Several nodes may share one database; revocations are announced with
+//! NOTIFY so other nodes pick them up at once (they also poll, so a missed notification only
+//! delays).
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::sql::sql_store;
+use super::StoreResult;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Channel for revocation announcements; the payload is the revocation's sequence number.
+pub const REVOCATION_CHANNEL: &str = "firemode_revocations";
+
+pub struct PgStore {
+    pub(crate) writer: PgPool,
+    pub(crate) reader: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.writer
+    }
+
+    async fn after_revocation(&self, seq: i64) {
+        // Best effort: pollers catch up if this fails.
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(REVOCATION_CHANNEL)
+            .bind(seq.to_string())
+            .execute(&self.writer)
+            .await
+        {
+            tracing::warn!(error = %e, "revocation NOTIFY failed; other nodes will poll");
+        }
+    }
+}
+
+sql_store!(PgStore, "postgres");
