@@ -1,0 +1,9 @@
+//! FireMode end-to-end suite. Every test starts the real server (in-process on a real socket,
+//! or the real binary as a subprocess) on its own SQLite file or PostgreSQL database.
+
+mod auth;
+mod cli;
+mod http_basics;
+mod pii;
+mod store_conformance;
+mod users;
