@@ -21,7 +21,10 @@ struct Proc {
 impl Proc {
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(BIN);
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("DATABASE_URL");
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("DATABASE_URL");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -82,7 +85,10 @@ impl Drop for Proc {
 
 fn admin(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let mut cmd = Command::new(BIN);
-    cmd.arg("admin").args(args).env_remove("DATABASE_URL").stdin(Stdio::null());
+    cmd.arg("admin")
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -100,36 +106,96 @@ async fn readme_flow_on_zero_setup_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_s = data.to_str().unwrap();
-    let srv = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data_s], &[("FIREMODE_LOG_FORMAT", "json")]);
+    let srv = Proc::spawn(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_s],
+        &[("FIREMODE_LOG_FORMAT", "json")],
+    );
     let c = Client::new(&srv.base);
     assert_eq!(c.get("/health", None).await.status, 200);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.join("secrets.toml")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(data.join("secrets.toml"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "generated secrets are owner-only");
     }
-    assert!(srv.output().contains("generated new secrets"), "a warning says secrets were generated");
+    assert!(
+        srv.output().contains("generated new secrets"),
+        "a warning says secrets were generated"
+    );
 
     let pw = "readme-password-1";
     let env = [("FIREMODE_ADMIN_PASSWORD", pw)];
-    let (ok, org, err) = admin(&["--data-dir", data_s, "create-org", "--name", "Acme Fire", "--admin-email", "admin@acme.test"], &env);
+    let (ok, org, err) = admin(
+        &[
+            "--data-dir",
+            data_s,
+            "create-org",
+            "--name",
+            "Acme Fire",
+            "--admin-email",
+            "admin@acme.test",
+        ],
+        &env,
+    );
     assert!(ok, "{err}");
     let org_id: uuid::Uuid = org.parse().expect("create-org prints the org id");
     let (ok, _, err) = admin(
-        &["--data-dir", data_s, "create-user", "--org", &org, "--email", "ivy@acme.test", "--role", "inspector", "--full-name", "Ivy Inspector"],
+        &[
+            "--data-dir",
+            data_s,
+            "create-user",
+            "--org",
+            &org,
+            "--email",
+            "ivy@acme.test",
+            "--role",
+            "inspector",
+            "--full-name",
+            "Ivy Inspector",
+        ],
         &[("FIREMODE_ADMIN_PASSWORD", "inspector-pass-1")],
     );
     assert!(ok, "{err}");
-    let (ok, _, err) = admin(&["--data-dir", data_s, "create-user", "--org", &org, "--email", "x@acme.test", "--role", "boss"], &env);
-    assert!(!ok && err.contains("boss"), "bad role is one clear line: {err}");
+    let (ok, _, err) = admin(
+        &[
+            "--data-dir",
+            data_s,
+            "create-user",
+            "--org",
+            &org,
+            "--email",
+            "x@acme.test",
+            "--role",
+            "boss",
+        ],
+        &env,
+    );
+    assert!(
+        !ok && err.contains("boss"),
+        "bad role is one clear line: {err}"
+    );
 
-    let login = c.post("/v1/auth/login", None, &json!({ "email": "admin@acme.test", "password": pw })).await;
+    let login = c
+        .post(
+            "/v1/auth/login",
+            None,
+            &json!({ "email": "admin@acme.test", "password": pw }),
+        )
+        .await;
     assert_eq!(login.status, 200, "{}", login.body);
     let token = login.str("access_token").to_owned();
     let me = c.get("/v1/users/me", Some(&token)).await;
     assert_eq!(me.json["org_id"], org_id.to_string());
-    let ivy = c.post("/v1/auth/login", None, &json!({ "email": "ivy@acme.test", "password": "inspector-pass-1" })).await;
+    let ivy = c
+        .post(
+            "/v1/auth/login",
+            None,
+            &json!({ "email": "ivy@acme.test", "password": "inspector-pass-1" }),
+        )
+        .await;
     let ivy_token = ivy.str("access_token").to_owned();
 
     // rotate-pii-key while the server runs: it picks up the new key and still reads names.
@@ -140,25 +206,50 @@ async fn readme_flow_on_zero_setup_sqlite() {
     assert!(users.body.contains("Ivy Inspector"), "{}", users.body);
 
     // revoke-tokens from the CLI reaches the running server within a second.
-    let (ok, _, err) = admin(&["--data-dir", data_s, "revoke-tokens", "--email", "ivy@acme.test"], &[]);
+    let (ok, _, err) = admin(
+        &[
+            "--data-dir",
+            data_s,
+            "revoke-tokens",
+            "--email",
+            "ivy@acme.test",
+        ],
+        &[],
+    );
     assert!(ok, "{err}");
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         if c.get("/v1/users/me", Some(&ivy_token)).await.status == 401 {
             break;
         }
-        assert!(Instant::now() < deadline, "CLI revocation not seen by the server");
+        assert!(
+            Instant::now() < deadline,
+            "CLI revocation not seen by the server"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let (status, logs) = srv.terminate();
     assert!(status.success(), "SIGTERM exits 0: {status}");
-    assert!(logs.contains("shutdown requested") && logs.contains("stopped"), "{logs}");
-    for secret in [pw, "inspector-pass-1", token.as_str(), ivy_token.as_str(), login.str("refresh_token"), "Ivy Inspector"] {
+    assert!(
+        logs.contains("shutdown requested") && logs.contains("stopped"),
+        "{logs}"
+    );
+    for secret in [
+        pw,
+        "inspector-pass-1",
+        token.as_str(),
+        ivy_token.as_str(),
+        login.str("refresh_token"),
+        "Ivy Inspector",
+    ] {
         assert!(!logs.contains(secret), "secret leaked into logs");
     }
     let secrets = std::fs::read_to_string(data.join("secrets.toml")).unwrap();
-    let jwt_line = secrets.lines().find(|l| l.starts_with("jwt_secret")).unwrap();
+    let jwt_line = secrets
+        .lines()
+        .find(|l| l.starts_with("jwt_secret"))
+        .unwrap();
     let jwt = jwt_line.split('"').nth(1).unwrap();
     assert!(!logs.contains(jwt), "JWT key leaked into logs");
 }
@@ -166,22 +257,40 @@ async fn readme_flow_on_zero_setup_sqlite() {
 /// A database password and explicit secrets given to the binary never reach its logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_secrets_stay_out_of_logs() {
-    let Some(db) = TestDb::new(firemode_tests::Backend::Postgres).await else { return };
+    let Some(db) = TestDb::new(firemode_tests::Backend::Postgres).await else {
+        return;
+    };
     // Trust authentication ignores the password, so a fake one still connects.
-    let url = db.raw_url().replacen("://", "://postgres:pg-password-xyzzy@", 1);
-    let url = if db.raw_url().contains('@') { db.raw_url().replacen("postgres@", "postgres:pg-password-xyzzy@", 1) } else { url };
+    let url = db
+        .raw_url()
+        .replacen("://", "://postgres:pg-password-xyzzy@", 1);
+    let url = if db.raw_url().contains('@') {
+        db.raw_url()
+            .replacen("postgres@", "postgres:pg-password-xyzzy@", 1)
+    } else {
+        url
+    };
     let jwt = firemode_server::crypto::random_b64(48);
     let pii = format!("1:{}", firemode_server::crypto::random_b64(32));
     let srv = Proc::spawn(
         &["serve", "--listen", "127.0.0.1:0"],
-        &[("DATABASE_URL", &url), ("FIREMODE_JWT_SECRET", &jwt), ("FIREMODE_PII_KEYS", &pii), ("FIREMODE_LOG_FORMAT", "json")],
+        &[
+            ("DATABASE_URL", &url),
+            ("FIREMODE_JWT_SECRET", &jwt),
+            ("FIREMODE_PII_KEYS", &pii),
+            ("FIREMODE_LOG_FORMAT", "json"),
+        ],
     );
     let c = Client::new(&srv.base);
     assert_eq!(c.get("/ready", None).await.status, 200);
     let (status, logs) = srv.terminate();
     assert!(status.success());
     assert!(logs.contains("***"), "the URL is logged masked: {logs}");
-    for secret in ["pg-password-xyzzy", jwt.as_str(), pii.split(':').nth(1).unwrap()] {
+    for secret in [
+        "pg-password-xyzzy",
+        jwt.as_str(),
+        pii.split(':').nth(1).unwrap(),
+    ] {
         assert!(!logs.contains(secret), "secret leaked: {logs}");
     }
     drop(db);
@@ -194,7 +303,11 @@ fn bad_configuration_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let run = |env: &[(&str, &str)], args: &[&str]| {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve").args(args).env_remove("DATABASE_URL").arg("--data-dir").arg(dir.path());
+        cmd.arg("serve")
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .arg("--data-dir")
+            .arg(dir.path());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -206,7 +319,13 @@ fn bad_configuration_is_one_clear_line() {
     assert!(e.contains("DATABASE_URL") && e.contains("mysql"), "{e}");
     let e = run(&[("FIREMODE_LISTEN", "not-an-address")], &[]);
     assert!(e.contains("listen"), "{e}");
-    let e = run(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")], &[]);
+    let e = run(
+        &[(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )],
+        &[],
+    );
     assert!(e.contains("FIREMODE_JWT_SECRET"), "{e}");
     assert_eq!(e.trim().lines().count(), 1, "{e}");
 }
@@ -214,7 +333,9 @@ fn bad_configuration_is_one_clear_line() {
 /// In-process servers log at trace level into one buffer; no secret of a login flow is in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_logs_hold_no_secrets() {
-    let Some(srv) = firemode_tests::TestServer::start(firemode_tests::Backend::Sqlite).await else { return };
+    let Some(srv) = firemode_tests::TestServer::start(firemode_tests::Backend::Sqlite).await else {
+        return;
+    };
     let org = srv.org("Logs").await;
     let r = srv
         .client
@@ -226,8 +347,22 @@ async fn in_process_logs_hold_no_secrets() {
         .await;
     assert_eq!(r.status, 201);
     let u = srv.login("pii@logs.test", "very-secret-pw-991").await;
-    let refreshed = srv.client.post("/v1/auth/refresh", None, &json!({ "refresh_token": u.refresh })).await;
-    let _ = srv.client.post("/v1/auth/login", None, &json!({ "email": "pii@logs.test", "password": "wrong-guess-pw-5" })).await;
+    let refreshed = srv
+        .client
+        .post(
+            "/v1/auth/refresh",
+            None,
+            &json!({ "refresh_token": u.refresh }),
+        )
+        .await;
+    let _ = srv
+        .client
+        .post(
+            "/v1/auth/login",
+            None,
+            &json!({ "email": "pii@logs.test", "password": "wrong-guess-pw-5" }),
+        )
+        .await;
     let logs = logs::captured();
     assert!(logs.contains("/v1/auth/login"), "the capture works");
     for secret in [

@@ -21,19 +21,29 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
     pub fn str(&self, field: &str) -> &str {
-        self.json[field].as_str().unwrap_or_else(|| panic!("no string field {field} in {}", self.body))
+        self.json[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string field {field} in {}", self.body))
     }
     pub fn uuid(&self, field: &str) -> Uuid {
-        self.str(field).parse().unwrap_or_else(|_| panic!("{field} is not a uuid in {}", self.body))
+        self.str(field)
+            .parse()
+            .unwrap_or_else(|_| panic!("{field} is not a uuid in {}", self.body))
     }
 }
 
 impl Client {
     pub fn new(base: &str) -> Self {
-        Self { base: base.to_owned(), http: reqwest::Client::new() }
+        Self {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -44,7 +54,12 @@ impl Client {
         &self.http
     }
 
-    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let mut rb = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
@@ -58,7 +73,12 @@ impl Client {
         let headers = res.headers().clone();
         let body = res.text().await.expect("body");
         let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-        Resp { status, headers, body, json }
+        Resp {
+            status,
+            headers,
+            body,
+            json,
+        }
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
@@ -78,7 +98,13 @@ impl Client {
     }
 
     /// POST a raw body with a content type.
-    pub async fn post_raw(&self, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Resp {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Resp {
         Self::send(
             self.request(Method::POST, path, token)
                 .header("content-type", content_type)

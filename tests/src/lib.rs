@@ -120,14 +120,18 @@ impl Drop for TestDb {
         if let Some((admin, name)) = self.pg.take() {
             // Best effort, on a thread of its own: Drop cannot await.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
                 if let Ok(rt) = rt {
                     rt.block_on(async {
                         use sqlx::Connection;
                         if let Ok(mut c) = sqlx::postgres::PgConnection::connect(&admin).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut c)
-                                .await;
+                            let _ = sqlx::query(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .execute(&mut c)
+                            .await;
                         }
                     });
                 }
@@ -184,11 +188,19 @@ impl TestServer {
     pub async fn start_with(db: TestDb, cfg: Config) -> Self {
         logs::init();
         let state = AppState::new(cfg).await.expect("server state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let handle = tokio::spawn(firemode_server::serve(listener, state.clone()));
         let client = Client::new(&base);
-        Self { base, state, db, client, handle: Some(handle) }
+        Self {
+            base,
+            state,
+            db,
+            client,
+            handle: Some(handle),
+        }
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -206,7 +218,11 @@ impl TestServer {
         // Let the pools go before the database is dropped.
         let db = std::mem::replace(
             &mut self.db,
-            TestDb { url: DatabaseUrl::Sqlite("/nonexistent".into()), dir: tempfile::tempdir().expect("tmp"), pg: None },
+            TestDb {
+                url: DatabaseUrl::Sqlite("/nonexistent".into()),
+                dir: tempfile::tempdir().expect("tmp"),
+                pg: None,
+            },
         );
         drop(self);
         db
@@ -216,9 +232,15 @@ impl TestServer {
     pub async fn org(&self, name: &str) -> Org {
         let store = self.store();
         let org = store.create_org(name).await.expect("create org");
-        let email = format!("admin-{}@{}.test", Uuid::new_v4().simple(), name.to_lowercase().replace(' ', "-"));
+        let email = format!(
+            "admin-{}@{}.test",
+            Uuid::new_v4().simple(),
+            name.to_lowercase().replace(' ', "-")
+        );
         let password = "admin-password-123".to_string();
-        let hash = firemode_server::auth::password::hash(password.clone()).await.expect("hash");
+        let hash = firemode_server::auth::password::hash(password.clone())
+            .await
+            .expect("hash");
         store
             .create_user(firemode_server::store::NewUser {
                 org_id: org.id,
@@ -237,10 +259,17 @@ impl TestServer {
     pub async fn login(&self, email: &str, password: &str) -> User {
         let r = self
             .client
-            .post("/v1/auth/login", None, &json!({ "email": email, "password": password }))
+            .post(
+                "/v1/auth/login",
+                None,
+                &json!({ "email": email, "password": password }),
+            )
             .await;
         assert_eq!(r.status, 200, "login failed: {}", r.body);
-        let me = self.client.get("/v1/users/me", Some(r.str("access_token"))).await;
+        let me = self
+            .client
+            .get("/v1/users/me", Some(r.str("access_token")))
+            .await;
         assert_eq!(me.status, 200, "{}", me.body);
         User {
             id: me.uuid("id"),
@@ -284,7 +313,11 @@ pub struct User {
 
 /// Assert a problem+json response with `status` and `code`.
 pub fn assert_problem(r: &Resp, status: u16, code: &str) {
-    assert_eq!(r.status, status, "expected {status} {code}, got {}: {}", r.status, r.body);
+    assert_eq!(
+        r.status, status,
+        "expected {status} {code}, got {}: {}",
+        r.status, r.body
+    );
     assert_eq!(
         r.header("content-type").as_deref(),
         Some("application/problem+json"),
@@ -293,9 +326,15 @@ pub fn assert_problem(r: &Resp, status: u16, code: &str) {
     );
     assert_eq!(r.json["code"], Value::from(code), "{}", r.body);
     assert_eq!(r.json["status"], Value::from(status), "{}", r.body);
-    assert!(r.json["request_id"].as_str().is_some_and(|s| !s.is_empty()), "request_id in {}", r.body);
+    assert!(
+        r.json["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "request_id in {}",
+        r.body
+    );
     assert!(r.json["retryable"].is_boolean(), "{}", r.body);
-    assert!(r.json["title"].is_string() && r.json["type"].is_string() && r.json["detail"].is_string());
+    assert!(
+        r.json["title"].is_string() && r.json["type"].is_string() && r.json["detail"].is_string()
+    );
 }
 
 impl TestServer {
@@ -306,7 +345,8 @@ impl TestServer {
             None => {
                 let path = firemode_server::crypto::SecretsFile::path(&self.state.config.data_dir);
                 let text = std::fs::read_to_string(path).expect("secrets file");
-                let file: firemode_server::crypto::SecretsFile = toml::from_str(&text).expect("secrets toml");
+                let file: firemode_server::crypto::SecretsFile =
+                    toml::from_str(&text).expect("secrets toml");
                 file.jwt_secret
             }
         }

@@ -39,6 +39,10 @@ pub fn init() {
 pub fn captured() -> String {
     BUFFER
         .get()
-        .and_then(|b| b.0.lock().ok().map(|v| String::from_utf8_lossy(&v).into_owned()))
+        .and_then(|b| {
+            b.0.lock()
+                .ok()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        })
         .unwrap_or_default()
 }

@@ -1,11 +1,15 @@
 //! The HTTP layer: one router per resource, shared middleware, problem+json errors.
 
 pub mod auth;
+pub mod buildings;
 pub mod error;
+pub mod evidence;
 pub mod extract;
 pub mod meta;
 mod middleware;
 pub mod pagination;
+pub mod rules;
+pub mod sessions;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -60,6 +64,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(meta::router())
         .merge(auth::router())
         .merge(users::router())
+        .merge(buildings::router())
+        .merge(rules::router())
+        .merge(sessions::router())
+        .merge(evidence::router())
 }
 
 /// The OpenAPI document for the routes this server serves.

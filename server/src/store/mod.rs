@@ -4,7 +4,12 @@
 //! schema differs only in column types (see `migrations/`). Backend-specific behaviour (pool
 //! set-up, pragmas, LISTEN/NOTIFY) lives in `sqlite.rs` and `postgres.rs`.
 
+pub mod buildings;
+pub mod evidence;
+pub mod idempotency;
 mod postgres;
+pub mod rules;
+pub mod sessions;
 mod sql;
 mod sqlite;
 
@@ -212,7 +217,16 @@ pub struct Page {
 /// The persistence interface. Every method is scoped as its arguments say: methods that take an
 /// `org_id` never return another organisation's rows.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    buildings::BuildingStore
+    + rules::RuleStore
+    + sessions::SessionStore
+    + evidence::EvidenceStore
+    + idempotency::IdempotencyStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
     /// Cheap round trip to the database (readiness).

@@ -51,3 +51,8 @@ impl PgStore {
 }
 
 sql_store!(PgStore, "postgres");
+super::buildings::buildings_sql!(PgStore);
+super::rules::rules_sql!(PgStore);
+super::sessions::sessions_sql!(PgStore, sqlx::Postgres);
+super::evidence::evidence_sql!(PgStore);
+super::idempotency::idempotency_sql!(PgStore);

@@ -56,3 +56,8 @@ impl SqliteStore {
 }
 
 sql_store!(SqliteStore, "sqlite");
+super::buildings::buildings_sql!(SqliteStore);
+super::rules::rules_sql!(SqliteStore);
+super::sessions::sessions_sql!(SqliteStore, sqlx::Sqlite);
+super::evidence::evidence_sql!(SqliteStore);
+super::idempotency::idempotency_sql!(SqliteStore);

@@ -1,0 +1,533 @@
+//! Test sessions: the registry, the automerge document store (append-only changes with
+//! attribution + compacted snapshot) and the projection rows REST reads.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Page, StoreResult};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub building_id: Uuid,
+    pub name: String,
+    pub frequency: String,
+    pub status: String,
+    pub rule_set_code: String,
+    pub rule_set_version: String,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A session with the users assigned to it.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub row: SessionRow,
+    pub assigned_to: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub building_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub assigned_to: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionPatch {
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub assigned_to: Option<Vec<Uuid>>,
+}
+
+/// A change to append, with who sent it.
+#[derive(Debug, Clone)]
+pub struct NewChange {
+    pub session_id: Uuid,
+    pub hash: Vec<u8>,
+    pub bytes: Vec<u8>,
+    pub actor_id: String,
+    pub user_id: Option<Uuid>,
+    pub device_id: Option<String>,
+    pub connection_id: Option<String>,
+}
+
+/// The stored form of a document: the latest snapshot and the changes after it.
+#[derive(Debug, Clone, Default)]
+pub struct StoredDocument {
+    pub snapshot: Option<Vec<u8>>,
+    pub covers_seq: i64,
+    /// (seq, change bytes), in order.
+    pub changes: Vec<(i64, Vec<u8>)>,
+}
+
+impl StoredDocument {
+    pub fn last_seq(&self) -> i64 {
+        self.changes.last().map_or(self.covers_seq, |(s, _)| *s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ChangeAttribution {
+    pub seq: i64,
+    pub change_hash: Vec<u8>,
+    pub actor_id: String,
+    pub user_id: Option<Uuid>,
+    pub device_id: Option<String>,
+    pub connection_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// One projected item row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ItemRow {
+    pub session_id: Uuid,
+    pub asset_id: String,
+    pub org_id: Uuid,
+    pub building_id: Uuid,
+    pub rule_code: Option<String>,
+    pub outcome: Option<String>,
+    pub raw_outcome: Option<String>,
+    pub observed_condition: Option<String>,
+    pub readings: sqlx::types::Json<serde_json::Value>,
+    pub notes: String,
+    pub evidence: sqlx::types::Json<serde_json::Value>,
+    pub recorded_by: Option<String>,
+    pub recorded_at: Option<String>,
+    pub classification: Option<String>,
+    pub rule_version: Option<String>,
+    pub problems: sqlx::types::Json<serde_json::Value>,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Register a session, its assignees and its initial document changes in one transaction.
+    async fn create_session(
+        &self,
+        row: &SessionRow,
+        assigned_to: &[Uuid],
+        initial: &[NewChange],
+    ) -> StoreResult<()>;
+    /// A session of `org_id` (NotFound for other organisations' sessions).
+    async fn get_session(&self, org_id: Uuid, id: Uuid) -> StoreResult<SessionRecord>;
+    /// A session by id alone, for the sync hub, which then checks the caller's organisation.
+    async fn find_session(&self, id: Uuid) -> StoreResult<SessionRecord>;
+    async fn list_sessions(
+        &self,
+        org_id: Uuid,
+        filter: &SessionFilter,
+        page: Page,
+    ) -> StoreResult<Vec<SessionRecord>>;
+    async fn update_session(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        patch: &SessionPatch,
+    ) -> StoreResult<SessionRecord>;
+    async fn building_has_sessions(&self, building_id: Uuid) -> StoreResult<bool>;
+
+    /// Append changes (any sessions) in one transaction: the group commit. Changes already
+    /// stored (same session and hash) are skipped. Returns the highest seq per call order.
+    async fn append_changes(&self, changes: &[NewChange]) -> StoreResult<Vec<i64>>;
+    async fn load_document(&self, session_id: Uuid) -> StoreResult<StoredDocument>;
+    /// Changes with seq > `after` that still carry bytes (for other nodes catching up).
+    async fn changes_since(&self, session_id: Uuid, after: i64)
+        -> StoreResult<Vec<(i64, Vec<u8>)>>;
+    /// Write a snapshot covering every change up to `covers_seq` and drop those changes' bytes,
+    /// in one transaction. Attribution rows stay.
+    async fn compact(&self, session_id: Uuid, snapshot: &[u8], covers_seq: i64) -> StoreResult<()>;
+    async fn change_attributions(&self, session_id: Uuid) -> StoreResult<Vec<ChangeAttribution>>;
+
+    /// Replace a session's projection rows (one transaction).
+    async fn replace_projection(
+        &self,
+        session_id: Uuid,
+        items: &[ItemRow],
+        projected_seq: i64,
+        heads: &str,
+        problems: &serde_json::Value,
+    ) -> StoreResult<()>;
+    async fn list_items(&self, session_id: Uuid) -> StoreResult<Vec<ItemRow>>;
+}
+
+pub(crate) const SESSION_COLUMNS: &str = "id, org_id, building_id, name, frequency, status, \
+     rule_set_code, rule_set_version, created_by, created_at, updated_at";
+
+pub(crate) const ITEM_COLUMNS: &str = "session_id, asset_id, org_id, building_id, rule_code, \
+     outcome, raw_outcome, observed_condition, readings, notes, evidence, recorded_by, \
+     recorded_at, classification, rule_version, problems";
+
+macro_rules! sessions_sql {
+    ($store:ty, $db:ty) => {
+        /// Insert one change (skipping a duplicate); returns its seq.
+        async fn insert_change(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            c: &$crate::store::sessions::NewChange,
+        ) -> $crate::store::StoreResult<i64> {
+            let seq: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO doc_changes (session_id, change_hash, bytes, actor_id, user_id, device_id, \
+                 connection_id, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (session_id, change_hash) DO NOTHING RETURNING seq",
+            )
+            .bind(c.session_id)
+            .bind(&c.hash)
+            .bind(&c.bytes)
+            .bind(&c.actor_id)
+            .bind(c.user_id)
+            .bind(&c.device_id)
+            .bind(&c.connection_id)
+            .bind(chrono::Utc::now())
+            .fetch_optional(&mut **tx)
+            .await?;
+            match seq {
+                Some(s) => Ok(s),
+                None => Ok(sqlx::query_scalar(
+                    "SELECT seq FROM doc_changes WHERE session_id = $1 AND change_hash = $2",
+                )
+                .bind(c.session_id)
+                .bind(&c.hash)
+                .fetch_one(&mut **tx)
+                .await?),
+            }
+        }
+
+        impl $store {
+            async fn assignees_of(&self, ids: &[uuid::Uuid]) -> $crate::store::StoreResult<Vec<(uuid::Uuid, uuid::Uuid)>> {
+                let mut out = Vec::new();
+                for id in ids {
+                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+                        "SELECT session_id, user_id FROM session_assignees WHERE session_id = $1 ORDER BY user_id",
+                    )
+                    .bind(id)
+                    .fetch_all(&self.reader)
+                    .await?;
+                    out.extend(rows);
+                }
+                Ok(out)
+            }
+
+            async fn with_assignees(
+                &self,
+                rows: Vec<$crate::store::sessions::SessionRow>,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::sessions::SessionRecord>> {
+                let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+                let pairs = self.assignees_of(&ids).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|row| {
+                        let assigned_to = pairs.iter().filter(|(s, _)| *s == row.id).map(|(_, u)| *u).collect();
+                        $crate::store::sessions::SessionRecord { row, assigned_to }
+                    })
+                    .collect())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::sessions::SessionStore for $store {
+            async fn create_session(
+                &self,
+                row: &$crate::store::sessions::SessionRow,
+                assigned_to: &[uuid::Uuid],
+                initial: &[$crate::store::sessions::NewChange],
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.writer.begin().await?;
+                sqlx::query(&format!(
+                    "INSERT INTO test_sessions ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    $crate::store::sessions::SESSION_COLUMNS
+                ))
+                .bind(row.id)
+                .bind(row.org_id)
+                .bind(row.building_id)
+                .bind(&row.name)
+                .bind(&row.frequency)
+                .bind(&row.status)
+                .bind(&row.rule_set_code)
+                .bind(&row.rule_set_version)
+                .bind(row.created_by)
+                .bind(row.created_at)
+                .bind(row.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| $crate::store::StoreError::unique(e, "id"))?;
+                for user in assigned_to {
+                    sqlx::query("INSERT INTO session_assignees (session_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(row.id)
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for c in initial {
+                    insert_change(&mut tx, c).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_session(
+                &self,
+                org_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::sessions::SessionRecord> {
+                let row: $crate::store::sessions::SessionRow = sqlx::query_as(&format!(
+                    "SELECT {} FROM test_sessions WHERE id = $1 AND org_id = $2",
+                    $crate::store::sessions::SESSION_COLUMNS
+                ))
+                .bind(id)
+                .bind(org_id)
+                .fetch_optional(&self.reader)
+                .await?
+                .ok_or($crate::store::StoreError::NotFound)?;
+                Ok(self.with_assignees(vec![row]).await?.remove(0))
+            }
+
+            async fn find_session(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::sessions::SessionRecord> {
+                let row: $crate::store::sessions::SessionRow = sqlx::query_as(&format!(
+                    "SELECT {} FROM test_sessions WHERE id = $1",
+                    $crate::store::sessions::SESSION_COLUMNS
+                ))
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?
+                .ok_or($crate::store::StoreError::NotFound)?;
+                Ok(self.with_assignees(vec![row]).await?.remove(0))
+            }
+
+            async fn list_sessions(
+                &self,
+                org_id: uuid::Uuid,
+                f: &$crate::store::sessions::SessionFilter,
+                page: $crate::store::Page,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::sessions::SessionRecord>> {
+                let rows: Vec<$crate::store::sessions::SessionRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM test_sessions s WHERE org_id = $1 \
+                     AND ($2 IS NULL OR building_id = $2) AND ($3 IS NULL OR status = $3) \
+                     AND ($4 IS NULL OR EXISTS (SELECT 1 FROM session_assignees a WHERE a.session_id = s.id AND a.user_id = $4)) \
+                     AND ($5 IS NULL OR id > $5) ORDER BY id LIMIT $6",
+                    $crate::store::sessions::SESSION_COLUMNS
+                ))
+                .bind(org_id)
+                .bind(f.building_id)
+                .bind(&f.status)
+                .bind(f.assigned_to)
+                .bind(page.after)
+                .bind(page.limit)
+                .fetch_all(&self.reader)
+                .await?;
+                self.with_assignees(rows).await
+            }
+
+            async fn update_session(
+                &self,
+                org_id: uuid::Uuid,
+                id: uuid::Uuid,
+                p: &$crate::store::sessions::SessionPatch,
+            ) -> $crate::store::StoreResult<$crate::store::sessions::SessionRecord> {
+                let mut tx = self.writer.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE test_sessions SET name = COALESCE($1, name), status = COALESCE($2, status), \
+                     updated_at = $3 WHERE id = $4 AND org_id = $5",
+                )
+                .bind(&p.name)
+                .bind(&p.status)
+                .bind(chrono::Utc::now())
+                .bind(id)
+                .bind(org_id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::store::StoreError::NotFound);
+                }
+                if let Some(users) = &p.assigned_to {
+                    sqlx::query("DELETE FROM session_assignees WHERE session_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    for user in users {
+                        sqlx::query("INSERT INTO session_assignees (session_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                            .bind(id)
+                            .bind(user)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                $crate::store::sessions::SessionStore::get_session(self, org_id, id).await
+            }
+
+            async fn building_has_sessions(&self, building_id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM test_sessions WHERE building_id = $1")
+                    .bind(building_id)
+                    .fetch_one(&self.reader)
+                    .await?;
+                Ok(n > 0)
+            }
+
+            async fn append_changes(
+                &self,
+                changes: &[$crate::store::sessions::NewChange],
+            ) -> $crate::store::StoreResult<Vec<i64>> {
+                let mut tx = self.writer.begin().await?;
+                let mut seqs = Vec::with_capacity(changes.len());
+                for c in changes {
+                    seqs.push(insert_change(&mut tx, c).await?);
+                }
+                tx.commit().await?;
+                Ok(seqs)
+            }
+
+            async fn load_document(
+                &self,
+                session_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::sessions::StoredDocument> {
+                // Read from the writer: the hub must see what it just committed.
+                let snap: Option<(Vec<u8>, i64)> =
+                    sqlx::query_as("SELECT bytes, covers_seq FROM doc_snapshots WHERE session_id = $1")
+                        .bind(session_id)
+                        .fetch_optional(&self.writer)
+                        .await?;
+                let covers = snap.as_ref().map_or(0, |(_, s)| *s);
+                let changes = $crate::store::sessions::SessionStore::changes_since(self, session_id, covers).await?;
+                Ok($crate::store::sessions::StoredDocument {
+                    snapshot: snap.map(|(b, _)| b),
+                    covers_seq: covers,
+                    changes,
+                })
+            }
+
+            async fn changes_since(
+                &self,
+                session_id: uuid::Uuid,
+                after: i64,
+            ) -> $crate::store::StoreResult<Vec<(i64, Vec<u8>)>> {
+                Ok(sqlx::query_as(
+                    "SELECT seq, bytes FROM doc_changes WHERE session_id = $1 AND seq > $2 \
+                     AND bytes IS NOT NULL ORDER BY seq",
+                )
+                .bind(session_id)
+                .bind(after)
+                .fetch_all(&self.writer)
+                .await?)
+            }
+
+            async fn compact(
+                &self,
+                session_id: uuid::Uuid,
+                snapshot: &[u8],
+                covers_seq: i64,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.writer.begin().await?;
+                sqlx::query(
+                    "INSERT INTO doc_snapshots (session_id, bytes, covers_seq, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (session_id) DO UPDATE SET bytes = excluded.bytes, \
+                     covers_seq = excluded.covers_seq, updated_at = excluded.updated_at \
+                     WHERE doc_snapshots.covers_seq < excluded.covers_seq",
+                )
+                .bind(session_id)
+                .bind(snapshot)
+                .bind(covers_seq)
+                .bind(chrono::Utc::now())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE doc_changes SET bytes = NULL WHERE session_id = $1 AND seq <= $2 AND bytes IS NOT NULL \
+                     AND seq <= (SELECT covers_seq FROM doc_snapshots WHERE session_id = $1)",
+                )
+                .bind(session_id)
+                .bind(covers_seq)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn change_attributions(
+                &self,
+                session_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::sessions::ChangeAttribution>> {
+                Ok(sqlx::query_as(
+                    "SELECT seq, change_hash, actor_id, user_id, device_id, connection_id, received_at \
+                     FROM doc_changes WHERE session_id = $1 ORDER BY seq",
+                )
+                .bind(session_id)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn replace_projection(
+                &self,
+                session_id: uuid::Uuid,
+                items: &[$crate::store::sessions::ItemRow],
+                projected_seq: i64,
+                heads: &str,
+                problems: &serde_json::Value,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("DELETE FROM session_items WHERE session_id = $1")
+                    .bind(session_id)
+                    .execute(&mut *tx)
+                    .await?;
+                for i in items {
+                    sqlx::query(&format!(
+                        "INSERT INTO session_items ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                        $crate::store::sessions::ITEM_COLUMNS
+                    ))
+                    .bind(i.session_id)
+                    .bind(&i.asset_id)
+                    .bind(i.org_id)
+                    .bind(i.building_id)
+                    .bind(&i.rule_code)
+                    .bind(&i.outcome)
+                    .bind(&i.raw_outcome)
+                    .bind(&i.observed_condition)
+                    .bind(&i.readings)
+                    .bind(&i.notes)
+                    .bind(&i.evidence)
+                    .bind(&i.recorded_by)
+                    .bind(&i.recorded_at)
+                    .bind(&i.classification)
+                    .bind(&i.rule_version)
+                    .bind(&i.problems)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO session_projection_state (session_id, projected_seq, heads, problems, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO UPDATE SET \
+                     projected_seq = excluded.projected_seq, heads = excluded.heads, \
+                     problems = excluded.problems, updated_at = excluded.updated_at",
+                )
+                .bind(session_id)
+                .bind(projected_seq)
+                .bind(heads)
+                .bind(sqlx::types::Json(problems))
+                .bind(chrono::Utc::now())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_items(
+                &self,
+                session_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::sessions::ItemRow>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM session_items WHERE session_id = $1 ORDER BY asset_id",
+                    $crate::store::sessions::ITEM_COLUMNS
+                ))
+                .bind(session_id)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+        }
+    };
+}
+
+pub(crate) use sessions_sql;
