@@ -75,3 +75,9 @@ CREATE TABLE session_projection_state (
     problems       TEXT NOT NULL,
     updated_at     TEXT NOT NULL
 );
+
+-- Server-wide facts, e.g. the storage id the sync hub advertises (stable across restarts).
+CREATE TABLE server_meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);

@@ -13,6 +13,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 
 /// Channel for revocation announcements; the payload is the revocation's sequence number.
 pub const REVOCATION_CHANNEL: &str = "firemode_revocations";
+/// Channel announcing committed document changes; the payload is the session id.
+pub const DOCUMENT_CHANNEL: &str = "firemode_documents";
 
 pub struct PgStore {
     pub(crate) writer: PgPool,
@@ -35,6 +37,24 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.writer
+    }
+
+    /// Tell other nodes which documents changed; delivered when the transaction commits.
+    async fn announce_changes(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        changes: &[super::sessions::NewChange],
+    ) -> StoreResult<()> {
+        let mut docs: Vec<uuid::Uuid> = changes.iter().map(|c| c.session_id).collect();
+        docs.sort();
+        docs.dedup();
+        for d in docs {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(DOCUMENT_CHANNEL)
+                .bind(d.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn after_revocation(&self, seq: i64) {

@@ -139,7 +139,10 @@ pub trait SessionStore: Send + Sync {
         -> StoreResult<Vec<(i64, Vec<u8>)>>;
     /// Write a snapshot covering every change up to `covers_seq` and drop those changes' bytes,
     /// in one transaction. Attribution rows stay.
-    async fn compact(&self, session_id: Uuid, snapshot: &[u8], covers_seq: i64) -> StoreResult<()>;
+    /// `covered` are the hashes of the changes the snapshot contains: only their bytes go (a
+    /// change another node stored meanwhile is kept even if its seq is lower).
+    async fn compact(&self, session_id: Uuid, snapshot: &[u8], covers_seq: i64, covered: &[Vec<u8>])
+        -> StoreResult<()>;
     async fn change_attributions(&self, session_id: Uuid) -> StoreResult<Vec<ChangeAttribution>>;
 
     /// Replace a session's projection rows (one transaction).
@@ -152,6 +155,9 @@ pub trait SessionStore: Send + Sync {
         problems: &serde_json::Value,
     ) -> StoreResult<()>;
     async fn list_items(&self, session_id: Uuid) -> StoreResult<Vec<ItemRow>>;
+
+    /// A value of `server_meta`, set to `default` the first time it is asked for.
+    async fn meta_value(&self, key: &str, default: &str) -> StoreResult<String>;
 }
 
 pub(crate) const SESSION_COLUMNS: &str = "id, org_id, building_id, name, frequency, status, \
@@ -378,6 +384,7 @@ macro_rules! sessions_sql {
                 for c in changes {
                     seqs.push(insert_change(&mut tx, c).await?);
                 }
+                <$store>::announce_changes(&mut tx, changes).await?;
                 tx.commit().await?;
                 Ok(seqs)
             }
@@ -421,6 +428,7 @@ macro_rules! sessions_sql {
                 session_id: uuid::Uuid,
                 snapshot: &[u8],
                 covers_seq: i64,
+                covered: &[Vec<u8>],
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.writer.begin().await?;
                 sqlx::query(
@@ -435,14 +443,17 @@ macro_rules! sessions_sql {
                 .bind(chrono::Utc::now())
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "UPDATE doc_changes SET bytes = NULL WHERE session_id = $1 AND seq <= $2 AND bytes IS NOT NULL \
-                     AND seq <= (SELECT covers_seq FROM doc_snapshots WHERE session_id = $1)",
-                )
-                .bind(session_id)
-                .bind(covers_seq)
-                .execute(&mut *tx)
-                .await?;
+                for chunk in covered.chunks(500) {
+                    let list = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+                    let sql = format!(
+                        "UPDATE doc_changes SET bytes = NULL WHERE session_id = $1 AND change_hash IN ({list})"
+                    );
+                    let mut q = sqlx::query(&sql).bind(session_id);
+                    for h in chunk {
+                        q = q.bind(h);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -512,6 +523,18 @@ macro_rules! sessions_sql {
                 .await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn meta_value(&self, key: &str, default: &str) -> $crate::store::StoreResult<String> {
+                sqlx::query("INSERT INTO server_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                    .bind(key)
+                    .bind(default)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(sqlx::query_scalar("SELECT value FROM server_meta WHERE key = $1")
+                    .bind(key)
+                    .fetch_one(&self.writer)
+                    .await?)
             }
 
             async fn list_items(

@@ -50,6 +50,14 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
+    /// Other nodes learn of new changes by NOTIFY on PostgreSQL; SQLite has a single node.
+    async fn announce_changes(
+        _tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        _changes: &[super::sessions::NewChange],
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+
     async fn after_revocation(&self, _seq: i64) {
         // Other processes on this file notice new rows by polling (see auth::revocation).
     }

@@ -1,0 +1,311 @@
+//! The sync hub: automerge-repo protocol (v1) over WebSockets.
+//!
+//! One actor task per open document owns the automerge document and one sync state per
+//! connection that asked for it (`doc.rs`). Connections (`conn.rs`) authenticate at the upgrade,
+//! check every document id against the session registry, and attach only to the documents they
+//! ask for. New changes are committed through the group committer (`persist.rs`) before anyone
+//! hears of them; then the session is re-projected in the background (`crate::projection`).
+//! Idle documents are unloaded.
+
+pub mod conn;
+mod doc;
+mod persist;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use automerge::{ActorId, Automerge, ChangeHash};
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::projection::Projector;
+use crate::store::Store;
+use doc::{DocCmd, DocHandle};
+pub use persist::GroupCommitter;
+
+/// Tunables of the hub (from `Config`).
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub ping_interval: Duration,
+    pub idle_unload: Duration,
+    pub max_frame: usize,
+    pub outbound_queue: usize,
+    pub compact_after: usize,
+}
+
+pub type ConnId = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// What a document actor knows of a connection.
+pub struct ConnInfo {
+    pub id: ConnId,
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub role: crate::store::Role,
+    /// The client's peer id (`<user id>:<device id>`).
+    pub peer_id: String,
+    pub device_id: String,
+    /// Encoded frames to send. Bounded: a full queue means a slow client, which is cut off.
+    pub out: mpsc::Sender<Vec<u8>>,
+    /// Cancelled to close the socket (slow client, revocation, unassignment).
+    pub kill: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("the document could not be loaded: {0}")]
+    Load(String),
+    #[error("the change could not be stored: {0}")]
+    Persist(String),
+    #[error("the document is unavailable")]
+    Unavailable,
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Who made a server-side change (REST writes).
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub user_id: Uuid,
+    pub request_id: Option<String>,
+}
+
+pub(crate) struct HubInner {
+    pub store: Arc<dyn Store>,
+    pub committer: GroupCommitter,
+    pub projector: Projector,
+    pub config: HubConfig,
+    docs: DashMap<Uuid, DocHandle>,
+    pub conns: DashMap<ConnId, Arc<ConnInfo>>,
+    next_conn: AtomicU64,
+    next_gen: AtomicU64,
+    /// The server's peer id in the protocol, and the storage id it advertises.
+    pub peer_id: String,
+    pub storage_id: String,
+    /// The actor id of changes this process makes (REST writes); unique per process.
+    pub actor: ActorId,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+    committer_stop: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+impl Hub {
+    pub fn new(
+        store: Arc<dyn Store>,
+        projector: Projector,
+        config: HubConfig,
+        storage_id: String,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let committer_stop = CancellationToken::new();
+        let committer = GroupCommitter::spawn(store.clone(), &tasks, committer_stop.clone());
+        let actor = ActorId::from(Uuid::new_v4().as_bytes().as_slice());
+        Self {
+            inner: Arc::new(HubInner {
+                store,
+                committer,
+                projector,
+                config,
+                docs: DashMap::new(),
+                conns: DashMap::new(),
+                next_conn: AtomicU64::new(1),
+                next_gen: AtomicU64::new(1),
+                peer_id: format!("firemode-server-{storage_id}"),
+                storage_id,
+                actor,
+                tasks,
+                shutdown,
+                committer_stop,
+            }),
+        }
+    }
+
+    pub fn peer_id(&self) -> &str {
+        &self.inner.peer_id
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.inner.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Number of documents loaded in memory.
+    pub fn loaded_documents(&self) -> usize {
+        self.inner.docs.len()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.inner.conns.len()
+    }
+
+    /// Deliver a command to the document's actor, starting it if needed.
+    pub(crate) async fn send(&self, doc: Uuid, mut cmd: DocCmd) {
+        for _ in 0..3 {
+            let tx = self.handle(doc);
+            match tx.send(cmd).await {
+                Ok(()) => return,
+                // The actor stopped between lookup and send: it is gone from the map, retry.
+                Err(mpsc::error::SendError(c)) => {
+                    self.inner.docs.remove_if(&doc, |_, h| h.tx.is_closed());
+                    cmd = c;
+                }
+            }
+        }
+        tracing::error!(%doc, "could not reach a document actor");
+    }
+
+    /// Deliver a command only if the document is loaded (e.g. detaching from it).
+    pub(crate) async fn send_if_loaded(&self, doc: Uuid, cmd: DocCmd) {
+        let tx = self.inner.docs.get(&doc).map(|h| h.tx.clone());
+        if let Some(tx) = tx {
+            let _ = tx.send(cmd).await;
+        }
+    }
+
+    fn handle(&self, doc: Uuid) -> mpsc::Sender<DocCmd> {
+        if let Some(h) = self.inner.docs.get(&doc) {
+            if !h.tx.is_closed() {
+                return h.tx.clone();
+            }
+        }
+        let entry = self.inner.docs.entry(doc).or_insert_with(|| {
+            let gen = self.inner.next_gen.fetch_add(1, Ordering::Relaxed);
+            doc::spawn(self.clone(), doc, gen)
+        });
+        if entry.tx.is_closed() {
+            let gen = self.inner.next_gen.fetch_add(1, Ordering::Relaxed);
+            let fresh = doc::spawn(self.clone(), doc, gen);
+            let tx = fresh.tx.clone();
+            drop(entry);
+            self.inner.docs.insert(doc, fresh);
+            return tx;
+        }
+        entry.tx.clone()
+    }
+
+    /// Called by an actor that is about to stop: forget it if it is still the registered one.
+    pub(crate) fn forget(&self, doc: Uuid, gen: u64) {
+        self.inner.docs.remove_if(&doc, |_, h| h.gen == gen);
+    }
+
+    /// Read the document (loading it if needed).
+    pub async fn read<R: Send + 'static>(
+        &self,
+        doc: Uuid,
+        f: impl FnOnce(&Automerge) -> R + Send + 'static,
+    ) -> Result<R, HubError> {
+        let (tx, rx) = oneshot::channel();
+        let job: doc::ReadJob = Box::new(move |d: Result<&Automerge, HubError>| {
+            let _ = tx.send(d.map(f));
+        });
+        self.send(doc, DocCmd::Read(job)).await;
+        rx.await.map_err(|_| HubError::Unavailable)?
+    }
+
+    /// Change the document as the server's own actor. `f` returns the value to hand back;
+    /// the change is committed to the database, then sent to every connected peer, and only
+    /// then does this return (with the new heads).
+    pub async fn write<R: Send + 'static>(
+        &self,
+        doc: Uuid,
+        origin: Origin,
+        f: impl FnOnce(&mut Automerge, ActorId) -> Result<R, HubError> + Send + 'static,
+    ) -> Result<(R, Vec<ChangeHash>), HubError> {
+        let (tx, rx) = oneshot::channel();
+        let actor = self.inner.actor.clone();
+        let job: doc::WriteJob = Box::new(move |d: &mut Automerge| match f(d, actor) {
+            Ok(value) => Box::new(move |res: Result<Vec<ChangeHash>, HubError>| {
+                let _ = tx.send(res.map(|heads| (value, heads)));
+            }) as doc::Completion,
+            Err(e) => Box::new(move |_res| {
+                let _ = tx.send(Err(e));
+            }),
+        });
+        self.send(doc, DocCmd::Write { job, origin }).await;
+        rx.await.map_err(|_| HubError::Unavailable)?
+    }
+
+    /// Session assignment changed: every connection attached to the document is re-checked;
+    /// those no longer allowed are closed.
+    pub async fn reauthorize(&self, doc: Uuid) {
+        if self.inner.docs.contains_key(&doc) {
+            self.send(doc, DocCmd::Reauthorize).await;
+        }
+    }
+
+    /// Another node committed changes to this document (PostgreSQL NOTIFY).
+    pub async fn remote_changes(&self, doc: Uuid) {
+        if self.inner.docs.contains_key(&doc) {
+            self.send(doc, DocCmd::Remote).await;
+        }
+    }
+
+    /// Close every socket of a user (revocation, deactivation, role change).
+    pub fn close_user(&self, user: Uuid) {
+        for c in self.inner.conns.iter() {
+            if c.user_id == user {
+                c.kill.cancel();
+            }
+        }
+    }
+
+    /// Graceful shutdown: flush and unload every document, then stop the committer.
+    pub async fn drain(&self) {
+        self.unload_all().await;
+        self.inner.committer_stop.cancel();
+    }
+
+    /// Flush: ask every loaded document to compact and stop.
+    pub async fn unload_all(&self) {
+        let docs: Vec<Uuid> = self.inner.docs.iter().map(|e| *e.key()).collect();
+        for d in docs {
+            let (tx, rx) = oneshot::channel();
+            self.send(d, DocCmd::Unload(tx)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        }
+    }
+}
+
+/// Multi-node (PostgreSQL): other nodes announce committed changes with NOTIFY; load them into
+/// the documents this node holds.
+pub fn spawn_listener(hub: Hub, pool: sqlx::PgPool, tasks: &TaskTracker, shutdown: CancellationToken) {
+    tasks.spawn(async move {
+        loop {
+            let listen = async {
+                let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                l.listen(crate::store::DOCUMENT_CHANNEL).await?;
+                loop {
+                    let n = l.recv().await?;
+                    if let Ok(doc) = n.payload().parse::<Uuid>() {
+                        hub.remote_changes(doc).await;
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listen => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "document listener failed; retrying");
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+}
