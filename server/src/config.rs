@@ -107,6 +107,14 @@ pub enum LogFormat {
     Pretty,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceStoreKind {
+    /// `<data_dir>/evidence` on the local file system.
+    Local,
+    /// An S3-compatible bucket (`evidence_s3_*` settings, AWS_* credentials).
+    S3,
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -124,10 +132,34 @@ pub struct Config {
     /// Which key id encrypts new data; default: the highest.
     pub pii_active_key: Option<u32>,
     pub max_json_body: usize,
+    /// Sync hub: keepalive ping interval; a socket that misses a pong for as long is dropped.
+    pub sync_ping_interval: Duration,
+    /// Sync hub: unload a document this long after its last connection left.
+    pub sync_idle_unload: Duration,
+    /// Sync hub: largest WebSocket message accepted.
+    pub sync_max_frame: usize,
+    /// Sync hub: frames queued per connection before it counts as too slow and is dropped.
+    pub sync_outbound_queue: usize,
+    /// Sync hub: snapshot a document after this many stored changes.
+    pub sync_compact_after: usize,
     pub login_max_failures: u32,
     pub login_lockout: Duration,
     pub revocation_poll: Duration,
     pub log_format: LogFormat,
+    /// Largest evidence file accepted, in bytes (default 25 MiB).
+    pub evidence_max_bytes: u64,
+    /// Where evidence bytes live: a folder under the data dir, or an S3-compatible bucket.
+    pub evidence_store: EvidenceStoreKind,
+    pub evidence_s3_bucket: Option<String>,
+    /// e.g. `https://s3.ap-southeast-2.amazonaws.com` or a MinIO URL; default: AWS.
+    pub evidence_s3_endpoint: Option<String>,
+    pub evidence_s3_region: Option<String>,
+    /// Allow a plain-http endpoint (local MinIO); credentials come from the AWS_* variables.
+    pub evidence_s3_allow_http: bool,
+    /// How long an idempotency key's outcome is kept (default 24 h).
+    pub idempotency_ttl: Duration,
+    /// An in-flight idempotency claim older than this may be taken over by a retry.
+    pub idempotency_stale_after: Duration,
     /// Warnings found while loading (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -148,10 +180,23 @@ impl Config {
             pii_keys: None,
             pii_active_key: None,
             max_json_body: 1024 * 1024,
+            sync_ping_interval: Duration::from_secs(5),
+            sync_idle_unload: Duration::from_secs(30),
+            sync_max_frame: 16 * 1024 * 1024,
+            sync_outbound_queue: 1024,
+            sync_compact_after: 500,
             login_max_failures: 5,
             login_lockout: Duration::from_secs(15 * 60),
             revocation_poll: Duration::from_millis(500),
             log_format: LogFormat::Auto,
+            evidence_max_bytes: 25 * 1024 * 1024,
+            evidence_store: EvidenceStoreKind::Local,
+            evidence_s3_bucket: None,
+            evidence_s3_endpoint: None,
+            evidence_s3_region: None,
+            evidence_s3_allow_http: false,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            idempotency_stale_after: Duration::from_secs(5 * 60),
             warnings: Vec::new(),
         }
     }
@@ -209,6 +254,12 @@ impl Config {
                 );
             }
         }
+        if cfg.evidence_store == EvidenceStoreKind::S3 && cfg.evidence_s3_bucket.is_none() {
+            bail!(
+                "evidence_store = s3 needs a bucket: set FIREMODE_EVIDENCE_S3_BUCKET (and the \
+                 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION variables)"
+            );
+        }
         cfg.warnings = warnings;
         Ok(cfg)
     }
@@ -246,6 +297,11 @@ impl Config {
             "pii_keys" => self.pii_keys = Some(Secret::new(value.to_owned())),
             "pii_active_key" => self.pii_active_key = Some(number(value)? as u32),
             "max_json_body" => self.max_json_body = number(value)? as usize,
+            "sync_ping_interval_ms" => self.sync_ping_interval = Duration::from_millis(number(value)?.max(100)),
+            "sync_idle_unload_secs" => self.sync_idle_unload = secs(value)?,
+            "sync_max_frame" => self.sync_max_frame = number(value)?.max(1024) as usize,
+            "sync_outbound_queue" => self.sync_outbound_queue = number(value)?.max(8) as usize,
+            "sync_compact_after" => self.sync_compact_after = number(value)?.max(1) as usize,
             "login_max_failures" => self.login_max_failures = number(value)?.max(1) as u32,
             "login_lockout_secs" => self.login_lockout = secs(value)?,
             "revocation_poll_ms" => {
@@ -259,6 +315,24 @@ impl Config {
                     _ => bail!("setting 'log_format' must be auto, json or pretty, got '{value}'"),
                 }
             }
+            "evidence_max_bytes" => self.evidence_max_bytes = number(value)?.max(1),
+            "evidence_store" => {
+                self.evidence_store = match value {
+                    "local" => EvidenceStoreKind::Local,
+                    "s3" => EvidenceStoreKind::S3,
+                    _ => bail!("setting 'evidence_store' must be local or s3, got '{value}'"),
+                }
+            }
+            "evidence_s3_bucket" => self.evidence_s3_bucket = Some(value.to_owned()),
+            "evidence_s3_endpoint" => self.evidence_s3_endpoint = Some(value.to_owned()),
+            "evidence_s3_region" => self.evidence_s3_region = Some(value.to_owned()),
+            "evidence_s3_allow_http" => {
+                self.evidence_s3_allow_http = value.parse().with_context(|| {
+                    format!("setting 'evidence_s3_allow_http' must be true or false, got '{value}'")
+                })?
+            }
+            "idempotency_ttl_secs" => self.idempotency_ttl = secs(value)?,
+            "idempotency_stale_after_secs" => self.idempotency_stale_after = secs(value)?,
             other => warnings.push(format!("unknown setting '{other}' ignored")),
         }
         Ok(())

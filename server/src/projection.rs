@@ -5,25 +5,33 @@
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use firemode_sync_core::Projection;
+use std::collections::HashMap;
+
+use firemode_sync_core::{Outcome, Projection};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::rules::Classification;
+use crate::store::rules::RuleRecord;
 use crate::store::sessions::ItemRow;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 struct Pending {
     projection: Projection,
     seq: i64,
     heads: String,
+    /// Submission number of this session's projection (see `Projector::settled`).
+    version: u64,
 }
 
 #[derive(Clone)]
 pub struct Projector {
     pending: Arc<DashMap<Uuid, Pending>>,
+    /// Per session: (last submitted version, last written version).
+    versions: Arc<DashMap<Uuid, (u64, u64)>>,
     wake: Arc<Notify>,
     /// Bumped after every write; tests and REST readers can wait for it.
     written: Arc<tokio::sync::watch::Sender<u64>>,
@@ -33,6 +41,7 @@ impl Projector {
     pub fn spawn(store: Arc<dyn Store>, tasks: &TaskTracker, shutdown: CancellationToken) -> Self {
         let p = Self {
             pending: Arc::new(DashMap::new()),
+            versions: Arc::new(DashMap::new()),
             wake: Arc::new(Notify::new()),
             written: Arc::new(tokio::sync::watch::channel(0).0),
         };
@@ -46,8 +55,12 @@ impl Projector {
                 let keys: Vec<Uuid> = worker.pending.iter().map(|e| *e.key()).collect();
                 for id in keys {
                     if let Some((_, job)) = worker.pending.remove(&id) {
+                        let version = job.version;
                         if let Err(e) = write(store.as_ref(), id, job).await {
                             tracing::error!(session = %id, error = %e, "projection failed");
+                        }
+                        if let Some(mut v) = worker.versions.get_mut(&id) {
+                            v.1 = v.1.max(version);
                         }
                     }
                 }
@@ -62,14 +75,24 @@ impl Projector {
 
     /// Queue the latest projection of a session (replacing an unwritten older one).
     pub fn submit(&self, session: Uuid, projection: Projection, seq: i64, heads: String) {
-        self.pending.insert(session, Pending { projection, seq, heads });
+        let version = {
+            let mut v = self.versions.entry(session).or_insert((0, 0));
+            v.0 += 1;
+            v.0
+        };
+        self.pending.insert(session, Pending { projection, seq, heads, version });
         self.wake.notify_one();
     }
 
-    /// Wait until nothing is queued for `session` and a write round has finished.
+    /// Wait until every projection submitted for `session` so far is written.
     pub async fn settled(&self, session: Uuid) {
         let mut rx = self.written.subscribe();
-        while self.pending.contains_key(&session) {
+        let Some(target) = self.versions.get(&session).map(|v| v.0) else { return };
+        loop {
+            rx.mark_unchanged();
+            if self.versions.get(&session).is_none_or(|v| v.1 >= target) {
+                return;
+            }
             if rx.changed().await.is_err() {
                 return;
             }
@@ -77,13 +100,39 @@ impl Projector {
     }
 }
 
+/// Classify one item against its rule: the observed condition decides; a pass without one is
+/// compliant; anything else stays unclassified.
+fn classify(rule: Option<&RuleRecord>, outcome: Option<Outcome>, condition: Option<&str>) -> Option<Classification> {
+    let rule = rule?;
+    match (condition, outcome) {
+        (Some(c), _) => crate::rules::classify(rule, c),
+        (None, Some(Outcome::Pass)) => Some(Classification::Compliant),
+        _ => None,
+    }
+}
+
 async fn write(store: &dyn Store, id: Uuid, job: Pending) -> anyhow::Result<()> {
     let session = store.find_session(id).await?;
+    let mut rules: HashMap<String, Option<RuleRecord>> = HashMap::new();
+    for code in job.projection.items.iter().filter_map(|i| i.rule_code.as_ref()) {
+        if !rules.contains_key(code) {
+            let rule = match store.latest_rule(session.row.org_id, code).await {
+                Ok(r) => Some(r),
+                Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            };
+            rules.insert(code.clone(), rule);
+        }
+    }
     let items: Vec<ItemRow> = job
         .projection
         .items
         .iter()
-        .map(|i| ItemRow {
+        .map(|i| {
+            let rule = i.rule_code.as_ref().and_then(|c| rules.get(c)).and_then(Option::as_ref);
+            (i, rule)
+        })
+        .map(|(i, rule)| ItemRow {
             session_id: id,
             asset_id: i.asset_id.clone(),
             org_id: session.row.org_id,
@@ -97,8 +146,8 @@ async fn write(store: &dyn Store, id: Uuid, job: Pending) -> anyhow::Result<()> 
             evidence: sqlx::types::Json(json!(i.evidence)),
             recorded_by: i.recorded_by.clone(),
             recorded_at: i.recorded_at.clone(),
-            classification: None,
-            rule_version: None,
+            classification: classify(rule, i.outcome, i.observed_condition.as_deref()).map(|c| c.as_str().to_owned()),
+            rule_version: rule.map(|r| r.version.clone()),
             problems: sqlx::types::Json(json!(i.problems)),
         })
         .collect();

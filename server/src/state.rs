@@ -22,6 +22,10 @@ pub struct AppState {
     pub revocations: Arc<RevocationList>,
     pub limiter: Arc<LoginLimiter>,
     pub metrics: Arc<Metrics>,
+    /// The evidence object store (content-addressed, write-once).
+    pub evidence: Arc<crate::evidence::EvidenceObjects>,
+    /// The sync hub (document actors, connections, group commit).
+    pub hub: crate::hub::Hub,
     /// Cancelled when the server shuts down; every background task watches it.
     pub shutdown: CancellationToken,
     /// Every background task is spawned here so shutdown can wait for them.
@@ -48,6 +52,7 @@ impl AppState {
                 (Arc::new(pg), Some(pool))
             }
         };
+        crate::rules::seed_library(store.as_ref()).await?;
         let tokens = TokenService::new(
             secrets.jwt_secret.expose().as_bytes(),
             &config.jwt_issuer,
@@ -58,6 +63,27 @@ impl AppState {
         revocations.refresh(store.as_ref()).await?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let evidence = Arc::new(crate::evidence::EvidenceObjects::from_config(&config)?);
+        crate::http::idempotency::spawn_purger(store.clone(), shutdown.clone(), &tasks);
+        let projector = crate::projection::Projector::spawn(store.clone(), &tasks, shutdown.clone());
+        let storage_id = store.meta_value("storage_id", &uuid::Uuid::new_v4().to_string()).await?;
+        let hub = crate::hub::Hub::new(
+            store.clone(),
+            projector,
+            crate::hub::HubConfig {
+                ping_interval: config.sync_ping_interval,
+                idle_unload: config.sync_idle_unload,
+                max_frame: config.sync_max_frame,
+                outbound_queue: config.sync_outbound_queue,
+                compact_after: config.sync_compact_after,
+            },
+            storage_id,
+            tasks.clone(),
+            shutdown.clone(),
+        );
+        if let Some(pool) = &pg_pool {
+            crate::hub::spawn_listener(hub.clone(), pool.clone(), &tasks, shutdown.clone());
+        }
         revocation::spawn_refresher(
             revocations.clone(),
             store.clone(),
@@ -76,9 +102,21 @@ impl AppState {
                 config.login_lockout,
             )),
             metrics: Arc::new(Metrics::default()),
+            evidence,
             config: Arc::new(config),
+            hub,
             shutdown,
             tasks,
         })
+    }
+
+    /// Graceful stop after the listener closed: flush documents, then wait for every task.
+    pub async fn drain(&self) {
+        self.shutdown.cancel();
+        self.hub.drain().await;
+        self.tasks.close();
+        if tokio::time::timeout(std::time::Duration::from_secs(20), self.tasks.wait()).await.is_err() {
+            tracing::warn!("background tasks did not finish within 20 s");
+        }
     }
 }

@@ -1,86 +1,17 @@
 //! The real binary: the README flow (serve, create-org, login), admin commands beside a running
 //! server, secrets kept out of logs, configuration errors, graceful shutdown.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use firemode_tests::process::Proc;
 use firemode_tests::{logs, postgres_admin_url, Client, TestDb};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_firemode-e2e-server");
 
-/// A `firemode serve` subprocess whose stdout (JSON logs) is collected.
-struct Proc {
-    child: Child,
-    out: Arc<Mutex<String>>,
-    base: String,
-}
-
-impl Proc {
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("DATABASE_URL");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn firemode");
-        let out = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let out = out.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    out.lock().unwrap().push_str(&(line + "\n"));
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let base = loop {
-            let text = out.lock().unwrap().clone();
-            if let Some(line) = text.lines().find(|l| l.contains("\"listening\"")) {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                break format!("http://{}", v["address"].as_str().unwrap());
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("server exited early ({status}): {text}");
-            }
-            assert!(Instant::now() < deadline, "server did not start: {text}");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Proc { child, out, base }
-    }
-
-    fn output(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-
-    /// SIGTERM and wait; returns the exit status.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return (s, self.output());
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    Proc::spawn(BIN, args, env)
 }
 
 fn admin(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
@@ -100,13 +31,14 @@ fn admin(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
+
 /// The README, step by step, on a fresh data directory, plus the admin commands beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_flow_on_zero_setup_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_s = data.to_str().unwrap();
-    let srv = Proc::spawn(
+    let srv = spawn(
         &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_s],
         &[("FIREMODE_LOG_FORMAT", "json")],
     );
@@ -272,7 +204,7 @@ async fn postgres_secrets_stay_out_of_logs() {
     };
     let jwt = firemode_server::crypto::random_b64(48);
     let pii = format!("1:{}", firemode_server::crypto::random_b64(32));
-    let srv = Proc::spawn(
+    let srv = spawn(
         &["serve", "--listen", "127.0.0.1:0"],
         &[
             ("DATABASE_URL", &url),

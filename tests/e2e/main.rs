@@ -3,7 +3,12 @@
 
 mod auth;
 mod cli;
+mod durability;
+mod evidence;
 mod http_basics;
+mod idempotency;
 mod pii;
+mod sessions;
 mod store_conformance;
+mod sync;
 mod users;

@@ -4,8 +4,11 @@
 //! PostgreSQL tests run when `FIREMODE_TEST_DATABASE_URL` is set (a URL of a database the user
 //! may `CREATE DATABASE` from). When `CI` is set and it is missing or unreachable, they fail.
 
+pub mod fixtures;
 pub mod http;
 pub mod logs;
+pub mod process;
+pub mod sync_client;
 
 use std::sync::Arc;
 

@@ -22,6 +22,7 @@
 //! (multipart, streaming, custom headers), [`Client::execute`].
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod api;
 mod client;

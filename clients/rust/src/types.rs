@@ -44,12 +44,16 @@ pub struct Tokens {
 impl Tokens {
     /// The tokens of a pair received at `now`.
     pub fn from_pair(pair: &TokenPair, now: DateTime<Utc>) -> Self {
-        let ttl = i64::try_from(pair.expires_in).unwrap_or(i64::MAX);
+        // A nonsensical lifetime saturates instead of overflowing.
+        let access_expires_at = i64::try_from(pair.expires_in)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         Tokens {
             access_token: pair.access_token.clone(),
             refresh_token: pair.refresh_token.clone(),
-            access_expires_at: now
-                + chrono::Duration::try_seconds(ttl).unwrap_or(chrono::Duration::MAX),
+            access_expires_at,
         }
     }
 
@@ -185,4 +189,46 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as [`PageRequest::cursor`] to get the next page; `None` on the last page.
     pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(expires_in: u64) -> TokenPair {
+        TokenPair {
+            access_token: "secret-access".into(),
+            token_type: "Bearer".into(),
+            expires_in,
+            refresh_token: "secret-refresh".into(),
+        }
+    }
+
+    #[test]
+    fn expiry_is_computed_from_expires_in() {
+        let now = Utc::now();
+        let t = Tokens::from_pair(&pair(900), now);
+        assert_eq!(t.access_expires_at, now + chrono::Duration::seconds(900));
+        assert!(!t.access_expired(now));
+        assert!(t.access_expired(now + chrono::Duration::seconds(900)));
+        let t = Tokens::from_pair(&pair(u64::MAX), now);
+        assert_eq!(t.access_expires_at, DateTime::<Utc>::MAX_UTC);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let p = pair(900);
+        let t = Tokens::from_pair(&p, Utc::now());
+        for text in [format!("{p:?}"), format!("{t:?}")] {
+            assert!(!text.contains("secret"), "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_roles_are_tolerated() {
+        let r: Role = serde_json::from_str("\"owner\"").unwrap();
+        assert_eq!(r, Role::Unknown);
+        let r: Role = serde_json::from_str("\"inspector\"").unwrap();
+        assert_eq!(r, Role::Inspector);
+    }
 }

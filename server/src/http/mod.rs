@@ -5,10 +5,12 @@ pub mod buildings;
 pub mod error;
 pub mod evidence;
 pub mod extract;
+pub mod idempotency;
 pub mod meta;
 mod middleware;
 pub mod pagination;
 pub mod rules;
+mod session_doc;
 pub mod sessions;
 pub mod users;
 
@@ -81,8 +83,13 @@ pub fn app(state: AppState) -> Router {
     let docs = meta::DocsPage::new(&spec);
     router
         .merge(meta::spec_routes(spec, docs))
+        .route("/v1/sync", axum::routing::get(crate::hub::conn::upgrade))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_json_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,9 +1,393 @@
-//! `/v1/sessions` routes.
+//! `/v1/tests/sessions`: the session registry. Each session is an automerge document (schema 1,
+//! see DESIGN.md) that the server creates and tablets edit; its id is the document id.
 
-use utoipa_axum::router::OpenApiRouter;
+use std::collections::BTreeSet;
 
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use firemode_sync_core::{DocumentId, ItemInit, SessionInit};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{Json, Path, Query};
+use super::pagination::{PageQuery, Paginated};
+use crate::audit::Target;
+use crate::auth::AuthUser;
+use crate::hub::{HubError, Origin};
 use crate::state::AppState;
+use crate::store::sessions::{NewChange, SessionFilter, SessionPatch, SessionRecord, SessionRow};
+use crate::store::{Role, StoreError};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, update))
+        .merge(super::session_doc::router())
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    /// The automerge document id (bs58check of the session UUID).
+    pub document_id: String,
+    /// `automerge:<document_id>`, what an automerge-repo client passes to `repo.find()`.
+    pub document_url: String,
+    pub building_id: Uuid,
+    pub name: String,
+    pub frequency: String,
+    pub status: String,
+    pub rule_set: RuleSetRef,
+    pub assigned_to: Vec<Uuid>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RuleSetRef {
+    pub code: String,
+    pub version: String,
+}
+
+impl From<SessionRecord> for SessionView {
+    fn from(s: SessionRecord) -> Self {
+        let doc = DocumentId::from_uuid(s.row.id);
+        Self {
+            id: s.row.id,
+            document_id: doc.to_string(),
+            document_url: doc.url(),
+            building_id: s.row.building_id,
+            name: s.row.name,
+            frequency: s.row.frequency,
+            status: s.row.status,
+            rule_set: RuleSetRef { code: s.row.rule_set_code, version: s.row.rule_set_version },
+            assigned_to: s.assigned_to,
+            created_by: s.row.created_by,
+            created_at: s.row.created_at,
+            updated_at: s.row.updated_at,
+        }
+    }
+}
+
+/// Load a session the caller may see: other organisations' sessions, and sessions not
+/// assigned to an inspector caller, are 404 exactly like missing ones.
+pub async fn visible_session(state: &AppState, user: &AuthUser, id: Uuid) -> ApiResult<SessionRecord> {
+    let s = state.store.get_session(user.org_id, id).await?;
+    if user.role == Role::Inspector && !s.assigned_to.contains(&user.user_id) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(s)
+}
+
+/// The caller may change this session's content (results, status).
+pub fn require_writer(user: &AuthUser, s: &SessionRecord) -> ApiResult<()> {
+    match user.role {
+        Role::Admin | Role::Office => Ok(()),
+        Role::Inspector if s.assigned_to.contains(&user.user_id) => Ok(()),
+        _ => Err(ApiError::forbidden("this session is read-only for you")),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    pub building_id: Uuid,
+    pub name: String,
+    /// A frequency code of the rule library, e.g. `six_monthly`.
+    pub frequency: String,
+    #[serde(default)]
+    pub assigned_to: Vec<Uuid>,
+    /// Register a document a tablet created offline (bs58check id, `automerge:` URL or UUID).
+    /// The server then creates no content.
+    pub document_id: Option<String>,
+}
+
+/// Create a session (and its document), or register one a tablet created offline.
+#[utoipa::path(post, path = "/v1/tests/sessions", tag = "sessions", security(("bearer" = [])),
+    request_body = CreateSession,
+    responses((status = 201, body = SessionView), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(req): Json<CreateSession>,
+) -> ApiResult<(StatusCode, Json<SessionView>)> {
+    // Inspectors may only register sessions they created on a tablet; they are assigned.
+    let mut assigned: BTreeSet<Uuid> = req.assigned_to.iter().copied().collect();
+    match user.role {
+        Role::Admin | Role::Office => {}
+        Role::Inspector if req.document_id.is_some() => {
+            assigned.insert(user.user_id);
+        }
+        _ => return Err(ApiError::forbidden("creating sessions needs the role admin or office")),
+    }
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::unprocessable("invalid_field", "name must be 1-200 characters"));
+    }
+    if crate::rules::library().frequency(&req.frequency).is_none() {
+        return Err(ApiError::unprocessable(
+            "unknown_frequency",
+            format!(
+                "unknown frequency '{}'; known: {}",
+                req.frequency,
+                crate::rules::library().frequency_codes().join(", ")
+            ),
+        ));
+    }
+    let building = state.store.get_building(user.org_id, req.building_id).await?;
+    for u in &assigned {
+        match state.store.get_user(*u).await {
+            Ok(rec) if rec.org_id == user.org_id && rec.active => {}
+            Ok(_) | Err(StoreError::NotFound) => {
+                return Err(ApiError::unprocessable("unknown_user", format!("no active user {u} in your organisation")))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let now = Utc::now();
+    let (id, initial) = match &req.document_id {
+        Some(raw) => {
+            let doc: DocumentId = raw
+                .parse()
+                .map_err(|e| ApiError::unprocessable("invalid_document_id", format!("document_id: {e}")))?;
+            (doc.as_uuid(), Vec::new())
+        }
+        None => {
+            let id = Uuid::new_v4();
+            let items = session_items(&state, &user, building.id, &req.frequency).await?;
+            let init = SessionInit {
+                session_id: id,
+                building_id: building.id,
+                org_id: user.org_id,
+                rule_set_code: building.rule_set_code.clone(),
+                rule_set_version: building.rule_set_version.clone(),
+                frequency: req.frequency.clone(),
+                name: name.to_owned(),
+                items,
+            };
+            let actor = state.hub.actor();
+            let mut doc = firemode_sync_core::create_session_document(&init, actor, now.timestamp())
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            let changes = doc
+                .get_changes(&[])
+                .into_iter()
+                .map(|mut c| NewChange {
+                    session_id: id,
+                    hash: c.hash().0.to_vec(),
+                    bytes: c.bytes().into_owned(),
+                    actor_id: c.actor_id().to_hex_string(),
+                    user_id: Some(user.user_id),
+                    device_id: Some("server".into()),
+                    connection_id: super::error::current_request_id(),
+                })
+                .collect();
+            let _ = &mut doc;
+            (id, changes)
+        }
+    };
+    let row = SessionRow {
+        id,
+        org_id: user.org_id,
+        building_id: building.id,
+        name: name.to_owned(),
+        frequency: req.frequency.clone(),
+        status: "in_progress".into(),
+        rule_set_code: building.rule_set_code.clone(),
+        rule_set_version: building.rule_set_version.clone(),
+        created_by: user.user_id,
+        created_at: now,
+        updated_at: now,
+    };
+    let assigned: Vec<Uuid> = assigned.into_iter().collect();
+    state.store.create_session(&row, &assigned, &initial).await.map_err(|e| match e {
+        StoreError::Conflict(_) => ApiError::conflict("already_exists", "a session with this document id already exists"),
+        other => other.into(),
+    })?;
+    if !initial.is_empty() {
+        // Project the fresh document so REST reads see its items at once.
+        let _ = state.hub.project_now(id).await;
+    }
+    state
+        .audit(
+            &user,
+            "session.create",
+            Some(Target::new("session", id)),
+            json!({ "building_id": building.id, "frequency": req.frequency, "assigned_to": assigned,
+                    "registered_offline_document": req.document_id.is_some() }),
+        )
+        .await?;
+    let rec = state.store.get_session(user.org_id, id).await?;
+    Ok((StatusCode::CREATED, Json(rec.into())))
+}
+
+/// One item per asset of the building that has a rule at this frequency: the asset's own rule
+/// codes when it lists some, otherwise every rule for its equipment kind (first by code).
+async fn session_items(state: &AppState, user: &AuthUser, building: Uuid, frequency: &str) -> ApiResult<Vec<ItemInit>> {
+    let assets = state.store.building_assets(user.org_id, building).await?;
+    let rules = state.store.latest_rules(user.org_id, None, Some(frequency)).await?;
+    let mut items = Vec::new();
+    for a in assets {
+        let rule = rules
+            .iter()
+            .filter(|r| {
+                if a.rule_codes.0.is_empty() {
+                    r.equipment == a.asset_type
+                } else {
+                    a.rule_codes.0.contains(&r.code)
+                }
+            })
+            .map(|r| r.code.clone())
+            .min();
+        if let Some(rule_code) = rule {
+            items.push(ItemInit { asset_id: a.id, rule_code });
+        }
+    }
+    Ok(items)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub building_id: Option<Uuid>,
+    /// `in_progress` or `completed`.
+    pub status: Option<String>,
+    /// `me`, or a user id.
+    pub assigned_to: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Sessions of the caller's organisation (inspectors: only those assigned to them).
+#[utoipa::path(get, path = "/v1/tests/sessions", tag = "sessions", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = Paginated<SessionView>), (status = 400, body = Problem)))]
+async fn list(State(state): State<AppState>, user: AuthUser, Query(q): Query<ListQuery>) -> ApiResult<Json<Paginated<SessionView>>> {
+    let page = PageQuery { limit: q.limit, cursor: q.cursor }.page()?;
+    let mut assigned_to = match q.assigned_to.as_deref() {
+        None => None,
+        Some("me") => Some(user.user_id),
+        Some(other) => Some(
+            other
+                .parse()
+                .map_err(|_| ApiError::bad_request("invalid_query", "assigned_to must be 'me' or a user id"))?,
+        ),
+    };
+    if user.role == Role::Inspector {
+        if assigned_to.is_some_and(|a| a != user.user_id) {
+            return Ok(Json(Paginated { items: Vec::new(), next_cursor: None }));
+        }
+        assigned_to = Some(user.user_id);
+    }
+    if let Some(s) = &q.status {
+        if s != "in_progress" && s != "completed" {
+            return Err(ApiError::bad_request("invalid_query", "status must be in_progress or completed"));
+        }
+    }
+    let filter = SessionFilter { building_id: q.building_id, status: q.status.clone(), assigned_to };
+    let rows = state.store.list_sessions(user.org_id, &filter, page).await?;
+    Ok(Json(Paginated::from_rows(rows, page, |s| s.row.id, SessionView::from)))
+}
+
+/// One session.
+#[utoipa::path(get, path = "/v1/tests/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses((status = 200, body = SessionView), (status = 404, body = Problem)))]
+async fn get(State(state): State<AppState>, user: AuthUser, Path(id): Path<Uuid>) -> ApiResult<Json<SessionView>> {
+    Ok(Json(visible_session(&state, &user, id).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSession {
+    pub name: Option<String>,
+    /// `in_progress` <-> `completed`.
+    pub status: Option<String>,
+    pub assigned_to: Option<Vec<Uuid>>,
+}
+
+/// Rename, reassign (admin, office) or complete/reopen (also the assigned inspector). Name and
+/// status are written into the document as well, so tablets see them.
+#[utoipa::path(patch, path = "/v1/tests/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = UpdateSession,
+    responses((status = 200, body = SessionView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    Json(req): Json<UpdateSession>,
+) -> ApiResult<Json<SessionView>> {
+    let before = visible_session(&state, &user, id).await?;
+    require_writer(&user, &before)?;
+    if user.role == Role::Inspector && (req.name.is_some() || req.assigned_to.is_some()) {
+        return Err(ApiError::forbidden("inspectors may only change a session's status"));
+    }
+    if let Some(s) = &req.status {
+        if s != "in_progress" && s != "completed" {
+            return Err(ApiError::unprocessable("invalid_status", "status must be in_progress or completed"));
+        }
+    }
+    if let Some(n) = &req.name {
+        if n.trim().is_empty() || n.len() > 200 {
+            return Err(ApiError::unprocessable("invalid_field", "name must be 1-200 characters"));
+        }
+    }
+    if let Some(users) = &req.assigned_to {
+        for u in users {
+            match state.store.get_user(*u).await {
+                Ok(rec) if rec.org_id == user.org_id => {}
+                _ => return Err(ApiError::unprocessable("unknown_user", format!("no user {u} in your organisation"))),
+            }
+        }
+    }
+    let name = req.name.as_ref().map(|n| n.trim().to_owned());
+    let status = req.status.clone();
+    if name.is_some() || status.is_some() {
+        let (n2, s2) = (name.clone(), status.clone());
+        let origin = Origin { user_id: user.user_id, request_id: super::error::current_request_id() };
+        state
+            .hub
+            .write(id, origin, move |doc, actor| {
+                let ts = Utc::now().timestamp();
+                if let Some(n) = &n2 {
+                    firemode_sync_core::set_name(doc, n, actor.clone(), ts).map_err(|e| HubError::Rejected(e.to_string()))?;
+                }
+                if let Some(s) = &s2 {
+                    firemode_sync_core::set_status(doc, s, actor, ts).map_err(|e| HubError::Rejected(e.to_string()))?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(hub_error)?;
+    }
+    let after = state
+        .store
+        .update_session(user.org_id, id, &SessionPatch { name, status, assigned_to: req.assigned_to.clone() })
+        .await?;
+    if req.assigned_to.is_some() {
+        state.hub.reauthorize(id).await;
+    }
+    state
+        .audit(
+            &user,
+            "session.update",
+            Some(Target::new("session", id)),
+            json!({
+                "old": { "name": before.row.name, "status": before.row.status, "assigned_to": before.assigned_to },
+                "new": { "name": after.row.name, "status": after.row.status, "assigned_to": after.assigned_to },
+            }),
+        )
+        .await?;
+    Ok(Json(after.into()))
+}
+
+pub fn hub_error(e: HubError) -> ApiError {
+    match e {
+        HubError::Rejected(m) => ApiError::unprocessable("invalid_change", m),
+        HubError::Unavailable => ApiError::Unavailable("the document is being reloaded; retry".into()),
+        other => ApiError::Internal(other.into()),
+    }
 }

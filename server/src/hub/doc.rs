@@ -30,6 +30,7 @@ pub(crate) enum DocCmd {
     Write { job: WriteJob, origin: Origin },
     Reauthorize,
     Remote,
+    ProjectNow(oneshot::Sender<()>),
     Unload(oneshot::Sender<()>),
 }
 
@@ -72,7 +73,7 @@ async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, why: &str) {
                 drop(job);
             }
             DocCmd::Sync { conn, .. } => conn.kill.cancel(),
-            DocCmd::Unload(done) => {
+            DocCmd::Unload(done) | DocCmd::ProjectNow(done) => {
                 let _ = done.send(());
             }
             _ => {}
@@ -180,6 +181,7 @@ impl Actor {
         let mut failed: Vec<(ConnId, String)> = Vec::new();
         let mut touched_peers = false;
         let mut unload = None;
+        let mut project_now: Vec<oneshot::Sender<()>> = Vec::new();
         for cmd in batch {
             match cmd {
                 DocCmd::Sync { conn, access, data } => {
@@ -246,6 +248,7 @@ impl Actor {
                     }
                 }
                 DocCmd::Unload(done) => unload = Some(done),
+                DocCmd::ProjectNow(done) => project_now.push(done),
             }
         }
 
@@ -298,6 +301,12 @@ impl Actor {
         }
         if self.uncompacted.len() >= self.hub.inner.config.compact_after {
             self.compact().await;
+        }
+        if !project_now.is_empty() {
+            self.project();
+            for d in project_now {
+                let _ = d.send(());
+            }
         }
         unload
     }
@@ -432,6 +441,9 @@ impl Actor {
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 DocCmd::Unload(d) => {
+                    let _ = d.send(());
+                }
+                DocCmd::ProjectNow(d) => {
                     let _ = d.send(());
                 }
                 other => self.hub.send(self.id, other).await,

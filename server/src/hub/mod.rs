@@ -139,6 +139,24 @@ impl Hub {
         &self.inner.peer_id
     }
 
+    /// The actor id of this process's own changes.
+    pub fn actor(&self) -> ActorId {
+        self.inner.actor.clone()
+    }
+
+    /// Project the document now (not after the debounce) and wait until the rows are written.
+    pub async fn project_now(&self, doc: Uuid) {
+        let (tx, rx) = oneshot::channel();
+        self.send(doc, DocCmd::ProjectNow(tx)).await;
+        let _ = rx.await;
+        self.inner.projector.settled(doc).await;
+    }
+
+    /// Wait until a projection queued for `doc` is written (read-your-writes for REST).
+    pub async fn settled(&self, doc: Uuid) {
+        self.inner.projector.settled(doc).await;
+    }
+
     pub fn next_conn_id(&self) -> ConnId {
         self.inner.next_conn.fetch_add(1, Ordering::Relaxed)
     }

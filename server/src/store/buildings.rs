@@ -1,17 +1,526 @@
 //! Building persistence: the `BuildingStore` contract and its SQL (shared by both backends).
+//! Contact name and phone are PII and arrive here already sealed (see `crypto`).
 
 use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
 
-#[allow(unused_imports)]
-use super::{StoreError, StoreResult};
+use super::{Page, StoreResult};
+
+/// A building row as stored: contact name and phone are ciphertext.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BuildingRecord {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub address: String,
+    pub building_type: String,
+    pub contact_name_enc: Option<Vec<u8>>,
+    pub contact_phone_enc: Option<Vec<u8>>,
+    pub contact_email: Option<String>,
+    pub rule_set_code: String,
+    pub rule_set_version: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A building's contact as stored (name and phone sealed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredContact {
+    pub name_enc: Option<Vec<u8>>,
+    pub phone_enc: Option<Vec<u8>>,
+    pub email: Option<String>,
+}
+
+/// A partial update; `None` leaves the column alone. `contact: Some(c)` replaces the whole
+/// contact (a default `StoredContact` clears it).
+#[derive(Debug, Clone, Default)]
+pub struct BuildingPatch {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub building_type: Option<String>,
+    pub contact: Option<StoredContact>,
+    /// (code, version)
+    pub rule_set: Option<(String, String)>,
+}
+
+/// Filters of a building listing; `None` matches all.
+#[derive(Debug, Clone, Default)]
+pub struct BuildingFilter {
+    pub building_type: Option<String>,
+    /// Case-insensitive substring of the name or address.
+    pub search: Option<String>,
+}
+
+/// An asset (a piece of equipment) of a building.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AssetRecord {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub building_id: Uuid,
+    /// An equipment kind of the rule library.
+    pub asset_type: String,
+    pub location: String,
+    /// Tag or barcode, unique within the building.
+    pub identifier: Option<String>,
+    pub install_date: Option<NaiveDate>,
+    /// Rule codes that apply to this asset; empty means "every rule for its type".
+    pub rule_codes: sqlx::types::Json<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A partial asset update; `None` leaves the column alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct AssetPatch {
+    pub asset_type: Option<String>,
+    pub location: Option<String>,
+    pub identifier: Option<Option<String>>,
+    pub install_date: Option<Option<NaiveDate>>,
+    pub rule_codes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AssetFilter {
+    pub asset_type: Option<String>,
+    /// Exact tag or barcode (a scan).
+    pub identifier: Option<String>,
+}
 
 #[async_trait]
-pub trait BuildingStore: Send + Sync {}
+pub trait BuildingStore: Send + Sync {
+    async fn create_building(&self, building: &BuildingRecord) -> StoreResult<()>;
+    /// A building of `org_id`; NotFound for another organisation's building or a missing id.
+    async fn get_building(&self, org_id: Uuid, id: Uuid) -> StoreResult<BuildingRecord>;
+    async fn list_buildings(
+        &self,
+        org_id: Uuid,
+        filter: &BuildingFilter,
+        page: Page,
+    ) -> StoreResult<Vec<BuildingRecord>>;
+    async fn update_building(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        patch: &BuildingPatch,
+    ) -> StoreResult<BuildingRecord>;
+    /// Delete a building and its assets in one transaction; returns the deleted row.
+    /// NotFound as for `get_building`; `Conflict("sessions")` when test sessions refer to it
+    /// (checked inside the transaction).
+    async fn delete_building(&self, org_id: Uuid, id: Uuid) -> StoreResult<BuildingRecord>;
+
+    /// Every building's contact PII, for key rotation: (id, contact_name_enc, contact_phone_enc).
+    async fn all_building_contact_pii(
+        &self,
+    ) -> StoreResult<Vec<(Uuid, Option<Vec<u8>>, Option<Vec<u8>>)>>;
+    /// Replace a building's sealed contact name and phone if they still equal `old` (a
+    /// compare-and-swap, so a concurrent edit is never overwritten). Returns whether it did.
+    async fn reseal_building_contact(
+        &self,
+        id: Uuid,
+        old: (Option<&[u8]>, Option<&[u8]>),
+        new: (Option<&[u8]>, Option<&[u8]>),
+    ) -> StoreResult<bool>;
+
+    /// Insert assets in one transaction (all or none). `Conflict("identifier")` when an
+    /// identifier is already used in its building.
+    async fn create_assets(&self, assets: &[AssetRecord]) -> StoreResult<()>;
+    /// An asset of a building of `org_id`; NotFound otherwise.
+    async fn get_asset(&self, org_id: Uuid, building_id: Uuid, id: Uuid)
+        -> StoreResult<AssetRecord>;
+    async fn list_assets(
+        &self,
+        org_id: Uuid,
+        building_id: Uuid,
+        filter: &AssetFilter,
+        page: Page,
+    ) -> StoreResult<Vec<AssetRecord>>;
+    /// Every asset of a building of `org_id`, ordered by id (empty for a foreign building).
+    async fn building_assets(&self, org_id: Uuid, building_id: Uuid)
+        -> StoreResult<Vec<AssetRecord>>;
+    async fn update_asset(
+        &self,
+        org_id: Uuid,
+        building_id: Uuid,
+        id: Uuid,
+        patch: &AssetPatch,
+    ) -> StoreResult<AssetRecord>;
+}
+
+/// Columns of `buildings`, in `BuildingRecord` order.
+pub(crate) const BUILDING_COLUMNS: &str = "id, org_id, name, address, building_type, \
+     contact_name_enc, contact_phone_enc, contact_email, rule_set_code, rule_set_version, \
+     created_at, updated_at";
+
+/// Columns of `assets`, in `AssetRecord` order.
+pub(crate) const ASSET_COLUMNS: &str = "id, org_id, building_id, asset_type, location, \
+     identifier, install_date, rule_codes, created_at, updated_at";
+
+/// Rows per multi-row asset INSERT (10 binds each).
+pub(crate) const ASSET_INSERT_CHUNK: usize = 500;
+
+/// `%s%` for a LIKE with `\` as the escape character.
+pub(crate) fn like_pattern(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
 
 macro_rules! buildings_sql {
     ($store:ty) => {
         #[async_trait::async_trait]
-        impl $crate::store::buildings::BuildingStore for $store {}
+        impl $crate::store::buildings::BuildingStore for $store {
+            async fn create_building(
+                &self,
+                b: &$crate::store::buildings::BuildingRecord,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(&format!(
+                    "INSERT INTO buildings ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    $crate::store::buildings::BUILDING_COLUMNS
+                ))
+                .bind(b.id)
+                .bind(b.org_id)
+                .bind(&b.name)
+                .bind(&b.address)
+                .bind(&b.building_type)
+                .bind(&b.contact_name_enc)
+                .bind(&b.contact_phone_enc)
+                .bind(&b.contact_email)
+                .bind(&b.rule_set_code)
+                .bind(&b.rule_set_version)
+                .bind(b.created_at)
+                .bind(b.updated_at)
+                .execute(&self.writer)
+                .await
+                .map_err(|e| $crate::store::StoreError::unique(e, "id"))?;
+                Ok(())
+            }
+
+            async fn get_building(
+                &self,
+                org_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::buildings::BuildingRecord> {
+                sqlx::query_as(&format!(
+                    "SELECT {} FROM buildings WHERE id = $1 AND org_id = $2",
+                    $crate::store::buildings::BUILDING_COLUMNS
+                ))
+                .bind(id)
+                .bind(org_id)
+                .fetch_optional(&self.reader)
+                .await?
+                .ok_or($crate::store::StoreError::NotFound)
+            }
+
+            async fn list_buildings(
+                &self,
+                org_id: uuid::Uuid,
+                f: &$crate::store::buildings::BuildingFilter,
+                page: $crate::store::Page,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::buildings::BuildingRecord>> {
+                let search = f.search.as_deref().map($crate::store::buildings::like_pattern);
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM buildings WHERE org_id = $1 \
+                     AND ($2 IS NULL OR building_type = $2) \
+                     AND ($3 IS NULL OR LOWER(name) LIKE $3 ESCAPE '\\' OR LOWER(address) LIKE $3 ESCAPE '\\') \
+                     AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
+                    $crate::store::buildings::BUILDING_COLUMNS
+                ))
+                .bind(org_id)
+                .bind(&f.building_type)
+                .bind(search)
+                .bind(page.after)
+                .bind(page.limit)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn update_building(
+                &self,
+                org_id: uuid::Uuid,
+                id: uuid::Uuid,
+                p: &$crate::store::buildings::BuildingPatch,
+            ) -> $crate::store::StoreResult<$crate::store::buildings::BuildingRecord> {
+                let mut tx = self.writer.begin().await?;
+                let current: $crate::store::buildings::BuildingRecord = sqlx::query_as(&format!(
+                    "SELECT {} FROM buildings WHERE id = $1 AND org_id = $2",
+                    $crate::store::buildings::BUILDING_COLUMNS
+                ))
+                .bind(id)
+                .bind(org_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or($crate::store::StoreError::NotFound)?;
+                let (contact_name_enc, contact_phone_enc, contact_email) = match p.contact.clone() {
+                    Some(c) => (c.name_enc, c.phone_enc, c.email),
+                    None => (
+                        current.contact_name_enc.clone(),
+                        current.contact_phone_enc.clone(),
+                        current.contact_email.clone(),
+                    ),
+                };
+                let (rule_set_code, rule_set_version) = p.rule_set.clone().unwrap_or((
+                    current.rule_set_code.clone(),
+                    current.rule_set_version.clone(),
+                ));
+                let next = $crate::store::buildings::BuildingRecord {
+                    name: p.name.clone().unwrap_or(current.name),
+                    address: p.address.clone().unwrap_or(current.address),
+                    building_type: p.building_type.clone().unwrap_or(current.building_type),
+                    contact_name_enc,
+                    contact_phone_enc,
+                    contact_email,
+                    rule_set_code,
+                    rule_set_version,
+                    updated_at: chrono::Utc::now(),
+                    ..current
+                };
+                sqlx::query(
+                    "UPDATE buildings SET name = $1, address = $2, building_type = $3, \
+                     contact_name_enc = $4, contact_phone_enc = $5, contact_email = $6, \
+                     rule_set_code = $7, rule_set_version = $8, updated_at = $9 WHERE id = $10",
+                )
+                .bind(&next.name)
+                .bind(&next.address)
+                .bind(&next.building_type)
+                .bind(&next.contact_name_enc)
+                .bind(&next.contact_phone_enc)
+                .bind(&next.contact_email)
+                .bind(&next.rule_set_code)
+                .bind(&next.rule_set_version)
+                .bind(next.updated_at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(next)
+            }
+
+            async fn delete_building(
+                &self,
+                org_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::buildings::BuildingRecord> {
+                // A session registered concurrently either is seen here or makes the DELETE
+                // fail its foreign key; both answer Conflict.
+                let in_use = |e: sqlx::Error| match &e {
+                    sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                        $crate::store::StoreError::Conflict("sessions")
+                    }
+                    _ => $crate::store::StoreError::Database(e),
+                };
+                let mut tx = self.writer.begin().await?;
+                let current: $crate::store::buildings::BuildingRecord = sqlx::query_as(&format!(
+                    "SELECT {} FROM buildings WHERE id = $1 AND org_id = $2",
+                    $crate::store::buildings::BUILDING_COLUMNS
+                ))
+                .bind(id)
+                .bind(org_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or($crate::store::StoreError::NotFound)?;
+                let sessions: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM test_sessions WHERE building_id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if sessions > 0 {
+                    return Err($crate::store::StoreError::Conflict("sessions"));
+                }
+                sqlx::query("DELETE FROM assets WHERE building_id = $1 AND org_id = $2")
+                    .bind(id)
+                    .bind(org_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(in_use)?;
+                sqlx::query("DELETE FROM buildings WHERE id = $1 AND org_id = $2")
+                    .bind(id)
+                    .bind(org_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(in_use)?;
+                tx.commit().await.map_err(in_use)?;
+                Ok(current)
+            }
+
+            async fn all_building_contact_pii(
+                &self,
+            ) -> $crate::store::StoreResult<Vec<(uuid::Uuid, Option<Vec<u8>>, Option<Vec<u8>>)>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, contact_name_enc, contact_phone_enc FROM buildings \
+                     WHERE contact_name_enc IS NOT NULL OR contact_phone_enc IS NOT NULL ORDER BY id",
+                )
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn reseal_building_contact(
+                &self,
+                id: uuid::Uuid,
+                old: (Option<&[u8]>, Option<&[u8]>),
+                new: (Option<&[u8]>, Option<&[u8]>),
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE buildings SET contact_name_enc = $1, contact_phone_enc = $2 \
+                     WHERE id = $3 \
+                     AND (contact_name_enc = $4 OR (contact_name_enc IS NULL AND $4 IS NULL)) \
+                     AND (contact_phone_enc = $5 OR (contact_phone_enc IS NULL AND $5 IS NULL))",
+                )
+                .bind(new.0)
+                .bind(new.1)
+                .bind(id)
+                .bind(old.0)
+                .bind(old.1)
+                .execute(&self.writer)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn create_assets(
+                &self,
+                assets: &[$crate::store::buildings::AssetRecord],
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.writer.begin().await?;
+                for chunk in assets.chunks($crate::store::buildings::ASSET_INSERT_CHUNK) {
+                    let sql = format!(
+                        "INSERT INTO assets ({}) VALUES {}",
+                        $crate::store::buildings::ASSET_COLUMNS,
+                        $crate::store::rules::placeholders(chunk.len(), 10)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for a in chunk {
+                        q = q
+                            .bind(a.id)
+                            .bind(a.org_id)
+                            .bind(a.building_id)
+                            .bind(&a.asset_type)
+                            .bind(&a.location)
+                            .bind(&a.identifier)
+                            .bind(a.install_date)
+                            .bind(&a.rule_codes)
+                            .bind(a.created_at)
+                            .bind(a.updated_at);
+                    }
+                    q.execute(&mut *tx)
+                        .await
+                        .map_err(|e| $crate::store::StoreError::unique(e, "identifier"))?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_asset(
+                &self,
+                org_id: uuid::Uuid,
+                building_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::buildings::AssetRecord> {
+                sqlx::query_as(&format!(
+                    "SELECT {} FROM assets WHERE id = $1 AND building_id = $2 AND org_id = $3",
+                    $crate::store::buildings::ASSET_COLUMNS
+                ))
+                .bind(id)
+                .bind(building_id)
+                .bind(org_id)
+                .fetch_optional(&self.reader)
+                .await?
+                .ok_or($crate::store::StoreError::NotFound)
+            }
+
+            async fn list_assets(
+                &self,
+                org_id: uuid::Uuid,
+                building_id: uuid::Uuid,
+                f: &$crate::store::buildings::AssetFilter,
+                page: $crate::store::Page,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::buildings::AssetRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM assets WHERE org_id = $1 AND building_id = $2 \
+                     AND ($3 IS NULL OR asset_type = $3) AND ($4 IS NULL OR identifier = $4) \
+                     AND ($5 IS NULL OR id > $5) ORDER BY id LIMIT $6",
+                    $crate::store::buildings::ASSET_COLUMNS
+                ))
+                .bind(org_id)
+                .bind(building_id)
+                .bind(&f.asset_type)
+                .bind(&f.identifier)
+                .bind(page.after)
+                .bind(page.limit)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn building_assets(
+                &self,
+                org_id: uuid::Uuid,
+                building_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::buildings::AssetRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM assets WHERE org_id = $1 AND building_id = $2 ORDER BY id",
+                    $crate::store::buildings::ASSET_COLUMNS
+                ))
+                .bind(org_id)
+                .bind(building_id)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn update_asset(
+                &self,
+                org_id: uuid::Uuid,
+                building_id: uuid::Uuid,
+                id: uuid::Uuid,
+                p: &$crate::store::buildings::AssetPatch,
+            ) -> $crate::store::StoreResult<$crate::store::buildings::AssetRecord> {
+                let mut tx = self.writer.begin().await?;
+                let current: $crate::store::buildings::AssetRecord = sqlx::query_as(&format!(
+                    "SELECT {} FROM assets WHERE id = $1 AND building_id = $2 AND org_id = $3",
+                    $crate::store::buildings::ASSET_COLUMNS
+                ))
+                .bind(id)
+                .bind(building_id)
+                .bind(org_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or($crate::store::StoreError::NotFound)?;
+                let next = $crate::store::buildings::AssetRecord {
+                    asset_type: p.asset_type.clone().unwrap_or(current.asset_type),
+                    location: p.location.clone().unwrap_or(current.location),
+                    identifier: p.identifier.clone().unwrap_or(current.identifier),
+                    install_date: p.install_date.unwrap_or(current.install_date),
+                    rule_codes: p
+                        .rule_codes
+                        .clone()
+                        .map(sqlx::types::Json)
+                        .unwrap_or(current.rule_codes),
+                    updated_at: chrono::Utc::now(),
+                    ..current
+                };
+                sqlx::query(
+                    "UPDATE assets SET asset_type = $1, location = $2, identifier = $3, \
+                     install_date = $4, rule_codes = $5, updated_at = $6 WHERE id = $7",
+                )
+                .bind(&next.asset_type)
+                .bind(&next.location)
+                .bind(&next.identifier)
+                .bind(next.install_date)
+                .bind(&next.rule_codes)
+                .bind(next.updated_at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| $crate::store::StoreError::unique(e, "identifier"))?;
+                tx.commit().await?;
+                Ok(next)
+            }
+        }
     };
 }
 

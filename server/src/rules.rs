@@ -1,0 +1,535 @@
+//! The AS 1851 rule library: the shipped data file (`server/rules/as1851.json`, compiled into
+//! the binary), semantic versions, classification of observed conditions, and seeding.
+//!
+//! Visibility: every organisation sees the shipped rules (`org_id` NULL) plus its own private
+//! rules. An admin may publish a private rule with a new code, or a new version of any code it
+//! can see — including a shipped code; that version is visible to its organisation only and,
+//! when it is the highest active version, is the organisation's "latest". A code+version that
+//! already exists for the organisation (its own or shipped) is a conflict. Should a later
+//! shipped library bring a version an organisation already published privately, the
+//! organisation's own row wins for that organisation. Versions are immutable; deactivation is
+//! the only change, and only an organisation's own versions can be deactivated.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::store::rules::{NewRule, RuleRecord};
+use crate::store::Store;
+
+/// The shipped library, as compiled into the binary.
+const LIBRARY_JSON: &str = include_str!("../rules/as1851.json");
+
+/// The shipped library, parsed and validated once. The file is part of the source tree and a
+/// unit test validates it, so a failure here is a build defect, not a runtime condition.
+static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
+    Library::from_json(LIBRARY_JSON).expect("server/rules/as1851.json is a valid rule library")
+});
+
+/// The shipped library.
+pub fn library() -> &'static Library {
+    &LIBRARY
+}
+
+/// A defect class of AS 1851 cl. 1.5.6, or compliant.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Classification {
+    CriticalDefect,
+    NonCriticalDefect,
+    NonConformance,
+    Compliant,
+}
+
+impl Classification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CriticalDefect => "critical_defect",
+            Self::NonCriticalDefect => "non_critical_defect",
+            Self::NonConformance => "non_conformance",
+            Self::Compliant => "compliant",
+        }
+    }
+}
+
+impl fmt::Display for Classification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Classification {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "critical_defect" => Ok(Self::CriticalDefect),
+            "non_critical_defect" => Ok(Self::NonCriticalDefect),
+            "non_conformance" => Ok(Self::NonConformance),
+            "compliant" => Ok(Self::Compliant),
+            other => Err(format!("unknown classification '{other}'")),
+        }
+    }
+}
+
+/// Classify an observed condition under `rule`. The condition is matched exactly, then
+/// trimmed and ASCII-case-insensitively. `None` when the rule does not know the condition
+/// (list them with [`known_conditions`]).
+pub fn classify(rule: &RuleRecord, observed_condition: &str) -> Option<Classification> {
+    let map = &rule.classification_mappings.0;
+    let hit = map.get(observed_condition).or_else(|| {
+        let wanted = observed_condition.trim();
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(wanted))
+            .map(|(_, v)| v)
+    })?;
+    hit.parse().ok()
+}
+
+/// The observed conditions `rule` classifies, sorted.
+pub fn known_conditions(rule: &RuleRecord) -> Vec<&str> {
+    rule.classification_mappings
+        .0
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+/// A semantic version `major.minor.patch` (no pre-release or build suffix). Components are
+/// decimal without leading zeros and at most `i64::MAX`, so they sort in SQL as integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    pub major: i64,
+    pub minor: i64,
+    pub patch: i64,
+}
+
+impl FromStr for Version {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("'{s}' is not a semantic version major.minor.patch (e.g. 2012.1.0)");
+        let parts: Vec<&str> = s.split('.').collect();
+        let [major, minor, patch] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let num = |p: &str| -> Result<i64, String> {
+            let valid = !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p == "0" || !p.starts_with('0'));
+            if !valid {
+                return Err(bad());
+            }
+            p.parse().map_err(|_| bad())
+        };
+        Ok(Self {
+            major: num(major)?,
+            minor: num(minor)?,
+            patch: num(patch)?,
+        })
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// The library file: one rule set, its equipment kinds, frequencies and rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Library {
+    pub rule_set: RuleSetDef,
+    pub equipment: Vec<EquipmentKind>,
+    pub frequencies: Vec<Frequency>,
+    pub rules: Vec<RuleDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSetDef {
+    pub code: String,
+    pub version: String,
+    pub title: String,
+}
+
+/// A kind of equipment (an asset type), e.g. `portable_extinguisher`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EquipmentKind {
+    pub kind: String,
+    pub name: String,
+    pub section: String,
+}
+
+/// A service frequency with its interval and the tolerance of AS 1851 cl. 1.11.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Frequency {
+    pub code: String,
+    pub months: u32,
+    pub tolerance_days: u32,
+}
+
+/// One expected reading of a check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reading {
+    pub name: String,
+    pub unit: String,
+    pub expected: String,
+}
+
+/// A rule version as written in the library file or posted by an admin.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    /// Stable code, e.g. `AS1851-10-6M-EXT`: letters, digits, `.`, `_`, `-`.
+    pub code: String,
+    /// Semantic version `major.minor.patch`.
+    pub version: String,
+    pub name: String,
+    pub description: String,
+    /// e.g. `AS 1851-2012`.
+    pub standard: String,
+    pub section: String,
+    /// Clause or table reference, e.g. `Table 10.4.1`.
+    pub clause: String,
+    /// An equipment kind of the library.
+    pub equipment: String,
+    /// A frequency code of the library.
+    pub frequency: String,
+    pub readings: Vec<Reading>,
+    /// Observed condition -> classification.
+    pub classification_mappings: BTreeMap<String, Classification>,
+}
+
+/// Why a rule definition is invalid: a stable code and a message for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleDefError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for RuleDefError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> RuleDefError {
+    RuleDefError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// A rule code: 1-64 of letters, digits, `.`, `_`, `-` (safe in URLs and as a cursor).
+pub fn valid_rule_code(code: &str) -> bool {
+    (1..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn text(field: &str, value: &str, max: usize) -> Result<(), RuleDefError> {
+    if value.trim().is_empty() || value.chars().count() > max {
+        return Err(invalid(
+            "invalid_field",
+            format!("{field} must be 1-{max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl RuleDef {
+    /// Check the definition against the library's equipment kinds and frequencies; returns the
+    /// parsed version.
+    pub fn validate(&self, lib: &Library) -> Result<Version, RuleDefError> {
+        if !valid_rule_code(&self.code) {
+            return Err(invalid(
+                "invalid_rule_code",
+                "code must be 1-64 characters of letters, digits, '.', '_' or '-'",
+            ));
+        }
+        let version: Version = self
+            .version
+            .parse()
+            .map_err(|m| invalid("invalid_version", m))?;
+        text("name", &self.name, 200)?;
+        text("description", &self.description, 4000)?;
+        text("standard", &self.standard, 100)?;
+        text("section", &self.section, 50)?;
+        text("clause", &self.clause, 200)?;
+        if lib.equipment_kind(&self.equipment).is_none() {
+            return Err(invalid(
+                "invalid_equipment",
+                format!(
+                    "equipment '{}' is not one of: {}",
+                    self.equipment,
+                    lib.equipment_codes().join(", ")
+                ),
+            ));
+        }
+        if lib.frequency(&self.frequency).is_none() {
+            return Err(invalid(
+                "invalid_frequency",
+                format!(
+                    "frequency '{}' is not one of: {}",
+                    self.frequency,
+                    lib.frequency_codes().join(", ")
+                ),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for r in &self.readings {
+            text("readings[].name", &r.name, 100)?;
+            if r.unit.chars().count() > 50 || r.expected.chars().count() > 200 {
+                return Err(invalid(
+                    "invalid_field",
+                    "a reading's unit must be at most 50 and expected at most 200 characters",
+                ));
+            }
+            if !names.insert(r.name.as_str()) {
+                return Err(invalid(
+                    "invalid_field",
+                    format!("reading '{}' appears twice", r.name),
+                ));
+            }
+        }
+        if self.classification_mappings.is_empty() || self.classification_mappings.len() > 200 {
+            return Err(invalid(
+                "invalid_mappings",
+                "classification_mappings needs 1-200 observed conditions",
+            ));
+        }
+        for condition in self.classification_mappings.keys() {
+            if condition.trim() != condition || condition.is_empty() || condition.len() > 100 {
+                return Err(invalid(
+                    "invalid_mappings",
+                    format!("observed condition '{condition}' must be 1-100 characters without surrounding spaces"),
+                ));
+            }
+        }
+        if !self
+            .classification_mappings
+            .values()
+            .any(|c| *c == Classification::Compliant)
+        {
+            return Err(invalid(
+                "invalid_mappings",
+                "classification_mappings needs at least one condition classified compliant",
+            ));
+        }
+        Ok(version)
+    }
+}
+
+impl Library {
+    /// Parse and validate a library file.
+    pub fn from_json(text: &str) -> anyhow::Result<Self> {
+        let lib: Library = serde_json::from_str(text).context("the rule library is not valid")?;
+        lib.validate()?;
+        Ok(lib)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.rule_set
+            .version
+            .parse::<Version>()
+            .map_err(|m| anyhow::anyhow!("rule set version: {m}"))?;
+        let mut seen = BTreeSet::new();
+        for rule in &self.rules {
+            rule.validate(self)
+                .map_err(|e| anyhow::anyhow!("rule {} {}: {e}", rule.code, rule.version))?;
+            if !seen.insert((&rule.code, &rule.version)) {
+                anyhow::bail!("rule {} {} appears twice", rule.code, rule.version);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn equipment_kind(&self, kind: &str) -> Option<&EquipmentKind> {
+        self.equipment.iter().find(|e| e.kind == kind)
+    }
+
+    pub fn frequency(&self, code: &str) -> Option<&Frequency> {
+        self.frequencies.iter().find(|f| f.code == code)
+    }
+
+    pub fn equipment_codes(&self) -> Vec<&str> {
+        self.equipment.iter().map(|e| e.kind.as_str()).collect()
+    }
+
+    pub fn frequency_codes(&self) -> Vec<&str> {
+        self.frequencies.iter().map(|f| f.code.as_str()).collect()
+    }
+}
+
+/// The equipment kinds of the shipped library: the allowed `asset_type`s.
+pub fn equipment_kinds() -> &'static [EquipmentKind] {
+    &library().equipment
+}
+
+/// Whether `kind` is an equipment kind of the shipped library.
+pub fn is_equipment_kind(kind: &str) -> bool {
+    library().equipment_kind(kind).is_some()
+}
+
+/// The service frequencies of the shipped library.
+pub fn frequencies() -> &'static [Frequency] {
+    &library().frequencies
+}
+
+/// The service interval of a frequency code in months (`six_monthly` -> 6); `None` if unknown.
+pub fn frequency_months(code: &str) -> Option<u32> {
+    library().frequency(code).map(|f| f.months)
+}
+
+/// The tolerance (AS 1851 cl. 1.11) of a frequency code in days; `None` if unknown.
+pub fn frequency_tolerance_days(code: &str) -> Option<u32> {
+    library().frequency(code).map(|f| f.tolerance_days)
+}
+
+/// The rule set a building is serviced under unless it says otherwise: the shipped library's.
+pub fn default_rule_set() -> (&'static str, &'static str) {
+    let rs = &library().rule_set;
+    (&rs.code, &rs.version)
+}
+
+/// Insert the shipped library's rule set and rules missing from the database. Idempotent: an
+/// upgraded library file adds its new versions; existing rows are never modified. Returns how
+/// many rules were added. Runs at every start, so the common case is one read and no write.
+pub async fn seed_library(store: &dyn Store) -> anyhow::Result<u64> {
+    seed(store, library()).await
+}
+
+/// [`seed_library`] for any library value (tests seed an "upgraded" library with it).
+pub async fn seed(store: &dyn Store, lib: &Library) -> anyhow::Result<u64> {
+    lib.validate()?;
+    let present: BTreeSet<(String, String)> =
+        store.shipped_rule_keys().await?.into_iter().collect();
+    let set_present = store
+        .rule_set_exists(&lib.rule_set.code, &lib.rule_set.version)
+        .await?;
+    let missing: Vec<NewRule<'_>> = lib
+        .rules
+        .iter()
+        .filter(|r| !present.contains(&(r.code.clone(), r.version.clone())))
+        .map(|def| NewRule {
+            org_id: None,
+            version: def.version.parse().expect("validated above"),
+            def,
+            created_by: None,
+        })
+        .collect();
+    if missing.is_empty() && set_present {
+        return Ok(0);
+    }
+    let added = store
+        .seed_shipped(
+            (
+                &lib.rule_set.code,
+                &lib.rule_set.version,
+                &lib.rule_set.title,
+            ),
+            &missing,
+        )
+        .await
+        .context("cannot seed the rule library")?;
+    tracing::info!(
+        added,
+        rule_set = %format!("{} {}", lib.rule_set.code, lib.rule_set.version),
+        "rule library seeded"
+    );
+    Ok(added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_library_is_valid_and_complete() {
+        let lib = Library::from_json(LIBRARY_JSON).unwrap();
+        assert!(lib.rules.len() >= 40);
+        for rule in &lib.rules {
+            assert!(lib.equipment_kind(&rule.equipment).is_some());
+        }
+        for kind in &lib.equipment {
+            assert!(
+                lib.rules.iter().any(|r| r.equipment == kind.kind),
+                "no rule for {}",
+                kind.kind
+            );
+        }
+        assert_eq!(frequency_months("six_monthly"), Some(6));
+        assert_eq!(frequency_tolerance_days("yearly"), Some(30));
+        assert_eq!(frequency_months("fortnightly"), None);
+        assert_eq!(default_rule_set(), ("AS1851", "2012.1.0"));
+    }
+
+    #[test]
+    fn versions_parse_strictly_and_sort_numerically() {
+        let v = |s: &str| s.parse::<Version>();
+        assert_eq!(
+            v("2012.1.0").unwrap(),
+            Version {
+                major: 2012,
+                minor: 1,
+                patch: 0
+            }
+        );
+        assert!(v("1.10.0").unwrap() > v("1.9.9").unwrap());
+        assert_eq!(v("0.0.0").unwrap().to_string(), "0.0.0");
+        for bad in [
+            "", "1", "1.2", "1.2.3.4", "01.2.3", "1.2.x", "1.2.3-beta", "v1.2.3", " 1.2.3", "1..3",
+            "-1.2.3", "1.2.+3",
+        ] {
+            assert!(v(bad).is_err(), "{bad} accepted");
+        }
+        assert!(v("99999999999999999999.0.0").is_err());
+    }
+
+    #[test]
+    fn classification_serde_names() {
+        assert_eq!(
+            serde_json::to_value(Classification::NonCriticalDefect).unwrap(),
+            "non_critical_defect"
+        );
+        for c in [
+            Classification::CriticalDefect,
+            Classification::NonCriticalDefect,
+            Classification::NonConformance,
+            Classification::Compliant,
+        ] {
+            assert_eq!(c.as_str().parse::<Classification>().unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn definitions_are_checked() {
+        let lib = library();
+        let mut def = lib.rules[0].clone();
+        assert!(def.validate(lib).is_ok());
+        def.version = "1.0".into();
+        assert_eq!(def.validate(lib).unwrap_err().code, "invalid_version");
+        def.version = "1.0.0".into();
+        def.equipment = "toaster".into();
+        assert_eq!(def.validate(lib).unwrap_err().code, "invalid_equipment");
+        def.equipment = lib.rules[0].equipment.clone();
+        def.classification_mappings = BTreeMap::from([(
+            "broken".to_string(),
+            Classification::CriticalDefect,
+        )]);
+        assert_eq!(def.validate(lib).unwrap_err().code, "invalid_mappings");
+        def.code = "has space".into();
+        assert_eq!(def.validate(lib).unwrap_err().code, "invalid_rule_code");
+    }
+}

@@ -1,0 +1,263 @@
+//! Test sessions through REST: creation builds the automerge document, access rules, results
+//! written as automerge changes, projection with classification.
+
+use firemode_tests::fixtures::{building, session};
+use firemode_tests::{assert_problem, backend_tests, Backend, TestServer};
+use serde_json::json;
+use uuid::Uuid;
+
+backend_tests!(
+    create_builds_the_document,
+    inspectors_see_only_assigned_sessions,
+    results_become_changes_and_projection,
+    session_updates_and_status,
+    offline_created_session_registers,
+    session_bad_inputs,
+    other_organisations_get_404_on_sessions,
+);
+
+async fn create_builds_the_document(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else { return };
+    let org = srv.org("Acme").await;
+    let inspector = srv.user(&org, "inspector").await;
+    let bld = building(&srv, &org, 3).await;
+    let s = session(&srv, &org.admin, &bld, &[inspector.id]).await;
+    let id: Uuid = s["id"].as_str().unwrap().parse().unwrap();
+    let doc_id = s["document_id"].as_str().unwrap();
+    assert_eq!(s["document_url"], format!("automerge:{doc_id}"));
+    // The document id is the bs58check of the session UUID's 16 bytes.
+    let parsed: firemode_sync_core::DocumentId = doc_id.parse().unwrap();
+    assert_eq!(parsed.as_uuid(), id);
+    assert_eq!(s["status"], "in_progress");
+    assert_eq!(s["assigned_to"], json!([inspector.id]));
+    let d = srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&org.admin.token)).await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    let doc = &d.json["document"];
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["sessionId"], id.to_string());
+    assert_eq!(doc["buildingId"], bld.id.to_string());
+    assert_eq!(doc["orgId"], org.id.to_string());
+    assert_eq!(doc["ruleSet"]["code"], "AS1851");
+    assert_eq!(doc["frequency"], "six_monthly");
+    let items = doc["items"].as_object().unwrap();
+    assert_eq!(items.len(), 3);
+    for a in &bld.assets {
+        let item = &items[&a.to_string()];
+        assert_eq!(item["outcome"], "not_tested");
+        assert_eq!(item["ruleCode"], "AS1851-10-6M-EXT");
+        assert_eq!(item["notes"], "");
+    }
+    // Projection rows exist right away.
+    let r = srv.client.get(&format!("/v1/tests/sessions/{id}/results"), Some(&org.admin.token)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["items"].as_array().unwrap().len(), 3);
+}
+
+async fn inspectors_see_only_assigned_sessions(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else { return };
+    let org = srv.org("Acme").await;
+    let mine = srv.user(&org, "inspector").await;
+    let other = srv.user(&org, "inspector").await;
+    let auditor = srv.user(&org, "auditor").await;
+    let bld = building(&srv, &org, 1).await;
+    let s = session(&srv, &org.admin, &bld, &[mine.id]).await;
+    let id = s["id"].as_str().unwrap();
+    assert_eq!(srv.client.get(&format!("/v1/tests/sessions/{id}"), Some(&mine.token)).await.status, 200);
+    assert_problem(&srv.client.get(&format!("/v1/tests/sessions/{id}"), Some(&other.token)).await, 404, "not_found");
+    assert_problem(&srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&other.token)).await, 404, "not_found");
+    assert_eq!(srv.client.get(&format!("/v1/tests/sessions/{id}"), Some(&auditor.token)).await.status, 200);
+    let list = srv.client.get("/v1/tests/sessions", Some(&other.token)).await;
+    assert_eq!(list.json["items"].as_array().unwrap().len(), 0);
+    let list = srv.client.get("/v1/tests/sessions?assigned_to=me", Some(&mine.token)).await;
+    assert_eq!(list.json["items"].as_array().unwrap().len(), 1);
+    // Auditors and inspectors cannot create sessions; auditors cannot record results.
+    let c = srv
+        .client
+        .post("/v1/tests/sessions", Some(&auditor.token), &json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly" }))
+        .await;
+    assert_problem(&c, 403, "forbidden");
+    let c = srv
+        .client
+        .post("/v1/tests/sessions", Some(&mine.token), &json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly" }))
+        .await;
+    assert_problem(&c, 403, "forbidden");
+    let r = record(&srv, &auditor.token, id, json!([{ "asset_id": bld.assets[0], "outcome": "pass" }])).await;
+    assert_problem(&r, 403, "forbidden");
+}
+
+async fn record(srv: &TestServer, token: &str, id: &str, results: serde_json::Value) -> firemode_tests::Resp {
+    firemode_tests::Client::send(
+        srv.client
+            .request(reqwest::Method::POST, &format!("/v1/tests/sessions/{id}/results"), Some(token))
+            .header("idempotency-key", Uuid::new_v4().to_string())
+            .json(&json!({ "results": results })),
+    )
+    .await
+}
+
+async fn results_become_changes_and_projection(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else { return };
+    let org = srv.org("Acme").await;
+    let inspector = srv.user(&org, "inspector").await;
+    let bld = building(&srv, &org, 2).await;
+    let s = session(&srv, &org.admin, &bld, &[inspector.id]).await;
+    let id = s["id"].as_str().unwrap();
+    let r = record(
+        &srv,
+        &inspector.token,
+        id,
+        json!([
+            { "asset_id": bld.assets[0], "outcome": "fail", "observed_condition": "extinguisher_discharged_or_empty",
+              "readings": { "pressure_gauge_kpa": 0.0 }, "notes": "Found empty behind door" },
+            { "asset_id": bld.assets[1], "outcome": "pass" }
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["applied"], 2);
+    assert!(!r.json["heads"].as_array().unwrap().is_empty());
+    let rows = srv.client.get(&format!("/v1/tests/sessions/{id}/results"), Some(&org.admin.token)).await;
+    let items = rows.json["items"].as_array().unwrap();
+    let failed = items.iter().find(|i| i["asset_id"] == bld.assets[0].to_string()).unwrap();
+    assert_eq!(failed["outcome"], "fail");
+    assert_eq!(failed["classification"], "critical_defect", "{failed}");
+    assert_eq!(failed["rule_version"], "2012.1.0");
+    assert_eq!(failed["notes"], "Found empty behind door");
+    assert_eq!(failed["readings"]["pressure_gauge_kpa"], 0.0);
+    assert_eq!(failed["recorded_by"], inspector.id.to_string());
+    let passed = items.iter().find(|i| i["asset_id"] == bld.assets[1].to_string()).unwrap();
+    assert_eq!(passed["classification"], "compliant");
+    // The document holds it too, written by the server's actor.
+    let d = srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&org.admin.token)).await;
+    assert_eq!(d.json["document"]["items"][bld.assets[0].to_string()]["observedCondition"], "extinguisher_discharged_or_empty");
+    // Unknown condition: 422 listing the known ones; nothing changes.
+    let bad = record(&srv, &inspector.token, id, json!([{ "asset_id": bld.assets[1], "outcome": "fail", "observed_condition": "on_fire" }])).await;
+    assert_problem(&bad, 422, "unknown_condition");
+    assert!(bad.json["detail"].as_str().unwrap().contains("serviceable"));
+    let bad = record(&srv, &inspector.token, id, json!([{ "asset_id": Uuid::new_v4(), "outcome": "pass" }])).await;
+    assert_problem(&bad, 422, "unknown_asset");
+    let bad = record(&srv, &inspector.token, id, json!([{ "asset_id": bld.assets[1], "outcome": "exploded" }])).await;
+    assert_problem(&bad, 422, "invalid_body");
+    let after = srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&org.admin.token)).await;
+    assert_eq!(after.json["heads"], d.json["heads"], "rejected writes changed nothing");
+}
+
+async fn session_updates_and_status(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else { return };
+    let org = srv.org("Acme").await;
+    let inspector = srv.user(&org, "inspector").await;
+    let bld = building(&srv, &org, 1).await;
+    let s = session(&srv, &org.admin, &bld, &[inspector.id]).await;
+    let id = s["id"].as_str().unwrap();
+    let p = srv
+        .client
+        .patch(&format!("/v1/tests/sessions/{id}"), Some(&inspector.token), &json!({ "status": "completed" }))
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(p.json["status"], "completed");
+    let d = srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&org.admin.token)).await;
+    assert_eq!(d.json["document"]["status"], "completed", "status is in the document too");
+    let p = srv.client.patch(&format!("/v1/tests/sessions/{id}"), Some(&inspector.token), &json!({ "name": "mine now" })).await;
+    assert_problem(&p, 403, "forbidden");
+    let p = srv
+        .client
+        .patch(&format!("/v1/tests/sessions/{id}"), Some(&org.admin.token), &json!({ "status": "in_progress", "name": "Renamed" }))
+        .await;
+    assert_eq!(p.json["name"], "Renamed");
+    assert_eq!(p.json["status"], "in_progress");
+    let p = srv.client.patch(&format!("/v1/tests/sessions/{id}"), Some(&org.admin.token), &json!({ "status": "archived" })).await;
+    assert_problem(&p, 422, "invalid_status");
+    // Filter by status.
+    let l = srv.client.get("/v1/tests/sessions?status=completed", Some(&org.admin.token)).await;
+    assert_eq!(l.json["items"].as_array().unwrap().len(), 0);
+    let l = srv.client.get(&format!("/v1/tests/sessions?status=in_progress&building_id={}", bld.id), Some(&org.admin.token)).await;
+    assert_eq!(l.json["items"].as_array().unwrap().len(), 1);
+    // Unassign: the inspector loses access.
+    let p = srv.client.patch(&format!("/v1/tests/sessions/{id}"), Some(&org.admin.token), &json!({ "assigned_to": [] })).await;
+    assert_eq!(p.status, 200);
+    assert_problem(&srv.client.get(&format!("/v1/tests/sessions/{id}"), Some(&inspector.token)).await, 404, "not_found");
+}
+
+async fn offline_created_session_registers(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else { return };
+    let org = srv.org("Acme").await;
+    let inspector = srv.user(&org, "inspector").await;
+    let bld = building(&srv, &org, 1).await;
+    let tablet_id = Uuid::new_v4();
+    let doc = firemode_sync_core::DocumentId::from_uuid(tablet_id);
+    let r = srv
+        .client
+        .post(
+            "/v1/tests/sessions",
+            Some(&inspector.token),
+            &json!({ "building_id": bld.id, "name": "Made offline", "frequency": "six_monthly", "document_id": doc.url() }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json["id"], tablet_id.to_string());
+    assert_eq!(r.json["assigned_to"], json!([inspector.id]), "the registering inspector is assigned");
+    let d = srv.client.get(&format!("/v1/tests/sessions/{tablet_id}/document"), Some(&inspector.token)).await;
+    assert_eq!(d.json["document"], json!({}), "the server created no content");
+    let again = srv
+        .client
+        .post(
+            "/v1/tests/sessions",
+            Some(&inspector.token),
+            &json!({ "building_id": bld.id, "name": "dup", "frequency": "six_monthly", "document_id": doc.to_string() }),
+        )
+        .await;
+    assert_problem(&again, 409, "already_exists");
+}
+
+async fn session_bad_inputs(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else { return };
+    let org = srv.org("Acme").await;
+    let bld = building(&srv, &org, 1).await;
+    let t = Some(org.admin.token.as_str());
+    let c = &srv.client;
+    let cases = [
+        (json!({ "building_id": bld.id, "name": "x", "frequency": "fortnightly" }), 422, "unknown_frequency"),
+        (json!({ "building_id": bld.id, "name": "", "frequency": "six_monthly" }), 422, "invalid_field"),
+        (json!({ "building_id": "nope", "name": "x", "frequency": "six_monthly" }), 422, "invalid_body"),
+        (json!({ "building_id": bld.id, "name": "x" }), 422, "invalid_body"),
+        (json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly", "assigned_to": [Uuid::new_v4()] }), 422, "unknown_user"),
+        (json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly", "document_id": "not-an-id" }), 422, "invalid_document_id"),
+        (json!({ "building_id": Uuid::new_v4(), "name": "x", "frequency": "six_monthly" }), 404, "not_found"),
+    ];
+    for (body, status, code) in cases {
+        assert_problem(&c.post("/v1/tests/sessions", t, &body).await, status, code);
+    }
+    assert_problem(&c.post_raw("/v1/tests/sessions", t, "application/json", b"{".to_vec()).await, 400, "malformed_json");
+    assert_problem(&c.get("/v1/tests/sessions/xyz", t).await, 400, "invalid_path");
+    assert_problem(&c.get("/v1/tests/sessions?status=bogus", t).await, 400, "invalid_query");
+    let s = session(&srv, &org.admin, &bld, &[]).await;
+    let id = s["id"].as_str().unwrap();
+    assert_problem(&c.get(&format!("/v1/tests/sessions/{id}/document?at=zzzz"), t).await, 400, "invalid_heads");
+    let unknown = "0".repeat(64);
+    assert_problem(&c.get(&format!("/v1/tests/sessions/{id}/document?at={unknown}"), t).await, 400, "unknown_heads");
+    // Only the first session exists.
+    let l = c.get("/v1/tests/sessions", t).await;
+    assert_eq!(l.json["items"].as_array().unwrap().len(), 1);
+}
+
+async fn other_organisations_get_404_on_sessions(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else { return };
+    let org = srv.org("Acme").await;
+    let other = srv.org("Rival").await;
+    let bld = building(&srv, &org, 1).await;
+    let s = session(&srv, &org.admin, &bld, &[]).await;
+    let id = s["id"].as_str().unwrap();
+    let t = Some(other.admin.token.as_str());
+    let c = &srv.client;
+    assert_problem(&c.get(&format!("/v1/tests/sessions/{id}"), t).await, 404, "not_found");
+    assert_problem(&c.patch(&format!("/v1/tests/sessions/{id}"), t, &json!({ "name": "mine" })).await, 404, "not_found");
+    assert_problem(&c.get(&format!("/v1/tests/sessions/{id}/document"), t).await, 404, "not_found");
+    assert_problem(&c.get(&format!("/v1/tests/sessions/{id}/results"), t).await, 404, "not_found");
+    let r = record(&srv, &other.admin.token, id, json!([{ "asset_id": bld.assets[0], "outcome": "pass" }])).await;
+    assert_problem(&r, 404, "not_found");
+    let create = c
+        .post("/v1/tests/sessions", t, &json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly" }))
+        .await;
+    assert_problem(&create, 404, "not_found");
+    assert_eq!(c.get("/v1/tests/sessions", t).await.json["items"].as_array().unwrap().len(), 0);
+}

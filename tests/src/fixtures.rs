@@ -1,0 +1,63 @@
+//! Test data: a building with assets and a session, made through the store and the REST API.
+
+use chrono::Utc;
+use firemode_server::store::buildings::{AssetRecord, BuildingRecord};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{Org, TestServer, User};
+
+pub struct Building {
+    pub id: Uuid,
+    pub assets: Vec<Uuid>,
+}
+
+/// A building of `org` with `n` portable extinguishers (serviced six-monthly).
+pub async fn building(srv: &TestServer, org: &Org, n: usize) -> Building {
+    let now = Utc::now();
+    let b = BuildingRecord {
+        id: Uuid::now_v7(),
+        org_id: org.id,
+        name: "Test Tower".into(),
+        address: "1 Test St, Melbourne VIC".into(),
+        building_type: "office".into(),
+        contact_name_enc: None,
+        contact_phone_enc: None,
+        contact_email: None,
+        rule_set_code: "AS1851".into(),
+        rule_set_version: "2012.1.0".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    srv.store().create_building(&b).await.expect("create building");
+    let assets: Vec<AssetRecord> = (0..n)
+        .map(|i| AssetRecord {
+            id: Uuid::now_v7(),
+            org_id: org.id,
+            building_id: b.id,
+            asset_type: "portable_extinguisher".into(),
+            location: format!("Level {i}"),
+            identifier: Some(format!("EXT-{i:04}")),
+            install_date: None,
+            rule_codes: sqlx::types::Json(vec![]),
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    srv.store().create_assets(&assets).await.expect("create assets");
+    Building { id: b.id, assets: assets.iter().map(|a| a.id).collect() }
+}
+
+/// A six-monthly session on `building` created by `by` (office/admin) through the API.
+pub async fn session(srv: &TestServer, by: &User, building: &Building, assigned: &[Uuid]) -> serde_json::Value {
+    let r = srv
+        .client
+        .post(
+            "/v1/tests/sessions",
+            Some(&by.token),
+            &json!({ "building_id": building.id, "name": "Six-monthly service", "frequency": "six_monthly", "assigned_to": assigned }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "create session: {}", r.body);
+    r.json
+}
