@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -91,6 +92,9 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    pub sync_connections: IntGauge,
+    pub sync_documents: IntGauge,
+    pub sync_changes: IntCounter,
 }
 
 impl Default for Metrics {
@@ -113,12 +117,27 @@ impl Default for Metrics {
             &["method", "route"],
         )
         .expect("static metric definition");
+        let sync_connections = IntGauge::new("sync_connections", "Open sync WebSocket connections")
+            .expect("static metric definition");
+        let sync_documents = IntGauge::new("sync_documents_loaded", "Session documents in memory")
+            .expect("static metric definition");
+        let sync_changes = IntCounter::new(
+            "sync_changes_stored_total",
+            "Automerge changes committed by the sync hub",
+        )
+        .expect("static metric definition");
         let _ = registry.register(Box::new(http_requests.clone()));
         let _ = registry.register(Box::new(http_duration.clone()));
+        let _ = registry.register(Box::new(sync_connections.clone()));
+        let _ = registry.register(Box::new(sync_documents.clone()));
+        let _ = registry.register(Box::new(sync_changes.clone()));
         Self {
             registry,
             http_requests,
             http_duration,
+            sync_connections,
+            sync_documents,
+            sync_changes,
         }
     }
 }

@@ -6,6 +6,7 @@ mod cli;
 mod durability;
 mod evidence;
 mod http_basics;
+mod hub_lifecycle;
 mod idempotency;
 mod pii;
 mod sessions;

@@ -94,6 +94,11 @@ impl TestDb {
         }
     }
 
+    /// The same database for a second server (another node); dropping it drops nothing.
+    pub fn shared(&self) -> TestDb {
+        TestDb { url: self.url.clone(), dir: tempfile::tempdir().expect("temp dir"), pg: None }
+    }
+
     /// A raw connection URL, for tests that read columns directly.
     pub fn raw_url(&self) -> String {
         match &self.url {

@@ -63,6 +63,10 @@ impl AppState {
             TokenError::Expired => ApiError::Unauthorized("the access token has expired".into()),
             TokenError::Invalid => ApiError::Unauthorized("the access token is invalid".into()),
         })?;
+        // `exp` is the first second the token is no longer valid (RFC 7519 4.1.4).
+        if claims.exp <= chrono::Utc::now().timestamp() {
+            return Err(ApiError::Unauthorized("the access token has expired".into()));
+        }
         if self.revocations.is_revoked(&claims) {
             return Err(ApiError::Unauthorized(
                 "the access token has been revoked".into(),

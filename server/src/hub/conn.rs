@@ -119,7 +119,7 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
     let kill = hub.inner.shutdown.child_token();
     let mut revoked = state.revocations.subscribe();
     let exp = user.claims.exp;
-    let until_exp = Duration::from_secs(u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0));
+    let until_exp = Duration::from_millis(u64::try_from(exp * 1000 - chrono::Utc::now().timestamp_millis()).unwrap_or(0));
     let expiry = tokio::time::sleep(until_exp);
     tokio::pin!(expiry);
     let mut ping = tokio::time::interval(cfg.ping_interval);

@@ -259,6 +259,7 @@ impl Actor {
                 .collect();
             match self.hub.inner.committer.commit(pending).await {
                 Ok(seqs) => {
+                    self.hub.inner.changes_stored.fetch_add(seqs.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     if let Some(max) = seqs.iter().max() {
                         self.last_seq = self.last_seq.max(*max);
                     }

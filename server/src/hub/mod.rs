@@ -88,6 +88,8 @@ pub(crate) struct HubInner {
     pub conns: DashMap<ConnId, Arc<ConnInfo>>,
     next_conn: AtomicU64,
     next_gen: AtomicU64,
+    /// Changes committed by this process (exported as a metric).
+    pub(crate) changes_stored: AtomicU64,
     /// The server's peer id in the protocol, and the storage id it advertises.
     pub peer_id: String,
     pub storage_id: String,
@@ -125,6 +127,7 @@ impl Hub {
                 conns: DashMap::new(),
                 next_conn: AtomicU64::new(1),
                 next_gen: AtomicU64::new(1),
+                changes_stored: AtomicU64::new(0),
                 peer_id: format!("firemode-server-{storage_id}"),
                 storage_id,
                 actor,
@@ -164,6 +167,10 @@ impl Hub {
     /// Number of documents loaded in memory.
     pub fn loaded_documents(&self) -> usize {
         self.inner.docs.len()
+    }
+
+    pub fn changes_stored(&self) -> u64 {
+        self.inner.changes_stored.load(Ordering::Relaxed)
     }
 
     pub fn connections(&self) -> usize {
