@@ -101,27 +101,29 @@ fn tokens(access: &str, refresh: &str) -> Tokens {
 
 /// `old` is expired on the server, `new` is valid; refresh token `r1` is good exactly once.
 fn rotating_server(refreshes: Arc<AtomicUsize>) -> Arc<Handler> {
-    Arc::new(move |req: &Request| match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/v1/users/me") => match req.bearer.as_deref() {
-            Some("new") => (200, USER.to_owned()),
-            Some("old") => problem(401, "the access token has expired"),
-            Some("revoked") => problem(401, "the access token has been revoked"),
-            _ => problem(401, "the access token is invalid"),
-        },
-        ("POST", "/v1/auth/refresh") => {
-            if req.body.contains(r#""refresh_token":"r1""#)
-                && refreshes.fetch_add(1, Ordering::SeqCst) == 0
-            {
-                (
+    Arc::new(
+        move |req: &Request| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/v1/users/me") => match req.bearer.as_deref() {
+                Some("new") => (200, USER.to_owned()),
+                Some("old") => problem(401, "the access token has expired"),
+                Some("revoked") => problem(401, "the access token has been revoked"),
+                _ => problem(401, "the access token is invalid"),
+            },
+            ("POST", "/v1/auth/refresh") => {
+                if req.body.contains(r#""refresh_token":"r1""#)
+                    && refreshes.fetch_add(1, Ordering::SeqCst) == 0
+                {
+                    (
                     200,
                     r#"{"access_token":"new","token_type":"Bearer","expires_in":900,"refresh_token":"r2"}"#.into(),
                 )
-            } else {
-                problem(401, "the refresh token is invalid or expired")
+                } else {
+                    problem(401, "the refresh token is invalid or expired")
+                }
             }
-        }
-        _ => problem(404, "no such resource"),
-    })
+            _ => problem(404, "no such resource"),
+        },
+    )
 }
 
 #[tokio::test]
@@ -142,14 +144,19 @@ async fn expired_token_is_refreshed_once_for_many_concurrent_calls() {
     }
     assert_eq!(refreshes.load(Ordering::SeqCst), 1);
     let t = client.tokens().unwrap();
-    assert_eq!((t.access_token.as_str(), t.refresh_token.as_str()), ("new", "r2"));
+    assert_eq!(
+        (t.access_token.as_str(), t.refresh_token.as_str()),
+        ("new", "r2")
+    );
 }
 
 #[tokio::test]
 async fn other_401s_are_returned_without_refreshing() {
     let refreshes = Arc::new(AtomicUsize::new(0));
     let base = serve(rotating_server(refreshes.clone())).await;
-    let client = Client::new(&base).unwrap().with_tokens(tokens("revoked", "r1"));
+    let client = Client::new(&base)
+        .unwrap()
+        .with_tokens(tokens("revoked", "r1"));
     let err = client.me().await.unwrap_err();
     let api = err.api().expect("an API error");
     assert_eq!((api.status, api.code.as_str()), (401, "unauthorized"));
@@ -162,7 +169,9 @@ async fn other_401s_are_returned_without_refreshing() {
 async fn a_refused_refresh_token_logs_the_client_out() {
     let refreshes = Arc::new(AtomicUsize::new(0));
     let base = serve(rotating_server(refreshes.clone())).await;
-    let client = Client::new(&base).unwrap().with_tokens(tokens("old", "stolen"));
+    let client = Client::new(&base)
+        .unwrap()
+        .with_tokens(tokens("old", "stolen"));
     let err = client.me().await.unwrap_err();
     assert_eq!(err.status(), Some(401));
     assert!(err.to_string().contains("refresh token"), "{err}");
@@ -184,5 +193,8 @@ async fn transport_errors_name_the_url_and_the_cause() {
     assert!(matches!(err, Error::Transport { .. }));
     assert!(err.is_retryable());
     let text = err.to_string();
-    assert!(text.contains("/v1/auth/login") && text.contains("refused"), "{text}");
+    assert!(
+        text.contains("/v1/auth/login") && text.contains("refused"),
+        "{text}"
+    );
 }
