@@ -398,6 +398,33 @@ pub async fn rotate_pii(store: &dyn Store, cipher: &PiiCipher) -> anyhow::Result
             )
             .await?;
     }
+    // Building contacts: a compare-and-swap per row, so a contact edited meanwhile (already
+    // sealed under the active key) is left alone.
+    for (id, name, phone) in store.all_building_contact_pii().await? {
+        let reseal = |v: &Option<Vec<u8>>| -> anyhow::Result<(Option<Vec<u8>>, bool)> {
+            match v {
+                Some(ct) if PiiCipher::key_id(ct)? != active => {
+                    Ok((Some(cipher.encrypt(&cipher.decrypt(ct)?)), true))
+                }
+                other => Ok((other.clone(), false)),
+            }
+        };
+        let (new_name, name_changed) = reseal(&name)?;
+        let (new_phone, phone_changed) = reseal(&phone)?;
+        if !name_changed && !phone_changed {
+            continue;
+        }
+        let swapped = store
+            .reseal_building_contact(
+                id,
+                (name.as_deref(), phone.as_deref()),
+                (new_name.as_deref(), new_phone.as_deref()),
+            )
+            .await?;
+        if swapped {
+            n += usize::from(name_changed) + usize::from(phone_changed);
+        }
+    }
     Ok(n)
 }
 

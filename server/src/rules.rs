@@ -489,8 +489,18 @@ mod tests {
         assert!(v("1.10.0").unwrap() > v("1.9.9").unwrap());
         assert_eq!(v("0.0.0").unwrap().to_string(), "0.0.0");
         for bad in [
-            "", "1", "1.2", "1.2.3.4", "01.2.3", "1.2.x", "1.2.3-beta", "v1.2.3", " 1.2.3", "1..3",
-            "-1.2.3", "1.2.+3",
+            "",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "01.2.3",
+            "1.2.x",
+            "1.2.3-beta",
+            "v1.2.3",
+            " 1.2.3",
+            "1..3",
+            "-1.2.3",
+            "1.2.+3",
         ] {
             assert!(v(bad).is_err(), "{bad} accepted");
         }
@@ -524,10 +534,8 @@ mod tests {
         def.equipment = "toaster".into();
         assert_eq!(def.validate(lib).unwrap_err().code, "invalid_equipment");
         def.equipment = lib.rules[0].equipment.clone();
-        def.classification_mappings = BTreeMap::from([(
-            "broken".to_string(),
-            Classification::CriticalDefect,
-        )]);
+        def.classification_mappings =
+            BTreeMap::from([("broken".to_string(), Classification::CriticalDefect)]);
         assert_eq!(def.validate(lib).unwrap_err().code, "invalid_mappings");
         def.code = "has space".into();
         assert_eq!(def.validate(lib).unwrap_err().code, "invalid_rule_code");

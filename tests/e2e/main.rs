@@ -2,6 +2,7 @@
 //! or the real binary as a subprocess) on its own SQLite file or PostgreSQL database.
 
 mod auth;
+mod buildings;
 mod cli;
 mod durability;
 mod evidence;
@@ -9,6 +10,7 @@ mod http_basics;
 mod hub_lifecycle;
 mod idempotency;
 mod pii;
+mod rules;
 mod sessions;
 mod store_conformance;
 mod sync;

@@ -1,9 +1,482 @@
-//! `/v1/rules` routes.
+//! `/v1/rules` and `/v1/classify`: the AS 1851 rule library (shipped + organisation-private
+//! versions, see `crate::rules` for visibility) and fault classification.
 
-use utoipa_axum::router::OpenApiRouter;
+use std::collections::BTreeMap;
 
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::error::{current_request_id, ApiError, ApiResult, Problem};
+use super::extract::{Json, Path, Query};
+use super::pagination::{Paginated, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::audit::Target;
+use crate::auth::AuthUser;
+use crate::rules::{self as library, Classification, RuleDef, Version};
 use crate::state::AppState;
+use crate::store::rules::{NewRule, RuleFilter, RuleRecord};
+use crate::store::StoreError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get))
+        .routes(routes!(versions))
+        .routes(routes!(deactivate))
+        .routes(routes!(classify))
+}
+
+/// A rule version as the API shows it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RuleView {
+    pub code: String,
+    pub version: String,
+    /// True for the shipped library; false for an organisation-private version.
+    pub shipped: bool,
+    pub org_id: Option<Uuid>,
+    pub name: String,
+    pub description: String,
+    pub standard: String,
+    pub section: String,
+    pub clause: String,
+    pub equipment: String,
+    pub frequency: String,
+    #[schema(value_type = Vec<library::Reading>)]
+    pub readings: Value,
+    pub classification_mappings: BTreeMap<String, String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub deactivated_at: Option<DateTime<Utc>>,
+}
+
+impl From<RuleRecord> for RuleView {
+    fn from(r: RuleRecord) -> Self {
+        Self {
+            shipped: r.org_id.is_none(),
+            code: r.code,
+            version: r.version,
+            org_id: r.org_id,
+            name: r.name,
+            description: r.description,
+            standard: r.standard,
+            section: r.section,
+            clause: r.clause,
+            equipment: r.equipment,
+            frequency: r.frequency,
+            readings: r.readings.0,
+            classification_mappings: r.classification_mappings.0,
+            active: r.active,
+            created_at: r.created_at,
+            deactivated_at: r.deactivated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RulesQuery {
+    /// Only rules for this equipment kind (e.g. `portable_extinguisher`).
+    pub equipment: Option<String>,
+    /// Only rules at this frequency (e.g. `six_monthly`).
+    pub frequency: Option<String>,
+    /// At most this many items (1-500, default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The latest active version of every rule visible to the caller's organisation, by code.
+#[utoipa::path(get, path = "/v1/rules", tag = "rules", security(("bearer" = [])), params(RulesQuery),
+    responses((status = 200, body = Paginated<RuleView>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<RulesQuery>,
+) -> ApiResult<Json<Paginated<RuleView>>> {
+    let lib = library::library();
+    if let Some(e) = q.equipment.as_deref() {
+        if lib.equipment_kind(e).is_none() {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "equipment must be one of: {}",
+                    lib.equipment_codes().join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(f) = q.frequency.as_deref() {
+        if lib.frequency(f).is_none() {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "frequency must be one of: {}",
+                    lib.frequency_codes().join(", ")
+                ),
+            ));
+        }
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    // The cursor is the last code of the previous page (codes are URL-safe by construction).
+    if q.cursor
+        .as_deref()
+        .is_some_and(|c| !library::valid_rule_code(c))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "cursor is not valid",
+        ));
+    }
+    let filter = RuleFilter {
+        equipment: q.equipment,
+        frequency: q.frequency,
+    };
+    let limit = limit as usize;
+    let mut rows = state
+        .store
+        .latest_rules_page(user.org_id, &filter, q.cursor.as_deref(), limit as i64 + 1)
+        .await?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = if more {
+        rows.last().map(|r| r.code.clone())
+    } else {
+        None
+    };
+    Ok(Json(Paginated {
+        items: rows.into_iter().map(RuleView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// The latest active version of a rule.
+#[utoipa::path(get, path = "/v1/rules/{code}", tag = "rules", security(("bearer" = [])),
+    params(("code" = String, Path)),
+    responses((status = 200, body = RuleView), (status = 404, body = Problem)))]
+async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(code): Path<String>,
+) -> ApiResult<Json<RuleView>> {
+    let rule = state.store.latest_rule(user.org_id, &code).await?;
+    Ok(Json(rule.into()))
+}
+
+/// Every version of a rule visible to the caller, inactive ones included, newest first.
+#[utoipa::path(get, path = "/v1/rules/{code}/versions", tag = "rules", security(("bearer" = [])),
+    params(("code" = String, Path)),
+    responses((status = 200, body = Paginated<RuleView>), (status = 404, body = Problem)))]
+async fn versions(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(code): Path<String>,
+) -> ApiResult<Json<Paginated<RuleView>>> {
+    let rows = state.store.rule_versions(user.org_id, &code).await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(Paginated {
+        items: rows.into_iter().map(RuleView::from).collect(),
+        next_cursor: None,
+    }))
+}
+
+/// Publish an organisation-private rule, or a new version of a rule the organisation sees
+/// (shipped codes included; the new version is visible to this organisation only). Admin.
+/// Versions are immutable: an existing code+version is a conflict.
+#[utoipa::path(post, path = "/v1/rules", tag = "rules", security(("bearer" = [])), request_body = RuleDef,
+    responses((status = 201, body = RuleView), (status = 403, body = Problem), (status = 409, body = Problem),
+              (status = 422, body = Problem)))]
+async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(def): Json<RuleDef>,
+) -> ApiResult<(StatusCode, Json<RuleView>)> {
+    user.require_admin()?;
+    let version = def
+        .validate(library::library())
+        .map_err(|e| ApiError::unprocessable(e.code, e.message))?;
+    // A new version of a known code checks the same thing: equipment and frequency are the
+    // rule's identity (assets and sessions select rules by them).
+    let existing = state.store.rule_versions(user.org_id, &def.code).await?;
+    if let Some(prev) = existing.first() {
+        if prev.equipment != def.equipment || prev.frequency != def.frequency {
+            return Err(ApiError::unprocessable(
+                "rule_identity_changed",
+                format!(
+                    "{} is a rule for {} at {}; a new version must keep its equipment and frequency \
+                     (use a new code for a different check)",
+                    def.code, prev.equipment, prev.frequency
+                ),
+            ));
+        }
+    }
+    let superseded = state
+        .store
+        .latest_rule(user.org_id, &def.code)
+        .await
+        .ok()
+        .map(|r| r.version);
+    let rec = state
+        .store
+        .create_rule(&NewRule {
+            org_id: Some(user.org_id),
+            def: &def,
+            version,
+            created_by: Some(user.user_id),
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::conflict(
+                "rule_version_exists",
+                format!(
+                    "{} version {} already exists; versions are immutable, publish a new version",
+                    def.code, def.version
+                ),
+            ),
+            other => other.into(),
+        })?;
+    state
+        .audit(
+            &user,
+            "rule.create",
+            Some(Target::new("rule", format!("{}@{}", rec.code, rec.version))),
+            json!({
+                "code": rec.code,
+                "version": rec.version,
+                "equipment": rec.equipment,
+                "frequency": rec.frequency,
+                "latest_before": superseded,
+                "new": RuleView::from(rec.clone()),
+            }),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(rec.into())))
+}
+
+/// Deactivate one of the organisation's own rule versions (admin). Shipped versions are
+/// read-only (403). Deactivation is the only change a version ever gets; it is idempotent.
+#[utoipa::path(post, path = "/v1/rules/{code}/versions/{version}/deactivate", tag = "rules", security(("bearer" = [])),
+    params(("code" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = RuleView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn deactivate(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((code, version)): Path<(String, String)>,
+) -> ApiResult<Json<RuleView>> {
+    user.require_admin()?;
+    version
+        .parse::<Version>()
+        .map_err(|m| ApiError::bad_request("invalid_path", format!("version in the path: {m}")))?;
+    let before =
+        match state
+            .store
+            .get_rule_version(user.org_id, &code, &version)
+            .await?
+        {
+            rule if rule.org_id.is_none() => return Err(ApiError::forbidden(
+                "shipped rules are read-only; publish a new version for your organisation instead",
+            )),
+            rule => rule,
+        };
+    let after = state
+        .store
+        .deactivate_rule(user.org_id, &code, &version)
+        .await?;
+    state
+        .audit(
+            &user,
+            "rule.deactivate",
+            Some(Target::new("rule", format!("{code}@{version}"))),
+            json!({
+                "code": code,
+                "version": version,
+                "old": { "active": before.active },
+                "new": { "active": after.active },
+            }),
+        )
+        .await?;
+    Ok(Json(after.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyRequest {
+    pub rule_code: String,
+    pub observed_condition: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClassifyResponse {
+    pub classification: Classification,
+    pub rule_code: String,
+    pub rule_version: String,
+    /// The audit row recording this classification.
+    pub audit_id: Uuid,
+}
+
+/// Classify an observed condition under the latest active version of a rule (any role).
+/// Every classification is recorded in the audit log.
+#[utoipa::path(post, path = "/v1/classify", tag = "rules", security(("bearer" = [])), request_body = ClassifyRequest,
+    responses((status = 200, body = ClassifyResponse), (status = 404, body = Problem, description = "code rule_not_found"),
+              (status = 422, body = Problem, description = "code unknown_condition")))]
+async fn classify(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(req): Json<ClassifyRequest>,
+) -> Result<Json<ClassifyResponse>, HandlerError> {
+    let rule = match state.store.latest_rule(user.org_id, &req.rule_code).await {
+        Ok(rule) => rule,
+        Err(StoreError::NotFound) => {
+            return Err(CustomProblem::new(
+                StatusCode::NOT_FOUND,
+                "rule_not_found",
+                format!("no active rule with code '{}'", req.rule_code),
+            )
+            .into())
+        }
+        Err(e) => return Err(ApiError::from(e).into()),
+    };
+    let Some(classification) = library::classify(&rule, &req.observed_condition) else {
+        return Err(ApiError::unprocessable(
+            "unknown_condition",
+            format!(
+                "'{}' is not an observed condition of {} {}; known conditions: {}",
+                req.observed_condition,
+                rule.code,
+                rule.version,
+                library::known_conditions(&rule).join(", ")
+            ),
+        )
+        .into());
+    };
+    let audit_id = state
+        .audit(
+            &user,
+            "rule.classify",
+            Some(Target::new(
+                "rule",
+                format!("{}@{}", rule.code, rule.version),
+            )),
+            json!({
+                "rule_code": rule.code,
+                "rule_version": rule.version,
+                "observed_condition": req.observed_condition.trim(),
+                "classification": classification,
+            }),
+        )
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Json(ClassifyResponse {
+        classification,
+        rule_code: rule.code,
+        rule_version: rule.version,
+        audit_id,
+    }))
+}
+
+/// A problem+json answer `ApiError` cannot express: a specific code on a 404 (`rule_not_found`)
+/// or extension members (the CSV import's per-row `errors`).
+#[derive(Debug)]
+pub struct CustomProblem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub extensions: serde_json::Map<String, Value>,
+}
+
+impl CustomProblem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            extensions: serde_json::Map::new(),
+        }
+    }
+
+    pub fn with(mut self, member: &str, value: Value) -> Self {
+        self.extensions.insert(member.to_owned(), value);
+        self
+    }
+}
+
+impl IntoResponse for CustomProblem {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            type_: format!(
+                "https://firemode.dev/problems/{}",
+                self.code.replace('_', "-")
+            ),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code.to_owned(),
+            request_id: current_request_id(),
+            retryable: false,
+        };
+        let mut body = match serde_json::to_value(problem) {
+            Ok(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        body.extend(self.extensions);
+        let mut res = (self.status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    }
+}
+
+/// The error of handlers that may answer with a [`CustomProblem`].
+#[derive(Debug)]
+pub enum HandlerError {
+    Api(ApiError),
+    Custom(CustomProblem),
+}
+
+impl From<ApiError> for HandlerError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(e: StoreError) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl From<anyhow::Error> for HandlerError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl From<CustomProblem> for HandlerError {
+    fn from(p: CustomProblem) -> Self {
+        Self::Custom(p)
+    }
+}
+
+impl IntoResponse for HandlerError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Api(e) => e.into_response(),
+            Self::Custom(p) => p.into_response(),
+        }
+    }
 }

@@ -104,10 +104,10 @@ pub trait BuildingStore: Send + Sync {
         id: Uuid,
         patch: &BuildingPatch,
     ) -> StoreResult<BuildingRecord>;
-    /// Delete a building and its assets in one transaction; returns the deleted row.
-    /// NotFound as for `get_building`; `Conflict("sessions")` when test sessions refer to it
-    /// (checked inside the transaction).
-    async fn delete_building(&self, org_id: Uuid, id: Uuid) -> StoreResult<BuildingRecord>;
+    /// Delete a building and its assets in one transaction; returns the deleted row and how
+    /// many assets went with it. NotFound as for `get_building`; `Conflict("sessions")` when
+    /// test sessions refer to it (checked inside the transaction).
+    async fn delete_building(&self, org_id: Uuid, id: Uuid) -> StoreResult<(BuildingRecord, u64)>;
 
     /// Every building's contact PII, for key rotation: (id, contact_name_enc, contact_phone_enc).
     async fn all_building_contact_pii(
@@ -126,8 +126,12 @@ pub trait BuildingStore: Send + Sync {
     /// identifier is already used in its building.
     async fn create_assets(&self, assets: &[AssetRecord]) -> StoreResult<()>;
     /// An asset of a building of `org_id`; NotFound otherwise.
-    async fn get_asset(&self, org_id: Uuid, building_id: Uuid, id: Uuid)
-        -> StoreResult<AssetRecord>;
+    async fn get_asset(
+        &self,
+        org_id: Uuid,
+        building_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<AssetRecord>;
     async fn list_assets(
         &self,
         org_id: Uuid,
@@ -136,8 +140,11 @@ pub trait BuildingStore: Send + Sync {
         page: Page,
     ) -> StoreResult<Vec<AssetRecord>>;
     /// Every asset of a building of `org_id`, ordered by id (empty for a foreign building).
-    async fn building_assets(&self, org_id: Uuid, building_id: Uuid)
-        -> StoreResult<Vec<AssetRecord>>;
+    async fn building_assets(
+        &self,
+        org_id: Uuid,
+        building_id: Uuid,
+    ) -> StoreResult<Vec<AssetRecord>>;
     async fn update_asset(
         &self,
         org_id: Uuid,
@@ -307,7 +314,7 @@ macro_rules! buildings_sql {
                 &self,
                 org_id: uuid::Uuid,
                 id: uuid::Uuid,
-            ) -> $crate::store::StoreResult<$crate::store::buildings::BuildingRecord> {
+            ) -> $crate::store::StoreResult<($crate::store::buildings::BuildingRecord, u64)> {
                 // A session registered concurrently either is seen here or makes the DELETE
                 // fail its foreign key; both answer Conflict.
                 let in_use = |e: sqlx::Error| match &e {
@@ -334,12 +341,13 @@ macro_rules! buildings_sql {
                 if sessions > 0 {
                     return Err($crate::store::StoreError::Conflict("sessions"));
                 }
-                sqlx::query("DELETE FROM assets WHERE building_id = $1 AND org_id = $2")
+                let assets = sqlx::query("DELETE FROM assets WHERE building_id = $1 AND org_id = $2")
                     .bind(id)
                     .bind(org_id)
                     .execute(&mut *tx)
                     .await
-                    .map_err(in_use)?;
+                    .map_err(in_use)?
+                    .rows_affected();
                 sqlx::query("DELETE FROM buildings WHERE id = $1 AND org_id = $2")
                     .bind(id)
                     .bind(org_id)
@@ -347,7 +355,7 @@ macro_rules! buildings_sql {
                     .await
                     .map_err(in_use)?;
                 tx.commit().await.map_err(in_use)?;
-                Ok(current)
+                Ok((current, assets))
             }
 
             async fn all_building_contact_pii(
