@@ -191,6 +191,16 @@ async fn upgraded_library_adds_versions_only(b: Backend) {
     upgraded.rules.push(next);
     upgraded.rules[0].description = "Silently edited.".into();
     let edited_code = upgraded.rules[0].code.clone();
+    // Another organisation had already published 2012.2.0 of this code privately.
+    let early = srv.org("Early").await;
+    let mut own = rule_body(code, "2012.2.0");
+    own["description"] = json!("Our own 2012.2.0.");
+    let r = srv
+        .client
+        .post("/v1/rules", Some(&early.admin.token), &own)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
     assert_eq!(
         rules::seed(srv.store().as_ref(), &upgraded).await.unwrap(),
         1
@@ -203,6 +213,7 @@ async fn upgraded_library_adds_versions_only(b: Backend) {
     let after = srv.client.get(&format!("/v1/rules/{code}"), t).await;
     assert_eq!(after.json["version"], "2012.2.0");
     assert_eq!(after.json["description"], "Amended check.");
+    assert_eq!(after.json["shipped"], true);
     let versions = srv
         .client
         .get(&format!("/v1/rules/{code}/versions"), t)
@@ -211,6 +222,23 @@ async fn upgraded_library_adds_versions_only(b: Backend) {
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["version"], "2012.2.0", "newest first");
     assert_eq!(items[1]["description"], before.json["description"]);
+    // Where an organisation's own version equals a shipped one, its own wins for it.
+    let theirs = srv
+        .client
+        .get(&format!("/v1/rules/{code}"), Some(&early.admin.token))
+        .await;
+    assert_eq!(theirs.json["version"], "2012.2.0");
+    assert_eq!(theirs.json["description"], "Our own 2012.2.0.");
+    assert_eq!(theirs.json["shipped"], false);
+    let their_versions = srv
+        .client
+        .get(
+            &format!("/v1/rules/{code}/versions"),
+            Some(&early.admin.token),
+        )
+        .await;
+    assert_eq!(their_versions.json["items"].as_array().unwrap().len(), 3);
+    assert_eq!(their_versions.json["items"][0]["shipped"], false);
     let unchanged = srv.client.get(&format!("/v1/rules/{edited_code}"), t).await;
     assert_ne!(unchanged.json["description"], "Silently edited.");
 }

@@ -6,7 +6,7 @@
 //! `invalid_csv` with `errors: [{row, field, message}]` and nothing is imported. `row` is the
 //! line where the record starts (the header is row 1), as a spreadsheet numbers it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -122,12 +122,12 @@ async fn import(
     let (rows, mut errors) = parse(&bytes)?;
     let needs_rules = rows.iter().any(|(_, r)| !r.rule_codes.is_empty());
     let rules = AssetRules::load(&state, user.org_id, needs_rules).await?;
-    let existing: HashMap<String, ()> = state
+    let existing: HashSet<String> = state
         .store
         .building_assets(user.org_id, building_id)
         .await?
         .into_iter()
-        .filter_map(|a| a.identifier.map(|i| (i, ())))
+        .filter_map(|a| a.identifier)
         .collect();
 
     let now = Utc::now();
@@ -142,7 +142,7 @@ async fn import(
             ),
             Ok(valid) => {
                 if let Some(id) = &valid.identifier {
-                    if existing.contains_key(id) {
+                    if existing.contains(id) {
                         errors.push(row_error(
                             row,
                             Some("identifier"),
