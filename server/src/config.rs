@@ -297,7 +297,9 @@ impl Config {
             "pii_keys" => self.pii_keys = Some(Secret::new(value.to_owned())),
             "pii_active_key" => self.pii_active_key = Some(number(value)? as u32),
             "max_json_body" => self.max_json_body = number(value)? as usize,
-            "sync_ping_interval_ms" => self.sync_ping_interval = Duration::from_millis(number(value)?.max(100)),
+            "sync_ping_interval_ms" => {
+                self.sync_ping_interval = Duration::from_millis(number(value)?.max(100))
+            }
             "sync_idle_unload_secs" => self.sync_idle_unload = secs(value)?,
             "sync_max_frame" => self.sync_max_frame = number(value)?.max(1024) as usize,
             "sync_outbound_queue" => self.sync_outbound_queue = number(value)?.max(8) as usize,

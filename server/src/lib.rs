@@ -5,13 +5,14 @@
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod compliance;
 pub mod config;
 pub mod crypto;
 pub mod evidence;
 pub mod http;
-pub mod rules;
 pub mod hub;
 pub mod projection;
+pub mod rules;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+
 use firemode_sync_core::{Outcome, Projection};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -15,9 +17,10 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::rules::Classification;
+use crate::store::defects::{DefectFilter, DefectRecord};
 use crate::store::rules::RuleRecord;
-use crate::store::sessions::ItemRow;
-use crate::store::{Store, StoreError};
+use crate::store::sessions::{ItemRow, SessionRow};
+use crate::store::{Page, Store, StoreError};
 
 struct Pending {
     projection: Projection,
@@ -80,14 +83,24 @@ impl Projector {
             v.0 += 1;
             v.0
         };
-        self.pending.insert(session, Pending { projection, seq, heads, version });
+        self.pending.insert(
+            session,
+            Pending {
+                projection,
+                seq,
+                heads,
+                version,
+            },
+        );
         self.wake.notify_one();
     }
 
     /// Wait until every projection submitted for `session` so far is written.
     pub async fn settled(&self, session: Uuid) {
         let mut rx = self.written.subscribe();
-        let Some(target) = self.versions.get(&session).map(|v| v.0) else { return };
+        let Some(target) = self.versions.get(&session).map(|v| v.0) else {
+            return;
+        };
         loop {
             rx.mark_unchanged();
             if self.versions.get(&session).is_none_or(|v| v.1 >= target) {
@@ -102,7 +115,11 @@ impl Projector {
 
 /// Classify one item against its rule: the observed condition decides; a pass without one is
 /// compliant; anything else stays unclassified.
-fn classify(rule: Option<&RuleRecord>, outcome: Option<Outcome>, condition: Option<&str>) -> Option<Classification> {
+fn classify(
+    rule: Option<&RuleRecord>,
+    outcome: Option<Outcome>,
+    condition: Option<&str>,
+) -> Option<Classification> {
     let rule = rule?;
     match (condition, outcome) {
         (Some(c), _) => crate::rules::classify(rule, c),
@@ -114,7 +131,12 @@ fn classify(rule: Option<&RuleRecord>, outcome: Option<Outcome>, condition: Opti
 async fn write(store: &dyn Store, id: Uuid, job: Pending) -> anyhow::Result<()> {
     let session = store.find_session(id).await?;
     let mut rules: HashMap<String, Option<RuleRecord>> = HashMap::new();
-    for code in job.projection.items.iter().filter_map(|i| i.rule_code.as_ref()) {
+    for code in job
+        .projection
+        .items
+        .iter()
+        .filter_map(|i| i.rule_code.as_ref())
+    {
         if !rules.contains_key(code) {
             let rule = match store.latest_rule(session.row.org_id, code).await {
                 Ok(r) => Some(r),
@@ -129,7 +151,11 @@ async fn write(store: &dyn Store, id: Uuid, job: Pending) -> anyhow::Result<()> 
         .items
         .iter()
         .map(|i| {
-            let rule = i.rule_code.as_ref().and_then(|c| rules.get(c)).and_then(Option::as_ref);
+            let rule = i
+                .rule_code
+                .as_ref()
+                .and_then(|c| rules.get(c))
+                .and_then(Option::as_ref);
             (i, rule)
         })
         .map(|(i, rule)| ItemRow {
@@ -146,12 +172,134 @@ async fn write(store: &dyn Store, id: Uuid, job: Pending) -> anyhow::Result<()> 
             evidence: sqlx::types::Json(json!(i.evidence)),
             recorded_by: i.recorded_by.clone(),
             recorded_at: i.recorded_at.clone(),
-            classification: classify(rule, i.outcome, i.observed_condition.as_deref()).map(|c| c.as_str().to_owned()),
+            classification: classify(rule, i.outcome, i.observed_condition.as_deref())
+                .map(|c| c.as_str().to_owned()),
             rule_version: rule.map(|r| r.version.clone()),
             problems: sqlx::types::Json(json!(i.problems)),
         })
         .collect();
     let problems = json!(job.projection.problems);
-    store.replace_projection(id, &items, job.seq, &job.heads, &problems).await?;
+    store
+        .replace_projection(id, &items, job.seq, &job.heads, &problems)
+        .await?;
+    sync_defects(store, &session.row, &items).await
+}
+
+/// Keep automatic defects in step with the items: a failed item opens (or refreshes) one, a
+/// later pass withdraws it while it is still open.
+async fn sync_defects(
+    store: &dyn Store,
+    session: &SessionRow,
+    items: &[ItemRow],
+) -> anyhow::Result<()> {
+    let page = Page {
+        after: None,
+        limit: 100_000,
+    };
+    let filter = DefectFilter {
+        session_id: Some(session.id),
+        ..Default::default()
+    };
+    let existing: HashMap<Uuid, DefectRecord> = store
+        .list_defects(session.org_id, &filter, page)
+        .await?
+        .into_iter()
+        .filter(|d| d.source == "automatic")
+        .filter_map(|d| d.asset_id.map(|a| (a, d)))
+        .collect();
+    let now = Utc::now();
+    for item in items {
+        let Ok(asset) = item.asset_id.parse::<Uuid>() else {
+            continue;
+        };
+        match item.outcome.as_deref() {
+            Some("fail") => {
+                let severity = severity_of(item.classification.as_deref());
+                let evidence: Vec<String> = item
+                    .evidence
+                    .0
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(d) = existing.get(&asset) {
+                    if d.status != "withdrawn"
+                        && d.severity == severity
+                        && d.observed_condition == item.observed_condition
+                        && d.evidence.0 == evidence
+                    {
+                        continue;
+                    }
+                }
+                let discovered = item
+                    .recorded_at
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map_or(now, |t| t.with_timezone(&Utc));
+                let rule = item
+                    .rule_code
+                    .clone()
+                    .unwrap_or_else(|| "unknown rule".into());
+                let record = DefectRecord {
+                    id: Uuid::now_v7(),
+                    org_id: session.org_id,
+                    building_id: session.building_id,
+                    asset_id: Some(asset),
+                    session_id: Some(session.id),
+                    rule_code: item.rule_code.clone(),
+                    rule_version: item.rule_version.clone(),
+                    severity: severity.to_owned(),
+                    status: "open".into(),
+                    source: "automatic".into(),
+                    title: format!("Failed {rule}"),
+                    description: match &item.observed_condition {
+                        Some(c) => format!(
+                            "Asset failed routine service ({rule}): {}",
+                            c.replace('_', " ")
+                        ),
+                        None => format!("Asset failed routine service ({rule})"),
+                    },
+                    observed_condition: item.observed_condition.clone(),
+                    evidence: sqlx::types::Json(evidence),
+                    discovered_at: discovered,
+                    notify_by: discovered + notification_window(severity),
+                    acknowledged_at: None,
+                    created_by: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                store.upsert_automatic_defect(&record).await?;
+            }
+            Some("pass") if existing.get(&asset).is_some_and(|d| d.status == "open") => {
+                store
+                    .withdraw_automatic_defect(session.id, asset, now)
+                    .await?;
+            }
+            _ => {}
+        }
+    }
     Ok(())
+}
+
+/// Defect severity from a rule classification. A failure the rule does not classify (no
+/// condition given, or one mapped to compliant) is treated as a non-critical defect: an
+/// impairment someone must look at, not silently nothing.
+pub fn severity_of(classification: Option<&str>) -> &'static str {
+    match classification {
+        Some("critical_defect") => "critical",
+        Some("non_conformance") => "non_conformance",
+        _ => "non_critical",
+    }
+}
+
+/// AS 1851 cl. 1.5.6: critical defects are reported within 24 hours, others within a week.
+pub fn notification_window(severity: &str) -> chrono::Duration {
+    if severity == "critical" {
+        chrono::Duration::hours(24)
+    } else {
+        chrono::Duration::days(7)
+    }
 }

@@ -65,8 +65,11 @@ impl AppState {
         let tasks = TaskTracker::new();
         let evidence = Arc::new(crate::evidence::EvidenceObjects::from_config(&config)?);
         crate::http::idempotency::spawn_purger(store.clone(), shutdown.clone(), &tasks);
-        let projector = crate::projection::Projector::spawn(store.clone(), &tasks, shutdown.clone());
-        let storage_id = store.meta_value("storage_id", &uuid::Uuid::new_v4().to_string()).await?;
+        let projector =
+            crate::projection::Projector::spawn(store.clone(), &tasks, shutdown.clone());
+        let storage_id = store
+            .meta_value("storage_id", &uuid::Uuid::new_v4().to_string())
+            .await?;
         let hub = crate::hub::Hub::new(
             store.clone(),
             projector,
@@ -115,7 +118,10 @@ impl AppState {
         self.shutdown.cancel();
         self.hub.drain().await;
         self.tasks.close();
-        if tokio::time::timeout(std::time::Duration::from_secs(20), self.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(std::time::Duration::from_secs(20), self.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("background tasks did not finish within 20 s");
         }
     }

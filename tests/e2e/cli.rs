@@ -31,7 +31,6 @@ fn admin(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
-
 /// The README, step by step, on a fresh data directory, plus the admin commands beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_flow_on_zero_setup_sqlite() {

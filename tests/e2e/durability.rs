@@ -19,14 +19,22 @@ const BIN: &str = env!("CARGO_BIN_EXE_firemode-e2e-server");
 backend_tests!(acknowledged_edits_survive_kill_9);
 
 async fn acknowledged_edits_survive_kill_9(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let data = db.dir.path().join("data");
     let data_s = data.to_str().unwrap().to_owned();
     let mut env: Vec<(String, String)> = vec![("FIREMODE_LOG_FORMAT".into(), "json".into())];
     if b == Backend::Postgres {
         env.push(("DATABASE_URL".into(), db.raw_url()));
-        env.push(("FIREMODE_JWT_SECRET".into(), firemode_server::crypto::random_b64(48)));
-        env.push(("FIREMODE_PII_KEYS".into(), format!("1:{}", firemode_server::crypto::random_b64(32))));
+        env.push((
+            "FIREMODE_JWT_SECRET".into(),
+            firemode_server::crypto::random_b64(48),
+        ));
+        env.push((
+            "FIREMODE_PII_KEYS".into(),
+            format!("1:{}", firemode_server::crypto::random_b64(32)),
+        ));
     }
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let args = ["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_s];
@@ -36,12 +44,29 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
     let mut admin_env = env_ref.clone();
     admin_env.push(("FIREMODE_ADMIN_PASSWORD", "durable-password-1"));
     let out = std::process::Command::new(BIN)
-        .args(["admin", "--data-dir", &data_s, "create-org", "--name", "Durable", "--admin-email", "d@durable.test"])
+        .args([
+            "admin",
+            "--data-dir",
+            &data_s,
+            "create-org",
+            "--name",
+            "Durable",
+            "--admin-email",
+            "d@durable.test",
+        ])
         .envs(admin_env.iter().copied())
-        .env_remove(if b == Backend::Sqlite { "DATABASE_URL" } else { "UNUSED" })
+        .env_remove(if b == Backend::Sqlite {
+            "DATABASE_URL"
+        } else {
+            "UNUSED"
+        })
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let org: Uuid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     let url = match b {
         Backend::Sqlite => firemode_server::config::DatabaseUrl::Sqlite(data.join("firemode.db")),
@@ -76,15 +101,28 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
         created_at: now,
         updated_at: now,
     };
-    store.create_assets(std::slice::from_ref(&asset)).await.unwrap();
+    store
+        .create_assets(std::slice::from_ref(&asset))
+        .await
+        .unwrap();
     drop(store);
 
     let c = Client::new(&srv.base);
-    let login = c.post("/v1/auth/login", None, &json!({ "email": "d@durable.test", "password": "durable-password-1" })).await;
+    let login = c
+        .post(
+            "/v1/auth/login",
+            None,
+            &json!({ "email": "d@durable.test", "password": "durable-password-1" }),
+        )
+        .await;
     let token = login.str("access_token").to_owned();
     let me = c.get("/v1/users/me", Some(&token)).await.uuid("id");
     let s = c
-        .post("/v1/tests/sessions", Some(&token), &json!({ "building_id": building.id, "name": "S", "frequency": "six_monthly" }))
+        .post(
+            "/v1/tests/sessions",
+            Some(&token),
+            &json!({ "building_id": building.id, "name": "S", "frequency": "six_monthly" }),
+        )
         .await;
     assert_eq!(s.status, 201, "{}", s.body);
     let sid = s.str("id").to_owned();
@@ -94,14 +132,21 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
     let peer = format!("{me}:tablet");
     let mut client = SyncClient::joined(&srv.base, &token, &peer).await;
     let (mut doc, mut state) = (Automerge::new(), sync::State::new());
-    client.sync(&doc_id, &mut doc, &mut state, true).await.unwrap();
+    client
+        .sync(&doc_id, &mut doc, &mut state, true)
+        .await
+        .unwrap();
     for i in 0..20 {
         let mut tx = doc.transaction();
         let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
         let (_, item) = tx.get(&items, asset.id.to_string()).unwrap().unwrap();
-        tx.put(&item, "observedCondition", format!("edit-{i}")).unwrap();
+        tx.put(&item, "observedCondition", format!("edit-{i}"))
+            .unwrap();
         tx.commit();
-        client.sync(&doc_id, &mut doc, &mut state, false).await.unwrap();
+        client
+            .sync(&doc_id, &mut doc, &mut state, false)
+            .await
+            .unwrap();
     }
     let acked = doc.get_heads();
     // The server's last message named our heads: acknowledged. Now pull the plug.
@@ -110,18 +155,40 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
 
     let srv = Proc::spawn(BIN, &args, &env_ref);
     let c = Client::new(&srv.base);
-    let d = c.get(&format!("/v1/tests/sessions/{sid}/document"), Some(&token)).await;
+    let d = c
+        .get(&format!("/v1/tests/sessions/{sid}/document"), Some(&token))
+        .await;
     assert_eq!(d.status, 200, "{}", d.body);
-    assert_eq!(d.json["document"]["items"][asset.id.to_string()]["observedCondition"], "edit-19");
-    let server_heads: Vec<String> = d.json["heads"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_owned()).collect();
-    let ours: Vec<String> = acked.iter().map(|h| firemode_sync_core::encode_heads(std::slice::from_ref(h))).collect();
-    assert_eq!(server_heads, ours, "the server has exactly what it acknowledged");
+    assert_eq!(
+        d.json["document"]["items"][asset.id.to_string()]["observedCondition"],
+        "edit-19"
+    );
+    let server_heads: Vec<String> = d.json["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect();
+    let ours: Vec<String> = acked
+        .iter()
+        .map(|h| firemode_sync_core::encode_heads(std::slice::from_ref(h)))
+        .collect();
+    assert_eq!(
+        server_heads, ours,
+        "the server has exactly what it acknowledged"
+    );
 
     // The tablet kept its sync state (only shared heads survive encoding) and resumes cheaply.
     let mut state = sync::State::decode(&state.encode()).unwrap();
     let mut client = SyncClient::joined(&srv.base, &token, &peer).await;
-    client.sync(&doc_id, &mut doc, &mut state, false).await.unwrap();
-    assert_eq!(client.changes_sent, 0, "no change re-sent after the restart");
+    client
+        .sync(&doc_id, &mut doc, &mut state, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.changes_sent, 0,
+        "no change re-sent after the restart"
+    );
     assert_eq!(doc.get_heads(), acked);
     tokio::time::sleep(Duration::from_millis(10)).await;
     let (status, _) = srv.terminate();

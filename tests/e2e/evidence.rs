@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use base64::Engine;
-use firemode_server::store::sessions::SessionRow;
-use firemode_tests::{assert_problem, backend_tests, Backend, Client, Resp, TestServer, User};
+use firemode_server::store::buildings::BuildingRecord;
+use firemode_tests::fixtures::{self, Building};
+use firemode_tests::{assert_problem, backend_tests, Backend, Client, Org, Resp, TestServer, User};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -24,70 +25,42 @@ backend_tests!(
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-/// A building and a session in `org_id`, assigned to `assigned`, written through the store.
-pub async fn new_session(srv: &TestServer, org_id: Uuid, created_by: Uuid, assigned: &[Uuid]) -> Uuid {
-    let building = insert_building(srv.db.backend(), &srv.db.raw_url(), org_id).await;
-    create_session(srv.store().as_ref(), org_id, building, created_by, assigned).await
+/// A session (through `POST /v1/tests/sessions`, as `by`) on a new building of `org`.
+pub async fn new_session(srv: &TestServer, org: &Org, by: &User, assigned: &[Uuid]) -> Uuid {
+    let building = fixtures::building(srv, org, 1).await;
+    session_on(srv, by, &building, assigned).await
 }
 
-pub async fn create_session(
-    store: &dyn firemode_server::store::Store,
-    org_id: Uuid,
-    building_id: Uuid,
-    created_by: Uuid,
+pub async fn session_on(
+    srv: &TestServer,
+    by: &User,
+    building: &Building,
     assigned: &[Uuid],
 ) -> Uuid {
-    let now = chrono::Utc::now();
-    let row = SessionRow {
-        id: Uuid::now_v7(),
-        org_id,
-        building_id,
-        name: "Six-monthly service".into(),
-        frequency: "six_monthly".into(),
-        status: "in_progress".into(),
-        rule_set_code: "AS1851".into(),
-        rule_set_version: "2012.1.0".into(),
-        created_by,
-        created_at: now,
-        updated_at: now,
-    };
-    store
-        .create_session(&row, assigned, &[])
-        .await
-        .expect("create session");
-    row.id
+    fixtures::session(srv, by, building, assigned).await["id"]
+        .as_str()
+        .expect("session id")
+        .parse()
+        .expect("uuid")
 }
 
-/// A building row, inserted with SQL (the buildings API is not what these tests are about).
-pub async fn insert_building(backend: Backend, url: &str, org_id: Uuid) -> Uuid {
-    let id = Uuid::now_v7();
+/// A building row for a store that no server is running on yet.
+fn building_record(org_id: Uuid) -> BuildingRecord {
     let now = chrono::Utc::now();
-    let sql = "INSERT INTO buildings (id, org_id, name, address, building_type, rule_set_code, \
-               rule_set_version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-    macro_rules! run {
-        ($pool:expr) => {{
-            let pool = $pool;
-            sqlx::query(sql)
-                .bind(id)
-                .bind(org_id)
-                .bind("Tower One")
-                .bind("1 Collins St, Melbourne VIC 3000")
-                .bind("office")
-                .bind("AS1851")
-                .bind("2012.1.0")
-                .bind(now)
-                .bind(now)
-                .execute(&pool)
-                .await
-                .expect("insert building");
-            pool.close().await;
-        }};
+    BuildingRecord {
+        id: Uuid::now_v7(),
+        org_id,
+        name: "Tower One".into(),
+        address: "1 Collins St, Melbourne VIC 3000".into(),
+        building_type: "office".into(),
+        contact_name_enc: None,
+        contact_phone_enc: None,
+        contact_email: None,
+        rule_set_code: "AS1851".into(),
+        rule_set_version: "2012.1.0".into(),
+        created_at: now,
+        updated_at: now,
     }
-    match backend {
-        Backend::Sqlite => run!(sqlx::SqlitePool::connect(url).await.expect("sqlite")),
-        Backend::Postgres => run!(sqlx::PgPool::connect(url).await.expect("postgres")),
-    }
-    id
 }
 
 pub fn sha_hex(bytes: &[u8]) -> String {
@@ -96,7 +69,9 @@ pub fn sha_hex(bytes: &[u8]) -> String {
 
 /// `len` bytes of a JPEG-looking file (magic bytes, then a pattern that varies with `seed`).
 pub fn jpeg(len: usize, seed: u8) -> Vec<u8> {
-    let mut v = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0];
+    let mut v = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0,
+    ];
     v.extend((0..len.saturating_sub(v.len())).map(|i| (i as u8).wrapping_mul(31) ^ seed));
     v.truncate(len);
     v
@@ -153,11 +128,14 @@ impl Upload {
             form = form.text("sha256", s.clone());
         }
         let part = if self.chunked {
-            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-                self.file.chunks(16 * 1024).map(|c| Ok(c.to_vec())).collect();
-            reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(futures_util::stream::iter(
-                chunks,
-            )))
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> = self
+                .file
+                .chunks(16 * 1024)
+                .map(|c| Ok(c.to_vec()))
+                .collect();
+            reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(
+                futures_util::stream::iter(chunks),
+            ))
         } else {
             reqwest::multipart::Part::bytes(self.file.clone())
         };
@@ -200,11 +178,22 @@ pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 /// Nothing in the object store, nothing in the upload temp folder, no record for the session.
 async fn assert_nothing_left(srv: &TestServer, token: &str, session: Uuid, what: &str) {
     let data = srv.db.dir.path();
-    assert_eq!(files_under(&data.join("evidence")), Vec::<std::path::PathBuf>::new(), "{what}: object store");
-    assert_eq!(files_under(&data.join("evidence-tmp")), Vec::<std::path::PathBuf>::new(), "{what}: temp files");
+    assert_eq!(
+        files_under(&data.join("evidence")),
+        Vec::<std::path::PathBuf>::new(),
+        "{what}: object store"
+    );
+    assert_eq!(
+        files_under(&data.join("evidence-tmp")),
+        Vec::<std::path::PathBuf>::new(),
+        "{what}: temp files"
+    );
     let list = srv
         .client
-        .get(&format!("/v1/tests/sessions/{session}/evidence"), Some(token))
+        .get(
+            &format!("/v1/tests/sessions/{session}/evidence"),
+            Some(token),
+        )
         .await;
     assert_eq!(list.status, 200, "{what}: {}", list.body);
     assert_eq!(list.json["items"], json!([]), "{what}: records");
@@ -212,17 +201,17 @@ async fn assert_nothing_left(srv: &TestServer, token: &str, session: Uuid, what:
 
 struct World {
     srv: TestServer,
-    org: firemode_tests::Org,
+    org: Org,
     admin: User,
     inspector: User,
-    building: Uuid,
+    building: Building,
     session: Uuid,
 }
 
 impl World {
     /// Another session in the same building.
     async fn another_session(&self, assigned: &[Uuid]) -> Uuid {
-        create_session(self.srv.store().as_ref(), self.org.id, self.building, self.admin.id, assigned).await
+        session_on(&self.srv, &self.admin, &self.building, assigned).await
     }
 }
 
@@ -230,8 +219,8 @@ async fn world(b: Backend) -> Option<World> {
     let srv = TestServer::start(b).await?;
     let org = srv.org("Acme").await;
     let inspector = srv.user(&org, "inspector").await;
-    let building = insert_building(b, &srv.db.raw_url(), org.id).await;
-    let session = create_session(srv.store().as_ref(), org.id, building, org.admin.id, &[inspector.id]).await;
+    let building = fixtures::building(&srv, &org, 1).await;
+    let session = session_on(&srv, &org.admin, &building, &[inspector.id]).await;
     Some(World {
         srv,
         admin: org.admin.clone(),
@@ -246,7 +235,14 @@ async fn world(b: Backend) -> Option<World> {
 // Tests
 
 async fn upload_download_verify_list(b: Backend) {
-    let Some(World { srv, admin, inspector, session, .. }) = world(b).await else {
+    let Some(World {
+        srv,
+        admin,
+        inspector,
+        session,
+        ..
+    }) = world(b).await
+    else {
         return;
     };
     let bytes = jpeg(300 * 1024, 1);
@@ -265,7 +261,10 @@ async fn upload_download_verify_list(b: Backend) {
     assert_eq!(r.header("location"), Some(format!("/v1/evidence/{id}")));
     assert_eq!(r.header("idempotent-replayed"), None);
 
-    let meta = srv.client.get(&format!("/v1/evidence/{id}"), Some(&inspector.token)).await;
+    let meta = srv
+        .client
+        .get(&format!("/v1/evidence/{id}"), Some(&inspector.token))
+        .await;
     assert_eq!(meta.status, 200, "{}", meta.body);
     assert_eq!(meta.json["asset_id"], asset.to_string());
     assert_eq!(meta.json["evidence_type"], "photo");
@@ -275,7 +274,11 @@ async fn upload_download_verify_list(b: Backend) {
 
     let res = srv
         .client
-        .request(reqwest::Method::GET, &format!("/v1/evidence/{id}/content"), Some(&admin.token))
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/evidence/{id}/content"),
+            Some(&admin.token),
+        )
         .send()
         .await
         .unwrap();
@@ -283,13 +286,19 @@ async fn upload_download_verify_list(b: Backend) {
     let h = |n: &str| res.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
     assert_eq!(h("content-type").as_deref(), Some("image/jpeg"));
     assert_eq!(h("content-length"), Some(bytes.len().to_string()));
-    assert_eq!(h("content-disposition"), Some(format!("attachment; filename=\"{id}.jpg\"")));
+    assert_eq!(
+        h("content-disposition"),
+        Some(format!("attachment; filename=\"{id}.jpg\""))
+    );
     assert_eq!(h("x-content-type-options").as_deref(), Some("nosniff"));
     let digest = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&bytes));
     assert_eq!(h("repr-digest"), Some(format!("sha-256=:{digest}:")));
     assert_eq!(res.bytes().await.unwrap().as_ref(), &bytes[..]);
 
-    let v = srv.client.get(&format!("/v1/evidence/{id}/verify"), Some(&inspector.token)).await;
+    let v = srv
+        .client
+        .get(&format!("/v1/evidence/{id}/verify"), Some(&inspector.token))
+        .await;
     assert_eq!(v.status, 200, "{}", v.body);
     assert_eq!(v.json["verified"], true);
     assert_eq!(v.json["sha256"], sha_hex(&bytes));
@@ -316,21 +325,30 @@ async fn upload_download_verify_list(b: Backend) {
 
     let list = srv
         .client
-        .get(&format!("/v1/tests/sessions/{session}/evidence?limit=1"), Some(&inspector.token))
+        .get(
+            &format!("/v1/tests/sessions/{session}/evidence?limit=1"),
+            Some(&inspector.token),
+        )
         .await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert_eq!(list.json["items"][0]["id"], id.to_string());
     let cursor = list.str("next_cursor").to_owned();
     let rest = srv
         .client
-        .get(&format!("/v1/tests/sessions/{session}/evidence?cursor={cursor}"), Some(&inspector.token))
+        .get(
+            &format!("/v1/tests/sessions/{session}/evidence?cursor={cursor}"),
+            Some(&inspector.token),
+        )
         .await;
     assert_eq!(rest.json["items"][0]["id"], r2.json["evidence_id"]);
     assert_eq!(rest.json["items"][1]["id"], r3.json["evidence_id"]);
     assert!(rest.json["next_cursor"].is_null());
 
     // The upload is in the uploader's audit trail.
-    let audits = srv.client.get("/v1/users/me/audits", Some(&inspector.token)).await;
+    let audits = srv
+        .client
+        .get("/v1/users/me/audits", Some(&inspector.token))
+        .await;
     let rows = audits.json["items"].as_array().unwrap();
     let row = rows
         .iter()
@@ -348,7 +366,10 @@ async fn upload_download_verify_list(b: Backend) {
     let mut tampered = bytes.clone();
     tampered[1000] ^= 1;
     std::fs::write(object, &tampered).unwrap();
-    let v = srv.client.get(&format!("/v1/evidence/{id}/verify"), Some(&admin.token)).await;
+    let v = srv
+        .client
+        .get(&format!("/v1/evidence/{id}/verify"), Some(&admin.token))
+        .await;
     assert_eq!(v.json["verified"], false, "{}", v.body);
     assert_eq!(v.json["sha256"], sha_hex(&tampered));
     assert_eq!(v.json["expected_sha256"], sha_hex(&bytes));
@@ -361,34 +382,61 @@ async fn same_bytes_are_stored_once(b: Backend) {
         return;
     };
     let other = w.another_session(&[]).await;
-    let World { srv, admin, inspector, session, .. } = w;
+    let World {
+        srv,
+        admin,
+        inspector,
+        session,
+        ..
+    } = w;
     let bytes = jpeg(50_000, 9);
-    let a = Upload::photo(session, bytes.clone()).send(&srv.client, &inspector.token).await;
-    let b2 = Upload::photo(other, bytes.clone()).send(&srv.client, &admin.token).await;
+    let a = Upload::photo(session, bytes.clone())
+        .send(&srv.client, &inspector.token)
+        .await;
+    let b2 = Upload::photo(other, bytes.clone())
+        .send(&srv.client, &admin.token)
+        .await;
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(b2.status, 201, "{}", b2.body);
     assert_ne!(a.json["evidence_id"], b2.json["evidence_id"]);
     assert_eq!(a.json["sha256"], b2.json["sha256"]);
     let objects = files_under(&srv.db.dir.path().join("evidence"));
-    assert_eq!(objects.len(), 1, "one object for identical bytes: {objects:?}");
+    assert_eq!(
+        objects.len(),
+        1,
+        "one object for identical bytes: {objects:?}"
+    );
     // Both records read the shared object back.
     for r in [&a, &b2] {
         let id = r.str("evidence_id");
-        let c = srv.client.get(&format!("/v1/evidence/{id}/verify"), Some(&admin.token)).await;
+        let c = srv
+            .client
+            .get(&format!("/v1/evidence/{id}/verify"), Some(&admin.token))
+            .await;
         assert_eq!(c.json["verified"], true, "{}", c.body);
     }
     // A large upload (past the single-put size) goes through the multipart path.
     let big = jpeg(6 * 1024 * 1024 + 123, 3);
-    let r = Upload::photo(session, big.clone()).send(&srv.client, &admin.token).await;
+    let r = Upload::photo(session, big.clone())
+        .send(&srv.client, &admin.token)
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.str("evidence_id");
-    let c = srv.client.get(&format!("/v1/evidence/{id}/verify"), Some(&admin.token)).await;
+    let c = srv
+        .client
+        .get(&format!("/v1/evidence/{id}/verify"), Some(&admin.token))
+        .await;
     assert_eq!(c.json["verified"], true, "{}", c.body);
     assert_eq!(c.json["size"], big.len());
-    let again = Upload::photo(other, big).send(&srv.client, &admin.token).await;
+    let again = Upload::photo(other, big)
+        .send(&srv.client, &admin.token)
+        .await;
     assert_eq!(again.status, 201, "{}", again.body);
     assert_eq!(files_under(&srv.db.dir.path().join("evidence")).len(), 2);
-    assert_eq!(files_under(&srv.db.dir.path().join("evidence-tmp")).len(), 0);
+    assert_eq!(
+        files_under(&srv.db.dir.path().join("evidence-tmp")).len(),
+        0
+    );
 }
 
 async fn rejected_uploads_leave_nothing(b: Backend) {
@@ -435,7 +483,11 @@ async fn rejected_uploads_leave_nothing(b: Backend) {
     up.sha256 = Some("abc".into());
     assert_problem(&up.send(c, t).await, 422, "invalid_form");
 
-    let gif = [b"GIF89a\x01\x00\x01\x00\x80\x00\x00".as_slice(), &[0u8; 500]].concat();
+    let gif = [
+        b"GIF89a\x01\x00\x01\x00\x80\x00\x00".as_slice(),
+        &[0u8; 500],
+    ]
+    .concat();
     let mut exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff".to_vec();
     exe.resize(100_000, 0x90);
     for (what, bytes) in [("gif", gif), ("exe", exe), ("tiny", vec![0xFF, 0xD8])] {
@@ -443,7 +495,21 @@ async fn rejected_uploads_leave_nothing(b: Backend) {
         assert_problem(&up.send(c, t).await, 415, "unsupported_media_type");
         assert_nothing_left(srv, t, session, what).await;
     }
-    assert_problem(&Upload::photo(session, Vec::new()).send(c, t).await, 422, "empty_file");
+    assert_problem(
+        &Upload::photo(session, Vec::new()).send(c, t).await,
+        422,
+        "empty_file",
+    );
+    // A large refused file: refused after its first bytes, the rest read and discarded, so
+    // the client gets the answer rather than a reset connection.
+    let mut big_exe = b"MZ\x90\x00".to_vec();
+    big_exe.resize(3 * 1024 * 1024, 0x90);
+    assert_problem(
+        &Upload::photo(session, big_exe).send(c, t).await,
+        415,
+        "unsupported_media_type",
+    );
+    assert_nothing_left(srv, t, session, "big exe").await;
 
     // A PDF is a document, not a photo.
     let up = Upload::photo(session, b"%PDF-1.7\n%....".to_vec());
@@ -479,7 +545,11 @@ async fn rejected_uploads_leave_nothing(b: Backend) {
         )
     };
     assert_problem(
-        &send_raw("multipart/form-data; boundary=XyZ", b"this is not multipart at all").await,
+        &send_raw(
+            "multipart/form-data; boundary=XyZ",
+            b"this is not multipart at all",
+        )
+        .await,
         400,
         "malformed_multipart",
     );
@@ -492,7 +562,11 @@ async fn rejected_uploads_leave_nothing(b: Backend) {
         400,
         "malformed_multipart",
     );
-    assert_problem(&send_raw("application/json", b"{}").await, 400, "malformed_multipart");
+    assert_problem(
+        &send_raw("application/json", b"{}").await,
+        400,
+        "malformed_multipart",
+    );
     let no_file = Client::send(
         c.request(reqwest::Method::POST, "/v1/evidence", Some(t))
             .header("idempotency-key", "k-no-file")
@@ -511,25 +585,54 @@ async fn rejected_uploads_leave_nothing(b: Backend) {
     let unknown = Upload::photo(Uuid::now_v7(), good.clone());
     assert_problem(&unknown.send(c, t).await, 404, "not_found");
     let other = srv.org("Other Co").await;
-    let foreign = new_session(srv, other.id, other.admin.id, &[]).await;
-    assert_problem(&Upload::photo(foreign, good.clone()).send(c, t).await, 404, "not_found");
+    let foreign = new_session(srv, &other, &other.admin, &[]).await;
     assert_problem(
-        &Upload::photo(foreign, good.clone()).send(c, &admin.token).await,
+        &Upload::photo(foreign, good.clone()).send(c, t).await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &Upload::photo(foreign, good.clone())
+            .send(c, &admin.token)
+            .await,
         404,
         "not_found",
     );
     let stranger = srv.user(org, "inspector").await;
-    assert_problem(&Upload::photo(session, good.clone()).send(c, &stranger.token).await, 403, "forbidden");
-    let auditor = srv.user(org, "auditor").await;
-    assert_problem(&Upload::photo(session, good.clone()).send(c, &auditor.token).await, 403, "forbidden");
     assert_problem(
-        &Upload::photo(session, good.clone()).send(c, "not-a-token").await,
+        &Upload::photo(session, good.clone())
+            .send(c, &stranger.token)
+            .await,
+        403,
+        "forbidden",
+    );
+    let auditor = srv.user(org, "auditor").await;
+    assert_problem(
+        &Upload::photo(session, good.clone())
+            .send(c, &auditor.token)
+            .await,
+        403,
+        "forbidden",
+    );
+    assert_problem(
+        &Upload::photo(session, good.clone())
+            .send(c, "not-a-token")
+            .await,
         401,
         "unauthorized",
     );
     assert_nothing_left(srv, t, session, "authorization").await;
-    let list = c.get(&format!("/v1/tests/sessions/{foreign}/evidence"), Some(&other.admin.token)).await;
-    assert_eq!(list.json["items"], json!([]), "nothing recorded in the other organisation");
+    let list = c
+        .get(
+            &format!("/v1/tests/sessions/{foreign}/evidence"),
+            Some(&other.admin.token),
+        )
+        .await;
+    assert_eq!(
+        list.json["items"],
+        json!([]),
+        "nothing recorded in the other organisation"
+    );
 }
 
 async fn oversize_uploads_are_413(b: Backend) {
@@ -540,7 +643,7 @@ async fn oversize_uploads_are_413(b: Backend) {
     cfg.evidence_max_bytes = 256 * 1024;
     let srv = TestServer::start_with(db, cfg).await;
     let org = srv.org("Acme").await;
-    let session = new_session(&srv, org.id, org.admin.id, &[]).await;
+    let session = new_session(&srv, &org, &org.admin, &[]).await;
     let t = &org.admin.token;
 
     // Exactly at the limit is fine.
@@ -550,14 +653,24 @@ async fn oversize_uploads_are_413(b: Backend) {
     for f in files_under(&srv.db.dir.path().join("evidence")) {
         std::fs::remove_file(f).unwrap();
     }
-    let session = new_session(&srv, org.id, org.admin.id, &[]).await;
+    let session = new_session(&srv, &org, &org.admin, &[]).await;
 
-    // Content-Length far past the limit: refused before the body is read.
-    let huge = jpeg(1536 * 1024, 5);
-    assert_problem(&Upload::photo(session, huge).send(&srv.client, t).await, 413, "payload_too_large");
+    // Content-Length far past the limit: refused on the headers alone. The client asks
+    // `Expect: 100-continue` and never sends a byte of body; the answer is a 413, not a
+    // "100 Continue" (which would mean the server wanted to read it).
+    let (status, body) = headers_only_upload(&srv.base, t, 1 << 30).await;
+    assert_eq!(status, 413, "{body}");
+    let problem: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["code"], "payload_too_large");
     // One byte over, with a Content-Length within the allowance for the form: counted.
     let over = jpeg(256 * 1024 + 1, 6);
-    assert_problem(&Upload::photo(session, over.clone()).send(&srv.client, t).await, 413, "payload_too_large");
+    assert_problem(
+        &Upload::photo(session, over.clone())
+            .send(&srv.client, t)
+            .await,
+        413,
+        "payload_too_large",
+    );
     // No Content-Length at all (chunked): counted while streaming.
     let mut up = Upload::photo(session, jpeg(400 * 1024, 7));
     up.chunked = true;
@@ -569,11 +682,61 @@ async fn oversize_uploads_are_413(b: Backend) {
     assert_eq!(up.send(&srv.client, t).await.status, 201);
 }
 
+/// Send only the headers of an upload declaring `content_length` bytes; return the status and
+/// body of the answer.
+async fn headers_only_upload(base: &str, token: &str, content_length: u64) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/evidence HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Idempotency-Key: big-1\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n\
+         Content-Length: {content_length}\r\nExpect: 100-continue\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+            .await
+            .expect("no answer to the headers")
+            .unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len || n == 0 {
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                return (status, body.to_owned());
+            }
+        }
+        assert!(n > 0, "connection closed early: {text}");
+    }
+}
+
 async fn roles_and_organisations(b: Backend) {
-    let Some(World { srv, org, admin, inspector, session, .. }) = world(b).await else {
+    let Some(World {
+        srv,
+        org,
+        admin,
+        inspector,
+        session,
+        ..
+    }) = world(b).await
+    else {
         return;
     };
-    let r = Upload::photo(session, jpeg(5000, 1)).send(&srv.client, &inspector.token).await;
+    let r = Upload::photo(session, jpeg(5000, 1))
+        .send(&srv.client, &inspector.token)
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.uuid("evidence_id");
     let paths = [
@@ -587,23 +750,46 @@ async fn roles_and_organisations(b: Backend) {
     let office = srv.user(&org, "office").await;
     let stranger = srv.user(&org, "inspector").await;
     for p in &paths {
-        assert_problem(&srv.client.get(p, Some(&other.admin.token)).await, 404, "not_found");
-        assert_problem(&srv.client.get(p, Some(&stranger.token)).await, 403, "forbidden");
+        assert_problem(
+            &srv.client.get(p, Some(&other.admin.token)).await,
+            404,
+            "not_found",
+        );
+        assert_problem(
+            &srv.client.get(p, Some(&stranger.token)).await,
+            403,
+            "forbidden",
+        );
         for u in [&auditor, &office, &admin, &inspector] {
             let r = srv.client.get(p, Some(&u.token)).await;
             assert_eq!(r.status, 200, "{p}: {}", r.body);
         }
         assert_problem(&srv.client.get(p, None).await, 401, "unauthorized");
     }
-    assert_problem(&srv.client.get("/v1/evidence/not-a-uuid", Some(&admin.token)).await, 400, "invalid_path");
     assert_problem(
-        &srv.client.get(&format!("/v1/evidence/{}", Uuid::now_v7()), Some(&admin.token)).await,
+        &srv.client
+            .get("/v1/evidence/not-a-uuid", Some(&admin.token))
+            .await,
+        400,
+        "invalid_path",
+    );
+    assert_problem(
+        &srv.client
+            .get(
+                &format!("/v1/evidence/{}", Uuid::now_v7()),
+                Some(&admin.token),
+            )
+            .await,
         404,
         "not_found",
     );
     // No route deletes evidence.
     for p in &paths[..1] {
-        assert_problem(&srv.client.delete(p, Some(&admin.token)).await, 405, "method_not_allowed");
+        assert_problem(
+            &srv.client.delete(p, Some(&admin.token)).await,
+            405,
+            "method_not_allowed",
+        );
     }
     // The OpenAPI document describes the upload.
     let spec = srv.client.get("/openapi.json", None).await;
@@ -612,7 +798,13 @@ async fn roles_and_organisations(b: Backend) {
 }
 
 async fn evidence_idempotency(b: Backend) {
-    let Some(World { srv, inspector, session, .. }) = world(b).await else {
+    let Some(World {
+        srv,
+        inspector,
+        session,
+        ..
+    }) = world(b).await
+    else {
         return;
     };
     let c = &srv.client;
@@ -630,8 +822,14 @@ async fn evidence_idempotency(b: Backend) {
     assert_eq!(again.status, 201, "{}", again.body);
     assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
     assert_eq!(again.json, first.json);
-    let list = c.get(&format!("/v1/tests/sessions/{session}/evidence"), Some(t)).await;
-    assert_eq!(list.json["items"].as_array().unwrap().len(), 1, "a retry records nothing new");
+    let list = c
+        .get(&format!("/v1/tests/sessions/{session}/evidence"), Some(t))
+        .await;
+    assert_eq!(
+        list.json["items"].as_array().unwrap().len(),
+        1,
+        "a retry records nothing new"
+    );
 
     // Same key, other bytes or other fields: refused.
     let mut other = Upload::photo(session, jpeg(20_000, 2));
@@ -664,13 +862,19 @@ async fn evidence_idempotency(b: Backend) {
         })
         .await
         .unwrap();
-    assert!(matches!(claim, firemode_server::store::idempotency::ClaimOutcome::Claimed(_)));
+    assert!(matches!(
+        claim,
+        firemode_server::store::idempotency::ClaimOutcome::Claimed(_)
+    ));
     let mut held = Upload::photo(session, jpeg(20_000, 4));
     held.key = Some("photo-3".into());
     let r = held.send(c, t).await;
     assert_problem(&r, 409, "in_flight");
     assert_eq!(r.json["retryable"], true);
-    assert_eq!(files_under(&srv.db.dir.path().join("evidence-tmp")).len(), 0);
+    assert_eq!(
+        files_under(&srv.db.dir.path().join("evidence-tmp")).len(),
+        0
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -741,14 +945,19 @@ async fn upload_memory_stays_flat(b: Backend) {
     let Some(db) = firemode_tests::TestDb::new(b).await else {
         return;
     };
-    // Data first, through the store, then the server in its own process on the same database.
+    // An organisation, its admin and a building through the store, then the server in a
+    // process of its own on the same database.
     let email = "mem@acme.test";
     let password = "memory-test-password";
-    let session = {
-        let store = firemode_server::store::connect(&db.url).await.expect("store");
+    let building = {
+        let store = firemode_server::store::connect(&db.url)
+            .await
+            .expect("store");
         let org = store.create_org("Acme").await.unwrap();
-        let hash = firemode_server::auth::password::hash(password.into()).await.unwrap();
-        let admin = store
+        let hash = firemode_server::auth::password::hash(password.into())
+            .await
+            .unwrap();
+        store
             .create_user(firemode_server::store::NewUser {
                 org_id: org.id,
                 email: email.into(),
@@ -759,32 +968,56 @@ async fn upload_memory_stays_flat(b: Backend) {
             })
             .await
             .unwrap();
-        let building = insert_building(b, &db.raw_url(), org.id).await;
-        create_session(store.as_ref(), org.id, building, admin.id, &[]).await
+        let building = building_record(org.id);
+        store.create_building(&building).await.unwrap();
+        building.id
     };
     let mut env = Vec::new();
     if b == Backend::Postgres {
         env.push(("DATABASE_URL", db.raw_url()));
-        env.push(("FIREMODE_JWT_SECRET", firemode_server::crypto::random_b64(48)));
-        env.push(("FIREMODE_PII_KEYS", format!("1:{}", firemode_server::crypto::random_b64(32))));
+        env.push((
+            "FIREMODE_JWT_SECRET",
+            firemode_server::crypto::random_b64(48),
+        ));
+        env.push((
+            "FIREMODE_PII_KEYS",
+            format!("1:{}", firemode_server::crypto::random_b64(32)),
+        ));
     }
     let srv = spawn_server(db.dir.path(), &env);
     let client = Client::new(&srv.base);
     let login = client
-        .post("/v1/auth/login", None, &json!({ "email": email, "password": password }))
+        .post(
+            "/v1/auth/login",
+            None,
+            &json!({ "email": email, "password": password }),
+        )
         .await;
     assert_eq!(login.status, 200, "{}", login.body);
     let token = login.str("access_token").to_owned();
+    let s = client
+        .post(
+            "/v1/tests/sessions",
+            Some(&token),
+            &json!({ "building_id": building, "name": "Memory", "frequency": "six_monthly", "assigned_to": [] }),
+        )
+        .await;
+    assert_eq!(s.status, 201, "{}", s.body);
+    let session = s.uuid("id");
 
     // Warm up every code path with small uploads, then measure a 20 MiB one.
     for seed in 0..3 {
-        let r = Upload::photo(session, jpeg(256 * 1024, seed)).send(&client, &token).await;
+        let r = Upload::photo(session, jpeg(256 * 1024, seed))
+            .send(&client, &token)
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
     let pid = srv.child.id();
     let before = peak_rss(pid);
     let big = jpeg(20 * 1024 * 1024, 42);
-    let r = Upload::photo(session, big.clone()).send(&client, &token).await;
+    let r = Upload::photo(session, big.clone())
+        .send(&client, &token)
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let after = peak_rss(pid);
     let growth = after.saturating_sub(before);
@@ -799,7 +1032,9 @@ async fn upload_memory_stays_flat(b: Backend) {
         "peak RSS grew by {growth} bytes during a 20 MiB upload: the upload path buffers"
     );
     let id = r.str("evidence_id");
-    let v = client.get(&format!("/v1/evidence/{id}/verify"), Some(&token)).await;
+    let v = client
+        .get(&format!("/v1/evidence/{id}/verify"), Some(&token))
+        .await;
     assert_eq!(v.json["verified"], true, "{}", v.body);
     drop(srv);
     drop(db);

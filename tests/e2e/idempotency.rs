@@ -4,7 +4,7 @@
 
 use firemode_server::http::idempotency::Fingerprint;
 use firemode_server::store::idempotency::{ClaimOutcome, NewClaim, StoredResponse};
-use firemode_tests::{assert_problem, backend_tests, Backend, Client, Resp, TestServer};
+use firemode_tests::{assert_problem, backend_tests, fixtures, Backend, Client, Resp, TestServer};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -16,6 +16,7 @@ backend_tests!(
     in_flight_is_409_and_stale_claims_are_taken_over,
     keys_expire_and_are_purged,
     exempt_and_invalid_keys,
+    session_routes,
 );
 
 async fn post_with_key(srv: &TestServer, path: &str, token: &str, key: &str, body: &Value) -> Resp {
@@ -54,13 +55,23 @@ async fn replays_the_first_response(b: Backend) {
         let again = post_with_key(&srv, "/v1/users", t, "create-1", &body).await;
         assert_eq!(again.status, 201, "{}", again.body);
         assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
-        assert_eq!(again.header("content-type").as_deref(), Some("application/json"));
+        assert_eq!(
+            again.header("content-type").as_deref(),
+            Some("application/json")
+        );
         assert_eq!(again.body, first.body, "the stored body, byte for byte");
     }
-    assert_eq!(user_count(&srv, t).await, before, "the retry created nothing");
+    assert_eq!(
+        user_count(&srv, t).await,
+        before,
+        "the retry created nothing"
+    );
     // The quoted form of the draft standard names the same key.
     let quoted = post_with_key(&srv, "/v1/users", t, "\"create-1\"", &body).await;
-    assert_eq!(quoted.header("idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(
+        quoted.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
     // Without a key, the same body is a new request (here: a duplicate email).
     let plain = srv.client.post("/v1/users", Some(t), &body).await;
     assert_problem(&plain, 409, "already_exists");
@@ -80,7 +91,14 @@ async fn other_request_same_key_is_422(b: Backend) {
     assert_eq!(r.json["retryable"], false);
     // Another route with the same key and body is another request too.
     let id = first.uuid("id");
-    let r = post_with_key(&srv, &format!("/v1/users/{id}/revoke-tokens"), t, "k", &new_user_body()).await;
+    let r = post_with_key(
+        &srv,
+        &format!("/v1/users/{id}/revoke-tokens"),
+        t,
+        "k",
+        &new_user_body(),
+    )
+    .await;
     assert_problem(&r, 422, "idempotency_key_reused");
     assert_eq!(user_count(&srv, t).await, before);
 }
@@ -91,16 +109,37 @@ async fn keys_are_per_user(b: Backend) {
     };
     let org = srv.org("Acme").await;
     let second_admin = srv.user(&org, "admin").await;
-    let a = post_with_key(&srv, "/v1/users", &org.admin.token, "shared", &new_user_body()).await;
+    let a = post_with_key(
+        &srv,
+        "/v1/users",
+        &org.admin.token,
+        "shared",
+        &new_user_body(),
+    )
+    .await;
     assert_eq!(a.status, 201, "{}", a.body);
     // Same key, another user, another body: independent, not a reuse.
-    let b2 = post_with_key(&srv, "/v1/users", &second_admin.token, "shared", &new_user_body()).await;
+    let b2 = post_with_key(
+        &srv,
+        "/v1/users",
+        &second_admin.token,
+        "shared",
+        &new_user_body(),
+    )
+    .await;
     assert_eq!(b2.status, 201, "{}", b2.body);
     assert_eq!(b2.header("idempotent-replayed"), None);
     assert_ne!(a.json["id"], b2.json["id"]);
     // And another organisation's user.
     let other = srv.org("Other").await;
-    let c = post_with_key(&srv, "/v1/users", &other.admin.token, "shared", &new_user_body()).await;
+    let c = post_with_key(
+        &srv,
+        "/v1/users",
+        &other.admin.token,
+        "shared",
+        &new_user_body(),
+    )
+    .await;
     assert_eq!(c.status, 201, "{}", c.body);
     assert_eq!(c.json["org_id"], other.id.to_string());
 }
@@ -118,10 +157,16 @@ async fn what_is_stored(b: Backend) {
     let again = post_with_key(&srv, "/v1/users", t, "bad-email", &bad).await;
     assert_problem(&again, 422, "invalid_email");
     assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
-    assert_eq!(again.json["request_id"], r.json["request_id"], "the stored body");
+    assert_eq!(
+        again.json["request_id"], r.json["request_id"],
+        "the stored body"
+    );
     // A 409 is not stored: the conflict may be gone on the retry.
     let body = new_user_body();
-    assert_eq!(srv.client.post("/v1/users", Some(t), &body).await.status, 201);
+    assert_eq!(
+        srv.client.post("/v1/users", Some(t), &body).await.status,
+        201
+    );
     let conflict = post_with_key(&srv, "/v1/users", t, "dup", &body).await;
     assert_problem(&conflict, 409, "already_exists");
     let retry = post_with_key(&srv, "/v1/users", t, "dup", &body).await;
@@ -144,7 +189,7 @@ async fn what_is_stored(b: Backend) {
     let r = raw("broken").await;
     assert_eq!(r.header("idempotent-replayed").as_deref(), Some("true"));
     // A body over the JSON limit is refused before anything is claimed.
-    let huge = json!({ "email": "x".repeat(2 * 1024 * 1024) });
+    let huge = json!({ "email": "x".repeat(1024 * 1024 + 100) });
     let r = post_with_key(&srv, "/v1/users", t, "huge", &huge).await;
     assert_problem(&r, 413, "payload_too_large");
     let ok = post_with_key(&srv, "/v1/users", t, "huge", &new_user_body()).await;
@@ -193,14 +238,21 @@ async fn in_flight_is_409_and_stale_claims_are_taken_over(b: Backend) {
     assert_problem(&r, 409, "in_flight");
     assert_eq!(r.json["retryable"], true);
     // Whatever the body: its outcome is not known yet.
-    assert_problem(&post_with_key(&srv, "/v1/users", t, "busy", &new_user_body()).await, 409, "in_flight");
+    assert_problem(
+        &post_with_key(&srv, "/v1/users", t, "busy", &new_user_body()).await,
+        409,
+        "in_flight",
+    );
     // When it completes, the same request replays its outcome.
     let stored = StoredResponse {
         status: 201,
         content_type: Some("application/json".into()),
         body: br#"{"from":"the first request"}"#.to_vec(),
     };
-    assert!(store.complete_idempotency_key(me, "busy", claim_id, &stored).await.unwrap());
+    assert!(store
+        .complete_idempotency_key(me, "busy", claim_id, &stored)
+        .await
+        .unwrap());
     let r = post_with_key(&srv, "/v1/users", t, "busy", &body).await;
     assert_eq!(r.status, 201);
     assert_eq!(r.json["from"], "the first request");
@@ -212,7 +264,9 @@ async fn in_flight_is_409_and_stale_claims_are_taken_over(b: Backend) {
         .claim_idempotency_key(&claim(me, "crashed", &hash, chrono::Duration::minutes(10)))
         .await
         .unwrap();
-    let ClaimOutcome::Claimed(old_id) = old else { panic!("{old:?}") };
+    let ClaimOutcome::Claimed(old_id) = old else {
+        panic!("{old:?}")
+    };
     assert_problem(
         &post_with_key(&srv, "/v1/users", t, "crashed", &new_user_body()).await,
         422,
@@ -221,7 +275,10 @@ async fn in_flight_is_409_and_stale_claims_are_taken_over(b: Backend) {
     let r = post_with_key(&srv, "/v1/users", t, "crashed", &body).await;
     assert_eq!(r.status, 201, "{}", r.body);
     // The crashed request, should it come back, can no longer record its outcome.
-    assert!(!store.complete_idempotency_key(me, "crashed", old_id, &stored).await.unwrap());
+    assert!(!store
+        .complete_idempotency_key(me, "crashed", old_id, &stored)
+        .await
+        .unwrap());
     let r2 = post_with_key(&srv, "/v1/users", t, "crashed", &body).await;
     assert_eq!(r2.header("idempotent-replayed").as_deref(), Some("true"));
     assert_eq!(r2.body, r.body);
@@ -234,7 +291,10 @@ async fn in_flight_is_409_and_stale_claims_are_taken_over(b: Backend) {
     );
     let mut statuses = [x.status, y.status];
     statuses.sort();
-    assert!(statuses == [201, 201] || statuses == [201, 409], "{statuses:?}");
+    assert!(
+        statuses == [201, 201] || statuses == [201, 409],
+        "{statuses:?}"
+    );
     let replays = [&x, &y]
         .iter()
         .filter(|r| r.header("idempotent-replayed").is_some())
@@ -268,8 +328,15 @@ async fn keys_expire_and_are_purged(b: Backend) {
     let ClaimOutcome::Claimed(id) = store.claim_idempotency_key(&c).await.unwrap() else {
         panic!()
     };
-    let stored = StoredResponse { status: 201, content_type: None, body: b"{}".to_vec() };
-    assert!(store.complete_idempotency_key(org.admin.id, "expired", id, &stored).await.unwrap());
+    let stored = StoredResponse {
+        status: 201,
+        content_type: None,
+        body: b"{}".to_vec(),
+    };
+    assert!(store
+        .complete_idempotency_key(org.admin.id, "expired", id, &stored)
+        .await
+        .unwrap());
     let r = post_with_key(&srv, "/v1/users", t, "expired", &new_user_body()).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.header("idempotent-replayed"), None);
@@ -306,4 +373,62 @@ async fn exempt_and_invalid_keys(b: Backend) {
     )
     .await;
     assert_eq!(r.status, 200);
+}
+
+/// The session routes: creating is idempotent with a key; recording results needs one.
+async fn session_routes(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let inspector = srv.user(&org, "inspector").await;
+    let bld = fixtures::building(&srv, &org, 2).await;
+    let create = json!({ "building_id": bld.id, "name": "March service", "frequency": "six_monthly",
+                         "assigned_to": [inspector.id] });
+    let first = post_with_key(&srv, "/v1/tests/sessions", &org.admin.token, "s-1", &create).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = post_with_key(&srv, "/v1/tests/sessions", &org.admin.token, "s-1", &create).await;
+    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(again.json["id"], first.json["id"]);
+    let list = srv
+        .client
+        .get("/v1/tests/sessions", Some(&org.admin.token))
+        .await;
+    assert_eq!(
+        list.json["items"].as_array().unwrap().len(),
+        1,
+        "one session"
+    );
+
+    let id = first.uuid("id");
+    let path = format!("/v1/tests/sessions/{id}/results");
+    let results = json!({ "results": [{ "asset_id": bld.assets[0], "outcome": "pass" }] });
+    let r = srv
+        .client
+        .post(&path, Some(&inspector.token), &results)
+        .await;
+    assert_problem(&r, 400, "idempotency_key_required");
+    let changes = srv.store().change_attributions(id).await.unwrap().len();
+    let r = post_with_key(&srv, &path, &inspector.token, "r-1", &results).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after = srv.store().change_attributions(id).await.unwrap().len();
+    assert!(after > changes, "the results became a change");
+    let replay = post_with_key(&srv, &path, &inspector.token, "r-1", &results).await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(
+        replay.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(replay.body, r.body);
+    assert_eq!(
+        srv.store().change_attributions(id).await.unwrap().len(),
+        after,
+        "no new change"
+    );
+    let other = json!({ "results": [{ "asset_id": bld.assets[1], "outcome": "fail" }] });
+    assert_problem(
+        &post_with_key(&srv, &path, &inspector.token, "r-1", &other).await,
+        422,
+        "idempotency_key_reused",
+    );
 }

@@ -17,7 +17,9 @@ backend_tests!(
 );
 
 async fn create_builds_the_document(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else { return };
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
     let org = srv.org("Acme").await;
     let inspector = srv.user(&org, "inspector").await;
     let bld = building(&srv, &org, 3).await;
@@ -30,7 +32,13 @@ async fn create_builds_the_document(b: Backend) {
     assert_eq!(parsed.as_uuid(), id);
     assert_eq!(s["status"], "in_progress");
     assert_eq!(s["assigned_to"], json!([inspector.id]));
-    let d = srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&org.admin.token)).await;
+    let d = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{id}/document"),
+            Some(&org.admin.token),
+        )
+        .await;
     assert_eq!(d.status, 200, "{}", d.body);
     let doc = &d.json["document"];
     assert_eq!(doc["schema"], 1);
@@ -48,13 +56,21 @@ async fn create_builds_the_document(b: Backend) {
         assert_eq!(item["notes"], "");
     }
     // Projection rows exist right away.
-    let r = srv.client.get(&format!("/v1/tests/sessions/{id}/results"), Some(&org.admin.token)).await;
+    let r = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{id}/results"),
+            Some(&org.admin.token),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json["items"].as_array().unwrap().len(), 3);
 }
 
 async fn inspectors_see_only_assigned_sessions(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else { return };
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
     let org = srv.org("Acme").await;
     let mine = srv.user(&org, "inspector").await;
     let other = srv.user(&org, "inspector").await;
@@ -62,33 +78,89 @@ async fn inspectors_see_only_assigned_sessions(b: Backend) {
     let bld = building(&srv, &org, 1).await;
     let s = session(&srv, &org.admin, &bld, &[mine.id]).await;
     let id = s["id"].as_str().unwrap();
-    assert_eq!(srv.client.get(&format!("/v1/tests/sessions/{id}"), Some(&mine.token)).await.status, 200);
-    assert_problem(&srv.client.get(&format!("/v1/tests/sessions/{id}"), Some(&other.token)).await, 404, "not_found");
-    assert_problem(&srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&other.token)).await, 404, "not_found");
-    assert_eq!(srv.client.get(&format!("/v1/tests/sessions/{id}"), Some(&auditor.token)).await.status, 200);
-    let list = srv.client.get("/v1/tests/sessions", Some(&other.token)).await;
+    assert_eq!(
+        srv.client
+            .get(&format!("/v1/tests/sessions/{id}"), Some(&mine.token))
+            .await
+            .status,
+        200
+    );
+    assert_problem(
+        &srv.client
+            .get(&format!("/v1/tests/sessions/{id}"), Some(&other.token))
+            .await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &srv.client
+            .get(
+                &format!("/v1/tests/sessions/{id}/document"),
+                Some(&other.token),
+            )
+            .await,
+        404,
+        "not_found",
+    );
+    assert_eq!(
+        srv.client
+            .get(&format!("/v1/tests/sessions/{id}"), Some(&auditor.token))
+            .await
+            .status,
+        200
+    );
+    let list = srv
+        .client
+        .get("/v1/tests/sessions", Some(&other.token))
+        .await;
     assert_eq!(list.json["items"].as_array().unwrap().len(), 0);
-    let list = srv.client.get("/v1/tests/sessions?assigned_to=me", Some(&mine.token)).await;
+    let list = srv
+        .client
+        .get("/v1/tests/sessions?assigned_to=me", Some(&mine.token))
+        .await;
     assert_eq!(list.json["items"].as_array().unwrap().len(), 1);
     // Auditors and inspectors cannot create sessions; auditors cannot record results.
     let c = srv
         .client
-        .post("/v1/tests/sessions", Some(&auditor.token), &json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly" }))
+        .post(
+            "/v1/tests/sessions",
+            Some(&auditor.token),
+            &json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly" }),
+        )
         .await;
     assert_problem(&c, 403, "forbidden");
     let c = srv
         .client
-        .post("/v1/tests/sessions", Some(&mine.token), &json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly" }))
+        .post(
+            "/v1/tests/sessions",
+            Some(&mine.token),
+            &json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly" }),
+        )
         .await;
     assert_problem(&c, 403, "forbidden");
-    let r = record(&srv, &auditor.token, id, json!([{ "asset_id": bld.assets[0], "outcome": "pass" }])).await;
+    let r = record(
+        &srv,
+        &auditor.token,
+        id,
+        json!([{ "asset_id": bld.assets[0], "outcome": "pass" }]),
+    )
+    .await;
     assert_problem(&r, 403, "forbidden");
 }
 
-async fn record(srv: &TestServer, token: &str, id: &str, results: serde_json::Value) -> firemode_tests::Resp {
+async fn record(
+    srv: &TestServer,
+    token: &str,
+    id: &str,
+    results: serde_json::Value,
+) -> firemode_tests::Resp {
     firemode_tests::Client::send(
         srv.client
-            .request(reqwest::Method::POST, &format!("/v1/tests/sessions/{id}/results"), Some(token))
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/tests/sessions/{id}/results"),
+                Some(token),
+            )
             .header("idempotency-key", Uuid::new_v4().to_string())
             .json(&json!({ "results": results })),
     )
@@ -96,7 +168,9 @@ async fn record(srv: &TestServer, token: &str, id: &str, results: serde_json::Va
 }
 
 async fn results_become_changes_and_projection(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else { return };
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
     let org = srv.org("Acme").await;
     let inspector = srv.user(&org, "inspector").await;
     let bld = building(&srv, &org, 2).await;
@@ -116,34 +190,84 @@ async fn results_become_changes_and_projection(b: Backend) {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json["applied"], 2);
     assert!(!r.json["heads"].as_array().unwrap().is_empty());
-    let rows = srv.client.get(&format!("/v1/tests/sessions/{id}/results"), Some(&org.admin.token)).await;
+    let rows = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{id}/results"),
+            Some(&org.admin.token),
+        )
+        .await;
     let items = rows.json["items"].as_array().unwrap();
-    let failed = items.iter().find(|i| i["asset_id"] == bld.assets[0].to_string()).unwrap();
+    let failed = items
+        .iter()
+        .find(|i| i["asset_id"] == bld.assets[0].to_string())
+        .unwrap();
     assert_eq!(failed["outcome"], "fail");
     assert_eq!(failed["classification"], "critical_defect", "{failed}");
     assert_eq!(failed["rule_version"], "2012.1.0");
     assert_eq!(failed["notes"], "Found empty behind door");
     assert_eq!(failed["readings"]["pressure_gauge_kpa"], 0.0);
     assert_eq!(failed["recorded_by"], inspector.id.to_string());
-    let passed = items.iter().find(|i| i["asset_id"] == bld.assets[1].to_string()).unwrap();
+    let passed = items
+        .iter()
+        .find(|i| i["asset_id"] == bld.assets[1].to_string())
+        .unwrap();
     assert_eq!(passed["classification"], "compliant");
     // The document holds it too, written by the server's actor.
-    let d = srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&org.admin.token)).await;
-    assert_eq!(d.json["document"]["items"][bld.assets[0].to_string()]["observedCondition"], "extinguisher_discharged_or_empty");
+    let d = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{id}/document"),
+            Some(&org.admin.token),
+        )
+        .await;
+    assert_eq!(
+        d.json["document"]["items"][bld.assets[0].to_string()]["observedCondition"],
+        "extinguisher_discharged_or_empty"
+    );
     // Unknown condition: 422 listing the known ones; nothing changes.
-    let bad = record(&srv, &inspector.token, id, json!([{ "asset_id": bld.assets[1], "outcome": "fail", "observed_condition": "on_fire" }])).await;
+    let bad = record(
+        &srv,
+        &inspector.token,
+        id,
+        json!([{ "asset_id": bld.assets[1], "outcome": "fail", "observed_condition": "on_fire" }]),
+    )
+    .await;
     assert_problem(&bad, 422, "unknown_condition");
     assert!(bad.json["detail"].as_str().unwrap().contains("serviceable"));
-    let bad = record(&srv, &inspector.token, id, json!([{ "asset_id": Uuid::new_v4(), "outcome": "pass" }])).await;
+    let bad = record(
+        &srv,
+        &inspector.token,
+        id,
+        json!([{ "asset_id": Uuid::new_v4(), "outcome": "pass" }]),
+    )
+    .await;
     assert_problem(&bad, 422, "unknown_asset");
-    let bad = record(&srv, &inspector.token, id, json!([{ "asset_id": bld.assets[1], "outcome": "exploded" }])).await;
+    let bad = record(
+        &srv,
+        &inspector.token,
+        id,
+        json!([{ "asset_id": bld.assets[1], "outcome": "exploded" }]),
+    )
+    .await;
     assert_problem(&bad, 422, "invalid_body");
-    let after = srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&org.admin.token)).await;
-    assert_eq!(after.json["heads"], d.json["heads"], "rejected writes changed nothing");
+    let after = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{id}/document"),
+            Some(&org.admin.token),
+        )
+        .await;
+    assert_eq!(
+        after.json["heads"], d.json["heads"],
+        "rejected writes changed nothing"
+    );
 }
 
 async fn session_updates_and_status(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else { return };
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
     let org = srv.org("Acme").await;
     let inspector = srv.user(&org, "inspector").await;
     let bld = building(&srv, &org, 1).await;
@@ -151,35 +275,96 @@ async fn session_updates_and_status(b: Backend) {
     let id = s["id"].as_str().unwrap();
     let p = srv
         .client
-        .patch(&format!("/v1/tests/sessions/{id}"), Some(&inspector.token), &json!({ "status": "completed" }))
+        .patch(
+            &format!("/v1/tests/sessions/{id}"),
+            Some(&inspector.token),
+            &json!({ "status": "completed" }),
+        )
         .await;
     assert_eq!(p.status, 200, "{}", p.body);
     assert_eq!(p.json["status"], "completed");
-    let d = srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&org.admin.token)).await;
-    assert_eq!(d.json["document"]["status"], "completed", "status is in the document too");
-    let p = srv.client.patch(&format!("/v1/tests/sessions/{id}"), Some(&inspector.token), &json!({ "name": "mine now" })).await;
+    let d = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{id}/document"),
+            Some(&org.admin.token),
+        )
+        .await;
+    assert_eq!(
+        d.json["document"]["status"], "completed",
+        "status is in the document too"
+    );
+    let p = srv
+        .client
+        .patch(
+            &format!("/v1/tests/sessions/{id}"),
+            Some(&inspector.token),
+            &json!({ "name": "mine now" }),
+        )
+        .await;
     assert_problem(&p, 403, "forbidden");
     let p = srv
         .client
-        .patch(&format!("/v1/tests/sessions/{id}"), Some(&org.admin.token), &json!({ "status": "in_progress", "name": "Renamed" }))
+        .patch(
+            &format!("/v1/tests/sessions/{id}"),
+            Some(&org.admin.token),
+            &json!({ "status": "in_progress", "name": "Renamed" }),
+        )
         .await;
     assert_eq!(p.json["name"], "Renamed");
     assert_eq!(p.json["status"], "in_progress");
-    let p = srv.client.patch(&format!("/v1/tests/sessions/{id}"), Some(&org.admin.token), &json!({ "status": "archived" })).await;
+    let p = srv
+        .client
+        .patch(
+            &format!("/v1/tests/sessions/{id}"),
+            Some(&org.admin.token),
+            &json!({ "status": "archived" }),
+        )
+        .await;
     assert_problem(&p, 422, "invalid_status");
     // Filter by status.
-    let l = srv.client.get("/v1/tests/sessions?status=completed", Some(&org.admin.token)).await;
+    let l = srv
+        .client
+        .get(
+            "/v1/tests/sessions?status=completed",
+            Some(&org.admin.token),
+        )
+        .await;
     assert_eq!(l.json["items"].as_array().unwrap().len(), 0);
-    let l = srv.client.get(&format!("/v1/tests/sessions?status=in_progress&building_id={}", bld.id), Some(&org.admin.token)).await;
+    let l = srv
+        .client
+        .get(
+            &format!(
+                "/v1/tests/sessions?status=in_progress&building_id={}",
+                bld.id
+            ),
+            Some(&org.admin.token),
+        )
+        .await;
     assert_eq!(l.json["items"].as_array().unwrap().len(), 1);
     // Unassign: the inspector loses access.
-    let p = srv.client.patch(&format!("/v1/tests/sessions/{id}"), Some(&org.admin.token), &json!({ "assigned_to": [] })).await;
+    let p = srv
+        .client
+        .patch(
+            &format!("/v1/tests/sessions/{id}"),
+            Some(&org.admin.token),
+            &json!({ "assigned_to": [] }),
+        )
+        .await;
     assert_eq!(p.status, 200);
-    assert_problem(&srv.client.get(&format!("/v1/tests/sessions/{id}"), Some(&inspector.token)).await, 404, "not_found");
+    assert_problem(
+        &srv.client
+            .get(&format!("/v1/tests/sessions/{id}"), Some(&inspector.token))
+            .await,
+        404,
+        "not_found",
+    );
 }
 
 async fn offline_created_session_registers(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else { return };
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
     let org = srv.org("Acme").await;
     let inspector = srv.user(&org, "inspector").await;
     let bld = building(&srv, &org, 1).await;
@@ -195,9 +380,23 @@ async fn offline_created_session_registers(b: Backend) {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json["id"], tablet_id.to_string());
-    assert_eq!(r.json["assigned_to"], json!([inspector.id]), "the registering inspector is assigned");
-    let d = srv.client.get(&format!("/v1/tests/sessions/{tablet_id}/document"), Some(&inspector.token)).await;
-    assert_eq!(d.json["document"], json!({}), "the server created no content");
+    assert_eq!(
+        r.json["assigned_to"],
+        json!([inspector.id]),
+        "the registering inspector is assigned"
+    );
+    let d = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{tablet_id}/document"),
+            Some(&inspector.token),
+        )
+        .await;
+    assert_eq!(
+        d.json["document"],
+        json!({}),
+        "the server created no content"
+    );
     let again = srv
         .client
         .post(
@@ -210,38 +409,93 @@ async fn offline_created_session_registers(b: Backend) {
 }
 
 async fn session_bad_inputs(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else { return };
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
     let org = srv.org("Acme").await;
     let bld = building(&srv, &org, 1).await;
     let t = Some(org.admin.token.as_str());
     let c = &srv.client;
     let cases = [
-        (json!({ "building_id": bld.id, "name": "x", "frequency": "fortnightly" }), 422, "unknown_frequency"),
-        (json!({ "building_id": bld.id, "name": "", "frequency": "six_monthly" }), 422, "invalid_field"),
-        (json!({ "building_id": "nope", "name": "x", "frequency": "six_monthly" }), 422, "invalid_body"),
-        (json!({ "building_id": bld.id, "name": "x" }), 422, "invalid_body"),
-        (json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly", "assigned_to": [Uuid::new_v4()] }), 422, "unknown_user"),
-        (json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly", "document_id": "not-an-id" }), 422, "invalid_document_id"),
-        (json!({ "building_id": Uuid::new_v4(), "name": "x", "frequency": "six_monthly" }), 404, "not_found"),
+        (
+            json!({ "building_id": bld.id, "name": "x", "frequency": "fortnightly" }),
+            422,
+            "unknown_frequency",
+        ),
+        (
+            json!({ "building_id": bld.id, "name": "", "frequency": "six_monthly" }),
+            422,
+            "invalid_field",
+        ),
+        (
+            json!({ "building_id": "nope", "name": "x", "frequency": "six_monthly" }),
+            422,
+            "invalid_body",
+        ),
+        (
+            json!({ "building_id": bld.id, "name": "x" }),
+            422,
+            "invalid_body",
+        ),
+        (
+            json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly", "assigned_to": [Uuid::new_v4()] }),
+            422,
+            "unknown_user",
+        ),
+        (
+            json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly", "document_id": "not-an-id" }),
+            422,
+            "invalid_document_id",
+        ),
+        (
+            json!({ "building_id": Uuid::new_v4(), "name": "x", "frequency": "six_monthly" }),
+            404,
+            "not_found",
+        ),
     ];
     for (body, status, code) in cases {
         assert_problem(&c.post("/v1/tests/sessions", t, &body).await, status, code);
     }
-    assert_problem(&c.post_raw("/v1/tests/sessions", t, "application/json", b"{".to_vec()).await, 400, "malformed_json");
-    assert_problem(&c.get("/v1/tests/sessions/xyz", t).await, 400, "invalid_path");
-    assert_problem(&c.get("/v1/tests/sessions?status=bogus", t).await, 400, "invalid_query");
+    assert_problem(
+        &c.post_raw("/v1/tests/sessions", t, "application/json", b"{".to_vec())
+            .await,
+        400,
+        "malformed_json",
+    );
+    assert_problem(
+        &c.get("/v1/tests/sessions/xyz", t).await,
+        400,
+        "invalid_path",
+    );
+    assert_problem(
+        &c.get("/v1/tests/sessions?status=bogus", t).await,
+        400,
+        "invalid_query",
+    );
     let s = session(&srv, &org.admin, &bld, &[]).await;
     let id = s["id"].as_str().unwrap();
-    assert_problem(&c.get(&format!("/v1/tests/sessions/{id}/document?at=zzzz"), t).await, 400, "invalid_heads");
+    assert_problem(
+        &c.get(&format!("/v1/tests/sessions/{id}/document?at=zzzz"), t)
+            .await,
+        400,
+        "invalid_heads",
+    );
     let unknown = "0".repeat(64);
-    assert_problem(&c.get(&format!("/v1/tests/sessions/{id}/document?at={unknown}"), t).await, 400, "unknown_heads");
+    assert_problem(
+        &c.get(&format!("/v1/tests/sessions/{id}/document?at={unknown}"), t)
+            .await,
+        400,
+        "unknown_heads",
+    );
     // Only the first session exists.
     let l = c.get("/v1/tests/sessions", t).await;
     assert_eq!(l.json["items"].as_array().unwrap().len(), 1);
 }
 
 async fn other_organisations_get_404_on_sessions(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else { return };
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
     let org = srv.org("Acme").await;
     let other = srv.org("Rival").await;
     let bld = building(&srv, &org, 1).await;
@@ -249,15 +503,52 @@ async fn other_organisations_get_404_on_sessions(b: Backend) {
     let id = s["id"].as_str().unwrap();
     let t = Some(other.admin.token.as_str());
     let c = &srv.client;
-    assert_problem(&c.get(&format!("/v1/tests/sessions/{id}"), t).await, 404, "not_found");
-    assert_problem(&c.patch(&format!("/v1/tests/sessions/{id}"), t, &json!({ "name": "mine" })).await, 404, "not_found");
-    assert_problem(&c.get(&format!("/v1/tests/sessions/{id}/document"), t).await, 404, "not_found");
-    assert_problem(&c.get(&format!("/v1/tests/sessions/{id}/results"), t).await, 404, "not_found");
-    let r = record(&srv, &other.admin.token, id, json!([{ "asset_id": bld.assets[0], "outcome": "pass" }])).await;
+    assert_problem(
+        &c.get(&format!("/v1/tests/sessions/{id}"), t).await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &c.patch(
+            &format!("/v1/tests/sessions/{id}"),
+            t,
+            &json!({ "name": "mine" }),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &c.get(&format!("/v1/tests/sessions/{id}/document"), t).await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &c.get(&format!("/v1/tests/sessions/{id}/results"), t).await,
+        404,
+        "not_found",
+    );
+    let r = record(
+        &srv,
+        &other.admin.token,
+        id,
+        json!([{ "asset_id": bld.assets[0], "outcome": "pass" }]),
+    )
+    .await;
     assert_problem(&r, 404, "not_found");
     let create = c
-        .post("/v1/tests/sessions", t, &json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly" }))
+        .post(
+            "/v1/tests/sessions",
+            t,
+            &json!({ "building_id": bld.id, "name": "x", "frequency": "six_monthly" }),
+        )
         .await;
     assert_problem(&create, 404, "not_found");
-    assert_eq!(c.get("/v1/tests/sessions", t).await.json["items"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        c.get("/v1/tests/sessions", t).await.json["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }

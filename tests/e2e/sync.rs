@@ -39,7 +39,13 @@ async fn world(b: Backend) -> Option<World> {
     let inspector = srv.user(&org, "inspector").await;
     let bld = building(&srv, &org, 2).await;
     let session = session(&srv, &org.admin, &bld, &[inspector.id]).await;
-    Some(World { srv, org, inspector, bld, session })
+    Some(World {
+        srv,
+        org,
+        inspector,
+        bld,
+        session,
+    })
 }
 
 fn peer(u: &User, device: &str) -> String {
@@ -61,22 +67,44 @@ fn set_outcome(doc: &mut Automerge, asset: Uuid, outcome: &str) {
 
 async fn server_doc(w: &World) -> serde_json::Value {
     let id = w.session["id"].as_str().unwrap();
-    let d = w.srv.client.get(&format!("/v1/tests/sessions/{id}/document"), Some(&w.org.admin.token)).await;
+    let d = w
+        .srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{id}/document"),
+            Some(&w.org.admin.token),
+        )
+        .await;
     assert_eq!(d.status, 200, "{}", d.body);
     d.json["document"].clone()
 }
 
 async fn handshake_and_identity(b: Backend) {
     let Some(w) = world(b).await else { return };
-    let c = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "tablet-1")).await;
+    let c = SyncClient::joined(
+        &w.srv.base,
+        &w.inspector.token,
+        &peer(&w.inspector, "tablet-1"),
+    )
+    .await;
     let server_peer = c.server_peer.clone().unwrap();
     drop(c);
     // The server's peer id (and storage id) are stable.
-    let mut c = SyncClient::connect(&w.srv.base, &w.inspector.token, "x").await.unwrap();
-    c.send(&Message::Join { sender_id: peer(&w.inspector, "tablet-1"), peer_metadata: None, supported_protocol_versions: None })
-        .await;
+    let mut c = SyncClient::connect(&w.srv.base, &w.inspector.token, "x")
+        .await
+        .unwrap();
+    c.send(&Message::Join {
+        sender_id: peer(&w.inspector, "tablet-1"),
+        peer_metadata: None,
+        supported_protocol_versions: None,
+    })
+    .await;
     match c.next(Duration::from_secs(5)).await {
-        Event::Msg(Message::Peer { sender_id, peer_metadata, .. }) => {
+        Event::Msg(Message::Peer {
+            sender_id,
+            peer_metadata,
+            ..
+        }) => {
             assert_eq!(sender_id, server_peer);
             let meta = peer_metadata.expect("metadata");
             assert!(meta.storage_id.is_some() && !meta.is_ephemeral);
@@ -84,38 +112,83 @@ async fn handshake_and_identity(b: Backend) {
         other => panic!("{other:?}"),
     }
     // A peer id that is not <my user id>:<device> is refused.
-    for bad in [format!("{}:tablet", w.org.admin.id), "tablet".to_string(), format!("{}:", w.inspector.id)] {
-        let mut c = SyncClient::connect(&w.srv.base, &w.inspector.token, &bad).await.unwrap();
-        c.send(&Message::Join { sender_id: bad.clone(), peer_metadata: None, supported_protocol_versions: None }).await;
-        assert!(matches!(c.next(Duration::from_secs(5)).await, Event::Msg(Message::Error { .. })), "{bad}");
-        assert!(c.closed_within(Duration::from_secs(5)).await.is_some(), "{bad} closes");
+    for bad in [
+        format!("{}:tablet", w.org.admin.id),
+        "tablet".to_string(),
+        format!("{}:", w.inspector.id),
+    ] {
+        let mut c = SyncClient::connect(&w.srv.base, &w.inspector.token, &bad)
+            .await
+            .unwrap();
+        c.send(&Message::Join {
+            sender_id: bad.clone(),
+            peer_metadata: None,
+            supported_protocol_versions: None,
+        })
+        .await;
+        assert!(
+            matches!(
+                c.next(Duration::from_secs(5)).await,
+                Event::Msg(Message::Error { .. })
+            ),
+            "{bad}"
+        );
+        assert!(
+            c.closed_within(Duration::from_secs(5)).await.is_some(),
+            "{bad} closes"
+        );
     }
     // Unsupported protocol version.
-    let mut c = SyncClient::connect(&w.srv.base, &w.inspector.token, "v").await.unwrap();
-    c.send(&Message::Join { sender_id: peer(&w.inspector, "t"), peer_metadata: None, supported_protocol_versions: Some(vec!["2".into()]) })
-        .await;
+    let mut c = SyncClient::connect(&w.srv.base, &w.inspector.token, "v")
+        .await
+        .unwrap();
+    c.send(&Message::Join {
+        sender_id: peer(&w.inspector, "t"),
+        peer_metadata: None,
+        supported_protocol_versions: Some(vec!["2".into()]),
+    })
+    .await;
     match c.next(Duration::from_secs(5)).await {
-        Event::Msg(Message::Error { message, .. }) => assert!(message.contains("unsupported protocol version")),
+        Event::Msg(Message::Error { message, .. }) => {
+            assert!(message.contains("unsupported protocol version"))
+        }
         other => panic!("{other:?}"),
     }
     // A frame claiming another sender after the join is refused.
-    let mut c = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "t2")).await;
-    c.send(&Message::Request { document_id: doc_id(&w), sender_id: peer(&w.inspector, "other"), target_id: server_peer.clone(), data: vec![0x42] })
-        .await;
-    assert!(matches!(c.next(Duration::from_secs(5)).await, Event::Msg(Message::Error { .. })));
+    let mut c =
+        SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "t2")).await;
+    c.send(&Message::Request {
+        document_id: doc_id(&w),
+        sender_id: peer(&w.inspector, "other"),
+        target_id: server_peer.clone(),
+        data: vec![0x42],
+    })
+    .await;
+    assert!(matches!(
+        c.next(Duration::from_secs(5)).await,
+        Event::Msg(Message::Error { .. })
+    ));
     // No token, a bad token: 401 before any upgrade.
-    assert!(SyncClient::connect(&w.srv.base, "garbage", "x").await.is_err());
+    assert!(SyncClient::connect(&w.srv.base, "garbage", "x")
+        .await
+        .is_err());
     // A second join from the same peer id replaces the earlier socket.
-    let mut first = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "dup")).await;
-    let _second = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "dup")).await;
-    assert!(first.closed_within(Duration::from_secs(3)).await.is_some(), "the earlier socket is closed");
+    let mut first =
+        SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "dup")).await;
+    let _second =
+        SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "dup")).await;
+    assert!(
+        first.closed_within(Duration::from_secs(3)).await.is_some(),
+        "the earlier socket is closed"
+    );
 }
 
 async fn sync_edit_reaches_server_and_other_client(b: Backend) {
     let Some(w) = world(b).await else { return };
     let id = doc_id(&w);
     let mut a = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "a")).await;
-    let mut b2 = SyncClient::joined(&w.srv.base, &w.org.admin.token, &peer(&w.org.admin, "b")).await;
+    let mut b2 =
+        SyncClient::joined(&w.srv.base, &w.org.admin.token, &peer(&w.org.admin, "b")).await;
     let (mut da, mut sa) = (Automerge::new(), sync::State::new());
     let (mut db, mut sb) = (Automerge::new(), sync::State::new());
     a.sync(&id, &mut da, &mut sa, true).await.unwrap();
@@ -125,18 +198,48 @@ async fn sync_edit_reaches_server_and_other_client(b: Backend) {
     set_outcome(&mut da, w.bld.assets[0], "fail");
     a.sync(&id, &mut da, &mut sa, false).await.unwrap();
     // Acknowledged means stored: the server's copy (through REST) has it.
-    assert_eq!(server_doc(&w).await["items"][w.bld.assets[0].to_string()]["outcome"], "fail");
+    assert_eq!(
+        server_doc(&w).await["items"][w.bld.assets[0].to_string()]["outcome"],
+        "fail"
+    );
     // The other connection received it without asking.
     b2.sync(&id, &mut db, &mut sb, false).await.unwrap();
     assert_eq!(da.get_heads(), db.get_heads());
     // And it is attributed to the inspector's device.
-    let rows = w.srv.store().change_attributions(w.session["id"].as_str().unwrap().parse().unwrap()).await.unwrap();
-    assert!(rows.iter().any(|r| r.user_id == Some(w.inspector.id) && r.device_id.as_deref() == Some("a")));
+    let rows = w
+        .srv
+        .store()
+        .change_attributions(w.session["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r.user_id == Some(w.inspector.id) && r.device_id.as_deref() == Some("a")));
     // The projection follows.
-    w.srv.state.hub.settled(w.session["id"].as_str().unwrap().parse().unwrap()).await;
+    w.srv
+        .state
+        .hub
+        .settled(w.session["id"].as_str().unwrap().parse().unwrap())
+        .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let r = w.srv.client.get(&format!("/v1/tests/sessions/{}/results", w.session["id"].as_str().unwrap()), Some(&w.org.admin.token)).await;
-    let item = r.json["items"].as_array().unwrap().iter().find(|i| i["asset_id"] == w.bld.assets[0].to_string()).unwrap().clone();
+    let r = w
+        .srv
+        .client
+        .get(
+            &format!(
+                "/v1/tests/sessions/{}/results",
+                w.session["id"].as_str().unwrap()
+            ),
+            Some(&w.org.admin.token),
+        )
+        .await;
+    let item = r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["asset_id"] == w.bld.assets[0].to_string())
+        .unwrap()
+        .clone();
     assert_eq!(item["outcome"], "fail", "{item}");
 }
 
@@ -159,17 +262,29 @@ async fn unavailable_is_identical_for_every_denial(b: Backend) {
         let res = c.sync(&doc, &mut d, &mut s, true).await;
         assert_eq!(res, Err("doc-unavailable".into()), "{doc}");
         // Only one answer, and the socket stays open.
-        c.send(&Message::Request { document_id: doc.clone(), sender_id: c.peer_id.clone(), target_id: c.server_peer.clone().unwrap(), data: vec![0x42, 0, 0, 0, 0, 0] })
-            .await;
+        c.send(&Message::Request {
+            document_id: doc.clone(),
+            sender_id: c.peer_id.clone(),
+            target_id: c.server_peer.clone().unwrap(),
+            data: vec![0x42, 0, 0, 0, 0, 0],
+        })
+        .await;
         match c.next(Duration::from_secs(5)).await {
-            Event::Msg(Message::DocUnavailable { document_id, sender_id, target_id }) => {
+            Event::Msg(Message::DocUnavailable {
+                document_id,
+                sender_id,
+                target_id,
+            }) => {
                 assert_eq!(document_id, doc);
                 answers.push((sender_id, target_id == c.peer_id));
             }
             other => panic!("{other:?}"),
         }
     }
-    assert!(answers.windows(2).all(|p| p[0] == p[1]), "every denial looks the same");
+    assert!(
+        answers.windows(2).all(|p| p[0] == p[1]),
+        "every denial looks the same"
+    );
 }
 
 async fn auditor_writes_never_land(b: Backend) {
@@ -182,15 +297,27 @@ async fn auditor_writes_never_land(b: Backend) {
     assert!(d.get(ROOT, "items").unwrap().is_some(), "auditors read");
     set_outcome(&mut d, w.bld.assets[0], "pass");
     let _ = c.sync(&id, &mut d, &mut s, false).await;
-    assert_eq!(server_doc(&w).await["items"][w.bld.assets[0].to_string()]["outcome"], "not_tested");
-    let rows = w.srv.store().change_attributions(w.session["id"].as_str().unwrap().parse().unwrap()).await.unwrap();
-    assert!(rows.iter().all(|r| r.user_id != Some(auditor.id)), "nothing of the auditor was stored");
+    assert_eq!(
+        server_doc(&w).await["items"][w.bld.assets[0].to_string()]["outcome"],
+        "not_tested"
+    );
+    let rows = w
+        .srv
+        .store()
+        .change_attributions(w.session["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        rows.iter().all(|r| r.user_id != Some(auditor.id)),
+        "nothing of the auditor was stored"
+    );
 }
 
 async fn rest_results_reach_connected_tablets(b: Backend) {
     let Some(w) = world(b).await else { return };
     let id = doc_id(&w);
-    let mut c = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "tab")).await;
+    let mut c =
+        SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "tab")).await;
     let (mut d, mut s) = (Automerge::new(), sync::State::new());
     c.sync(&id, &mut d, &mut s, true).await.unwrap();
     let sid = w.session["id"].as_str().unwrap();
@@ -206,14 +333,21 @@ async fn rest_results_reach_connected_tablets(b: Backend) {
     // Without sending anything, the tablet receives the change.
     match c.next(Duration::from_secs(5)).await {
         Event::Msg(Message::Sync { data, .. }) => {
-            d.receive_sync_message(&mut s, sync::Message::decode(&data).unwrap()).unwrap();
+            d.receive_sync_message(&mut s, sync::Message::decode(&data).unwrap())
+                .unwrap();
         }
         other => panic!("expected a pushed sync message, got {other:?}"),
     }
     c.sync(&id, &mut d, &mut s, false).await.unwrap();
     let json = firemode_sync_core::to_json(&d, None);
-    assert_eq!(json["items"][w.bld.assets[1].to_string()]["outcome"], "not_accessible");
-    assert_eq!(json["items"][w.bld.assets[1].to_string()]["notes"], "Locked plant room");
+    assert_eq!(
+        json["items"][w.bld.assets[1].to_string()]["outcome"],
+        "not_accessible"
+    );
+    assert_eq!(
+        json["items"][w.bld.assets[1].to_string()]["notes"],
+        "Locked plant room"
+    );
 }
 
 async fn revocation_and_unassignment_close_sockets(b: Backend) {
@@ -224,20 +358,46 @@ async fn revocation_and_unassignment_close_sockets(b: Backend) {
     let (mut d, mut s) = (Automerge::new(), sync::State::new());
     c.sync(&id, &mut d, &mut s, true).await.unwrap();
     let sid = w.session["id"].as_str().unwrap();
-    let p = w.srv.client.patch(&format!("/v1/tests/sessions/{sid}"), Some(&w.org.admin.token), &json!({ "assigned_to": [] })).await;
+    let p = w
+        .srv
+        .client
+        .patch(
+            &format!("/v1/tests/sessions/{sid}"),
+            Some(&w.org.admin.token),
+            &json!({ "assigned_to": [] }),
+        )
+        .await;
     assert_eq!(p.status, 200);
-    assert!(c.closed_within(Duration::from_secs(1)).await.is_some(), "unassigned: closed within a second");
+    assert!(
+        c.closed_within(Duration::from_secs(1)).await.is_some(),
+        "unassigned: closed within a second"
+    );
     // Logout closes the sockets opened with that token.
     let office = w.srv.user(&w.org, "office").await;
     let mut c = SyncClient::joined(&w.srv.base, &office.token, &peer(&office, "o")).await;
-    let out = w.srv.client.post("/v1/auth/logout", Some(&office.token), &json!({})).await;
+    let out = w
+        .srv
+        .client
+        .post("/v1/auth/logout", Some(&office.token), &json!({}))
+        .await;
     assert_eq!(out.status, 204);
-    assert_eq!(c.closed_within(Duration::from_secs(1)).await, Some(Some(1008)));
+    assert_eq!(
+        c.closed_within(Duration::from_secs(1)).await,
+        Some(Some(1008))
+    );
     // Admin revocation closes every socket of the user.
     let office2 = w.srv.user(&w.org, "office").await;
     let mut c1 = SyncClient::joined(&w.srv.base, &office2.token, &peer(&office2, "1")).await;
     let mut c2 = SyncClient::joined(&w.srv.base, &office2.token, &peer(&office2, "2")).await;
-    let r = w.srv.client.post(&format!("/v1/users/{}/revoke-tokens", office2.id), Some(&w.org.admin.token), &json!({})).await;
+    let r = w
+        .srv
+        .client
+        .post(
+            &format!("/v1/users/{}/revoke-tokens", office2.id),
+            Some(&w.org.admin.token),
+            &json!({}),
+        )
+        .await;
     assert_eq!(r.status, 204);
     assert!(c1.closed_within(Duration::from_secs(1)).await.is_some());
     assert!(c2.closed_within(Duration::from_secs(1)).await.is_some());
@@ -246,48 +406,101 @@ async fn revocation_and_unassignment_close_sockets(b: Backend) {
 async fn bad_frames_close_only_that_socket(b: Backend) {
     let Some(w) = world(b).await else { return };
     let id = doc_id(&w);
-    let mut good = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "good")).await;
+    let mut good =
+        SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "good")).await;
     let (mut d, mut s) = (Automerge::new(), sync::State::new());
     good.sync(&id, &mut d, &mut s, true).await.unwrap();
     let heads_before = server_doc(&w).await;
 
     // Broken CBOR.
-    let mut c = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "cbor")).await;
+    let mut c =
+        SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "cbor")).await;
     c.send_raw(vec![0xff, 0x00, 0x13]).await;
-    assert!(matches!(c.next(Duration::from_secs(5)).await, Event::Msg(Message::Error { .. })));
+    assert!(matches!(
+        c.next(Duration::from_secs(5)).await,
+        Event::Msg(Message::Error { .. })
+    ));
     assert!(c.closed_within(Duration::from_secs(5)).await.is_some());
     // Unknown message type.
-    let mut c = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "unk")).await;
+    let mut c =
+        SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "unk")).await;
     let mut buf = Vec::new();
     ciborium_encode(&mut buf, "launch-missiles", &c.peer_id);
     c.send_raw(buf).await;
-    assert!(matches!(c.next(Duration::from_secs(5)).await, Event::Msg(Message::Error { .. })));
+    assert!(matches!(
+        c.next(Duration::from_secs(5)).await,
+        Event::Msg(Message::Error { .. })
+    ));
     // Text frames.
-    let mut c = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "txt")).await;
+    let mut c =
+        SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "txt")).await;
     c.send_text("{\"type\":\"join\"}").await;
     assert!(c.closed_within(Duration::from_secs(5)).await.is_some());
     // Messages before join.
-    let mut c = SyncClient::connect(&w.srv.base, &w.inspector.token, "x").await.unwrap();
-    c.send(&Message::Request { document_id: id.clone(), sender_id: peer(&w.inspector, "x"), target_id: "s".into(), data: vec![1] }).await;
-    assert!(matches!(c.next(Duration::from_secs(5)).await, Event::Msg(Message::Error { .. })));
+    let mut c = SyncClient::connect(&w.srv.base, &w.inspector.token, "x")
+        .await
+        .unwrap();
+    c.send(&Message::Request {
+        document_id: id.clone(),
+        sender_id: peer(&w.inspector, "x"),
+        target_id: "s".into(),
+        data: vec![1],
+    })
+    .await;
+    assert!(matches!(
+        c.next(Duration::from_secs(5)).await,
+        Event::Msg(Message::Error { .. })
+    ));
     // Corrupt automerge data for a document the client may write.
-    let mut c = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "corrupt")).await;
+    let mut c = SyncClient::joined(
+        &w.srv.base,
+        &w.inspector.token,
+        &peer(&w.inspector, "corrupt"),
+    )
+    .await;
     let server = c.server_peer.clone().unwrap();
-    c.send(&Message::Sync { document_id: id.clone(), sender_id: c.peer_id.clone(), target_id: server.clone(), data: vec![0x42, 0xde, 0xad, 0xbe, 0xef] })
-        .await;
-    assert!(matches!(c.next(Duration::from_secs(5)).await, Event::Msg(Message::Error { .. })));
+    c.send(&Message::Sync {
+        document_id: id.clone(),
+        sender_id: c.peer_id.clone(),
+        target_id: server.clone(),
+        data: vec![0x42, 0xde, 0xad, 0xbe, 0xef],
+    })
+    .await;
+    assert!(matches!(
+        c.next(Duration::from_secs(5)).await,
+        Event::Msg(Message::Error { .. })
+    ));
     assert!(c.closed_within(Duration::from_secs(5)).await.is_some());
     // A frame over the size limit (16 MiB by default).
-    let mut c = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "big")).await;
-    c.send(&Message::Sync { document_id: id.clone(), sender_id: c.peer_id.clone(), target_id: server.clone(), data: vec![7u8; 17 * 1024 * 1024] })
-        .await;
-    assert!(c.closed_within(Duration::from_secs(10)).await.is_some(), "giant frame closes the socket");
+    let mut c =
+        SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "big")).await;
+    c.send(&Message::Sync {
+        document_id: id.clone(),
+        sender_id: c.peer_id.clone(),
+        target_id: server.clone(),
+        data: vec![7u8; 17 * 1024 * 1024],
+    })
+    .await;
+    assert!(
+        c.closed_within(Duration::from_secs(10)).await.is_some(),
+        "giant frame closes the socket"
+    );
     // A flood of requests for random ids: each answered, then the socket is cut off.
-    let mut c = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "flood")).await;
+    let mut c = SyncClient::joined(
+        &w.srv.base,
+        &w.inspector.token,
+        &peer(&w.inspector, "flood"),
+    )
+    .await;
     for _ in 0..700 {
         let doc = firemode_sync_core::DocumentId::from_uuid(Uuid::new_v4()).to_string();
-        c.send(&Message::Request { document_id: doc, sender_id: c.peer_id.clone(), target_id: server.clone(), data: vec![0x42, 0, 0, 0, 0, 0] })
-            .await;
+        c.send(&Message::Request {
+            document_id: doc,
+            sender_id: c.peer_id.clone(),
+            target_id: server.clone(),
+            data: vec![0x42, 0, 0, 0, 0, 0],
+        })
+        .await;
     }
     let mut unavailable = 0;
     loop {
@@ -298,12 +511,18 @@ async fn bad_frames_close_only_that_socket(b: Backend) {
             Event::Msg(other) => panic!("{other:?}"),
         }
     }
-    assert!(unavailable >= 500, "{unavailable} answers before the cut-off");
+    assert!(
+        unavailable >= 500,
+        "{unavailable} answers before the cut-off"
+    );
     // Through all of it: nothing stored, the good client still syncs, the server is healthy.
     assert_eq!(server_doc(&w).await, heads_before);
     set_outcome(&mut d, w.bld.assets[0], "pass");
     good.sync(&id, &mut d, &mut s, false).await.unwrap();
-    assert_eq!(server_doc(&w).await["items"][w.bld.assets[0].to_string()]["outcome"], "pass");
+    assert_eq!(
+        server_doc(&w).await["items"][w.bld.assets[0].to_string()]["outcome"],
+        "pass"
+    );
     assert_eq!(w.srv.client.get("/health", None).await.status, 200);
 }
 
@@ -328,23 +547,37 @@ fn ciborium_encode(buf: &mut Vec<u8>, ty: &str, sender: &str) {
 async fn ephemeral_messages_are_relayed_once(b: Backend) {
     let Some(w) = world(b).await else { return };
     let id = doc_id(&w);
-    let mut a = SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "ea")).await;
-    let mut b2 = SyncClient::joined(&w.srv.base, &w.org.admin.token, &peer(&w.org.admin, "eb")).await;
+    let mut a =
+        SyncClient::joined(&w.srv.base, &w.inspector.token, &peer(&w.inspector, "ea")).await;
+    let mut b2 =
+        SyncClient::joined(&w.srv.base, &w.org.admin.token, &peer(&w.org.admin, "eb")).await;
     let (mut da, mut sa) = (Automerge::new(), sync::State::new());
     let (mut db, mut sb) = (Automerge::new(), sync::State::new());
     a.sync(&id, &mut da, &mut sa, true).await.unwrap();
     b2.sync(&id, &mut db, &mut sb, true).await.unwrap();
     let server = a.server_peer.clone().unwrap();
     for _ in 0..2 {
-        a.send(&Message::Ephemeral { document_id: id.clone(), sender_id: a.peer_id.clone(), target_id: server.clone(), count: 1, session_id: "s1".into(), data: vec![1, 2, 3] })
-            .await;
+        a.send(&Message::Ephemeral {
+            document_id: id.clone(),
+            sender_id: a.peer_id.clone(),
+            target_id: server.clone(),
+            count: 1,
+            session_id: "s1".into(),
+            data: vec![1, 2, 3],
+        })
+        .await;
     }
     match b2.next(Duration::from_secs(5)).await {
-        Event::Msg(Message::Ephemeral { data, sender_id, .. }) => {
+        Event::Msg(Message::Ephemeral {
+            data, sender_id, ..
+        }) => {
             assert_eq!(data, vec![1, 2, 3]);
             assert_eq!(sender_id, a.peer_id);
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(b2.next(Duration::from_millis(500)).await, Event::Timeout), "the duplicate is dropped");
+    assert!(
+        matches!(b2.next(Duration::from_millis(500)).await, Event::Timeout),
+        "the duplicate is dropped"
+    );
 }

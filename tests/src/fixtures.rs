@@ -29,7 +29,10 @@ pub async fn building(srv: &TestServer, org: &Org, n: usize) -> Building {
         created_at: now,
         updated_at: now,
     };
-    srv.store().create_building(&b).await.expect("create building");
+    srv.store()
+        .create_building(&b)
+        .await
+        .expect("create building");
     let assets: Vec<AssetRecord> = (0..n)
         .map(|i| AssetRecord {
             id: Uuid::now_v7(),
@@ -44,12 +47,23 @@ pub async fn building(srv: &TestServer, org: &Org, n: usize) -> Building {
             updated_at: now,
         })
         .collect();
-    srv.store().create_assets(&assets).await.expect("create assets");
-    Building { id: b.id, assets: assets.iter().map(|a| a.id).collect() }
+    srv.store()
+        .create_assets(&assets)
+        .await
+        .expect("create assets");
+    Building {
+        id: b.id,
+        assets: assets.iter().map(|a| a.id).collect(),
+    }
 }
 
 /// A six-monthly session on `building` created by `by` (office/admin) through the API.
-pub async fn session(srv: &TestServer, by: &User, building: &Building, assigned: &[Uuid]) -> serde_json::Value {
+pub async fn session(
+    srv: &TestServer,
+    by: &User,
+    building: &Building,
+    assigned: &[Uuid],
+) -> serde_json::Value {
     let r = srv
         .client
         .post(

@@ -4,6 +4,7 @@
 //! PostgreSQL tests run when `FIREMODE_TEST_DATABASE_URL` is set (a URL of a database the user
 //! may `CREATE DATABASE` from). When `CI` is set and it is missing or unreachable, they fail.
 
+pub mod clients;
 pub mod fixtures;
 pub mod http;
 pub mod logs;
@@ -96,7 +97,11 @@ impl TestDb {
 
     /// The same database for a second server (another node); dropping it drops nothing.
     pub fn shared(&self) -> TestDb {
-        TestDb { url: self.url.clone(), dir: tempfile::tempdir().expect("temp dir"), pg: None }
+        TestDb {
+            url: self.url.clone(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            pg: None,
+        }
     }
 
     /// A raw connection URL, for tests that read columns directly.
@@ -194,11 +199,41 @@ impl TestServer {
     }
 
     pub async fn start_with(db: TestDb, cfg: Config) -> Self {
-        logs::init();
-        let state = AppState::new(cfg).await.expect("server state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        Self::serve_on(db, cfg, listener).await
+    }
+
+    /// Start on `db` listening on `addr` (e.g. the address of a server just stopped, so that
+    /// clients reconnect to the same URL). Retries briefly while the port is still taken.
+    pub async fn start_on(db: TestDb, cfg: Config, addr: std::net::SocketAddr) -> Self {
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, %addr, "port still taken; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot bind {addr} again: {e}"),
+            }
+        };
+        Self::serve_on(db, cfg, listener).await
+    }
+
+    /// The address this server listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("base is http://<addr>")
+    }
+
+    async fn serve_on(db: TestDb, cfg: Config, listener: tokio::net::TcpListener) -> Self {
+        logs::init();
+        let state = AppState::new(cfg).await.expect("server state");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let handle = tokio::spawn(firemode_server::serve(listener, state.clone()));
         let client = Client::new(&base);
@@ -215,14 +250,13 @@ impl TestServer {
         self.state.store.clone()
     }
 
-    /// Graceful stop: cancel, drain, wait for background tasks.
+    /// Graceful stop: cancel, drain documents, wait for background tasks.
     pub async fn stop(mut self) -> TestDb {
         self.state.shutdown.cancel();
         if let Some(h) = self.handle.take() {
             let _ = h.await;
         }
-        self.state.tasks.close();
-        self.state.tasks.wait().await;
+        self.state.drain().await;
         // Let the pools go before the database is dropped.
         let db = std::mem::replace(
             &mut self.db,

@@ -31,21 +31,40 @@ pub enum Event {
 
 impl SyncClient {
     /// Open `ws://.../v1/sync` with a bearer header.
-    pub async fn connect(base: &str, token: &str, peer_id: &str) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+    pub async fn connect(
+        base: &str,
+        token: &str,
+        peer_id: &str,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         let url = format!("{}/v1/sync", base.replacen("http", "ws", 1));
         let mut req = url.into_client_request()?;
-        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
-        Ok(Self { ws, peer_id: peer_id.to_owned(), server_peer: None, changes_sent: 0 })
+        Ok(Self {
+            ws,
+            peer_id: peer_id.to_owned(),
+            server_peer: None,
+            changes_sent: 0,
+        })
     }
 
     /// Connect and join; panics unless the server answers `peer`.
     pub async fn joined(base: &str, token: &str, peer_id: &str) -> Self {
         let mut c = Self::connect(base, token, peer_id).await.expect("connect");
-        c.send(&Message::Join { sender_id: peer_id.into(), peer_metadata: None, supported_protocol_versions: Some(vec!["1".into()]) })
-            .await;
+        c.send(&Message::Join {
+            sender_id: peer_id.into(),
+            peer_metadata: None,
+            supported_protocol_versions: Some(vec!["1".into()]),
+        })
+        .await;
         match c.next(Duration::from_secs(5)).await {
-            Event::Msg(Message::Peer { sender_id, selected_protocol_version, target_id, .. }) => {
+            Event::Msg(Message::Peer {
+                sender_id,
+                selected_protocol_version,
+                target_id,
+                ..
+            }) => {
                 assert_eq!(selected_protocol_version, "1");
                 assert_eq!(target_id, peer_id);
                 c.server_peer = Some(sender_id);
@@ -100,16 +119,32 @@ impl SyncClient {
     fn sync_msg(&self, doc_id: &str, data: Vec<u8>, request: bool) -> Message {
         let target_id = self.server_peer.clone().unwrap_or_default();
         if request {
-            Message::Request { document_id: doc_id.into(), sender_id: self.peer_id.clone(), target_id, data }
+            Message::Request {
+                document_id: doc_id.into(),
+                sender_id: self.peer_id.clone(),
+                target_id,
+                data,
+            }
         } else {
-            Message::Sync { document_id: doc_id.into(), sender_id: self.peer_id.clone(), target_id, data }
+            Message::Sync {
+                document_id: doc_id.into(),
+                sender_id: self.peer_id.clone(),
+                target_id,
+                data,
+            }
         }
     }
 
     /// Run the automerge sync protocol for one document until neither side has anything to
     /// say for `quiet`. Returns Err with the message if the server answered otherwise
     /// (doc-unavailable, error, close).
-    pub async fn sync(&mut self, doc_id: &str, doc: &mut Automerge, state: &mut sync::State, request: bool) -> Result<(), String> {
+    pub async fn sync(
+        &mut self,
+        doc_id: &str,
+        doc: &mut Automerge,
+        state: &mut sync::State,
+        request: bool,
+    ) -> Result<(), String> {
         let quiet = Duration::from_millis(400);
         let mut first = request;
         loop {
@@ -122,12 +157,17 @@ impl SyncClient {
             match self.next(quiet).await {
                 Event::Timeout => return Ok(()),
                 Event::Closed(code) => return Err(format!("closed {code:?}")),
-                Event::Msg(Message::Sync { document_id, data, .. }) if document_id == doc_id => {
+                Event::Msg(Message::Sync {
+                    document_id, data, ..
+                }) if document_id == doc_id => {
                     let m = sync::Message::decode(&data).map_err(|e| e.to_string())?;
-                    doc.receive_sync_message(state, m).map_err(|e| e.to_string())?;
+                    doc.receive_sync_message(state, m)
+                        .map_err(|e| e.to_string())?;
                 }
                 Event::Msg(Message::DocUnavailable { .. }) => return Err("doc-unavailable".into()),
-                Event::Msg(Message::Error { message, .. }) => return Err(format!("error: {message}")),
+                Event::Msg(Message::Error { message, .. }) => {
+                    return Err(format!("error: {message}"))
+                }
                 Event::Msg(_) => {}
             }
         }

@@ -83,10 +83,10 @@ impl ApiError {
         }
     }
 
-    /// True for a 401 whose detail says the access token expired (the server uses the code
-    /// `unauthorized` for every 401, so the detail is the only signal it gives).
+    /// True for a 401 caused by an expired access token: code `token_expired` (older servers
+    /// said `unauthorized` with a detail mentioning expiry, which is still recognised).
     pub(crate) fn says_expired(&self) -> bool {
-        self.status == 401 && self.detail.contains("expired")
+        self.status == 401 && (self.code == "token_expired" || self.detail.contains("expired"))
     }
 }
 

@@ -25,10 +25,15 @@
 #![warn(missing_docs)]
 
 mod api;
+pub mod cli;
 mod client;
 mod error;
 mod types;
 
+pub use api::sessions::{
+    parse_session_id, Author, Conflict, ConflictKind, ConflictValue, Conflicts, History,
+    HistoryEntry, Resolved, RuleSetRef, Session, SessionDocument, SessionFilter, SessionStatus,
+};
 pub use client::{Auth, Client};
 pub use error::{ApiError, Error};
 pub use types::{NewUser, Page, PageRequest, Role, TokenPair, Tokens, User};

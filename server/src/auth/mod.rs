@@ -60,12 +60,12 @@ impl AppState {
     /// Verify a token string: signature, claims, expiry, and the revocation list.
     pub fn authenticate(&self, token: &str) -> Result<AuthUser, ApiError> {
         let claims = self.tokens.verify(token).map_err(|e| match e {
-            TokenError::Expired => ApiError::Unauthorized("the access token has expired".into()),
+            TokenError::Expired => ApiError::TokenExpired,
             TokenError::Invalid => ApiError::Unauthorized("the access token is invalid".into()),
         })?;
         // `exp` is the first second the token is no longer valid (RFC 7519 4.1.4).
         if claims.exp <= chrono::Utc::now().timestamp() {
-            return Err(ApiError::Unauthorized("the access token has expired".into()));
+            return Err(ApiError::TokenExpired);
         }
         if self.revocations.is_revoked(&claims) {
             return Err(ApiError::Unauthorized(

@@ -48,39 +48,39 @@ impl EvidenceObjects {
         for entry in std::fs::read_dir(&tmp_dir)?.flatten() {
             let _ = std::fs::remove_file(entry.path());
         }
-        let store: Arc<dyn ObjectStore> = match config.evidence_store {
-            EvidenceStoreKind::Local => {
-                let root = config.data_dir.join("evidence");
-                std::fs::create_dir_all(&root)
-                    .with_context(|| format!("cannot create {}", root.display()))?;
-                Arc::new(LocalFileSystem::new_with_prefix(&root).with_context(|| {
-                    format!("evidence folder {} is not usable", root.display())
-                })?)
-            }
-            EvidenceStoreKind::S3 => {
-                let bucket = config
-                    .evidence_s3_bucket
-                    .as_deref()
-                    .context("evidence_store = s3 needs FIREMODE_EVIDENCE_S3_BUCKET")?;
-                // Credentials and defaults from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-                // AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT...; settings below win.
-                let mut b = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_allow_http(config.evidence_s3_allow_http)
-                    // Write-once: PUT with If-None-Match: *.
-                    .with_conditional_put(S3ConditionalPut::ETagMatch);
-                if let Some(region) = &config.evidence_s3_region {
-                    b = b.with_region(region);
+        let store: Arc<dyn ObjectStore> =
+            match config.evidence_store {
+                EvidenceStoreKind::Local => {
+                    let root = config.data_dir.join("evidence");
+                    std::fs::create_dir_all(&root)
+                        .with_context(|| format!("cannot create {}", root.display()))?;
+                    Arc::new(LocalFileSystem::new_with_prefix(&root).with_context(|| {
+                        format!("evidence folder {} is not usable", root.display())
+                    })?)
                 }
-                if let Some(endpoint) = &config.evidence_s3_endpoint {
-                    b = b.with_endpoint(endpoint);
+                EvidenceStoreKind::S3 => {
+                    let bucket = config
+                        .evidence_s3_bucket
+                        .as_deref()
+                        .context("evidence_store = s3 needs FIREMODE_EVIDENCE_S3_BUCKET")?;
+                    // Credentials and defaults from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+                    // AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT...; settings below win.
+                    let mut b = AmazonS3Builder::from_env()
+                        .with_bucket_name(bucket)
+                        .with_allow_http(config.evidence_s3_allow_http)
+                        // Write-once: PUT with If-None-Match: *.
+                        .with_conditional_put(S3ConditionalPut::ETagMatch);
+                    if let Some(region) = &config.evidence_s3_region {
+                        b = b.with_region(region);
+                    }
+                    if let Some(endpoint) = &config.evidence_s3_endpoint {
+                        b = b.with_endpoint(endpoint);
+                    }
+                    Arc::new(b.build().context(
+                        "evidence S3 store: check the evidence_s3_* settings and AWS_* variables",
+                    )?)
                 }
-                Arc::new(
-                    b.build()
-                        .context("evidence S3 store: check the evidence_s3_* settings and AWS_* variables")?,
-                )
-            }
-        };
+            };
         Ok(Self {
             store,
             kind: config.evidence_store,

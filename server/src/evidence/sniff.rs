@@ -128,7 +128,10 @@ mod tests {
             sniff(&ftyp_box(b"mif1", &[b"mif1", b"heic"])),
             Some(Kind::Heic)
         );
-        assert_eq!(sniff(&ftyp_box(b"isom", &[b"isom", b"avc1"])), Some(Kind::Mp4));
+        assert_eq!(
+            sniff(&ftyp_box(b"isom", &[b"isom", b"avc1"])),
+            Some(Kind::Mp4)
+        );
         assert_eq!(sniff(&ftyp_box(b"mp42", &[])), Some(Kind::Mp4));
     }
 

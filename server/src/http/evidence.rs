@@ -5,6 +5,7 @@
 //! to the sessions assigned to them, auditors read only. Inspectors read the evidence of their
 //! assigned sessions. Another organisation's ids answer 404.
 
+mod form;
 mod upload;
 
 use axum::body::Body;
@@ -147,7 +148,10 @@ async fn content(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::ETAG, value(format!("\"{}\"", hex::encode(&record.sha256)))?);
+    h.insert(
+        header::ETAG,
+        value(format!("\"{}\"", hex::encode(&record.sha256)))?,
+    );
     h.insert(
         "repr-digest",
         value(format!(

@@ -117,9 +117,15 @@ pub struct Claim {
 }
 
 /// Claim `key` for `user_id` and a request with fingerprint `hash`.
-pub async fn begin(state: &AppState, user_id: Uuid, key: String, hash: [u8; 32]) -> ApiResult<Begin> {
+pub async fn begin(
+    state: &AppState,
+    user_id: Uuid,
+    key: String,
+    hash: [u8; 32],
+) -> ApiResult<Begin> {
     let now = Utc::now();
-    let ttl = chrono::Duration::from_std(state.config.idempotency_ttl).unwrap_or(chrono::Duration::hours(24));
+    let ttl = chrono::Duration::from_std(state.config.idempotency_ttl)
+        .unwrap_or(chrono::Duration::hours(24));
     let stale = chrono::Duration::from_std(state.config.idempotency_stale_after)
         .unwrap_or(chrono::Duration::minutes(5));
     let outcome = state
@@ -160,8 +166,7 @@ pub async fn begin(state: &AppState, user_id: Uuid, key: String, hash: [u8; 32])
 /// Whether a response is kept for replay (see the module docs).
 pub fn storable(status: StatusCode) -> bool {
     status.is_success()
-        || (status.is_client_error()
-            && !matches!(status.as_u16(), 401 | 408 | 409 | 429))
+        || (status.is_client_error() && !matches!(status.as_u16(), 401 | 408 | 409 | 429))
 }
 
 impl Claim {
@@ -216,7 +221,10 @@ fn replay(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut res = (status, stored.body).into_response();
     let h = res.headers_mut();
-    if let Some(ct) = stored.content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+    if let Some(ct) = stored
+        .content_type
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+    {
         h.insert(CONTENT_TYPE, ct);
     }
     h.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
@@ -235,7 +243,11 @@ async fn apply(state: &AppState, req: Request, next: Next) -> ApiResult<Response
     if req.method() != Method::POST {
         return Ok(next.run(req).await);
     }
-    let Some(route) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()) else {
+    let Some(route) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+    else {
         return Ok(next.run(req).await);
     };
     if EXEMPT.contains(&route.as_str()) || HANDLED_BY_ROUTE.contains(&route.as_str()) {
@@ -251,18 +263,22 @@ async fn apply(state: &AppState, req: Request, next: Next) -> ApiResult<Response
     let Some(user) = user else {
         return Ok(next.run(req).await);
     };
-    let key = match key_from_headers(req.headers())? {
-        Some(k) => k,
-        None if REQUIRED.contains(&route.as_str()) => return Err(key_required()),
-        None => return Ok(next.run(req).await),
-    };
-
+    let key = key_from_headers(req.headers());
+    if matches!(key, Ok(None)) && !REQUIRED.contains(&route.as_str()) {
+        return Ok(next.run(req).await);
+    }
+    // From here the answer may be ours: read the body first (it is hashed, and reading it
+    // keeps the connection usable whatever the answer).
     let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, state.config.max_json_body)
-        .await
-        .map_err(|_| {
-            ApiError::PayloadTooLarge("the request body is larger than this endpoint accepts".into())
-        })?;
+    let Ok(bytes) = to_bytes(body, state.config.max_json_body).await else {
+        let e = ApiError::PayloadTooLarge(
+            "the request body is larger than this endpoint accepts".into(),
+        );
+        return Ok(closing(e.into_response()));
+    };
+    let Some(key) = key? else {
+        return Err(key_required());
+    };
     let path = parts
         .uri
         .path_and_query()
@@ -274,7 +290,9 @@ async fn apply(state: &AppState, req: Request, next: Next) -> ApiResult<Response
         Begin::Respond(res) => return Ok(res),
     };
 
-    let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let res = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let status = res.status();
     if !storable(status) {
         claim.release(state).await;
@@ -285,12 +303,27 @@ async fn apply(state: &AppState, req: Request, next: Next) -> ApiResult<Response
         Ok(b) => b,
         Err(e) => {
             claim.release(state).await;
-            return Err(ApiError::Internal(anyhow::anyhow!("reading a response body: {e}")));
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "reading a response body: {e}"
+            )));
         }
     };
-    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     claim.finish(state, status, content_type, &body).await;
     Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// Mark a response as the last on its connection: sent when the request body was not read to
+/// its end, so the client must not reuse the connection.
+pub fn closing(mut res: Response) -> Response {
+    res.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    res
 }
 
 /// Delete expired keys now and every `PURGE_EVERY` until shutdown.

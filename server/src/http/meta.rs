@@ -69,11 +69,20 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    state.metrics.sync_connections.set(state.hub.connections() as i64);
-    state.metrics.sync_documents.set(state.hub.loaded_documents() as i64);
+    state
+        .metrics
+        .sync_connections
+        .set(state.hub.connections() as i64);
+    state
+        .metrics
+        .sync_documents
+        .set(state.hub.loaded_documents() as i64);
     let stored = state.hub.changes_stored();
     let seen = state.metrics.sync_changes.get();
-    state.metrics.sync_changes.inc_by(stored.saturating_sub(seen));
+    state
+        .metrics
+        .sync_changes
+        .inc_by(stored.saturating_sub(seen));
     (
         [(
             header::CONTENT_TYPE,

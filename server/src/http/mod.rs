@@ -2,6 +2,8 @@
 
 pub mod auth;
 pub mod buildings;
+pub mod compliance;
+pub mod defects;
 pub mod error;
 pub mod evidence;
 pub mod extract;
@@ -11,6 +13,7 @@ mod middleware;
 pub mod pagination;
 pub mod rules;
 mod session_doc;
+mod session_history;
 pub mod sessions;
 pub mod users;
 
@@ -67,8 +70,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(users::router())
         .merge(buildings::router())
+        .merge(compliance::router())
         .merge(rules::router())
         .merge(sessions::router())
+        .merge(defects::router())
         .merge(evidence::router())
 }
 

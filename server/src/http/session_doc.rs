@@ -48,22 +48,39 @@ pub struct DocumentView {
 /// Parse `a,b` heads, each bs58check (as in automerge URLs) or 64 hex digits.
 pub fn parse_heads(raw: &str) -> ApiResult<Vec<ChangeHash>> {
     let mut heads = Vec::new();
-    for part in raw.split([',', '|']).map(str::trim).filter(|p| !p.is_empty()) {
+    for part in raw
+        .split([',', '|'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let h = if part.len() == 64 && part.chars().all(|c| c.is_ascii_hexdigit()) {
-            hex::decode(part).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).map(ChangeHash)
+            hex::decode(part)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(ChangeHash)
         } else {
-            firemode_sync_core::decode_heads(part).ok().and_then(|v| v.into_iter().next())
+            firemode_sync_core::decode_heads(part)
+                .ok()
+                .and_then(|v| v.into_iter().next())
         };
-        heads.push(h.ok_or_else(|| ApiError::bad_request("invalid_heads", format!("'{part}' is not a change hash")))?);
+        heads.push(h.ok_or_else(|| {
+            ApiError::bad_request("invalid_heads", format!("'{part}' is not a change hash"))
+        })?);
     }
     if heads.is_empty() {
-        return Err(ApiError::bad_request("invalid_heads", "at= needs at least one head"));
+        return Err(ApiError::bad_request(
+            "invalid_heads",
+            "at= needs at least one head",
+        ));
     }
     Ok(heads)
 }
 
 fn heads_text(heads: &[ChangeHash]) -> Vec<String> {
-    heads.iter().map(|h| firemode_sync_core::encode_heads(std::slice::from_ref(h))).collect()
+    heads
+        .iter()
+        .map(|h| firemode_sync_core::encode_heads(std::slice::from_ref(h)))
+        .collect()
 }
 
 /// The session document as JSON, now or at past heads (`?at=`); 400 for heads it does not have.
@@ -87,7 +104,12 @@ async fn document(
         })
         .await
         .map_err(hub_error)?
-        .ok_or_else(|| ApiError::bad_request("unknown_heads", "the document has no change with these heads"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "unknown_heads",
+                "the document has no change with these heads",
+            )
+        })?;
     Ok(Json(DocumentView {
         session_id: id,
         document_url: DocumentId::from_uuid(id).url(),
@@ -140,13 +162,20 @@ async fn record_results(
     let session = visible_session(&state, &user, id).await?;
     require_writer(&user, &session)?;
     if req.results.is_empty() || req.results.len() > 1000 {
-        return Err(ApiError::unprocessable("invalid_body", "results must hold 1-1000 entries"));
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "results must hold 1-1000 entries",
+        ));
     }
     // Which rule each asset is tested against: the document's item, else the building's asset.
     let doc_rules: HashMap<String, Option<String>> = state
         .hub
         .read(id, |doc| {
-            firemode_sync_core::project(doc).items.into_iter().map(|i| (i.asset_id, i.rule_code)).collect()
+            firemode_sync_core::project(doc)
+                .items
+                .into_iter()
+                .map(|i| (i.asset_id, i.rule_code))
+                .collect()
         })
         .await
         .map_err(hub_error)?;
@@ -158,19 +187,47 @@ async fn record_results(
         let mut new_item_rule = None;
         if !doc_rules.contains_key(&r.asset_id.to_string()) {
             if assets.is_none() {
-                assets = Some(state.store.building_assets(user.org_id, session.row.building_id).await?);
+                assets = Some(
+                    state
+                        .store
+                        .building_assets(user.org_id, session.row.building_id)
+                        .await?,
+                );
             }
             let asset = assets
                 .as_ref()
                 .and_then(|a| a.iter().find(|a| a.id == r.asset_id))
-                .ok_or_else(|| ApiError::unprocessable("unknown_asset", format!("results[{n}]: asset {} is not in this session's building", r.asset_id)))?;
-            let rules = state.store.latest_rules(user.org_id, Some(&asset.asset_type), Some(&session.row.frequency)).await?;
+                .ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "unknown_asset",
+                        format!(
+                            "results[{n}]: asset {} is not in this session's building",
+                            r.asset_id
+                        ),
+                    )
+                })?;
+            let rules = state
+                .store
+                .latest_rules(
+                    user.org_id,
+                    Some(&asset.asset_type),
+                    Some(&session.row.frequency),
+                )
+                .await?;
             let code = rules
                 .iter()
                 .map(|r| r.code.clone())
                 .filter(|c| asset.rule_codes.0.is_empty() || asset.rule_codes.0.contains(c))
                 .min()
-                .ok_or_else(|| ApiError::unprocessable("no_rule", format!("results[{n}]: no rule applies to asset {} at this frequency", r.asset_id)))?;
+                .ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "no_rule",
+                        format!(
+                            "results[{n}]: no rule applies to asset {} at this frequency",
+                            r.asset_id
+                        ),
+                    )
+                })?;
             rule_code = Some(code.clone());
             new_item_rule = Some(code);
         }
@@ -188,7 +245,10 @@ async fn record_results(
             }
         }
         if let Some((name, _)) = r.readings.iter().find(|(_, v)| !v.is_finite()) {
-            return Err(ApiError::unprocessable("invalid_reading", format!("results[{n}]: reading '{name}' is not a number")));
+            return Err(ApiError::unprocessable(
+                "invalid_reading",
+                format!("results[{n}]: reading '{name}' is not a number"),
+            ));
         }
         inputs.push(ResultInput {
             asset_id: r.asset_id,
@@ -203,7 +263,10 @@ async fn record_results(
         });
     }
     let applied = inputs.len();
-    let origin = Origin { user_id: user.user_id, request_id: super::error::current_request_id() };
+    let origin = Origin {
+        user_id: user.user_id,
+        request_id: super::error::current_request_id(),
+    };
     let (_, heads) = state
         .hub
         .write(id, origin, move |doc, actor| {
@@ -214,9 +277,18 @@ async fn record_results(
         .map_err(hub_error)?;
     state.hub.project_now(id).await;
     state
-        .audit(&user, "session.results", Some(Target::new("session", id)), json!({ "applied": applied }))
+        .audit(
+            &user,
+            "session.results",
+            Some(Target::new("session", id)),
+            json!({ "applied": applied }),
+        )
         .await?;
-    Ok(Json(RecordedResults { session_id: id, applied, heads: heads_text(&heads) }))
+    Ok(Json(RecordedResults {
+        session_id: id,
+        applied,
+        heads: heads_text(&heads),
+    }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -271,9 +343,16 @@ pub struct ResultList {
 /// The projected result rows, each with its classification from the rule library.
 #[utoipa::path(get, path = "/v1/tests/sessions/{id}/results", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = ResultList), (status = 404, body = Problem)))]
-async fn list_results(State(state): State<AppState>, user: AuthUser, Path(id): Path<Uuid>) -> ApiResult<Json<ResultList>> {
+async fn list_results(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ResultList>> {
     visible_session(&state, &user, id).await?;
     state.hub.settled(id).await;
     let rows = state.store.list_items(id).await?;
-    Ok(Json(ResultList { session_id: id, items: rows.into_iter().map(ResultView::from).collect() }))
+    Ok(Json(ResultList {
+        session_id: id,
+        items: rows.into_iter().map(ResultView::from).collect(),
+    }))
 }

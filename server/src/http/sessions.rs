@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create, list))
         .routes(routes!(get, update))
         .merge(super::session_doc::router())
+        .merge(super::session_history::router())
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -65,7 +66,10 @@ impl From<SessionRecord> for SessionView {
             name: s.row.name,
             frequency: s.row.frequency,
             status: s.row.status,
-            rule_set: RuleSetRef { code: s.row.rule_set_code, version: s.row.rule_set_version },
+            rule_set: RuleSetRef {
+                code: s.row.rule_set_code,
+                version: s.row.rule_set_version,
+            },
             assigned_to: s.assigned_to,
             created_by: s.row.created_by,
             created_at: s.row.created_at,
@@ -76,7 +80,11 @@ impl From<SessionRecord> for SessionView {
 
 /// Load a session the caller may see: other organisations' sessions, and sessions not
 /// assigned to an inspector caller, are 404 exactly like missing ones.
-pub async fn visible_session(state: &AppState, user: &AuthUser, id: Uuid) -> ApiResult<SessionRecord> {
+pub async fn visible_session(
+    state: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+) -> ApiResult<SessionRecord> {
     let s = state.store.get_session(user.org_id, id).await?;
     if user.role == Role::Inspector && !s.assigned_to.contains(&user.user_id) {
         return Err(ApiError::NotFound);
@@ -124,11 +132,18 @@ async fn create(
         Role::Inspector if req.document_id.is_some() => {
             assigned.insert(user.user_id);
         }
-        _ => return Err(ApiError::forbidden("creating sessions needs the role admin or office")),
+        _ => {
+            return Err(ApiError::forbidden(
+                "creating sessions needs the role admin or office",
+            ))
+        }
     }
     let name = req.name.trim();
     if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::unprocessable("invalid_field", "name must be 1-200 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "name must be 1-200 characters",
+        ));
     }
     if crate::rules::library().frequency(&req.frequency).is_none() {
         return Err(ApiError::unprocessable(
@@ -140,12 +155,18 @@ async fn create(
             ),
         ));
     }
-    let building = state.store.get_building(user.org_id, req.building_id).await?;
+    let building = state
+        .store
+        .get_building(user.org_id, req.building_id)
+        .await?;
     for u in &assigned {
         match state.store.get_user(*u).await {
             Ok(rec) if rec.org_id == user.org_id && rec.active => {}
             Ok(_) | Err(StoreError::NotFound) => {
-                return Err(ApiError::unprocessable("unknown_user", format!("no active user {u} in your organisation")))
+                return Err(ApiError::unprocessable(
+                    "unknown_user",
+                    format!("no active user {u} in your organisation"),
+                ))
             }
             Err(e) => return Err(e.into()),
         }
@@ -153,9 +174,9 @@ async fn create(
     let now = Utc::now();
     let (id, initial) = match &req.document_id {
         Some(raw) => {
-            let doc: DocumentId = raw
-                .parse()
-                .map_err(|e| ApiError::unprocessable("invalid_document_id", format!("document_id: {e}")))?;
+            let doc: DocumentId = raw.parse().map_err(|e| {
+                ApiError::unprocessable("invalid_document_id", format!("document_id: {e}"))
+            })?;
             (doc.as_uuid(), Vec::new())
         }
         None => {
@@ -172,8 +193,9 @@ async fn create(
                 items,
             };
             let actor = state.hub.actor();
-            let mut doc = firemode_sync_core::create_session_document(&init, actor, now.timestamp())
-                .map_err(|e| ApiError::Internal(e.into()))?;
+            let mut doc =
+                firemode_sync_core::create_session_document(&init, actor, now.timestamp())
+                    .map_err(|e| ApiError::Internal(e.into()))?;
             let changes = doc
                 .get_changes(&[])
                 .into_iter()
@@ -205,10 +227,17 @@ async fn create(
         updated_at: now,
     };
     let assigned: Vec<Uuid> = assigned.into_iter().collect();
-    state.store.create_session(&row, &assigned, &initial).await.map_err(|e| match e {
-        StoreError::Conflict(_) => ApiError::conflict("already_exists", "a session with this document id already exists"),
-        other => other.into(),
-    })?;
+    state
+        .store
+        .create_session(&row, &assigned, &initial)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::conflict(
+                "already_exists",
+                "a session with this document id already exists",
+            ),
+            other => other.into(),
+        })?;
     if !initial.is_empty() {
         // Project the fresh document so REST reads see its items at once.
         let _ = state.hub.project_now(id).await;
@@ -228,9 +257,17 @@ async fn create(
 
 /// One item per asset of the building that has a rule at this frequency: the asset's own rule
 /// codes when it lists some, otherwise every rule for its equipment kind (first by code).
-async fn session_items(state: &AppState, user: &AuthUser, building: Uuid, frequency: &str) -> ApiResult<Vec<ItemInit>> {
+async fn session_items(
+    state: &AppState,
+    user: &AuthUser,
+    building: Uuid,
+    frequency: &str,
+) -> ApiResult<Vec<ItemInit>> {
     let assets = state.store.building_assets(user.org_id, building).await?;
-    let rules = state.store.latest_rules(user.org_id, None, Some(frequency)).await?;
+    let rules = state
+        .store
+        .latest_rules(user.org_id, None, Some(frequency))
+        .await?;
     let mut items = Vec::new();
     for a in assets {
         let rule = rules
@@ -245,7 +282,10 @@ async fn session_items(state: &AppState, user: &AuthUser, building: Uuid, freque
             .map(|r| r.code.clone())
             .min();
         if let Some(rule_code) = rule {
-            items.push(ItemInit { asset_id: a.id, rule_code });
+            items.push(ItemInit {
+                asset_id: a.id,
+                rule_code,
+            });
         }
     }
     Ok(items)
@@ -266,37 +306,65 @@ pub struct ListQuery {
 /// Sessions of the caller's organisation (inspectors: only those assigned to them).
 #[utoipa::path(get, path = "/v1/tests/sessions", tag = "sessions", security(("bearer" = [])), params(ListQuery),
     responses((status = 200, body = Paginated<SessionView>), (status = 400, body = Problem)))]
-async fn list(State(state): State<AppState>, user: AuthUser, Query(q): Query<ListQuery>) -> ApiResult<Json<Paginated<SessionView>>> {
-    let page = PageQuery { limit: q.limit, cursor: q.cursor }.page()?;
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Paginated<SessionView>>> {
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .page()?;
     let mut assigned_to = match q.assigned_to.as_deref() {
         None => None,
         Some("me") => Some(user.user_id),
-        Some(other) => Some(
-            other
-                .parse()
-                .map_err(|_| ApiError::bad_request("invalid_query", "assigned_to must be 'me' or a user id"))?,
-        ),
+        Some(other) => Some(other.parse().map_err(|_| {
+            ApiError::bad_request("invalid_query", "assigned_to must be 'me' or a user id")
+        })?),
     };
     if user.role == Role::Inspector {
         if assigned_to.is_some_and(|a| a != user.user_id) {
-            return Ok(Json(Paginated { items: Vec::new(), next_cursor: None }));
+            return Ok(Json(Paginated {
+                items: Vec::new(),
+                next_cursor: None,
+            }));
         }
         assigned_to = Some(user.user_id);
     }
     if let Some(s) = &q.status {
         if s != "in_progress" && s != "completed" {
-            return Err(ApiError::bad_request("invalid_query", "status must be in_progress or completed"));
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "status must be in_progress or completed",
+            ));
         }
     }
-    let filter = SessionFilter { building_id: q.building_id, status: q.status.clone(), assigned_to };
-    let rows = state.store.list_sessions(user.org_id, &filter, page).await?;
-    Ok(Json(Paginated::from_rows(rows, page, |s| s.row.id, SessionView::from)))
+    let filter = SessionFilter {
+        building_id: q.building_id,
+        status: q.status.clone(),
+        assigned_to,
+    };
+    let rows = state
+        .store
+        .list_sessions(user.org_id, &filter, page)
+        .await?;
+    Ok(Json(Paginated::from_rows(
+        rows,
+        page,
+        |s| s.row.id,
+        SessionView::from,
+    )))
 }
 
 /// One session.
 #[utoipa::path(get, path = "/v1/tests/sessions/{id}", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = SessionView), (status = 404, body = Problem)))]
-async fn get(State(state): State<AppState>, user: AuthUser, Path(id): Path<Uuid>) -> ApiResult<Json<SessionView>> {
+async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<SessionView>> {
     Ok(Json(visible_session(&state, &user, id).await?.into()))
 }
 
@@ -323,23 +391,36 @@ async fn update(
     let before = visible_session(&state, &user, id).await?;
     require_writer(&user, &before)?;
     if user.role == Role::Inspector && (req.name.is_some() || req.assigned_to.is_some()) {
-        return Err(ApiError::forbidden("inspectors may only change a session's status"));
+        return Err(ApiError::forbidden(
+            "inspectors may only change a session's status",
+        ));
     }
     if let Some(s) = &req.status {
         if s != "in_progress" && s != "completed" {
-            return Err(ApiError::unprocessable("invalid_status", "status must be in_progress or completed"));
+            return Err(ApiError::unprocessable(
+                "invalid_status",
+                "status must be in_progress or completed",
+            ));
         }
     }
     if let Some(n) = &req.name {
         if n.trim().is_empty() || n.len() > 200 {
-            return Err(ApiError::unprocessable("invalid_field", "name must be 1-200 characters"));
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "name must be 1-200 characters",
+            ));
         }
     }
     if let Some(users) = &req.assigned_to {
         for u in users {
             match state.store.get_user(*u).await {
                 Ok(rec) if rec.org_id == user.org_id => {}
-                _ => return Err(ApiError::unprocessable("unknown_user", format!("no user {u} in your organisation"))),
+                _ => {
+                    return Err(ApiError::unprocessable(
+                        "unknown_user",
+                        format!("no user {u} in your organisation"),
+                    ))
+                }
             }
         }
     }
@@ -347,16 +428,21 @@ async fn update(
     let status = req.status.clone();
     if name.is_some() || status.is_some() {
         let (n2, s2) = (name.clone(), status.clone());
-        let origin = Origin { user_id: user.user_id, request_id: super::error::current_request_id() };
+        let origin = Origin {
+            user_id: user.user_id,
+            request_id: super::error::current_request_id(),
+        };
         state
             .hub
             .write(id, origin, move |doc, actor| {
                 let ts = Utc::now().timestamp();
                 if let Some(n) = &n2 {
-                    firemode_sync_core::set_name(doc, n, actor.clone(), ts).map_err(|e| HubError::Rejected(e.to_string()))?;
+                    firemode_sync_core::set_name(doc, n, actor.clone(), ts)
+                        .map_err(|e| HubError::Rejected(e.to_string()))?;
                 }
                 if let Some(s) = &s2 {
-                    firemode_sync_core::set_status(doc, s, actor, ts).map_err(|e| HubError::Rejected(e.to_string()))?;
+                    firemode_sync_core::set_status(doc, s, actor, ts)
+                        .map_err(|e| HubError::Rejected(e.to_string()))?;
                 }
                 Ok(())
             })
@@ -365,7 +451,15 @@ async fn update(
     }
     let after = state
         .store
-        .update_session(user.org_id, id, &SessionPatch { name, status, assigned_to: req.assigned_to.clone() })
+        .update_session(
+            user.org_id,
+            id,
+            &SessionPatch {
+                name,
+                status,
+                assigned_to: req.assigned_to.clone(),
+            },
+        )
         .await?;
     if req.assigned_to.is_some() {
         state.hub.reauthorize(id).await;
@@ -387,7 +481,9 @@ async fn update(
 pub fn hub_error(e: HubError) -> ApiError {
     match e {
         HubError::Rejected(m) => ApiError::unprocessable("invalid_change", m),
-        HubError::Unavailable => ApiError::Unavailable("the document is being reloaded; retry".into()),
+        HubError::Unavailable => {
+            ApiError::Unavailable("the document is being reloaded; retry".into())
+        }
         other => ApiError::Internal(other.into()),
     }
 }

@@ -9,9 +9,9 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUp
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
 use firemode_sync_core::wire::{self, Message, PeerMetadata};
 use firemode_sync_core::DocumentId;
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -53,7 +53,10 @@ pub async fn upgrade(
         .map(str::to_owned)
         .or(q.token);
     let Some(token) = token else {
-        return ApiError::Unauthorized("missing token: use Authorization: Bearer or ?token=".into()).into_response();
+        return ApiError::Unauthorized(
+            "missing token: use Authorization: Bearer or ?token=".into(),
+        )
+        .into_response();
     };
     let user = match state.authenticate(&token) {
         Ok(u) => u,
@@ -62,7 +65,11 @@ pub async fn upgrade(
     let ws = match ws {
         Ok(ws) => ws,
         Err(_) => {
-            return ApiError::bad_request("websocket_required", "this endpoint only speaks WebSocket").into_response()
+            return ApiError::bad_request(
+                "websocket_required",
+                "this endpoint only speaks WebSocket",
+            )
+            .into_response()
         }
     };
     let max = state.hub.inner.config.max_frame;
@@ -74,7 +81,13 @@ pub async fn upgrade(
 
 /// The access a user has to a session document; None means unavailable (no such session,
 /// another organisation, not assigned). Every case looks the same to the client.
-pub(crate) async fn access_for(hub: &Hub, user: Uuid, org: Uuid, role: Role, doc: Uuid) -> Option<Access> {
+pub(crate) async fn access_for(
+    hub: &Hub,
+    user: Uuid,
+    org: Uuid,
+    role: Role,
+    doc: Uuid,
+) -> Option<Access> {
     let session = match hub.inner.store.find_session(doc).await {
         Ok(s) => s,
         Err(StoreError::NotFound) => return None,
@@ -119,7 +132,9 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
     let kill = hub.inner.shutdown.child_token();
     let mut revoked = state.revocations.subscribe();
     let exp = user.claims.exp;
-    let until_exp = Duration::from_millis(u64::try_from(exp * 1000 - chrono::Utc::now().timestamp_millis()).unwrap_or(0));
+    let until_exp = Duration::from_millis(
+        u64::try_from(exp * 1000 - chrono::Utc::now().timestamp_millis()).unwrap_or(0),
+    );
     let expiry = tokio::time::sleep(until_exp);
     tokio::pin!(expiry);
     let mut ping = tokio::time::interval(cfg.ping_interval);
@@ -198,7 +213,10 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
         }
     }
     let _ = sink
-        .send(WsMessage::Close(Some(CloseFrame { code: close.0, reason: close.1.clone().into() })))
+        .send(WsMessage::Close(Some(CloseFrame {
+            code: close.0,
+            reason: close.1.clone().into(),
+        })))
         .await;
     conn.detach_all().await;
     tracing::debug!(conn = conn.id, code = close.0, reason = %close.1, "sync connection closed");
@@ -235,7 +253,12 @@ impl Conn {
             Ok(m) => m,
             Err(e) => return self.fail(CLOSE_PROTOCOL, &format!("cannot decode message: {e}")),
         };
-        if let Message::Join { sender_id, supported_protocol_versions, .. } = &msg {
+        if let Message::Join {
+            sender_id,
+            supported_protocol_versions,
+            ..
+        } = &msg
+        {
             return self.on_join(sender_id, supported_protocol_versions.as_deref());
         }
         let Some(info) = self.info.clone() else {
@@ -245,19 +268,45 @@ impl Conn {
             return self.fail(CLOSE_POLICY, "senderId does not match the joined peer id");
         }
         match msg {
-            Message::Request { document_id, data, .. } | Message::Sync { document_id, data, .. } => {
-                match self.authorize(&document_id).await {
-                    Some((doc, access)) => {
-                        self.hub().send(doc, DocCmd::Sync { conn: info, access, data }).await;
-                        Flow::Continue
-                    }
-                    None => self.unavailable(&document_id, &info),
-                }
+            Message::Request {
+                document_id, data, ..
             }
-            Message::Ephemeral { document_id, count, session_id, data, .. } => {
+            | Message::Sync {
+                document_id, data, ..
+            } => match self.authorize(&document_id).await {
+                Some((doc, access)) => {
+                    self.hub()
+                        .send(
+                            doc,
+                            DocCmd::Sync {
+                                conn: info,
+                                access,
+                                data,
+                            },
+                        )
+                        .await;
+                    Flow::Continue
+                }
+                None => self.unavailable(&document_id, &info),
+            },
+            Message::Ephemeral {
+                document_id,
+                count,
+                session_id,
+                data,
+                ..
+            } => {
                 if let Some((doc, _)) = self.authorize(&document_id).await {
                     self.hub()
-                        .send(doc, DocCmd::Ephemeral { conn: info, session_id, count, data })
+                        .send(
+                            doc,
+                            DocCmd::Ephemeral {
+                                conn: info,
+                                session_id,
+                                count,
+                                data,
+                            },
+                        )
                         .await;
                 }
                 Flow::Continue
@@ -278,7 +327,10 @@ impl Conn {
         let Some((user, device)) = sender_id.split_once(':') else {
             return self.fail(CLOSE_POLICY, "peer id must be <user id>:<device id>");
         };
-        if Uuid::from_str(user).ok() != Some(self.user.user_id) || device.is_empty() || device.len() > 200 {
+        if Uuid::from_str(user).ok() != Some(self.user.user_id)
+            || device.is_empty()
+            || device.len() > 200
+        {
             return self.fail(CLOSE_POLICY, "peer id must be <your user id>:<device id>");
         }
         if let Some(existing) = &self.info {
@@ -324,9 +376,15 @@ impl Conn {
         let decision = match DocumentId::from_str(document_id) {
             Ok(doc) => {
                 let doc = doc.as_uuid();
-                access_for(self.hub(), self.user.user_id, self.user.org_id, self.user.role, doc)
-                    .await
-                    .map(|a| (doc, a))
+                access_for(
+                    self.hub(),
+                    self.user.user_id,
+                    self.user.org_id,
+                    self.user.role,
+                    doc,
+                )
+                .await
+                .map(|a| (doc, a))
             }
             Err(_) => None,
         };
@@ -357,7 +415,11 @@ impl Conn {
 
     async fn detach_all(&mut self) {
         self.hub().inner.conns.remove(&self.id);
-        let docs: Vec<Uuid> = self.access.values().filter_map(|a| a.map(|(d, _)| d)).collect();
+        let docs: Vec<Uuid> = self
+            .access
+            .values()
+            .filter_map(|a| a.map(|(d, _)| d))
+            .collect();
         for d in docs {
             self.hub().send_if_loaded(d, DocCmd::Detach(self.id)).await;
         }

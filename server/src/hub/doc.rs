@@ -22,12 +22,24 @@ pub(crate) type WriteJob = Box<dyn FnOnce(&mut Automerge) -> Completion + Send>;
 
 pub(crate) enum DocCmd {
     /// A `request` or `sync` message from a connection (attaching it if new).
-    Sync { conn: Arc<ConnInfo>, access: Access, data: Vec<u8> },
+    Sync {
+        conn: Arc<ConnInfo>,
+        access: Access,
+        data: Vec<u8>,
+    },
     /// An `ephemeral` message to relay to the document's other connections.
-    Ephemeral { conn: Arc<ConnInfo>, session_id: String, count: u64, data: Vec<u8> },
+    Ephemeral {
+        conn: Arc<ConnInfo>,
+        session_id: String,
+        count: u64,
+        data: Vec<u8>,
+    },
     Detach(ConnId),
     Read(ReadJob),
-    Write { job: WriteJob, origin: Origin },
+    Write {
+        job: WriteJob,
+        origin: Origin,
+    },
     Reauthorize,
     Remote,
     ProjectNow(oneshot::Sender<()>),
@@ -218,7 +230,12 @@ impl Actor {
                         failed.push((conn.id, e));
                     }
                 }
-                DocCmd::Ephemeral { conn, session_id, count, data } => {
+                DocCmd::Ephemeral {
+                    conn,
+                    session_id,
+                    count,
+                    data,
+                } => {
                     self.relay_ephemeral(&conn, session_id, count, data);
                 }
                 DocCmd::Detach(id) => {
@@ -259,7 +276,10 @@ impl Actor {
                 .collect();
             match self.hub.inner.committer.commit(pending).await {
                 Ok(seqs) => {
-                    self.hub.inner.changes_stored.fetch_add(seqs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.hub
+                        .inner
+                        .changes_stored
+                        .fetch_add(seqs.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     if let Some(max) = seqs.iter().max() {
                         self.last_seq = self.last_seq.max(*max);
                     }
@@ -365,8 +385,19 @@ impl Actor {
     async fn reauthorize(&mut self) {
         let mut gone = Vec::new();
         for (id, peer) in &self.peers {
-            let allowed = super::conn::access_for(&self.hub, peer.info.user_id, peer.info.org_id, peer.info.role, self.id).await;
-            let current = if peer.state.read_only { Access::ReadOnly } else { Access::ReadWrite };
+            let allowed = super::conn::access_for(
+                &self.hub,
+                peer.info.user_id,
+                peer.info.org_id,
+                peer.info.role,
+                self.id,
+            )
+            .await;
+            let current = if peer.state.read_only {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            };
             if allowed != Some(current) {
                 peer.info.kill.cancel();
                 gone.push(*id);
@@ -379,7 +410,13 @@ impl Actor {
 
     /// Load changes other nodes committed. True when the document changed.
     async fn load_remote(&mut self) -> bool {
-        let rows = match self.hub.inner.store.changes_since(self.id, self.last_seq).await {
+        let rows = match self
+            .hub
+            .inner
+            .store
+            .changes_since(self.id, self.last_seq)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(doc = %self.id, error = %e, "cannot load remote changes");
@@ -412,7 +449,10 @@ impl Actor {
         self.project_at = None;
         let projection = firemode_sync_core::project(&self.doc);
         let heads = firemode_sync_core::encode_heads(&self.doc.get_heads());
-        self.hub.inner.projector.submit(self.id, projection, self.last_seq, heads);
+        self.hub
+            .inner
+            .projector
+            .submit(self.id, projection, self.last_seq, heads);
     }
 
     /// Snapshot the document and drop the stored bytes it covers (one transaction).
@@ -422,7 +462,13 @@ impl Actor {
         }
         let snapshot = self.doc.save();
         let covered: Vec<Vec<u8>> = self.uncompacted.iter().map(|h| h.0.to_vec()).collect();
-        match self.hub.inner.store.compact(self.id, &snapshot, self.last_seq, &covered).await {
+        match self
+            .hub
+            .inner
+            .store
+            .compact(self.id, &snapshot, self.last_seq, &covered)
+            .await
+        {
             Ok(()) => self.uncompacted.clear(),
             Err(e) => tracing::warn!(doc = %self.id, error = %e, "compaction failed; will retry"),
         }

@@ -307,7 +307,12 @@ impl Hub {
 
 /// Multi-node (PostgreSQL): other nodes announce committed changes with NOTIFY; load them into
 /// the documents this node holds.
-pub fn spawn_listener(hub: Hub, pool: sqlx::PgPool, tasks: &TaskTracker, shutdown: CancellationToken) {
+pub fn spawn_listener(
+    hub: Hub,
+    pool: sqlx::PgPool,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) {
     tasks.spawn(async move {
         loop {
             let listen = async {

@@ -41,7 +41,10 @@ impl GroupCommitter {
                         Err(_) => break,
                     }
                 }
-                let all: Vec<NewChange> = jobs.iter().flat_map(|j| j.changes.iter().cloned()).collect();
+                let all: Vec<NewChange> = jobs
+                    .iter()
+                    .flat_map(|j| j.changes.iter().cloned())
+                    .collect();
                 match store.append_changes(&all).await {
                     Ok(seqs) => {
                         let mut at = 0;
@@ -73,6 +76,7 @@ impl GroupCommitter {
             .send(Job { changes, done })
             .await
             .map_err(|_| "the commit queue is closed".to_string())?;
-        rx.await.map_err(|_| "the commit task stopped".to_string())?
+        rx.await
+            .map_err(|_| "the commit task stopped".to_string())?
     }
 }

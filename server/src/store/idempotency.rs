@@ -101,7 +101,10 @@ pub(crate) fn decide(row: KeyRow, claim: &NewClaim<'_>) -> Existing {
     let same = row.request_hash == claim.request_hash;
     match row.state.as_str() {
         "complete" if same => Existing::Outcome(ClaimOutcome::Replay(StoredResponse {
-            status: row.status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
+            status: row
+                .status
+                .and_then(|s| u16::try_from(s).ok())
+                .unwrap_or(500),
             content_type: row.content_type,
             body: row.response_body.unwrap_or_default(),
         })),

@@ -5,9 +5,11 @@
 //! set-up, pragmas, LISTEN/NOTIFY) lives in `sqlite.rs` and `postgres.rs`.
 
 pub mod buildings;
+pub mod defects;
 pub mod evidence;
 pub mod idempotency;
 mod postgres;
+pub mod reports;
 pub mod rules;
 pub mod sessions;
 mod sql;
@@ -219,7 +221,9 @@ pub struct Page {
 #[async_trait]
 pub trait Store:
     buildings::BuildingStore
+    + defects::DefectStore
     + rules::RuleStore
+    + reports::ReportStore
     + sessions::SessionStore
     + evidence::EvidenceStore
     + idempotency::IdempotencyStore
@@ -278,6 +282,19 @@ pub trait Store:
         actor_id: Uuid,
         page: Page,
     ) -> StoreResult<Vec<AuditRecord>>;
+}
+
+/// The sqlx driver of a store type, for helpers inside the shared SQL macros.
+pub trait Backend {
+    type Db: sqlx::Database;
+}
+
+impl Backend for SqliteStore {
+    type Db = sqlx::Sqlite;
+}
+
+impl Backend for PgStore {
+    type Db = sqlx::Postgres;
 }
 
 /// Open the store the URL names, creating the SQLite file if needed, and run migrations.

@@ -76,3 +76,5 @@ super::rules::rules_sql!(PgStore);
 super::sessions::sessions_sql!(PgStore, sqlx::Postgres);
 super::evidence::evidence_sql!(PgStore);
 super::idempotency::idempotency_sql!(PgStore);
+super::reports::reports_sql!(PgStore);
+super::defects::defects_sql!(PgStore);

@@ -141,8 +141,13 @@ pub trait SessionStore: Send + Sync {
     /// in one transaction. Attribution rows stay.
     /// `covered` are the hashes of the changes the snapshot contains: only their bytes go (a
     /// change another node stored meanwhile is kept even if its seq is lower).
-    async fn compact(&self, session_id: Uuid, snapshot: &[u8], covers_seq: i64, covered: &[Vec<u8>])
-        -> StoreResult<()>;
+    async fn compact(
+        &self,
+        session_id: Uuid,
+        snapshot: &[u8],
+        covers_seq: i64,
+        covered: &[Vec<u8>],
+    ) -> StoreResult<()>;
     async fn change_attributions(&self, session_id: Uuid) -> StoreResult<Vec<ChangeAttribution>>;
 
     /// Replace a session's projection rows (one transaction).

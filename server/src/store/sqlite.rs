@@ -69,3 +69,5 @@ super::rules::rules_sql!(SqliteStore);
 super::sessions::sessions_sql!(SqliteStore, sqlx::Sqlite);
 super::evidence::evidence_sql!(SqliteStore);
 super::idempotency::idempotency_sql!(SqliteStore);
+super::reports::reports_sql!(SqliteStore);
+super::defects::defects_sql!(SqliteStore);

@@ -1,70 +1,45 @@
 //! `POST /v1/evidence`: the streamed multipart upload.
 //!
 //! Order of checks, so that a rejected upload records nothing and leaves nothing behind:
-//! role and `Idempotency-Key` (before the body is read), `Content-Length` against the limit
-//! (413 at once), then the form while it streams: the session is authorized as soon as its
-//! id arrives (404/403 before the file is read, when the client sends `session_id` first), the
-//! file is spooled to a temporary file while it is hashed and counted (413 when it passes the
-//! limit) and its type is checked by magic bytes once its first bytes are in (415). Then
-//! integrity (400 without a digest, 422 on a mismatch). Only a request that passed all of that
-//! claims its idempotency key (validation failures are not stored, so a corrected retry with
-//! the same key is accepted), writes the object (content-addressed, write-once) and records
-//! the evidence and its audit row in one transaction. The temporary file is deleted on drop.
+//! the caller and `Content-Length` against the limit (401, 413 from the headers alone), the
+//! role and `Idempotency-Key`, then the form while it streams (`form::receive`): the session
+//! is authorized as soon as its id arrives (404/403 before the file is read, when the client
+//! sends `session_id` first), the file is spooled to a temporary file while it is hashed and
+//! counted (413 once it passes the limit) and its type is checked by magic bytes as soon as
+//! its first bytes are in (415). Then integrity (400 without a digest, 422 on a mismatch).
+//! Only a request that passed all of that claims its idempotency key (validation failures are
+//! not stored, so a corrected retry with the same key is accepted), writes the object
+//! (content-addressed, write-once) and records the evidence and its audit row in one
+//! transaction. The temporary file is deleted when it is dropped, on every path.
+//!
+//! HTTP/1.1 has no clean way to refuse a body half-way: the server either reads the rest or
+//! closes the connection, and a client still sending then sees a reset instead of the answer.
+//! Oversize and unauthenticated uploads are cut short (`Connection: close`); other rejections
+//! read the rest of the body and discard it, so the client gets the 4xx.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use chrono::Utc;
 use http_body_util::Limited;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::authorize_session;
+use super::form::{self, EvidenceType};
 use crate::auth::AuthUser;
-use crate::evidence::sniff::{self, Kind, SNIFF_LEN};
-use crate::evidence::spool::{Spool, SpoolError, SpooledFile};
+use crate::evidence::spool::SpooledFile;
+use crate::evidence::Stored;
 use crate::http::error::{current_request_id, ApiError, ApiResult, Problem};
-use crate::http::idempotency::{self, Begin, Fingerprint};
+use crate::http::idempotency::{self, closing, Begin, Fingerprint};
 use crate::state::AppState;
 use crate::store::evidence::EvidenceRecord;
-use crate::store::sessions::SessionRecord;
 use crate::store::{NewAudit, Role};
 
 /// Room for the form fields and multipart framing around the file.
 const FORM_OVERHEAD: u64 = 1024 * 1024;
-/// Largest text field (`metadata` is the big one).
-const MAX_FIELD: usize = 64 * 1024;
-const MAX_FILENAME: usize = 255;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EvidenceType {
-    Photo,
-    Video,
-    Document,
-}
-
-impl EvidenceType {
-    fn as_str(self) -> &'static str {
-        match self {
-            EvidenceType::Photo => "photo",
-            EvidenceType::Video => "video",
-            EvidenceType::Document => "document",
-        }
-    }
-
-    fn accepts(self, kind: Kind) -> bool {
-        match self {
-            EvidenceType::Photo => kind.is_image(),
-            EvidenceType::Video => kind == Kind::Mp4,
-            EvidenceType::Document => true,
-        }
-    }
-}
 
 /// The multipart form (documentation only: the handler streams it).
 #[derive(ToSchema)]
@@ -115,34 +90,72 @@ pub struct UploadResult {
     ))]
 pub(super) async fn upload(
     State(state): State<AppState>,
-    user: AuthUser,
+    user: Result<AuthUser, ApiError>,
     req: Request,
-) -> ApiResult<Response> {
-    user.require(&[Role::Admin, Role::Office, Role::Inspector])
-        .map_err(|_| ApiError::forbidden("auditors cannot upload evidence"))?;
-    let key = idempotency::key_from_headers(req.headers())?.ok_or_else(idempotency::key_required)?;
-    let header_digests = digests_from_headers(req.headers())?;
+) -> Response {
     let max = state.config.evidence_max_bytes;
-    let too_large =
-        || ApiError::PayloadTooLarge(format!("evidence files may be at most {max} bytes"));
+    let cap = max + FORM_OVERHEAD;
+    // An unknown caller, or a body declared past the limit, is answered from the headers
+    // alone, without reading the body (a client sending `Expect: 100-continue` never sends
+    // it); such a connection cannot be reused.
+    let user = match user {
+        Ok(u) => u,
+        Err(e) => return closing(e.into_response()),
+    };
     let declared_length = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared_length.is_some_and(|n| n > max + FORM_OVERHEAD) {
-        return Err(too_large());
+    if declared_length.is_some_and(|n| n > cap) {
+        return closing(too_large(max).into_response());
     }
-    // Also caps a chunked body that lies about nothing but keeps going.
-    let req = req.map(|b| Body::new(Limited::new(b, (max + FORM_OVERHEAD) as usize)));
-    let mut multipart = Multipart::from_request(req, &state)
-        .await
-        .map_err(|e| malformed(&e.body_text()))?;
-    let form = receive(&state, &user, &mut multipart, max).await?;
-    drop(multipart);
+    let headers = req.headers().clone();
+    // The cap also holds for a chunked body, whose length nobody declared.
+    let req = req.map(|b| Body::new(Limited::new(b, cap as usize)));
+    let mut multipart = match Multipart::from_request(req, &state).await {
+        Ok(m) => m,
+        Err(e) => return closing(form::malformed(&e.body_text()).into_response()),
+    };
+    match accept(&state, &user, &headers, &mut multipart).await {
+        Ok(res) => res,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => closing(e.into_response()),
+        Err(e) => {
+            // Any other rejection reads the rest of the upload, discarding it, so the client
+            // gets this answer instead of a connection reset in the middle of its send.
+            let clean = form::drain(&mut multipart).await;
+            let res = e.into_response();
+            if clean {
+                res
+            } else {
+                closing(res)
+            }
+        }
+    }
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!("evidence files may be at most {max} bytes"))
+}
+
+async fn accept(
+    state: &AppState,
+    user: &AuthUser,
+    headers: &HeaderMap,
+    multipart: &mut Multipart,
+) -> ApiResult<Response> {
+    user.require(&[Role::Admin, Role::Office, Role::Inspector])
+        .map_err(|_| ApiError::forbidden("auditors cannot upload evidence"))?;
+    let key = idempotency::key_from_headers(headers)?.ok_or_else(idempotency::key_required)?;
+    let header_digests = form::digests_from_headers(headers)?;
+    let form = form::receive(state, user, multipart, state.config.evidence_max_bytes).await?;
 
     // Integrity: at least one declared digest, and every declared digest must match.
-    let declared: Vec<[u8; 32]> = form.sha256_field.into_iter().chain(header_digests).collect();
+    let declared: Vec<[u8; 32]> = form
+        .sha256_field
+        .into_iter()
+        .chain(header_digests)
+        .collect();
     if declared.is_empty() {
         return Err(ApiError::bad_request(
             "integrity_required",
@@ -176,11 +189,16 @@ pub(super) async fn upload(
     let mut fp = Fingerprint::new(&Method::POST, "/v1/evidence");
     fp.part(form.session.row.id.as_bytes())
         .part(form.evidence_type.as_str().as_bytes())
-        .part(form.asset_id.map(|a| a.to_string()).unwrap_or_default().as_bytes())
+        .part(
+            form.asset_id
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        )
         .part(form.metadata.to_string().as_bytes())
         .part(form.filename.as_deref().unwrap_or("").as_bytes())
         .part(&file.sha256);
-    let claim = match idempotency::begin(&state, user.user_id, key, fp.finish()).await? {
+    let claim = match idempotency::begin(state, user.user_id, key, fp.finish()).await? {
         Begin::Execute(claim) => claim,
         Begin::Respond(res) => return Ok(res),
     };
@@ -198,10 +216,10 @@ pub(super) async fn upload(
         uploaded_by: user.user_id,
         created_at: Utc::now(),
     };
-    let stored = match store(&state, &user, &record, &file).await {
+    let stored = match store(state, user, &record, &file).await {
         Ok(stored) => stored,
         Err(e) => {
-            claim.release(&state).await;
+            claim.release(state).await;
             return Err(e);
         }
     };
@@ -211,23 +229,35 @@ pub(super) async fn upload(
         session_id: record.session_id,
         evidence_type: form.evidence_type,
         sha256: hex::encode(&record.sha256),
-        size: record.size as u64,
+        size: file_size(&record),
         content_type: record.content_type.clone(),
         status: "verified".into(),
         created_at: record.created_at,
     })
     .map_err(|e| ApiError::Internal(e.into()))?;
-    tracing::info!(evidence_id = %record.id, size = record.size, deduplicated = stored == crate::evidence::Stored::AlreadyPresent, "evidence stored");
+    tracing::info!(
+        evidence_id = %record.id,
+        size = record.size,
+        deduplicated = (stored == Stored::AlreadyPresent),
+        "evidence stored"
+    );
     claim
-        .finish(&state, StatusCode::CREATED, Some("application/json"), &body)
+        .finish(state, StatusCode::CREATED, Some("application/json"), &body)
         .await;
     let mut res = (StatusCode::CREATED, body).into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(loc) = HeaderValue::from_str(&format!("/v1/evidence/{}", record.id)) {
-        res.headers_mut().insert(header::LOCATION, loc);
+        h.insert(header::LOCATION, loc);
     }
     Ok(res)
+}
+
+fn file_size(record: &EvidenceRecord) -> u64 {
+    u64::try_from(record.size).unwrap_or(0)
 }
 
 /// Put the bytes in the object store, then the record and its audit row in the database.
@@ -236,7 +266,7 @@ async fn store(
     user: &AuthUser,
     record: &EvidenceRecord,
     file: &SpooledFile,
-) -> ApiResult<crate::evidence::Stored> {
+) -> ApiResult<Stored> {
     let stored = state
         .evidence
         .put_file(&file.sha256, &file.path, file.size)
@@ -259,227 +289,4 @@ async fn store(
     };
     state.store.insert_evidence(record, &audit).await?;
     Ok(stored)
-}
-
-/// The form, received and checked field by field.
-struct Form {
-    session: SessionRecord,
-    evidence_type: EvidenceType,
-    asset_id: Option<Uuid>,
-    metadata: serde_json::Value,
-    sha256_field: Option<[u8; 32]>,
-    filename: Option<String>,
-    file: SpooledFile,
-    kind: Kind,
-}
-
-async fn receive(
-    state: &AppState,
-    user: &AuthUser,
-    multipart: &mut Multipart,
-    max: u64,
-) -> ApiResult<Form> {
-    let mut session = None;
-    let mut evidence_type = None;
-    let mut asset_id = None;
-    let mut metadata = None;
-    let mut sha256_field = None;
-    let mut file: Option<(SpooledFile, Kind, Option<String>)> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
-        let name = field.name().unwrap_or("").to_owned();
-        let duplicate = || ApiError::bad_request("malformed_multipart", format!("field '{name}' appears twice"));
-        match name.as_str() {
-            "file" => {
-                if file.is_some() {
-                    return Err(duplicate());
-                }
-                let filename = field.file_name().map(clean_filename).filter(|f| !f.is_empty());
-                let mut spool = Spool::create(state.evidence.tmp_dir(), max)
-                    .await
-                    .map_err(|e| ApiError::Internal(e.into()))?;
-                let mut kind = None;
-                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                    spool.write(&chunk).await.map_err(|e| match e {
-                        SpoolError::TooLarge(max) => ApiError::PayloadTooLarge(format!(
-                            "evidence files may be at most {max} bytes"
-                        )),
-                        SpoolError::Io(e) => ApiError::Internal(e.into()),
-                    })?;
-                    if kind.is_none() && spool.head().len() >= SNIFF_LEN {
-                        kind = Some(sniff(spool.head())?);
-                    }
-                }
-                if spool.size() == 0 {
-                    return Err(ApiError::unprocessable("empty_file", "the file is empty"));
-                }
-                let kind = match kind {
-                    Some(k) => k,
-                    None => sniff(spool.head())?,
-                };
-                let spooled = spool.finish().await.map_err(|e| ApiError::Internal(e.into()))?;
-                file = Some((spooled, kind, filename));
-            }
-            "session_id" => {
-                if session.is_some() {
-                    return Err(duplicate());
-                }
-                let id = parse_uuid(&name, &text(&mut field, &name).await?)?;
-                // Authorize now: a forbidden upload stops before its file is read.
-                session = Some(authorize_session(state, user, id, true).await?);
-            }
-            "evidence_type" => {
-                if evidence_type.is_some() {
-                    return Err(duplicate());
-                }
-                let v = text(&mut field, &name).await?;
-                evidence_type = Some(
-                    serde_json::from_value::<EvidenceType>(serde_json::Value::String(v.clone()))
-                        .map_err(|_| invalid(format!("evidence_type must be photo, video or document, got '{v}'")))?,
-                );
-            }
-            "asset_id" => {
-                if asset_id.is_some() {
-                    return Err(duplicate());
-                }
-                asset_id = Some(parse_uuid(&name, &text(&mut field, &name).await?)?);
-            }
-            "metadata" => {
-                if metadata.is_some() {
-                    return Err(duplicate());
-                }
-                let v: serde_json::Value = serde_json::from_str(&text(&mut field, &name).await?)
-                    .map_err(|e| invalid(format!("metadata is not valid JSON: {e}")))?;
-                if !v.is_object() {
-                    return Err(invalid("metadata must be a JSON object".into()));
-                }
-                metadata = Some(v);
-            }
-            "sha256" => {
-                if sha256_field.is_some() {
-                    return Err(duplicate());
-                }
-                let v = text(&mut field, &name).await?;
-                let bytes = hex::decode(v.trim())
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| invalid("sha256 must be 64 hexadecimal characters".into()))?;
-                sha256_field = Some(bytes);
-            }
-            other => {
-                return Err(invalid(format!(
-                    "unknown field '{other}' (expected session_id, evidence_type, asset_id, metadata, sha256, file)"
-                )))
-            }
-        }
-    }
-    let missing = |f: &str| invalid(format!("the form has no '{f}' field"));
-    let session = session.ok_or_else(|| missing("session_id"))?;
-    let evidence_type = evidence_type.ok_or_else(|| missing("evidence_type"))?;
-    let (file, kind, filename) = file.ok_or_else(|| missing("file"))?;
-    Ok(Form {
-        session,
-        evidence_type,
-        asset_id,
-        metadata: metadata.unwrap_or_else(|| json!({})),
-        sha256_field,
-        filename,
-        file,
-        kind,
-    })
-}
-
-fn sniff(head: &[u8]) -> ApiResult<Kind> {
-    sniff::sniff(head).ok_or_else(|| {
-        ApiError::UnsupportedMediaType(
-            "the file is not an accepted type (JPEG, PNG, HEIC, PDF or MP4, judged by content)"
-                .into(),
-        )
-    })
-}
-
-/// A small text field, read with a size cap.
-async fn text(field: &mut axum::extract::multipart::Field<'_>, name: &str) -> ApiResult<String> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-        if buf.len() + chunk.len() > MAX_FIELD {
-            return Err(invalid(format!("field '{name}' is longer than {MAX_FIELD} bytes")));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    String::from_utf8(buf).map_err(|_| invalid(format!("field '{name}' is not UTF-8 text")))
-}
-
-fn parse_uuid(name: &str, v: &str) -> ApiResult<Uuid> {
-    v.trim()
-        .parse()
-        .map_err(|_| invalid(format!("{name} must be a UUID, got '{v}'")))
-}
-
-/// Display-only file name: the last path component, without control characters.
-fn clean_filename(raw: &str) -> String {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    base.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_FILENAME)
-        .collect::<String>()
-        .trim()
-        .to_owned()
-}
-
-fn invalid(detail: String) -> ApiError {
-    ApiError::unprocessable("invalid_form", detail)
-}
-
-fn malformed(detail: &str) -> ApiError {
-    ApiError::bad_request(
-        "malformed_multipart",
-        format!("expected a multipart/form-data body: {detail}"),
-    )
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("the upload is larger than this endpoint accepts".into())
-    } else {
-        // Also a client that went away mid-upload: its problem, not a server fault.
-        malformed(&e.body_text())
-    }
-}
-
-/// SHA-256 digests from `Content-Digest` / `Repr-Digest` (RFC 9530), taken as the digest of
-/// the uploaded file. Other algorithms are ignored; a malformed sha-256 member is a 400.
-fn digests_from_headers(headers: &HeaderMap) -> ApiResult<Vec<[u8; 32]>> {
-    let mut out = Vec::new();
-    for name in ["content-digest", "repr-digest"] {
-        for value in headers.get_all(name) {
-            let value = value.to_str().map_err(|_| bad_digest(name))?;
-            for member in value.split(',') {
-                let Some((alg, v)) = member.trim().split_once('=') else {
-                    return Err(bad_digest(name));
-                };
-                if !alg.trim().eq_ignore_ascii_case("sha-256") {
-                    continue;
-                }
-                let b64 = v
-                    .trim()
-                    .strip_prefix(':')
-                    .and_then(|v| v.strip_suffix(':'))
-                    .ok_or_else(|| bad_digest(name))?;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| bad_digest(name))?;
-                out.push(bytes);
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn bad_digest(name: &str) -> ApiError {
-    ApiError::bad_request(
-        "invalid_digest",
-        format!("{name} must look like sha-256=:<base64 of 32 bytes>:"),
-    )
 }

@@ -6,6 +6,7 @@
 //! itself at the deadline, cancelling steps still in flight (those are not counted either).
 
 pub mod stats;
+pub mod sync;
 pub mod workloads;
 
 use std::collections::BTreeMap;

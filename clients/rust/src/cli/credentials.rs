@@ -8,8 +8,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::Tokens;
 use anyhow::{bail, Context};
-use firemode_client::Tokens;
 use serde::{Deserialize, Serialize};
 
 const FILE_NAME: &str = "credentials.json";
@@ -21,6 +21,7 @@ pub struct Credentials {
     pub url: String,
     /// Who logged in (for messages only).
     pub email: String,
+    /// The token pair, saved again whenever a command refreshed it.
     pub tokens: Tokens,
 }
 
@@ -51,10 +52,12 @@ pub struct CredentialStore {
 }
 
 impl CredentialStore {
+    /// The store in `dir` (created on the first save).
     pub fn new(dir: PathBuf) -> Self {
         Self { dir }
     }
 
+    /// `<dir>/credentials.json`.
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }

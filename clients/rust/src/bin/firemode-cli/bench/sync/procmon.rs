@@ -1,0 +1,134 @@
+//! Memory and CPU of a local process from `/proc/<pid>/{status,stat}` (Linux), sampled in the
+//! background so short peaks between the benchmark's own checkpoints are seen too.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// One reading of a process.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    /// Resident set size now (VmRSS), MiB.
+    pub rss_mib: f64,
+    /// Peak resident set size since the process started (VmHWM), MiB.
+    pub hwm_mib: f64,
+    /// User + system CPU time since the process started, seconds.
+    pub cpu_secs: f64,
+}
+
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn cpu_secs(pid: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may contain spaces: count fields after its closing paren.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("unexpected /proc/{pid}/stat"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let ticks: u64 = f
+        .get(11)
+        .zip(f.get(12))
+        .and_then(|(u, s)| Some(u.parse::<u64>().ok()? + s.parse::<u64>().ok()?))
+        .ok_or_else(|| anyhow!("unexpected /proc/{pid}/stat"))?;
+    Ok(ticks as f64 / TICKS_PER_SEC)
+}
+
+/// Read a process now (`pid` may be `self`).
+pub fn sample(pid: &str) -> Result<Sample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status (is the pid right?)"))?;
+    let rss = status_kib(&status, "VmRSS:").ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
+    let hwm = status_kib(&status, "VmHWM:").unwrap_or(rss);
+    Ok(Sample {
+        rss_mib: rss as f64 / 1024.0,
+        hwm_mib: hwm as f64 / 1024.0,
+        cpu_secs: cpu_secs(pid)?,
+    })
+}
+
+/// Samples a process every `every` and keeps the highest RSS seen.
+pub struct Monitor {
+    pid: String,
+    peak_kib: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Monitor {
+    pub fn start(pid: u32, every: Duration) -> Result<Self> {
+        let pid = pid.to_string();
+        sample(&pid)?;
+        let peak_kib = Arc::new(AtomicU64::new(0));
+        let (p, peak) = (pid.clone(), peak_kib.clone());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Ok(s) = sample(&p) {
+                    peak.fetch_max((s.rss_mib * 1024.0) as u64, Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(Self {
+            pid,
+            peak_kib,
+            task,
+        })
+    }
+
+    /// Read now (and count it towards the peak).
+    pub fn now(&self) -> Option<Sample> {
+        let s = sample(&self.pid).ok()?;
+        self.peak_kib
+            .fetch_max((s.rss_mib * 1024.0) as u64, Ordering::Relaxed);
+        Some(s)
+    }
+
+    /// Highest RSS sampled so far, MiB.
+    pub fn peak_mib(&self) -> f64 {
+        self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+
+    /// Forget the peak so far (start a new phase).
+    pub fn reset_peak(&self) {
+        self.peak_kib.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let s = sample("self").unwrap();
+        assert!(s.rss_mib > 0.0 && s.hwm_mib >= s.rss_mib * 0.5, "{s:?}");
+        assert!(s.cpu_secs >= 0.0);
+    }
+
+    #[test]
+    fn parses_status_lines() {
+        let st = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(status_kib(st, "VmRSS:"), Some(1024));
+        assert_eq!(status_kib(st, "VmHWM:"), Some(2048));
+        assert_eq!(status_kib(st, "VmSwap:"), None);
+    }
+}

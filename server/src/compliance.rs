@@ -1,0 +1,434 @@
+//! The compliance report of a building: for each asset and each rule that applies to it, when
+//! it was last serviced and with what outcome, when it is next due, whether the last service
+//! kept to the interval tolerance of AS 1851 cl. 1.11, and its open defects; plus an overall
+//! status. The records of cl. 1.16-1.17 (summary record, yearly condition report) are built
+//! from it.
+//!
+//! Pure: the store's rows and the report date in, the report out. No I/O, no clock. The CSV
+//! and PDF renderings are in [`csv`] and [`pdf`].
+//!
+//! Decisions, in one place:
+//! - A *service* is a projected item whose outcome is `pass` or `fail` (a failed check was
+//!   still carried out; its defect is tracked on its own). `not_tested` and `not_accessible`
+//!   items are not services: AS 1851 reports inaccessible equipment as not serviced.
+//! - Routine service schedules are cumulative: a yearly service includes the six-monthly
+//!   activities (the shipped rules say "carry out the six-monthly checks, then ..."). So a
+//!   service under a longer-interval rule of the asset also counts for its shorter-interval
+//!   rules; `serviced_under` names the rule it was recorded under.
+//! - Two services on one (UTC) day count as one visit, so a six-monthly and a yearly session on
+//!   the same visit do not make a zero-day interval.
+//! - Next due = last service date + the frequency's months (calendar months, clamped to the
+//!   month's end). Never serviced: the install date + months when the asset has one, else due
+//!   now. Overdue when the report date is past next due + the tolerance.
+//! - Outside tolerance: the last service fell outside previous service + months ± tolerance
+//!   days (early or late; cl. 1.11 asks for both to be reported).
+//! - Dates are UTC calendar dates: buildings carry no time zone yet.
+
+pub mod csv;
+pub mod pdf;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Days, Months, NaiveDate, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::store::buildings::{AssetRecord, BuildingRecord};
+use crate::store::reports::{DefectCountRow, ServiceRow};
+use crate::store::rules::RuleRecord;
+
+/// Services fetched per (asset, rule code): two make an interval, a third stands in when two
+/// of them fell on one day.
+pub const SERVICES_PER_RULE: i64 = 3;
+
+/// The status of a row and of the building, by precedence (`Ord`: later is worse):
+/// `critical_defect` (an open critical defect: a system may be inoperative, cl. 1.5.6) >
+/// `overdue` (a routine service is late or was never done) > `defects_open` (open
+/// non-critical defects or non-conformances) > `compliant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Compliant,
+    DefectsOpen,
+    Overdue,
+    CriticalDefect,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compliant => "compliant",
+            Self::DefectsOpen => "defects_open",
+            Self::Overdue => "overdue",
+            Self::CriticalDefect => "critical_defect",
+        }
+    }
+}
+
+/// Open defects by severity (AS 1851 cl. 1.5.6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DefectCounts {
+    pub critical: u32,
+    pub non_critical: u32,
+    pub non_conformance: u32,
+}
+
+impl DefectCounts {
+    pub fn total(&self) -> u32 {
+        self.critical + self.non_critical + self.non_conformance
+    }
+
+    fn add(&mut self, severity: &str, n: u32) {
+        match severity {
+            "critical" => self.critical += n,
+            "non_critical" => self.non_critical += n,
+            // The column's CHECK allows nothing else.
+            _ => self.non_conformance += n,
+        }
+    }
+
+    /// What these defects alone make of a status.
+    fn status(&self) -> Status {
+        if self.critical > 0 {
+            Status::CriticalDefect
+        } else if self.total() > 0 {
+            Status::DefectsOpen
+        } else {
+            Status::Compliant
+        }
+    }
+}
+
+/// One asset under one applicable rule (or, for an asset no active rule applies to, one row
+/// with the rule fields empty).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportRow {
+    pub asset_id: Uuid,
+    pub identifier: Option<String>,
+    pub asset_type: String,
+    pub location: String,
+    pub rule_code: Option<String>,
+    pub rule_name: Option<String>,
+    pub frequency: Option<String>,
+    /// When the last service was recorded.
+    pub last_service: Option<DateTime<Utc>>,
+    /// The rule the last service was recorded under: this row's, or a longer-interval rule of
+    /// the asset whose service includes this one.
+    pub serviced_under: Option<String>,
+    pub last_session_id: Option<Uuid>,
+    /// `pass` or `fail`.
+    pub outcome: Option<String>,
+    /// The last service's classification from the rule library.
+    pub classification: Option<String>,
+    /// The service before the last one (another day).
+    pub previous_service: Option<DateTime<Utc>>,
+    /// Days between the previous and the last service.
+    pub interval_days: Option<i64>,
+    /// The last service fell outside the previous one + the interval ± its tolerance.
+    pub outside_tolerance: bool,
+    pub next_due: Option<NaiveDate>,
+    /// The last day of the tolerance window after `next_due`.
+    pub due_by: Option<NaiveDate>,
+    pub overdue: bool,
+    /// The asset's open defects (all rules).
+    pub open_defects: DefectCounts,
+    pub status: Status,
+}
+
+/// Rows per status.
+#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema)]
+pub struct StatusCounts {
+    pub compliant: u32,
+    pub defects_open: u32,
+    pub overdue: u32,
+    pub critical_defect: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Summary {
+    pub assets: u32,
+    /// Assets no active rule applies to (an unknown type, or only inactive listed codes).
+    pub assets_without_rules: u32,
+    /// (asset, rule) pairs.
+    pub checks: u32,
+    pub serviced: u32,
+    pub never_serviced: u32,
+    pub overdue: u32,
+    pub outside_tolerance: u32,
+    /// Checks whose last service failed.
+    pub failed: u32,
+    /// Every open defect of the building, including those not tied to an asset.
+    pub open_defects: DefectCounts,
+    pub rows_by_status: StatusCounts,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RuleSetRef {
+    pub code: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BuildingRef {
+    pub id: Uuid,
+    pub name: String,
+    pub address: String,
+    pub building_type: String,
+    pub rule_set: RuleSetRef,
+}
+
+impl From<&BuildingRecord> for BuildingRef {
+    fn from(b: &BuildingRecord) -> Self {
+        Self {
+            id: b.id,
+            name: b.name.clone(),
+            address: b.address.clone(),
+            building_type: b.building_type.clone(),
+            rule_set: RuleSetRef {
+                code: b.rule_set_code.clone(),
+                version: b.rule_set_version.clone(),
+            },
+        }
+    }
+}
+
+/// The report.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Report {
+    pub building: BuildingRef,
+    /// The day the report is for: services after it are ignored, overdue is judged on it.
+    pub as_of: NaiveDate,
+    pub generated_at: DateTime<Utc>,
+    /// The worst row status, or `critical_defect` for an open critical defect not tied to an
+    /// asset (see [`Status`] for the precedence).
+    pub status: Status,
+    pub summary: Summary,
+    /// Ordered by asset identifier, then interval, then rule code.
+    pub items: Vec<ReportRow>,
+}
+
+/// What the report is computed from.
+pub struct Inputs<'a> {
+    pub building: &'a BuildingRecord,
+    pub assets: &'a [AssetRecord],
+    /// The latest active rules visible to the organisation.
+    pub rules: &'a [RuleRecord],
+    /// The latest services per (asset, rule code), see `ReportStore::latest_services`.
+    pub services: &'a [ServiceRow],
+    pub defects: &'a [DefectCountRow],
+    pub as_of: NaiveDate,
+    pub generated_at: DateTime<Utc>,
+}
+
+/// The first instant after `as_of`, as the text bound `ReportStore::latest_services` takes.
+pub fn services_before(as_of: NaiveDate) -> String {
+    as_of
+        .checked_add_days(Days::new(1))
+        .unwrap_or(NaiveDate::MAX)
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+struct Service<'a> {
+    at: DateTime<Utc>,
+    row: &'a ServiceRow,
+}
+
+/// A rule with its interval.
+struct Applicable<'a> {
+    rule: &'a RuleRecord,
+    months: u32,
+    tolerance_days: u64,
+}
+
+pub fn build(input: Inputs<'_>) -> Report {
+    let lib = crate::rules::library();
+    let mut services: HashMap<(Uuid, &str), Vec<Service<'_>>> = HashMap::new();
+    for row in input.services {
+        let (Ok(asset), Ok(at)) = (
+            row.asset_id.parse::<Uuid>(),
+            DateTime::parse_from_rfc3339(&row.recorded_at),
+        ) else {
+            continue; // not a service we can place in time (flagged by the projection)
+        };
+        let at = at.with_timezone(&Utc);
+        if at.date_naive() <= input.as_of {
+            services
+                .entry((asset, row.rule_code.as_str()))
+                .or_default()
+                .push(Service { at, row });
+        }
+    }
+    let mut defects: HashMap<Option<Uuid>, DefectCounts> = HashMap::new();
+    let mut all_defects = DefectCounts::default();
+    for d in input.defects {
+        let n = u32::try_from(d.open).unwrap_or(u32::MAX);
+        defects.entry(d.asset_id).or_default().add(&d.severity, n);
+        all_defects.add(&d.severity, n);
+    }
+
+    let mut assets: Vec<&AssetRecord> = input.assets.iter().collect();
+    assets.sort_by(|a, b| {
+        (a.identifier.is_none(), &a.identifier, a.id).cmp(&(
+            b.identifier.is_none(),
+            &b.identifier,
+            b.id,
+        ))
+    });
+    let mut items = Vec::new();
+    let mut summary = Summary {
+        assets: assets.len() as u32,
+        open_defects: all_defects,
+        ..Summary::default()
+    };
+    for asset in assets {
+        let asset_defects = defects.get(&Some(asset.id)).copied().unwrap_or_default();
+        let mut applicable: Vec<Applicable<'_>> = input
+            .rules
+            .iter()
+            .filter(|r| {
+                if asset.rule_codes.0.is_empty() {
+                    r.equipment == asset.asset_type
+                } else {
+                    asset.rule_codes.0.contains(&r.code)
+                }
+            })
+            .filter_map(|rule| {
+                let f = lib.frequency(&rule.frequency)?;
+                Some(Applicable {
+                    rule,
+                    months: f.months,
+                    tolerance_days: u64::from(f.tolerance_days),
+                })
+            })
+            .collect();
+        applicable.sort_by(|a, b| (a.months, &a.rule.code).cmp(&(b.months, &b.rule.code)));
+        if applicable.is_empty() {
+            summary.assets_without_rules += 1;
+            items.push(ReportRow {
+                open_defects: asset_defects,
+                status: asset_defects.status(),
+                ..row_for(asset, None)
+            });
+            continue;
+        }
+        for a in &applicable {
+            // This rule's services and those of the asset's longer-interval rules.
+            let mut history: Vec<&Service<'_>> = applicable
+                .iter()
+                .filter(|other| other.rule.code == a.rule.code || other.months > a.months)
+                .filter_map(|other| services.get(&(asset.id, other.rule.code.as_str())))
+                .flatten()
+                .collect();
+            history.sort_by(|x, y| y.at.cmp(&x.at).then(x.row.rule_code.cmp(&y.row.rule_code)));
+            history.dedup_by_key(|s| s.at.date_naive());
+            let last = history.first();
+            let previous = history.get(1);
+            let mut row = row_for(asset, Some(a.rule));
+            let months = Months::new(a.months);
+            let tolerance = Days::new(a.tolerance_days);
+            if let Some(last) = last {
+                row.last_service = Some(last.at);
+                row.serviced_under = Some(last.row.rule_code.clone());
+                row.last_session_id = Some(last.row.session_id);
+                row.outcome = Some(last.row.outcome.clone());
+                row.classification = last.row.classification.clone();
+                row.next_due = last.at.date_naive().checked_add_months(months);
+            } else {
+                row.next_due = asset
+                    .install_date
+                    .and_then(|d| d.checked_add_months(months));
+            }
+            if let (Some(last), Some(prev)) = (last, previous) {
+                let (last_day, prev_day) = (last.at.date_naive(), prev.at.date_naive());
+                row.previous_service = Some(prev.at);
+                row.interval_days = Some((last_day - prev_day).num_days());
+                row.outside_tolerance = match prev_day.checked_add_months(months) {
+                    Some(expected) => {
+                        let early = expected
+                            .checked_sub_days(tolerance)
+                            .unwrap_or(NaiveDate::MIN);
+                        let late = expected
+                            .checked_add_days(tolerance)
+                            .unwrap_or(NaiveDate::MAX);
+                        last_day < early || last_day > late
+                    }
+                    None => false,
+                };
+            }
+            row.due_by = row
+                .next_due
+                .map(|d| d.checked_add_days(tolerance).unwrap_or(NaiveDate::MAX));
+            row.overdue = row.due_by.is_none_or(|d| input.as_of > d);
+            row.open_defects = asset_defects;
+            row.status = asset_defects.status().max(if row.overdue {
+                Status::Overdue
+            } else {
+                Status::Compliant
+            });
+
+            summary.checks += 1;
+            if last.is_some() {
+                summary.serviced += 1;
+            } else {
+                summary.never_serviced += 1;
+            }
+            summary.overdue += u32::from(row.overdue);
+            summary.outside_tolerance += u32::from(row.outside_tolerance);
+            summary.failed += u32::from(row.outcome.as_deref() == Some("fail"));
+            items.push(row);
+        }
+    }
+    for row in &items {
+        let c = &mut summary.rows_by_status;
+        match row.status {
+            Status::Compliant => c.compliant += 1,
+            Status::DefectsOpen => c.defects_open += 1,
+            Status::Overdue => c.overdue += 1,
+            Status::CriticalDefect => c.critical_defect += 1,
+        }
+    }
+    // Every open defect counts, including building-level ones (no asset) that have no row.
+    let overdue = if summary.overdue > 0 {
+        Status::Overdue
+    } else {
+        Status::Compliant
+    };
+    Report {
+        building: input.building.into(),
+        as_of: input.as_of,
+        generated_at: input.generated_at,
+        status: all_defects.status().max(overdue),
+        summary,
+        items,
+    }
+}
+
+fn row_for(asset: &AssetRecord, rule: Option<&RuleRecord>) -> ReportRow {
+    ReportRow {
+        asset_id: asset.id,
+        identifier: asset.identifier.clone(),
+        asset_type: asset.asset_type.clone(),
+        location: asset.location.clone(),
+        rule_code: rule.map(|r| r.code.clone()),
+        rule_name: rule.map(|r| r.name.clone()),
+        frequency: rule.map(|r| r.frequency.clone()),
+        last_service: None,
+        serviced_under: None,
+        last_session_id: None,
+        outcome: None,
+        classification: None,
+        previous_service: None,
+        interval_days: None,
+        outside_tolerance: false,
+        next_due: None,
+        due_by: None,
+        overdue: false,
+        open_defects: DefectCounts::default(),
+        status: Status::Compliant,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,131 @@
+//! `GET /v1/buildings/{id}/compliance`: the building's compliance report as JSON, CSV or PDF
+//! (see `crate::compliance` for what is computed and why).
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use chrono::{NaiveDate, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{Json, Path, Query};
+use crate::auth::AuthUser;
+use crate::compliance::{self, Inputs, Report};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(report))
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Json,
+    Csv,
+    Pdf,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// `json` (default), `csv` or `pdf` (the printable yearly condition report).
+    #[param(value_type = Option<String>)]
+    pub format: Option<Format>,
+    /// The report date (`YYYY-MM-DD`, UTC; default today): services recorded after it are
+    /// ignored and overdue is judged on it, so a report can be reproduced later. Defect
+    /// counts are the defects open now.
+    #[param(value_type = Option<String>, format = Date)]
+    pub as_of: Option<NaiveDate>,
+}
+
+/// The compliance report of a building: every asset under every rule that applies to it (the
+/// asset's rule codes, or every active rule for its equipment kind) with its last service,
+/// outcome, next due date, whether the last service kept to its interval tolerance (AS 1851
+/// cl. 1.11), open defects by severity, and a status; plus building-level counts and an
+/// overall status by precedence `critical_defect` > `overdue` > `defects_open` >
+/// `compliant`. Every role of the organisation may read it.
+#[utoipa::path(get, path = "/v1/buildings/{id}/compliance", tag = "reports", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ReportQuery),
+    responses(
+        (status = 200, description = "JSON; with format=csv `text/csv`, with format=pdf `application/pdf` (both attachments)",
+         content((Report = "application/json"), (String = "text/csv"), (Vec<u8> = "application/pdf"))),
+        (status = 400, body = Problem), (status = 404, body = Problem)))]
+async fn report(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<Response> {
+    let now = Utc::now();
+    let as_of = q.as_of.unwrap_or_else(|| now.date_naive());
+    let store = &state.store;
+    let building = store.get_building(user.org_id, id).await?;
+    let before = compliance::services_before(as_of);
+    // Four independent reads; on SQLite they run on separate reader connections.
+    let (assets, rules, services, defects) = tokio::try_join!(
+        store.building_assets(user.org_id, id),
+        store.latest_rules(user.org_id, None, None),
+        store.latest_services(user.org_id, id, &before, compliance::SERVICES_PER_RULE),
+        store.open_defect_counts(user.org_id, id),
+    )?;
+    let report = compliance::build(Inputs {
+        building: &building,
+        assets: &assets,
+        rules: &rules,
+        services: &services,
+        defects: &defects,
+        as_of,
+        generated_at: now,
+    });
+    Ok(match q.format.unwrap_or_default() {
+        Format::Json => Json(report).into_response(),
+        Format::Csv => {
+            let body = compliance::csv::render(&report);
+            attachment(body, "text/csv; charset=utf-8", &file_name(&report, "csv"))
+        }
+        Format::Pdf => {
+            let name = file_name(&report, "pdf");
+            // Hundreds of pages for a large building: keep it off the async workers.
+            let body = tokio::task::spawn_blocking(move || compliance::pdf::render(&report))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            attachment(body, "application/pdf", &name)
+        }
+    })
+}
+
+/// `compliance-<building name>-<as of>.<ext>`, in characters safe in any file system.
+fn file_name(report: &Report, ext: &str) -> String {
+    let mut slug = String::new();
+    for ch in report.building.name.chars() {
+        if ch.is_ascii_alphanumeric() {
+            slug.push(ch.to_ascii_lowercase());
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug: String = slug.trim_matches('-').chars().take(60).collect();
+    let slug = if slug.is_empty() {
+        "building".to_owned()
+    } else {
+        slug
+    };
+    format!("compliance-{slug}-{}.{ext}", report.as_of)
+}
+
+fn attachment(body: Vec<u8>, content_type: &'static str, name: &str) -> Response {
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
+}

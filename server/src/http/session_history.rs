@@ -1,0 +1,450 @@
+//! A session's history and conflicts: every change with who made it, every place where
+//! concurrent edits left more than one value (and schema breakage), and resolving them.
+
+use std::collections::HashMap;
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ChangeHash, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value, ROOT};
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use firemode_sync_core::Outcome;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{Json, Path};
+use super::sessions::{hub_error, require_writer, visible_session};
+use crate::audit::Target;
+use crate::auth::AuthUser;
+use crate::hub::{HubError, Origin};
+use crate::state::AppState;
+use crate::store::sessions::ChangeAttribution;
+use crate::store::Role;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(history))
+        .routes(routes!(conflicts))
+        .routes(routes!(resolve))
+}
+
+/// Who made a change, as far as the server knows.
+#[derive(Serialize, ToSchema, Clone, Default)]
+pub struct Author {
+    pub user_id: Option<Uuid>,
+    /// The user's name, for callers allowed to see names (admin, office, auditor).
+    pub user_name: Option<String>,
+    /// The device (from the peer id), or "server" for REST writes.
+    pub device_id: Option<String>,
+    /// When the server received the change.
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+struct Authors<'a> {
+    state: &'a AppState,
+    by_hash: HashMap<String, ChangeAttribution>,
+    names: HashMap<Uuid, Option<String>>,
+    show_names: bool,
+    org: Uuid,
+}
+
+impl<'a> Authors<'a> {
+    async fn load(state: &'a AppState, user: &AuthUser, session: Uuid) -> ApiResult<Authors<'a>> {
+        let rows = state.store.change_attributions(session).await?;
+        Ok(Self {
+            state,
+            by_hash: rows
+                .into_iter()
+                .map(|r| (hex::encode(&r.change_hash), r))
+                .collect(),
+            names: HashMap::new(),
+            show_names: matches!(user.role, Role::Admin | Role::Office | Role::Auditor),
+            org: user.org_id,
+        })
+    }
+
+    async fn of(&mut self, hash: &str) -> Author {
+        let Some(row) = self.by_hash.get(hash).cloned() else {
+            return Author::default();
+        };
+        let mut name = None;
+        if let (Some(uid), true) = (row.user_id, self.show_names) {
+            if !self.names.contains_key(&uid) {
+                let n = match self.state.store.get_user(uid).await {
+                    Ok(u) if u.org_id == self.org => self
+                        .state
+                        .pii
+                        .decrypt_opt(u.full_name_enc.as_deref())
+                        .or(Some(u.email)),
+                    _ => None,
+                };
+                self.names.insert(uid, n);
+            }
+            name = self.names.get(&uid).cloned().flatten();
+        }
+        Author {
+            user_id: row.user_id,
+            user_name: name,
+            device_id: row.device_id,
+            received_at: Some(row.received_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryEntry {
+    /// Change hash, hex.
+    pub hash: String,
+    /// automerge actor, hex.
+    pub actor: String,
+    pub seq: u64,
+    /// The time the writer put on the change (seconds since the epoch; client clocks vary).
+    pub time: i64,
+    pub message: Option<String>,
+    pub deps: Vec<String>,
+    /// What it touched: JSON pointers like `/items/<assetId>/outcome`.
+    pub touched: Vec<String>,
+    pub author: Author,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct History {
+    pub session_id: Uuid,
+    pub changes: Vec<HistoryEntry>,
+}
+
+/// Every change of the session, in causal order, with author and what it touched.
+#[utoipa::path(get, path = "/v1/tests/sessions/{id}/history", tag = "sessions", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses((status = 200, body = History), (status = 404, body = Problem)))]
+async fn history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<History>> {
+    visible_session(&state, &user, id).await?;
+    let summaries = state
+        .hub
+        .read(id, firemode_sync_core::change_summaries)
+        .await
+        .map_err(hub_error)?;
+    let mut authors = Authors::load(&state, &user, id).await?;
+    let mut changes = Vec::with_capacity(summaries.len());
+    for s in summaries {
+        let author = authors.of(&s.hash).await;
+        changes.push(HistoryEntry {
+            hash: s.hash,
+            actor: s.actor,
+            seq: s.seq,
+            time: s.time,
+            message: s.message,
+            deps: s.deps,
+            touched: s.touched,
+            author,
+        });
+    }
+    Ok(Json(History {
+        session_id: id,
+        changes,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConflictValueView {
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+    /// Is this the value automerge shows?
+    pub winner: bool,
+    /// The change that wrote it (hex).
+    pub change: Option<String>,
+    pub author: Author,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConflictView {
+    /// JSON pointer, e.g. `/items/<assetId>/outcome`.
+    pub path: String,
+    /// `concurrent_edits` or `schema_violation`.
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub winner: serde_json::Value,
+    pub values: Vec<ConflictValueView>,
+    /// For schema violations: what is wrong.
+    pub problem: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Conflicts {
+    pub session_id: Uuid,
+    pub conflicts: Vec<ConflictView>,
+}
+
+/// Resolve a JSON pointer to (parent object, property).
+fn resolve_pointer(doc: &Automerge, path: &str) -> Option<(ObjId, Prop)> {
+    let segments: Vec<String> = path
+        .strip_prefix('/')?
+        .split('/')
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let (last, parents) = segments.split_last()?;
+    let mut obj = ROOT;
+    let mut typ = ObjType::Map;
+    for seg in parents {
+        let prop = prop_for(typ, seg)?;
+        match doc.get(&obj, prop).ok()?? {
+            (Value::Object(t), id) => {
+                obj = id;
+                typ = t;
+            }
+            _ => return None,
+        }
+    }
+    Some((obj.clone(), prop_for(typ, last)?))
+}
+
+fn prop_for(typ: ObjType, seg: &str) -> Option<Prop> {
+    match typ {
+        ObjType::Map | ObjType::Table => Some(Prop::Map(seg.to_owned())),
+        ObjType::List => seg.parse::<usize>().ok().map(Prop::Seq),
+        ObjType::Text => None,
+    }
+}
+
+fn value_json(doc: &Automerge, v: &Value<'_>, id: &ObjId) -> serde_json::Value {
+    match v {
+        Value::Object(ObjType::Text) => json!(doc.text(id).unwrap_or_default()),
+        Value::Object(_) => {
+            let full = firemode_sync_core::to_json(doc, None);
+            let _ = full;
+            json!({ "object": id.to_string() })
+        }
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(s) => json!(s.to_string()),
+            ScalarValue::Int(i) => json!(i),
+            ScalarValue::Uint(u) => json!(u),
+            ScalarValue::F64(f) => json!(f),
+            ScalarValue::Boolean(b) => json!(b),
+            ScalarValue::Null => serde_json::Value::Null,
+            ScalarValue::Timestamp(t) => json!(t),
+            ScalarValue::Counter(c) => json!(i64::from(c)),
+            other => json!(other.to_string()),
+        },
+    }
+}
+
+/// (path, kind, problem, winner, [(value, is winner, change hash hex)])
+type RawConflict = (
+    String,
+    &'static str,
+    Option<String>,
+    serde_json::Value,
+    Vec<(serde_json::Value, bool, Option<String>)>,
+);
+
+fn collect_conflicts(doc: &Automerge) -> Vec<RawConflict> {
+    let mut out: Vec<RawConflict> = Vec::new();
+    let describe = |path: &str| -> Vec<(serde_json::Value, bool, Option<String>)> {
+        let Some((obj, prop)) = resolve_pointer(doc, path) else {
+            return Vec::new();
+        };
+        let all = doc.get_all(&obj, prop.clone()).unwrap_or_default();
+        let winner = doc.get(&obj, prop).ok().flatten().map(|(_, id)| id);
+        all.iter()
+            .map(|(v, id)| {
+                let hash: Option<ChangeHash> = doc.hash_for_opid(id);
+                (
+                    value_json(doc, v, id),
+                    Some(id) == winner.as_ref(),
+                    hash.map(|h| hex::encode(h.0)),
+                )
+            })
+            .collect()
+    };
+    for c in firemode_sync_core::conflicts(doc) {
+        let values = describe(&c.path);
+        out.push((c.path, "concurrent_edits", None, c.winner, values));
+    }
+    for p in firemode_sync_core::project(doc).all_problems() {
+        if out.iter().any(|c| c.0 == p.path) {
+            continue;
+        }
+        let values = describe(&p.path);
+        let winner = values
+            .iter()
+            .find(|v| v.1)
+            .map(|v| v.0.clone())
+            .unwrap_or(serde_json::Value::Null);
+        out.push((
+            p.path.clone(),
+            "schema_violation",
+            Some(p.message.clone()),
+            winner,
+            values,
+        ));
+    }
+    out
+}
+
+/// Every place where concurrent edits left more than one value, and every value that breaks
+/// the document schema, each with who wrote it and when.
+#[utoipa::path(get, path = "/v1/tests/sessions/{id}/conflicts", tag = "sessions", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses((status = 200, body = Conflicts), (status = 404, body = Problem)))]
+async fn conflicts(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Conflicts>> {
+    visible_session(&state, &user, id).await?;
+    let raw = state
+        .hub
+        .read(id, collect_conflicts)
+        .await
+        .map_err(hub_error)?;
+    let mut authors = Authors::load(&state, &user, id).await?;
+    let mut conflicts = Vec::with_capacity(raw.len());
+    for (path, kind, problem, winner, values) in raw {
+        let mut views = Vec::with_capacity(values.len());
+        for (value, is_winner, change) in values {
+            let author = match &change {
+                Some(h) => authors.of(h).await,
+                None => Author::default(),
+            };
+            views.push(ConflictValueView {
+                value,
+                winner: is_winner,
+                change,
+                author,
+            });
+        }
+        conflicts.push(ConflictView {
+            path,
+            kind: kind.to_owned(),
+            winner,
+            values: views,
+            problem,
+        });
+    }
+    Ok(Json(Conflicts {
+        session_id: id,
+        conflicts,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resolve {
+    /// JSON pointer of the conflicted property.
+    pub path: String,
+    /// The value to keep: a string, number, boolean or null.
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Resolved {
+    pub session_id: Uuid,
+    pub path: String,
+    /// Document heads after the resolving change (bs58check).
+    pub heads: Vec<String>,
+}
+
+/// Write the chosen value as a new change by the caller; the conflict disappears for everyone,
+/// tablets included. Office, admin, or the assigned inspector.
+#[utoipa::path(post, path = "/v1/tests/sessions/{id}/conflicts/resolve", tag = "sessions", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = Resolve,
+    responses((status = 200, body = Resolved), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn resolve(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    Json(req): Json<Resolve>,
+) -> ApiResult<Json<Resolved>> {
+    let session = visible_session(&state, &user, id).await?;
+    require_writer(&user, &session)?;
+    let scalar: ScalarValue = match &req.value {
+        serde_json::Value::String(s) => ScalarValue::Str(s.as_str().into()),
+        serde_json::Value::Bool(b) => ScalarValue::Boolean(*b),
+        serde_json::Value::Null => ScalarValue::Null,
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => ScalarValue::Int(i),
+            None => ScalarValue::F64(n.as_f64().unwrap_or_default()),
+        },
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_value",
+                "value must be a string, number, boolean or null",
+            ))
+        }
+    };
+    if req.path.ends_with("/outcome") {
+        let ok = req
+            .value
+            .as_str()
+            .is_some_and(|s| s.parse::<Outcome>().is_ok());
+        if !ok {
+            return Err(ApiError::unprocessable(
+                "invalid_value",
+                "an outcome must be pass, fail, not_tested or not_accessible",
+            ));
+        }
+    }
+    let path = req.path.clone();
+    let origin = Origin {
+        user_id: user.user_id,
+        request_id: super::error::current_request_id(),
+    };
+    let (_, heads) = state
+        .hub
+        .write(id, origin, move |doc, actor| {
+            let conflicted = collect_conflicts(doc).into_iter().any(|c| c.0 == path);
+            if !conflicted {
+                return Err(HubError::Rejected(format!(
+                    "there is no conflict at {path}"
+                )));
+            }
+            let (obj, prop) = resolve_pointer(doc, &path)
+                .ok_or_else(|| HubError::Rejected(format!("no property at {path}")))?;
+            doc.set_actor(actor);
+            let mut tx = doc.transaction();
+            // Delete then put: the new value supersedes every concurrent one, even when it
+            // equals the current winner.
+            let res = tx
+                .delete(&obj, prop.clone())
+                .and_then(|_| tx.put(&obj, prop, scalar));
+            match res {
+                Ok(()) => {
+                    tx.commit_with(
+                        automerge::transaction::CommitOptions::default()
+                            .with_message(format!("resolve {path}"))
+                            .with_time(Utc::now().timestamp()),
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    tx.rollback();
+                    Err(HubError::Rejected(e.to_string()))
+                }
+            }
+        })
+        .await
+        .map_err(hub_error)?;
+    state.hub.project_now(id).await;
+    state
+        .audit(
+            &user,
+            "session.resolve_conflict",
+            Some(Target::new("session", id)),
+            json!({ "path": req.path }),
+        )
+        .await?;
+    Ok(Json(Resolved {
+        session_id: id,
+        path: req.path,
+        heads: heads
+            .iter()
+            .map(|h| firemode_sync_core::encode_heads(std::slice::from_ref(h)))
+            .collect(),
+    }))
+}

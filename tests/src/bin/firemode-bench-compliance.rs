@@ -1,0 +1,380 @@
+//! Benchmark of `GET /v1/buildings/{id}/compliance` (see docs/benchmarks.md).
+//!
+//! `seed` writes a large building straight into a database (through the server's store, plus
+//! SQL for defects): an organisation and admin, 2,000 assets of four equipment kinds, ten
+//! six-monthly visits over five years (every second one a yearly service) with one projected
+//! item per asset each, and open and closed defects. `time` logs in to a running server and
+//! times sequential report requests, printing p50/p95.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{Months, Utc};
+use clap::{Parser, Subcommand};
+use firemode_server::config::DatabaseUrl;
+use firemode_server::store::buildings::{AssetRecord, BuildingRecord};
+use firemode_server::store::sessions::{ItemRow, SessionRow};
+use firemode_server::store::{NewUser, Role};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(about = "Seed a large building and time its compliance report")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the building in the database (migrations and rule library included).
+    Seed {
+        /// sqlite://<path> or postgres://user@host/db
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 2000)]
+        assets: usize,
+        /// Six-monthly visits, oldest five years back from today.
+        #[arg(long, default_value_t = 10)]
+        sessions: u32,
+        #[arg(long, default_value = "bench-admin@example.test")]
+        email: String,
+        #[arg(long, default_value = "bench-password-123")]
+        password: String,
+    },
+    /// Time the report on a running server.
+    Time {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long, default_value = "bench-admin@example.test")]
+        email: String,
+        #[arg(long, default_value = "bench-password-123")]
+        password: String,
+        #[arg(long)]
+        building: Uuid,
+        #[arg(long, default_value_t = 50)]
+        requests: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// json, csv or pdf
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+}
+
+/// (equipment kind, share of the assets, six-monthly rule, yearly rule, tag prefix)
+const KINDS: [(&str, u32, &str, &str, &str); 4] = [
+    (
+        "portable_extinguisher",
+        70,
+        "AS1851-10-6M-EXT",
+        "AS1851-10-12M-EXT",
+        "EXT",
+    ),
+    (
+        "fire_hose_reel",
+        10,
+        "AS1851-9-6M-HR",
+        "AS1851-9-12M-HR",
+        "FHR",
+    ),
+    (
+        "emergency_lighting",
+        10,
+        "AS2293-6M-EL",
+        "AS2293-12M-EL",
+        "EL",
+    ),
+    ("fire_door", 10, "AS1851-12-6M-FD", "AS1851-12-12M-FD", "FD"),
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Seed {
+            database_url,
+            assets,
+            sessions,
+            email,
+            password,
+        } => seed(&database_url, assets, sessions, &email, &password).await,
+        Command::Time {
+            url,
+            email,
+            password,
+            building,
+            requests,
+            warmup,
+            format,
+        } => time(&url, &email, &password, building, requests, warmup, &format).await,
+    }
+}
+
+async fn seed(
+    url: &str,
+    n_assets: usize,
+    n_sessions: u32,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let db = DatabaseUrl::parse(url)?;
+    let store = firemode_server::store::connect(&db).await?;
+    firemode_server::rules::seed_library(store.as_ref()).await?;
+    let org = store.create_org("Bench Fire Services").await?;
+    let admin = store
+        .create_user(NewUser {
+            org_id: org.id,
+            email: email.to_owned(),
+            password_hash: firemode_server::auth::password::hash(password.to_owned()).await?,
+            role: Role::Admin,
+            full_name_enc: None,
+            phone_enc: None,
+        })
+        .await
+        .context("create the admin (is this database already seeded? use a fresh one)")?;
+    let now = Utc::now();
+    let building = BuildingRecord {
+        id: Uuid::now_v7(),
+        org_id: org.id,
+        name: "Bench Plaza".into(),
+        address: "200 Benchmark St, Sydney NSW 2000".into(),
+        building_type: "office".into(),
+        contact_name_enc: None,
+        contact_phone_enc: None,
+        contact_email: None,
+        rule_set_code: "AS1851".into(),
+        rule_set_version: "2012.1.0".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    store.create_building(&building).await?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1851);
+    let mut assets = Vec::with_capacity(n_assets);
+    for i in 0..n_assets {
+        let kind = kind_of(i);
+        let (asset_type, _, _, _, prefix) = KINDS[kind];
+        assets.push(AssetRecord {
+            id: Uuid::now_v7(),
+            org_id: org.id,
+            building_id: building.id,
+            asset_type: asset_type.into(),
+            location: format!(
+                "Level {} {}",
+                i % 40,
+                ["north", "south", "east", "west", "core"][i % 5]
+            ),
+            identifier: Some(format!("{prefix}-{i:05}")),
+            install_date: None,
+            rule_codes: sqlx::types::Json(vec![]),
+            created_at: now,
+            updated_at: now,
+        });
+    }
+    store.create_assets(&assets).await?;
+
+    // Visits every six months, the first five years ago; odd visits are yearly services.
+    let first = now
+        .checked_sub_months(Months::new(6 * n_sessions))
+        .context("date")?;
+    let mut items_total = 0;
+    for s in 0..n_sessions {
+        let visit = first
+            .checked_add_months(Months::new(6 * s))
+            .context("date")?;
+        let yearly = s % 2 == 1;
+        let session = SessionRow {
+            id: Uuid::new_v4(),
+            org_id: org.id,
+            building_id: building.id,
+            name: format!(
+                "{} service {}",
+                if yearly { "Yearly" } else { "Six-monthly" },
+                visit.date_naive()
+            ),
+            frequency: if yearly { "yearly" } else { "six_monthly" }.into(),
+            status: "completed".into(),
+            rule_set_code: "AS1851".into(),
+            rule_set_version: "2012.1.0".into(),
+            created_by: admin.id,
+            created_at: visit,
+            updated_at: visit,
+        };
+        store.create_session(&session, &[], &[]).await?;
+        let items: Vec<ItemRow> = assets
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let (_, _, six, twelve, _) = KINDS[kind_of(i)];
+                // A visit takes a few days; now and then one is late.
+                let late = if rng.gen_ratio(1, 50) { 30 } else { 0 };
+                let at = visit
+                    + chrono::Duration::minutes(rng.gen_range(0..4 * 24 * 60) + late * 24 * 60);
+                let roll: u32 = rng.gen_range(0..100);
+                let (outcome, classification) = match roll {
+                    0 => ("not_accessible", None),
+                    1..=2 => (
+                        "fail",
+                        Some(
+                            ["critical_defect", "non_critical_defect", "non_conformance"]
+                                [rng.gen_range(0..3)],
+                        ),
+                    ),
+                    _ => ("pass", Some("compliant")),
+                };
+                ItemRow {
+                    session_id: session.id,
+                    asset_id: a.id.to_string(),
+                    org_id: org.id,
+                    building_id: building.id,
+                    rule_code: Some(if yearly { twelve } else { six }.into()),
+                    outcome: Some(outcome.into()),
+                    raw_outcome: None,
+                    observed_condition: None,
+                    readings: sqlx::types::Json(json!({})),
+                    notes: String::new(),
+                    evidence: sqlx::types::Json(json!([])),
+                    recorded_by: Some(admin.id.to_string()),
+                    recorded_at: (outcome != "not_tested")
+                        .then(|| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                    classification: classification.map(str::to_owned),
+                    rule_version: Some("2012.1.0".into()),
+                    problems: sqlx::types::Json(json!([])),
+                }
+            })
+            .collect();
+        items_total += items.len();
+        store
+            .replace_projection(session.id, &items, 0, "", &json!([]))
+            .await?;
+    }
+    let defects = seed_defects(&db, &org.id, &building.id, &assets, &mut rng).await?;
+    println!(
+        "{}",
+        json!({
+            "org_id": org.id, "building_id": building.id, "email": email, "password": password,
+            "assets": assets.len(), "sessions": n_sessions, "items": items_total, "defects": defects,
+            "seconds": started.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
+}
+
+fn kind_of(i: usize) -> usize {
+    let slot = (i % 100) as u32;
+    let mut acc = 0;
+    for (k, (_, share, ..)) in KINDS.iter().enumerate() {
+        acc += share;
+        if slot < acc {
+            return k;
+        }
+    }
+    0
+}
+
+/// 300 defects on random assets, a third of them still open.
+async fn seed_defects(
+    db: &DatabaseUrl,
+    org: &Uuid,
+    building: &Uuid,
+    assets: &[AssetRecord],
+    rng: &mut rand::rngs::StdRng,
+) -> anyhow::Result<usize> {
+    let sql =
+        "INSERT INTO defects (id, org_id, building_id, asset_id, severity, status, source, title, \
+               description, evidence, discovered_at, notify_by, created_at, updated_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, 'manual', $7, '', $8, $9, $9, $9, $9)";
+    let rows: Vec<(Uuid, &str, &str)> = (0..300)
+        .map(|n| {
+            let asset = assets[rng.gen_range(0..assets.len())].id;
+            let severity = [
+                "critical",
+                "non_critical",
+                "non_conformance",
+                "non_conformance",
+            ][rng.gen_range(0..4)];
+            (asset, severity, if n % 3 == 0 { "open" } else { "closed" })
+        })
+        .collect();
+    let at = Utc::now();
+    macro_rules! insert {
+        ($pool:expr) => {{
+            let pool = $pool;
+            for (asset, severity, status) in &rows {
+                sqlx::query(sql)
+                    .bind(Uuid::now_v7())
+                    .bind(org)
+                    .bind(building)
+                    .bind(asset)
+                    .bind(severity)
+                    .bind(status)
+                    .bind(format!("{severity} defect"))
+                    .bind(sqlx::types::Json(json!([])))
+                    .bind(at)
+                    .execute(&pool)
+                    .await?;
+            }
+            pool.close().await;
+        }};
+    }
+    match db {
+        DatabaseUrl::Sqlite(path) => {
+            insert!(sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await?)
+        }
+        DatabaseUrl::Postgres(url) => insert!(sqlx::PgPool::connect(url.expose()).await?),
+    }
+    Ok(rows.len())
+}
+
+async fn time(
+    url: &str,
+    email: &str,
+    password: &str,
+    building: Uuid,
+    requests: usize,
+    warmup: usize,
+    format: &str,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("{url}/v1/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = login["access_token"]
+        .as_str()
+        .context("no access_token in the login answer")?;
+    let target = format!("{url}/v1/buildings/{building}/compliance?format={format}");
+    let mut samples = Vec::with_capacity(requests);
+    let mut bytes = 0;
+    for n in 0..warmup + requests {
+        let t0 = Instant::now();
+        let res = http.get(&target).bearer_auth(token).send().await?;
+        let status = res.status();
+        let body = res.bytes().await?;
+        let took = t0.elapsed();
+        if !status.is_success() {
+            bail!("{status}: {}", String::from_utf8_lossy(&body));
+        }
+        if n >= warmup {
+            samples.push(took);
+            bytes = body.len();
+        }
+    }
+    samples.sort();
+    let pct =
+        |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "format={format} requests={} bytes={bytes} p50={:.1}ms p95={:.1}ms max={:.1}ms",
+        samples.len(),
+        ms(pct(0.50)),
+        ms(pct(0.95)),
+        ms(*samples.last().context("no samples")?),
+    );
+    Ok(())
+}
