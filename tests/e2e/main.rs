@@ -20,4 +20,5 @@ mod samod_client;
 mod sessions;
 mod store_conformance;
 mod sync;
+mod sync_ack;
 mod users;

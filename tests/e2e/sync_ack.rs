@@ -13,10 +13,10 @@ use std::time::Duration;
 use firemode_sync_core::automerge::sync::{self, SyncDoc};
 use firemode_sync_core::automerge::transaction::Transactable;
 use firemode_sync_core::automerge::{Automerge, ReadDoc, ROOT};
+use firemode_sync_core::wire::Message;
 use firemode_tests::fixtures::{building, session};
 use firemode_tests::sync_client::{Event, SyncClient};
 use firemode_tests::{backend_tests, Backend};
-use firemode_sync_core::wire::Message;
 use uuid::Uuid;
 
 backend_tests!(a_stored_change_is_always_acknowledged);
@@ -30,7 +30,9 @@ fn set_condition(doc: &mut Automerge, asset: Uuid, value: &str) {
 }
 
 async fn a_stored_change_is_always_acknowledged(b: Backend) {
-    let Some(srv) = firemode_tests::TestServer::start(b).await else { return };
+    let Some(srv) = firemode_tests::TestServer::start(b).await else {
+        return;
+    };
     let org = srv.org("Acme").await;
     let bld = building(&srv, &org, 1).await;
     let s = session(&srv, &org.admin, &bld, &[]).await;
@@ -46,11 +48,17 @@ async fn a_stored_change_is_always_acknowledged(b: Backend) {
         // include C), no changes. X keeps the document actor busy committing while C and the
         // heads-only message queue up behind it, so those two are handled in one batch.
         set_condition(&mut doc, bld.assets[0], &format!("x{round}"));
-        let m_x = doc.generate_sync_message(&mut state).expect("a message with X");
+        let m_x = doc
+            .generate_sync_message(&mut state)
+            .expect("a message with X");
         set_condition(&mut doc, bld.assets[0], &format!("c{round}"));
-        let m_c = doc.generate_sync_message(&mut state).expect("a message with C");
+        let m_c = doc
+            .generate_sync_message(&mut state)
+            .expect("a message with C");
         state.last_sent_heads.clear();
-        let m_heads = doc.generate_sync_message(&mut state).expect("a heads-only message");
+        let m_heads = doc
+            .generate_sync_message(&mut state)
+            .expect("a heads-only message");
         assert!(m_heads.changes.is_empty());
         let ours = doc.get_heads();
         for m in [m_x, m_c, m_heads] {
@@ -80,6 +88,10 @@ async fn a_stored_change_is_always_acknowledged(b: Backend) {
         }
     }
     // Everything was stored, once.
-    let rows = srv.store().change_attributions(s["id"].as_str().unwrap().parse().unwrap()).await.unwrap();
+    let rows = srv
+        .store()
+        .change_attributions(s["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1 + 10, "the creation and two changes per round");
 }

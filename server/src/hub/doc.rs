@@ -194,6 +194,8 @@ impl Actor {
         let mut touched_peers = false;
         let mut unload = None;
         let mut project_now: Vec<oneshot::Sender<()>> = Vec::new();
+        // Connections whose changes this batch stores: they must hear heads covering them.
+        let mut senders: Vec<ConnId> = Vec::new();
         for cmd in batch {
             match cmd {
                 DocCmd::Sync { conn, access, data } => {
@@ -215,7 +217,11 @@ impl Actor {
                         });
                     // Whatever automerge accepted is kept and stored, even if a later part of
                     // the message failed.
-                    for mut c in self.doc.get_changes(&before) {
+                    let new_changes = self.doc.get_changes(&before);
+                    if !new_changes.is_empty() && !senders.contains(&conn.id) {
+                        senders.push(conn.id);
+                    }
+                    for mut c in new_changes {
                         pending.push(NewChange {
                             session_id: self.id,
                             hash: c.hash().0.to_vec(),
@@ -315,6 +321,16 @@ impl Actor {
                 });
                 let _ = p.info.out.try_send(frame);
                 p.info.kill.cancel();
+            }
+        }
+        // A later message of the same connection in this batch ("I have these heads", sent
+        // before it heard from us) makes automerge record our heads as already announced, and
+        // it would then send nothing. automerge-repo clients take the heads we announce as
+        // "saved on the server" (remote heads): without an announcement the last change would
+        // look unsaved until the next one. Forget what was announced, so that one is sent.
+        for id in &senders {
+            if let Some(p) = self.peers.get_mut(id) {
+                p.state.last_sent_heads.clear();
             }
         }
         if touched_peers {
