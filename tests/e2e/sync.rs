@@ -502,19 +502,19 @@ async fn bad_frames_close_only_that_socket(b: Backend) {
         })
         .await;
     }
-    let mut unavailable = 0;
+    let (mut unavailable, mut errors) = (0, 0);
     loop {
-        match c.next(Duration::from_secs(10)).await {
+        // Generous: on two busy cores 700 lookups can take a while; the socket must end closed.
+        match c.next(Duration::from_secs(60)).await {
             Event::Msg(Message::DocUnavailable { .. }) => unavailable += 1,
-            Event::Msg(Message::Error { .. }) => {}
-            Event::Closed(_) | Event::Timeout => break,
+            Event::Msg(Message::Error { .. }) => errors += 1,
+            Event::Closed(_) => break,
+            Event::Timeout => panic!("the flooding socket was neither answered nor closed"),
             Event::Msg(other) => panic!("{other:?}"),
         }
     }
-    assert!(
-        unavailable >= 500,
-        "{unavailable} answers before the cut-off"
-    );
+    assert_eq!(unavailable, 600, "every request answered up to the per-minute cap");
+    assert_eq!(errors, 1, "then one error and the socket closes");
     // Through all of it: nothing stored, the good client still syncs, the server is healthy.
     assert_eq!(server_doc(&w).await, heads_before);
     set_outcome(&mut d, w.bld.assets[0], "pass");
