@@ -4,6 +4,7 @@
 mod auth;
 mod buildings;
 mod cli;
+mod cli_tool;
 mod compliance;
 mod conflicts;
 mod convergence;

@@ -6,7 +6,7 @@
 use anyhow::{bail, Context};
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use clap::{Args, ValueEnum};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::authed;
@@ -135,7 +135,10 @@ fn render_sessions(sessions: &[Session]) -> String {
         "ASSIGNED",
         "UPDATED",
     ]);
-    for s in sessions {
+    // Oldest first, as people read a list; the API orders by id, which is random for v4 ids.
+    let mut sessions: Vec<&Session> = sessions.iter().collect();
+    sessions.sort_by_key(|s| (s.created_at, s.id));
+    for s in &sessions {
         t.row(vec![
             s.id.to_string(),
             truncate(&s.name, 40),
@@ -311,6 +314,7 @@ mod tests {
     use super::*;
     use crate::{Conflict, ConflictKind, ConflictValue, HistoryEntry};
     use chrono::TimeZone;
+    use serde_json::json;
 
     fn author(name: Option<&str>, device: &str) -> Author {
         Author {
