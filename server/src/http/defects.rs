@@ -17,7 +17,7 @@ use crate::audit::Target;
 use crate::auth::AuthUser;
 use crate::projection::notification_window;
 use crate::state::AppState;
-use crate::store::defects::{DefectEvent, DefectFilter, DefectRecord};
+use crate::store::defects::{DefectEvent, DefectFilter, DefectRecord, Transition};
 use crate::store::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -315,11 +315,13 @@ async fn update(
         .transition_defect(
             user.org_id,
             id,
-            &d.status,
-            &req.status,
-            user.user_id,
-            req.note.as_deref(),
-            now,
+            &Transition {
+                from: &d.status,
+                to: &req.status,
+                actor: user.user_id,
+                note: req.note.as_deref(),
+                at: now,
+            },
         )
         .await?
     {

@@ -52,6 +52,16 @@ pub struct DefectFilter {
     pub overdue_at: Option<DateTime<Utc>>,
 }
 
+/// One lifecycle step, stamped with who and when.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub actor: Uuid,
+    pub note: Option<&'a str>,
+    pub at: DateTime<Utc>,
+}
+
 /// What became of an automatic defect when a projection was applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AutoOutcome {
@@ -80,16 +90,12 @@ pub trait DefectStore: Send + Sync {
         f: &DefectFilter,
         page: Page,
     ) -> StoreResult<Vec<DefectRecord>>;
-    /// Move `from` -> `to` if the defect is still in `from` (false when someone moved it first).
+    /// Apply `step` if the defect is still in `step.from` (false when someone moved it first).
     async fn transition_defect(
         &self,
         org_id: Uuid,
         id: Uuid,
-        from: &str,
-        to: &str,
-        actor: Uuid,
-        note: Option<&str>,
-        at: DateTime<Utc>,
+        step: &Transition<'_>,
     ) -> StoreResult<bool>;
     async fn defect_events(&self, id: Uuid) -> StoreResult<Vec<DefectEvent>>;
 }
@@ -263,12 +269,9 @@ macro_rules! defects_sql {
                 &self,
                 org_id: uuid::Uuid,
                 id: uuid::Uuid,
-                from: &str,
-                to: &str,
-                actor: uuid::Uuid,
-                note: Option<&str>,
-                at: chrono::DateTime<chrono::Utc>,
+                step: &$crate::store::defects::Transition<'_>,
             ) -> $crate::store::StoreResult<bool> {
+                let (from, to, at) = (step.from, step.to, step.at);
                 let mut tx = self.writer.begin().await?;
                 let done = sqlx::query(
                     "UPDATE defects SET status = $1, updated_at = $2, \
@@ -285,7 +288,7 @@ macro_rules! defects_sql {
                 if done.rows_affected() == 0 {
                     return Ok(false);
                 }
-                Self::defect_event(&mut tx, id, Some(from), to, Some(actor), note, at).await?;
+                Self::defect_event(&mut tx, id, Some(from), to, Some(step.actor), step.note, at).await?;
                 tx.commit().await?;
                 Ok(true)
             }
