@@ -10,11 +10,13 @@ use firemode_tests::clients::{
     building_with_assets, create_session, js_clients_available, run_node_test, server_document,
     sorted_heads, user_json, SIX_MONTHLY_KINDS,
 };
-use firemode_tests::{backend_tests, Backend, TestServer};
+use firemode_tests::{backend_tests, test_config, Backend, TestDb, TestServer};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-backend_tests!(real_js_clients);
+backend_tests!(real_js_clients, a_socket_that_never_joins_is_closed);
 
 async fn real_js_clients(backend: Backend) {
     if !js_clients_available() {
@@ -158,5 +160,39 @@ async fn real_js_clients(backend: Backend) {
             "after restart"
         );
     }
+    srv.stop().await;
+}
+
+/// automerge-repo 2.5's `WebSocketClientAdapter` dials again every `retryInterval` while a
+/// connect is pending, dropping the listeners of the socket it replaces; when that socket opens
+/// later it never sends `join` and would stay open for good (pings are answered by the socket
+/// library). The server closes sockets that do not join within two ping intervals.
+async fn a_socket_that_never_joins_is_closed(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let mut cfg = test_config(&db);
+    cfg.sync_ping_interval = Duration::from_millis(200);
+    let srv = TestServer::start_with(db, cfg).await;
+    let org = srv.org("Quiet Sockets").await;
+    let url = format!(
+        "{}/v1/sync?token={}",
+        srv.base.replacen("http", "ws", 1),
+        org.admin.token
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server closes a socket that never joins");
+    assert_eq!(closed, Some(1008));
     srv.stop().await;
 }

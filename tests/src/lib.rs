@@ -199,15 +199,20 @@ impl TestServer {
     }
 
     pub async fn start_with(db: TestDb, cfg: Config) -> Self {
+        logs::init();
+        let state = AppState::new(cfg).await.expect("server state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        Self::serve_on(db, cfg, listener).await
+        Self::serve_on(db, state, listener)
     }
 
     /// Start on `db` listening on `addr` (e.g. the address of a server just stopped, so that
-    /// clients reconnect to the same URL). Retries briefly while the port is still taken.
+    /// clients reconnect to the same URL). Like the binary, it binds once the state is ready, so
+    /// clients see "connection refused" until then. Retries briefly while the port is taken.
     pub async fn start_on(db: TestDb, cfg: Config, addr: std::net::SocketAddr) -> Self {
+        logs::init();
+        let state = AppState::new(cfg).await.expect("server state");
         let mut tries = 0;
         let listener = loop {
             match tokio::net::TcpListener::bind(addr).await {
@@ -220,7 +225,7 @@ impl TestServer {
                 Err(e) => panic!("cannot bind {addr} again: {e}"),
             }
         };
-        Self::serve_on(db, cfg, listener).await
+        Self::serve_on(db, state, listener)
     }
 
     /// The address this server listens on.
@@ -231,9 +236,7 @@ impl TestServer {
             .expect("base is http://<addr>")
     }
 
-    async fn serve_on(db: TestDb, cfg: Config, listener: tokio::net::TcpListener) -> Self {
-        logs::init();
-        let state = AppState::new(cfg).await.expect("server state");
+    fn serve_on(db: TestDb, state: AppState, listener: tokio::net::TcpListener) -> Self {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let handle = tokio::spawn(firemode_server::serve(listener, state.clone()));
         let client = Client::new(&base);

@@ -150,7 +150,7 @@ export class FireModeClient {
     if (this.userId && this.userId !== user) throw new Error("tokens of another user: create a new client")
     this.userId = user
     if (!this.repo) {
-      this.adapter = new WebSocketClientAdapter(syncUrl(this.baseUrl, tokens.access_token), this.retryMs)
+      this.adapter = this.#newAdapter()
       this.repo = new Repo({
         network: [this.adapter],
         storage: this.storage,
@@ -174,13 +174,25 @@ export class FireModeClient {
     // Retire first: the old adapter must announce "peer-disconnected" before the new one
     // announces the server again, or the network subsystem keeps routing to the old one.
     this.#retireAdapter()
-    this.adapter = new WebSocketClientAdapter(syncUrl(this.baseUrl, this.#token()), this.retryMs)
+    this.adapter = this.#newAdapter()
     this.#repo().networkSubsystem.addNetworkAdapter(this.adapter)
   }
 
   /** Go offline (the tablet's edits stay local until `goOnline`). */
   goOffline() {
     this.#retireAdapter()
+  }
+
+  /** The sync adapter, with a URL carrying the current token. */
+  #newAdapter() {
+    const adapter = new WebSocketClientAdapter(syncUrl(this.baseUrl, this.#token()), this.retryMs)
+    // In Node, WebSocketClientAdapter 2.5 rethrows every connection error but ECONNREFUSED from
+    // the socket's error listener: an uncaught exception that ends the process when a server
+    // resets a connection during a restart ("socket hang up") or answers the upgrade with
+    // 401/503. Browsers never get there (their error events carry no error). Do what the
+    // browser path does: the "close" event that follows schedules the retry.
+    adapter.onError = () => {}
+    return adapter
   }
 
   #retireAdapter() {
@@ -194,6 +206,9 @@ export class FireModeClient {
     old.connect = () => {}
     const repo = this.#repo()
     if (old.socket) {
+      // Closing a socket that is still connecting makes Node's `ws` emit "error" after the
+      // adapter removed its listeners, an uncaught exception there (browsers just close).
+      old.socket.addEventListener("error", () => {})
       repo.networkSubsystem.removeNetworkAdapter(old)
     } else {
       // Never connected: nothing to close (disconnect() would assert).

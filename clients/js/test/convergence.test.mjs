@@ -42,7 +42,11 @@ test("random concurrent edits, random disconnects and a server restart converge"
     online: true,
     disconnects: 0,
   }))
-  t.after(() => Promise.all(clients.map(c => c.fm.close())))
+  const timers = new Set()
+  t.after(() => {
+    for (const timer of timers) clearTimeout(timer)
+    return Promise.all(clients.map(c => c.fm.close()))
+  })
   for (const c of clients) {
     for (const s of fx.sessions) c.handles[s.id] = await c.fm.openSession(s.document_url)
   }
@@ -90,10 +94,12 @@ test("random concurrent edits, random disconnects and a server restart converge"
         c.disconnects++
         c.fm.goOffline()
         const back = 50 + random() * 500
-        setTimeout(() => {
+        const timer = setTimeout(() => {
+          timers.delete(timer)
           c.fm.goOnline()
           c.online = true
         }, back)
+        timers.add(timer)
       }
       await sleep(5 + random() * 40)
     }

@@ -30,7 +30,7 @@ export function writeOutput(key, value) {
  * A logged-in tablet for a fixture user: the real automerge-repo Repo with the real
  * WebSocketClientAdapter, through src/firemode.mjs.
  */
-export function tablet(fx, user, deviceId, { retryMs = 300 } = {}) {
+export function tablet(fx, user, deviceId, { retryMs = 1000 } = {}) {
   const c = new FireModeClient({ baseUrl: fx.base_url, deviceId, retryMs, autoRefresh: false })
   c.useTokens({ access_token: user.token, refresh_token: user.refresh, expires_in: 900 })
   return c

@@ -15,7 +15,6 @@ const PAGE_W: f32 = 841.89;
 const PAGE_H: f32 = 595.28;
 const MARGIN: f32 = 36.0;
 const FOOTER_Y: f32 = 20.0;
-const TABLE_BOTTOM: f32 = 40.0;
 const ROW_H: f32 = 12.0;
 const CELL_FONT: f32 = 7.5;
 const PAD: f32 = 3.0;
@@ -107,14 +106,15 @@ pub fn render(report: &Report) -> Vec<u8> {
     pdf.finish()
 }
 
-/// Rows per page: the first page has the summary above its table.
+/// Rows per page (down to about 40 pt above the page edge, clear of the footer): the first
+/// page has the summary above its table.
 const FIRST_PAGE_ROWS: usize = 22;
 const PAGE_ROWS: usize = 39;
 
 /// The item ranges of each page (at least one page).
 fn paginate(n: usize) -> Vec<std::ops::Range<usize>> {
-    let mut pages = vec![0..n.min(FIRST_PAGE_ROWS)];
-    let mut start = pages[0].end;
+    let mut start = n.min(FIRST_PAGE_ROWS);
+    let mut pages = Vec::from([0..start]);
     while start < n {
         let end = (start + PAGE_ROWS).min(n);
         pages.push(start..end);

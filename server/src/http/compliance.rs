@@ -17,7 +17,7 @@ use crate::compliance::{self, Inputs, Report};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(report))
+    OpenApiRouter::new().routes(routes!(get))
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -54,7 +54,7 @@ pub struct ReportQuery {
         (status = 200, description = "JSON; with format=csv `text/csv`, with format=pdf `application/pdf` (both attachments)",
          content((Report = "application/json"), (String = "text/csv"), (Vec<u8> = "application/pdf"))),
         (status = 400, body = Problem), (status = 404, body = Problem)))]
-async fn report(
+async fn get(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<Uuid>,

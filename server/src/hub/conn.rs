@@ -31,6 +31,14 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_POLICY: u16 = 1008;
 
+/// Quiet time between the last frame sent on a socket and the close frame the server sends.
+/// automerge-repo 2.5 answers a `sync` message a few promise turns after it arrives; when the
+/// close frame came in the same network read, the socket is CLOSING by then, the adapter's
+/// `send` throws inside `DocHandle.update`, and the client's handle for that document is broken
+/// for good ("Attempting to change an outdated document"). Not sending the close right behind
+/// a sync message keeps unmodified clients working across server restarts and revocations.
+const CLOSE_GRACE: Duration = Duration::from_millis(200);
+
 /// Unavailable answers a connection may cause per minute before it is cut off (random-id floods).
 const MAX_UNAVAILABLE_PER_MINUTE: u32 = 600;
 
@@ -140,6 +148,11 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
     let mut ping = tokio::time::interval(cfg.ping_interval);
     ping.tick().await;
     let mut waiting_pong: Option<Instant> = None;
+    let mut last_frame: Option<Instant> = None;
+    // A socket that never joins is closed: automerge-repo 2.5's adapter leaves such sockets
+    // open (with no listeners) when a connect attempt outlasts its retry interval.
+    let join_deadline = tokio::time::sleep(cfg.ping_interval * 2);
+    tokio::pin!(join_deadline);
     let mut conn = Conn {
         id: hub.next_conn_id(),
         state: state.clone(),
@@ -162,6 +175,9 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
                 };
             }
             _ = &mut expiry => break (CLOSE_POLICY, "token expired".into()),
+            _ = &mut join_deadline, if conn.info.is_none() => {
+                break (CLOSE_POLICY, "no join message in time".into());
+            }
             ev = revoked.recv() => {
                 // On any revocation (or a lagged channel), re-check this token.
                 let _ = ev;
@@ -174,6 +190,7 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
                 if sink.send(WsMessage::Binary(frame.into())).await.is_err() {
                     break (CLOSE_NORMAL, String::new());
                 }
+                last_frame = Some(Instant::now());
             }
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { break (CLOSE_NORMAL, String::new()) };
@@ -206,11 +223,17 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
             }
         }
     };
-    // Flush what is queued (an error frame, say), then close.
+    // Stop producing frames for this socket, flush what is queued (an error frame, say), then
+    // close; see CLOSE_GRACE for the pause between the last frame and the close.
+    conn.detach_all().await;
     while let Ok(frame) = out_rx_try(&mut out_rx) {
         if sink.send(WsMessage::Binary(frame.into())).await.is_err() {
             break;
         }
+        last_frame = Some(Instant::now());
+    }
+    if let Some(at) = last_frame {
+        tokio::time::sleep_until(at + CLOSE_GRACE).await;
     }
     let _ = sink
         .send(WsMessage::Close(Some(CloseFrame {
@@ -218,7 +241,6 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
             reason: close.1.clone().into(),
         })))
         .await;
-    conn.detach_all().await;
     tracing::debug!(conn = conn.id, code = close.0, reason = %close.1, "sync connection closed");
 }
 

@@ -46,6 +46,8 @@ enum Command {
 enum BenchCommand {
     /// GET /v1/users/me with one bearer token (JWT check + one database read per request).
     UsersMe(BenchArgs),
+    /// POST /v1/evidence: multipart photo uploads (256 KiB by default, each one different).
+    EvidenceUpload(bench::evidence::EvidenceArgs),
     /// Sync load: N clients editing M shared session documents over the automerge-repo
     /// protocol (FireMode or the reference JS sync server); edit-to-peer latency, edits/s,
     /// convergence, server memory.
@@ -106,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Tool(command) => cli::run(command, &cli.global).await,
         Command::Bench(BenchCommand::UsersMe(args)) => bench_users_me(args, json).await,
+        Command::Bench(BenchCommand::EvidenceUpload(args)) => bench::evidence::run(args, json).await,
         Command::Bench(BenchCommand::Sync(args)) => {
             let r = bench::sync::load::run(args, json).await?;
             print_report(&r, || r.to_text(), json)

@@ -5,6 +5,7 @@
 //! is the measured step. Steps started during the warm-up are not counted; the run stops by
 //! itself at the deadline, cancelling steps still in flight (those are not counted either).
 
+pub mod evidence;
 pub mod stats;
 pub mod sync;
 pub mod workloads;

@@ -464,6 +464,9 @@ pub struct Report {
     pub server_usage: Option<ServerUsage>,
     /// CPU cores this generator used during the measured window (it shares the machine).
     pub generator_cpu_cores: Option<f64>,
+    /// CPU cores the whole machine used during the measured window: what the server and the
+    /// generator did not use went to other processes.
+    pub machine_cpu_cores: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -598,9 +601,11 @@ pub async fn run(args: &SyncArgs, json: bool) -> Result<Report> {
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     let cpu_from = monitor.as_ref().and_then(|(_, m)| m.now());
     let self_from = procmon::sample("self").ok();
+    let machine_from = procmon::machine_busy_secs().ok();
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     let cpu_to = monitor.as_ref().and_then(|(_, m)| m.now());
     let self_to = procmon::sample("self").ok();
+    let machine_to = procmon::machine_busy_secs().ok();
 
     // Drain: no more edits; wait for every document to converge.
     let _ = phase_tx.send(Phase::Drain);
@@ -657,6 +662,7 @@ pub async fn run(args: &SyncArgs, json: bool) -> Result<Report> {
         bytes_from_server: 0,
         server_usage: None,
         generator_cpu_cores: None,
+        machine_cpu_cores: None,
     };
     for c in results {
         r.edits_made += c.made;
@@ -679,6 +685,9 @@ pub async fn run(args: &SyncArgs, json: bool) -> Result<Report> {
     r.edit_to_ack = LatencySummary::from_samples(ack_ns);
     if let (Some(a), Some(b)) = (self_from, self_to) {
         r.generator_cpu_cores = Some((b.cpu_secs - a.cpu_secs) / args.duration);
+    }
+    if let (Some(a), Some(b)) = (machine_from, machine_to) {
+        r.machine_cpu_cores = Some((b - a) / args.duration);
     }
     if let (Some((pid, m)), Some(base), Some(loaded), Some(end)) =
         (monitor.as_ref(), baseline, loaded, end)
@@ -830,6 +839,9 @@ impl Report {
         }
         if let Some(g) = self.generator_cpu_cores {
             s += &format!("generator cpu      {g:.2} cores\n");
+        }
+        if let Some(m) = self.machine_cpu_cores {
+            s += &format!("machine cpu        {m:.2} cores busy in all (others included)\n");
         }
         if self.client_errors > 0 {
             s += &format!(

@@ -112,6 +112,10 @@ pub struct TouchArgs {
     /// Keep every connection open until all documents are touched (so all stay loaded).
     #[arg(long)]
     pub hold: bool,
+    /// FireMode: only create the sessions (into --sessions-file) and stop; touch them later on
+    /// a freshly started server, so that creating them does not count.
+    #[arg(long, requires = "sessions_file")]
+    pub create_only: bool,
     /// Seconds to wait after touching for idle documents to unload (FireMode: stops early
     /// once nothing is loaded).
     #[arg(long, default_value_t = 10.0)]

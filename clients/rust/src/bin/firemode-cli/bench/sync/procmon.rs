@@ -59,6 +59,24 @@ pub fn sample(pid: &str) -> Result<Sample> {
     })
 }
 
+/// Busy CPU time of the whole machine since boot, seconds (all CPUs; `/proc/stat`), to see
+/// how much of the machine other processes took during a run.
+pub fn machine_busy_secs() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().unwrap_or_default();
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+    if f.len() < 5 {
+        return Err(anyhow!("unexpected /proc/stat"));
+    }
+    let total: u64 = f.iter().take(8).sum();
+    Ok((total - f[3] - f[4]) as f64 / TICKS_PER_SEC)
+}
+
 /// Samples a process every `every` and keeps the highest RSS seen.
 pub struct Monitor {
     pid: String,
@@ -122,6 +140,17 @@ mod tests {
         let s = sample("self").unwrap();
         assert!(s.rss_mib > 0.0 && s.hwm_mib >= s.rss_mib * 0.5, "{s:?}");
         assert!(s.cpu_secs >= 0.0);
+    }
+
+    #[test]
+    fn machine_time_grows() {
+        let a = machine_busy_secs().unwrap();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        assert!(machine_busy_secs().unwrap() >= a);
     }
 
     #[test]

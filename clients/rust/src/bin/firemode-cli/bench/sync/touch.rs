@@ -170,6 +170,26 @@ pub async fn run(args: &TouchArgs, json: bool) -> Result<Report> {
     let target = Target::connect(&args.target).await?;
     target.check_token_lasts(Duration::from_secs(600))?;
     let docs = Arc::new(target.documents(&args.target, args.documents).await?);
+    if args.create_only {
+        if target.kind != ServerKind::Firemode {
+            bail!("--create-only is for FireMode sessions");
+        }
+        return Ok(Report {
+            server: target.kind,
+            url: target.base.clone(),
+            documents: docs.len(),
+            concurrency: 0,
+            documents_per_connection: 0,
+            edit: false,
+            hold: false,
+            touch_secs: 0.0,
+            touches_per_sec: 0.0,
+            touch_latency: None,
+            errors: 0,
+            first_error: None,
+            server_usage: None,
+        });
+    }
     let monitor = match args.target.server_pid {
         Some(pid) => Some((pid, Monitor::start(pid, Duration::from_millis(50))?)),
         None => None,
