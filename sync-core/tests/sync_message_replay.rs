@@ -19,7 +19,10 @@ fn session() -> Automerge {
         rule_set_version: "2012.1.0".into(),
         frequency: "six_monthly".into(),
         name: "replay".into(),
-        items: vec![ItemInit { asset_id: Uuid::from_u128(4), rule_code: "AS1851-10-6M-EXT".into() }],
+        items: vec![ItemInit {
+            asset_id: Uuid::from_u128(4),
+            rule_code: "AS1851-10-6M-EXT".into(),
+        }],
     };
     create_session_document(&init, ActorId::from(&[1u8; 16][..]), 0).unwrap()
 }
@@ -31,9 +34,13 @@ fn genuine_messages() -> Vec<Vec<u8>> {
     {
         let mut tx = tablet.transaction();
         let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
-        let (_, item) = tx.get(&items, Uuid::from_u128(4).to_string()).unwrap().unwrap();
+        let (_, item) = tx
+            .get(&items, Uuid::from_u128(4).to_string())
+            .unwrap()
+            .unwrap();
         tx.put(&item, "outcome", "fail").unwrap();
-        tx.put(&item, "observedCondition", "extinguisher_missing").unwrap();
+        tx.put(&item, "observedCondition", "extinguisher_missing")
+            .unwrap();
         tx.commit();
     }
     let (mut s_server, mut s_tablet) = (sync::State::new(), sync::State::new());
@@ -43,7 +50,9 @@ fn genuine_messages() -> Vec<Vec<u8>> {
         if let Some(m) = tablet.generate_sync_message(&mut s_tablet) {
             let bytes = m.encode();
             out.push(bytes.clone());
-            server.receive_sync_message(&mut s_server, sync::Message::decode(&bytes).unwrap()).unwrap();
+            server
+                .receive_sync_message(&mut s_server, sync::Message::decode(&bytes).unwrap())
+                .unwrap();
         }
         if let Some(m) = server.generate_sync_message(&mut s_server) {
             tablet.receive_sync_message(&mut s_tablet, m).unwrap();

@@ -180,7 +180,9 @@ async fn a_socket_that_never_joins_is_closed(backend: Backend) {
         srv.base.replacen("http", "ws", 1),
         org.admin.token
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(m) = ws.next().await {
             match m {

@@ -7,7 +7,6 @@ mod cli;
 mod cli_tool;
 mod compliance;
 mod conflicts;
-mod convergence;
 mod defects;
 mod durability;
 mod evidence;

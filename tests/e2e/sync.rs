@@ -513,7 +513,10 @@ async fn bad_frames_close_only_that_socket(b: Backend) {
             Event::Msg(other) => panic!("{other:?}"),
         }
     }
-    assert_eq!(unavailable, 600, "every request answered up to the per-minute cap");
+    assert_eq!(
+        unavailable, 600,
+        "every request answered up to the per-minute cap"
+    );
     assert_eq!(errors, 1, "then one error and the socket closes");
     // Through all of it: nothing stored, the good client still syncs, the server is healthy.
     assert_eq!(server_doc(&w).await, heads_before);

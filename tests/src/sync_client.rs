@@ -138,7 +138,13 @@ impl SyncClient {
     /// Run the automerge sync protocol for one document until both sides announce the same
     /// heads (or, for a peer whose changes the server ignores, until it has been quiet for a
     /// while). Returns Err if the server answered otherwise (doc-unavailable, error, close).
-    pub async fn sync(&mut self, doc_id: &str, doc: &mut Automerge, state: &mut sync::State, request: bool) -> Result<(), String> {
+    pub async fn sync(
+        &mut self,
+        doc_id: &str,
+        doc: &mut Automerge,
+        state: &mut sync::State,
+        request: bool,
+    ) -> Result<(), String> {
         // Generous: the suite runs on 2 shared cores, and a slow answer must not pass as "done".
         let patience = Duration::from_secs(3);
         let mut first = request;
@@ -151,16 +157,25 @@ impl SyncClient {
             }
             let ours = doc.get_heads();
             let in_sync = state.their_heads.as_ref() == Some(&ours) && !ours.is_empty();
-            let wait = if in_sync { Duration::from_millis(150) } else { patience };
+            let wait = if in_sync {
+                Duration::from_millis(150)
+            } else {
+                patience
+            };
             match self.next(wait).await {
                 Event::Timeout => return Ok(()),
                 Event::Closed(code) => return Err(format!("closed {code:?}")),
-                Event::Msg(Message::Sync { document_id, data, .. }) if document_id == doc_id => {
+                Event::Msg(Message::Sync {
+                    document_id, data, ..
+                }) if document_id == doc_id => {
                     let m = sync::Message::decode(&data).map_err(|e| e.to_string())?;
-                    doc.receive_sync_message(state, m).map_err(|e| e.to_string())?;
+                    doc.receive_sync_message(state, m)
+                        .map_err(|e| e.to_string())?;
                 }
                 Event::Msg(Message::DocUnavailable { .. }) => return Err("doc-unavailable".into()),
-                Event::Msg(Message::Error { message, .. }) => return Err(format!("error: {message}")),
+                Event::Msg(Message::Error { message, .. }) => {
+                    return Err(format!("error: {message}"))
+                }
                 Event::Msg(_) => {}
             }
         }

@@ -114,7 +114,8 @@ const PAGE_ROWS: usize = 39;
 /// The item ranges of each page (at least one page).
 fn paginate(n: usize) -> Vec<std::ops::Range<usize>> {
     let mut start = n.min(FIRST_PAGE_ROWS);
-    let mut pages = Vec::from([0..start]);
+    let mut pages = Vec::new();
+    pages.push(0..start);
     while start < n {
         let end = (start + PAGE_ROWS).min(n);
         pages.push(start..end);

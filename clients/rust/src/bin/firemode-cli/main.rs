@@ -108,7 +108,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Tool(command) => cli::run(command, &cli.global).await,
         Command::Bench(BenchCommand::UsersMe(args)) => bench_users_me(args, json).await,
-        Command::Bench(BenchCommand::EvidenceUpload(args)) => bench::evidence::run(args, json).await,
+        Command::Bench(BenchCommand::EvidenceUpload(args)) => {
+            bench::evidence::run(args, json).await
+        }
         Command::Bench(BenchCommand::Sync(args)) => {
             let r = bench::sync::load::run(args, json).await?;
             print_report(&r, || r.to_text(), json)

@@ -122,7 +122,9 @@ impl Workload for EvidenceUpload {
                     .text("evidence_type", "photo")
                     .text("sha256", sha256.clone())
                     .part("file", file);
-                http.post(url).header("idempotency-key", &key).multipart(form)
+                http.post(url)
+                    .header("idempotency-key", &key)
+                    .multipart(form)
             })
             .await
             .map(drop)
