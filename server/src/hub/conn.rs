@@ -31,13 +31,15 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_POLICY: u16 = 1008;
 
-/// Quiet time between the last frame sent on a socket and the close frame the server sends.
-/// automerge-repo 2.5 answers a `sync` message a few promise turns after it arrives; when the
-/// close frame came in the same network read, the socket is CLOSING by then, the adapter's
-/// `send` throws inside `DocHandle.update`, and the client's handle for that document is broken
-/// for good ("Attempting to change an outdated document"). Not sending the close right behind
-/// a sync message keeps unmodified clients working across server restarts and revocations.
-const CLOSE_GRACE: Duration = Duration::from_millis(200);
+/// Before the server closes a socket it sends a ping with this payload and waits (at most
+/// CLOSE_BARRIER_TIMEOUT) for the matching pong. automerge-repo 2.5 answers a `sync` message a
+/// few promise turns after it arrives; in Node (`ws`), a close frame read in the same network
+/// read as that message makes the socket CLOSING first, the adapter's `send` then throws inside
+/// `DocHandle.update`, and the client's handle for that document is broken for good ("Attempting
+/// to change an outdated document"). A pong comes back only once the client has read every
+/// frame before the ping, so the close frame can no longer arrive together with a sync message.
+const CLOSE_BARRIER: &[u8] = b"firemode-close";
+const CLOSE_BARRIER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Unavailable answers a connection may cause per minute before it is cut off (random-id floods).
 const MAX_UNAVAILABLE_PER_MINUTE: u32 = 600;
@@ -148,7 +150,8 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
     let mut ping = tokio::time::interval(cfg.ping_interval);
     ping.tick().await;
     let mut waiting_pong: Option<Instant> = None;
-    let mut last_frame: Option<Instant> = None;
+    // The client closed or vanished: nothing to flush, no close handshake to protect.
+    let mut peer_gone = false;
     // A socket that never joins is closed: automerge-repo 2.5's adapter leaves such sockets
     // open (with no listeners) when a connect attempt outlasts its retry interval.
     let join_deadline = tokio::time::sleep(cfg.ping_interval * 2);
@@ -188,12 +191,15 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
             frame = out_rx.recv() => {
                 let Some(frame) = frame else { break (CLOSE_NORMAL, String::new()) };
                 if sink.send(WsMessage::Binary(frame.into())).await.is_err() {
+                    peer_gone = true;
                     break (CLOSE_NORMAL, String::new());
                 }
-                last_frame = Some(Instant::now());
             }
             msg = stream.next() => {
-                let Some(Ok(msg)) = msg else { break (CLOSE_NORMAL, String::new()) };
+                let Some(Ok(msg)) = msg else {
+                    peer_gone = true;
+                    break (CLOSE_NORMAL, String::new());
+                };
                 match msg {
                     WsMessage::Binary(bytes) => match conn.on_frame(&bytes).await {
                         Flow::Continue => {}
@@ -205,7 +211,10 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
                     }
                     WsMessage::Pong(_) => waiting_pong = None,
                     WsMessage::Ping(_) => {}
-                    WsMessage::Close(_) => break (CLOSE_NORMAL, String::new()),
+                    WsMessage::Close(_) => {
+                        peer_gone = true;
+                        break (CLOSE_NORMAL, String::new());
+                    }
                 }
             }
             _ = ping.tick() => {
@@ -218,22 +227,37 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
                     waiting_pong = Some(Instant::now());
                 }
                 if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                    peer_gone = true;
                     break (CLOSE_NORMAL, String::new());
                 }
             }
         }
     };
-    // Stop producing frames for this socket, flush what is queued (an error frame, say), then
-    // close; see CLOSE_GRACE for the pause between the last frame and the close.
+    // Stop producing frames for this socket, flush what is queued (an error frame, say), wait
+    // until the client has read it all (see CLOSE_BARRIER), then close.
     conn.detach_all().await;
-    while let Ok(frame) = out_rx_try(&mut out_rx) {
-        if sink.send(WsMessage::Binary(frame.into())).await.is_err() {
-            break;
+    if !peer_gone {
+        while let Ok(frame) = out_rx_try(&mut out_rx) {
+            if sink.send(WsMessage::Binary(frame.into())).await.is_err() {
+                peer_gone = true;
+                break;
+            }
         }
-        last_frame = Some(Instant::now());
     }
-    if let Some(at) = last_frame {
-        tokio::time::sleep_until(at + CLOSE_GRACE).await;
+    if !peer_gone
+        && sink
+            .send(WsMessage::Ping(CLOSE_BARRIER.to_vec().into()))
+            .await
+            .is_ok()
+    {
+        let _ = tokio::time::timeout(CLOSE_BARRIER_TIMEOUT, async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(&msg, WsMessage::Pong(p) if p.as_ref() == CLOSE_BARRIER) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     let _ = sink
         .send(WsMessage::Close(Some(CloseFrame {
