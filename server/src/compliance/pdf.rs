@@ -18,10 +18,12 @@ const FOOTER_Y: f32 = 20.0;
 const ROW_H: f32 = 12.0;
 const CELL_FONT: f32 = 7.5;
 const PAD: f32 = 3.0;
+const INTERVAL_COLUMN: usize = 8;
 const REGULAR: Name<'static> = Name(b"F1");
 const BOLD: Name<'static> = Name(b"F2");
 
-/// Table columns: heading and width (points); they fill the width between the margins.
+/// Table columns: heading and width (points); they fill the width between the margins. "Open
+/// defects" is critical/non-critical/non-conformance.
 const COLUMNS: [(&str, f32); 11] = [
     ("Asset", 78.0),
     ("Type", 92.0),
@@ -32,7 +34,7 @@ const COLUMNS: [(&str, f32); 11] = [
     ("Outcome", 40.0),
     ("Next due", 54.0),
     ("Interval", 58.0),
-    ("Defects C/NC/NCF", 68.0),
+    ("Open defects", 68.0),
     ("Status", 67.77),
 ];
 
@@ -205,22 +207,21 @@ fn first_page_header(c: &mut Content, r: &Report) -> f32 {
         &format!("Overall status: {}", status_label(r.status)),
     );
     c.set_fill_gray(0.0);
-    text(
-        c,
-        REGULAR,
-        7.5,
-        MARGIN + 262.0,
-        y + 5.0,
-        "Precedence: critical defect (an open critical defect) > overdue (a service late beyond its tolerance or never done)",
-    );
-    text(
-        c,
-        REGULAR,
-        7.5,
-        MARGIN + 262.0,
-        y - 4.0,
-        "> defects open (open non-critical defects or non-conformances) > compliant.",
-    );
+    let notes = [
+        "Status precedence: critical defect (an open critical defect) > overdue (a service late beyond",
+        "its tolerance, or never done) > defects open (non-critical defects, non-conformances) > compliant.",
+        "Open defects column: critical / non-critical / non-conformance.",
+    ];
+    for (n, note) in notes.iter().enumerate() {
+        text(
+            c,
+            REGULAR,
+            7.5,
+            MARGIN + 262.0,
+            y + 9.0 - 8.5 * n as f32,
+            note,
+        );
+    }
 
     // Summary: two columns of figures.
     let s = &r.summary;
@@ -322,7 +323,7 @@ fn table(c: &mut Content, top: f32, rows: &[ReportRow], first_index: usize) -> f
             .clone()
             .unwrap_or_else(|| row.asset_id.to_string());
         let interval = match (row.interval_days, row.outside_tolerance) {
-            (Some(d), true) => format!("{d} d OUTSIDE"),
+            (Some(d), true) => format!("{d} d outside"),
             (Some(d), false) => format!("{d} d"),
             (None, _) => String::new(),
         };
@@ -363,8 +364,17 @@ fn table(c: &mut Content, top: f32, rows: &[ReportRow], first_index: usize) -> f
             defects,
         ];
         let mut x = MARGIN;
-        for (value, (_, w)) in cells.iter().zip(COLUMNS) {
-            cell(c, REGULAR, x, y, w, value);
+        for (n, (value, (_, w))) in cells.iter().zip(COLUMNS).enumerate() {
+            // Work outside its tolerance window stands out (cl. 1.11 asks for it reported).
+            let flag = n == INTERVAL_COLUMN && row.outside_tolerance;
+            if flag {
+                let (red, green, blue) = status_rgb(Status::Overdue);
+                c.set_fill_rgb(red, green, blue);
+            }
+            cell(c, if flag { BOLD } else { REGULAR }, x, y, w, value);
+            if flag {
+                c.set_fill_gray(0.0);
+            }
             x += w;
         }
         let (red, green, blue) = status_rgb(row.status);
