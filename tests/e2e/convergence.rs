@@ -16,7 +16,10 @@ use firemode_tests::clients::{
 use firemode_tests::{backend_tests, Backend, TestServer};
 use serde_json::json;
 
-backend_tests!(random_edits_disconnects_and_a_restart_converge);
+backend_tests!(
+    random_edits_disconnects_and_a_restart_converge,
+    a_document_touched_during_shutdown_does_not_hold_the_stop,
+);
 
 /// How long the clients edit (the restart comes at 40 %).
 const EDIT_MS: u64 = 6_000;
@@ -136,4 +139,37 @@ async fn random_edits_disconnects_and_a_restart_converge(backend: Backend) {
     let srv = TestServer::start_with(db, cfg).await;
     check(srv.base.clone(), office.token.clone(), "after a restart").await;
     srv.stop().await;
+}
+
+/// Work that reaches the hub while the server shuts down (a REST read still in flight, a sync
+/// message that raced with the unload) must not load a document again: a fresh document actor
+/// would live until its idle timeout and hold the graceful stop (20 s, then given up) -- which
+/// is what made the restart above take 20 s one run in three.
+async fn a_document_touched_during_shutdown_does_not_hold_the_stop(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let org = srv.org("Prompt Stop").await;
+    let office = srv.user(&org, "office").await;
+    let (building, _) = building_with_assets(&srv, &office, &SIX_MONTHLY_KINDS[..1]).await;
+    let s = create_session(&srv, &office, building, "Round", &[]).await;
+    let id: uuid::Uuid = s["id"].as_str().unwrap().parse().unwrap();
+    // Keep reading the document while the server stops.
+    let hub = srv.state.hub.clone();
+    let reader = tokio::spawn(async move {
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            let _ = hub.read(id, |_| ()).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t0 = Instant::now();
+    srv.stop().await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        t0.elapsed()
+    );
+    reader.abort();
 }

@@ -38,6 +38,7 @@ async fn real_js_clients(backend: Backend) {
     let shared = create_session(&srv, &office, building, "Shared round", &both).await;
     let offline = create_session(&srv, &office, building, "Offline round", &both).await;
     let audited = create_session(&srv, &office, building, "Audited round", &[inspector1.id]).await;
+    let refresh = create_session(&srv, &office, building, "Refresh round", &[inspector2.id]).await;
 
     // The rule each asset is tested against, as the server put it in the document.
     let doc = server_document(&srv.base, &office.token, shared["id"].as_str().unwrap()).await;
@@ -67,6 +68,7 @@ async fn real_js_clients(backend: Backend) {
             "shared": session(&shared),
             "offline_edits": session(&offline),
             "audited": session(&audited),
+            "refresh": session(&refresh),
         },
         "unknown_document_url": DocumentId::from_uuid(Uuid::new_v4()).url(),
     });
@@ -75,7 +77,13 @@ async fn real_js_clients(backend: Backend) {
     eprintln!("{}", run.output);
     assert!(run.success, "JS conformance tests failed:\n{}", run.output);
     let out = run.result;
-    for key in ["shared", "offline_edits", "audited", "offline_created"] {
+    for key in [
+        "shared",
+        "offline_edits",
+        "audited",
+        "offline_created",
+        "refresh",
+    ] {
         assert!(out[key].is_object(), "the JS side reported no {key}: {out}");
     }
 

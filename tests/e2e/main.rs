@@ -7,6 +7,7 @@ mod cli;
 mod cli_tool;
 mod compliance;
 mod conflicts;
+mod convergence;
 mod defects;
 mod durability;
 mod evidence;

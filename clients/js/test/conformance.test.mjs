@@ -5,7 +5,7 @@
 import { test } from "node:test"
 import assert from "node:assert/strict"
 
-import { recordResult } from "../src/firemode.mjs"
+import { FireModeClient, recordResult } from "../src/firemode.mjs"
 import { converged, loadFixture, plain, serverDocument, sleep, tablet, waitFor, writeOutput } from "./helpers.mjs"
 
 const fx = loadFixture()
@@ -199,4 +199,36 @@ test("a session created offline on a tablet syncs once it is registered", async 
   const hc = await c.openSession(created.url)
   assert.equal(String(hc.doc().items[assets[0]].outcome), "fail")
   writeOutput("offline_created", { session: session.id, heads, document: server.document })
+})
+
+test("logs in over REST, refreshes its token by rebuilding the adapter, and keeps syncing", async t => {
+  const fm = new FireModeClient({ baseUrl: fx.base_url, deviceId: "tablet-refresh", retryMs: 1000, autoRefresh: false })
+  t.after(() => fm.close())
+  await fm.login(users.inspector2.email, users.inspector2.password)
+  assert.equal(fm.userId, users.inspector2.id)
+  const listed = (await fm.mySessions()).find(x => x.id === fx.sessions.refresh.id)
+  assert.ok(listed, "the session is listed for its inspector")
+  const h = await fm.openSession(listed)
+  recordResult(h, assets[0], { outcome: "pass", note: "before the refresh" })
+  await converged(fx, listed.id, [h])
+
+  const oldToken = fm.tokens.access_token
+  const oldAdapter = fm.adapter
+  await fm.refresh()
+  assert.notEqual(fm.tokens.access_token, oldToken)
+  assert.notEqual(fm.adapter, oldAdapter, "a new adapter")
+  assert.ok(fm.adapter.url.includes(fm.tokens.access_token), "with the new token in its URL")
+  // Revoke the old token: a socket still using it would be closed, and could not come back.
+  const out = await fetch(new URL("/v1/auth/logout", fx.base_url), {
+    method: "POST",
+    headers: { authorization: `Bearer ${oldToken}` },
+  })
+  assert.equal(out.status, 204)
+
+  recordResult(h, assets[1], { outcome: "fail", observedCondition: "hose_damaged_or_leaking", note: "after the refresh" })
+  const heads = await converged(fx, listed.id, [h])
+  const server = await serverDocument(fx, listed.id)
+  assert.equal(server.document.items[assets[1]].outcome, "fail")
+  assert.deepEqual(server.document, plain(h.doc()))
+  writeOutput("refresh", { session: listed.id, heads, document: server.document })
 })
