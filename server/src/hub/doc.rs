@@ -509,6 +509,8 @@ impl Actor {
                 DocCmd::ProjectNow(d) => {
                     let _ = d.send(());
                 }
+                // Nothing to detach from once unloaded: no need to load it again for that.
+                DocCmd::Detach(_) => {}
                 other => self.hub.send(self.id, other).await,
             }
         }

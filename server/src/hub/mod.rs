@@ -177,10 +177,15 @@ impl Hub {
         self.inner.conns.len()
     }
 
-    /// Deliver a command to the document's actor, starting it if needed.
+    /// Deliver a command to the document's actor, starting it if needed. While the server
+    /// shuts down no document is loaded again and a command for an unloaded one is dropped
+    /// (a read or write then answers "unavailable").
     pub(crate) async fn send(&self, doc: Uuid, mut cmd: DocCmd) {
         for _ in 0..3 {
-            let tx = self.handle(doc);
+            let Some(tx) = self.handle(doc) else {
+                tracing::debug!(%doc, "shutting down: command for an unloaded document dropped");
+                return;
+            };
             match tx.send(cmd).await {
                 Ok(()) => return,
                 // The actor stopped between lookup and send: it is gone from the map, retry.
@@ -201,11 +206,17 @@ impl Hub {
         }
     }
 
-    fn handle(&self, doc: Uuid) -> mpsc::Sender<DocCmd> {
+    fn handle(&self, doc: Uuid) -> Option<mpsc::Sender<DocCmd>> {
         if let Some(h) = self.inner.docs.get(&doc) {
             if !h.tx.is_closed() {
-                return h.tx.clone();
+                return Some(h.tx.clone());
             }
+        }
+        // `drain` unloads the documents loaded when it starts; one loaded after that (by a
+        // request still in flight, or a command that raced with an unload) would live until
+        // its idle timeout and hold the shutdown up.
+        if self.inner.shutdown.is_cancelled() {
+            return None;
         }
         let entry = self.inner.docs.entry(doc).or_insert_with(|| {
             let gen = self.inner.next_gen.fetch_add(1, Ordering::Relaxed);
@@ -217,9 +228,9 @@ impl Hub {
             let tx = fresh.tx.clone();
             drop(entry);
             self.inner.docs.insert(doc, fresh);
-            return tx;
+            return Some(tx);
         }
-        entry.tx.clone()
+        Some(entry.tx.clone())
     }
 
     /// Called by an actor that is about to stop: forget it if it is still the registered one.
