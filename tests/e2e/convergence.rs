@@ -173,3 +173,91 @@ async fn a_document_touched_during_shutdown_does_not_hold_the_stop(backend: Back
     );
     reader.abort();
 }
+
+/// The real binary stops promptly on SIGTERM with documents loaded: it drains the hub (unloads
+/// and flushes every document, stops the group committer) instead of waiting 20 s for document
+/// actors that only its idle timeout would end. The shutdown path does not depend on the
+/// database, so SQLite is enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_stops_promptly_with_documents_loaded() {
+    const BIN: &str = env!("CARGO_BIN_EXE_firemode-e2e-server");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let env = [("FIREMODE_LOG_FORMAT", "json")];
+    let srv = firemode_tests::process::Proc::spawn(
+        BIN,
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &data],
+        &env,
+    );
+    let out = std::process::Command::new(BIN)
+        .args([
+            "admin",
+            "--data-dir",
+            &data,
+            "create-org",
+            "--name",
+            "Prompt",
+        ])
+        .args(["--admin-email", "p@prompt.test"])
+        .env("FIREMODE_ADMIN_PASSWORD", "prompt-password-1")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = firemode_tests::Client::new(&srv.base);
+    let login = c
+        .post(
+            "/v1/auth/login",
+            None,
+            &json!({ "email": "p@prompt.test", "password": "prompt-password-1" }),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let token = login.str("access_token");
+    let b = c
+        .post(
+            "/v1/buildings",
+            Some(token),
+            &json!({ "name": "B", "address": "A", "building_type": "office" }),
+        )
+        .await;
+    assert_eq!(b.status, 201, "{}", b.body);
+    let building = b.str("id");
+    let a = c
+        .post(
+            &format!("/v1/buildings/{building}/assets"),
+            Some(token),
+            &json!({ "asset_type": "portable_extinguisher", "location": "L1" }),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let s = c
+        .post(
+            "/v1/tests/sessions",
+            Some(token),
+            &json!({ "building_id": building, "name": "S", "frequency": "six_monthly" }),
+        )
+        .await;
+    assert_eq!(s.status, 201, "{}", s.body);
+    let d = c
+        .get(
+            &format!("/v1/tests/sessions/{}/document", s.str("id")),
+            Some(token),
+        )
+        .await;
+    assert_eq!(d.status, 200, "{}", d.body);
+
+    let t0 = Instant::now();
+    let (status, logs) = srv.terminate();
+    assert!(status.success(), "{status}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "SIGTERM took {:?}",
+        t0.elapsed()
+    );
+    assert!(!logs.contains("did not finish"), "{logs}");
+}
