@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -175,15 +174,10 @@ pub async fn run_server(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutdown requested");
         shutdown.cancel();
     });
-    let tasks = state.tasks.clone();
+    let draining = state.clone();
     crate::serve(listener, state).await?;
-    tasks.close();
-    if tokio::time::timeout(Duration::from_secs(20), tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("background tasks did not finish within 20 s");
-    }
+    // Unload and flush every document, stop the group committer, wait for the tasks.
+    draining.drain().await;
     tracing::info!("stopped");
     Ok(())
 }
