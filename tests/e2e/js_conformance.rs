@@ -119,6 +119,10 @@ async fn real_js_clients(backend: Backend) {
             "offline edits of {device} are stored with attribution"
         );
     }
+    assert!(
+        rows.iter().any(|r| r.user_id == Some(office.id)),
+        "the office user's conflict resolution is stored with attribution"
+    );
 
     // REST reads the projection of the documents the tablets edited.
     let created = out["offline_created"]["session"]

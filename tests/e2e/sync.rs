@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use firemode_sync_core::automerge::sync::{self, SyncDoc};
+use firemode_sync_core::automerge::sync;
 use firemode_sync_core::automerge::transaction::Transactable;
 use firemode_sync_core::automerge::{Automerge, ReadDoc, ROOT};
 use firemode_sync_core::wire::Message;
@@ -330,15 +330,13 @@ async fn rest_results_reach_connected_tablets(b: Backend) {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    // Without sending anything, the tablet receives the change.
-    match c.next(Duration::from_secs(5)).await {
-        Event::Msg(Message::Sync { data, .. }) => {
-            d.receive_sync_message(&mut s, sync::Message::decode(&data).unwrap())
-                .unwrap();
-        }
-        other => panic!("expected a pushed sync message, got {other:?}"),
-    }
-    c.sync(&id, &mut d, &mut s, false).await.unwrap();
+    // Without asking, the tablet receives the change.
+    let asset = w.bld.assets[1].to_string();
+    c.sync_until(&id, &mut d, &mut s, Duration::from_secs(10), |d| {
+        firemode_sync_core::to_json(d, None)["items"][&asset]["outcome"] == "not_accessible"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the REST change was not pushed: {e}"));
     let json = firemode_sync_core::to_json(&d, None);
     assert_eq!(
         json["items"][w.bld.assets[1].to_string()]["outcome"],

@@ -135,6 +135,54 @@ impl SyncClient {
         }
     }
 
+    /// Keep syncing one document, without asking for anything, until `done(doc)` holds: for
+    /// changes the server pushes on its own (REST writes, conflict resolutions, other
+    /// clients). Stale messages still in flight from earlier rounds are applied on the way, so
+    /// "the first message after X" is never mistaken for "the change X caused". Err on a
+    /// timeout (with what the document looked like), a close, or a protocol error.
+    pub async fn sync_until(
+        &mut self,
+        doc_id: &str,
+        doc: &mut Automerge,
+        state: &mut sync::State,
+        wait: Duration,
+        mut done: impl FnMut(&Automerge) -> bool,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(m) = doc.generate_sync_message(state) {
+                self.changes_sent += m.changes.len();
+                let msg = self.sync_msg(doc_id, m.encode(), false);
+                self.send(&msg).await;
+            }
+            if done(doc) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Event::Timeout => {
+                    return Err(format!(
+                        "not there after {wait:?}: {}",
+                        firemode_sync_core::to_json(doc, None)
+                    ))
+                }
+                Event::Closed(code) => return Err(format!("closed {code:?}")),
+                Event::Msg(Message::Sync {
+                    document_id, data, ..
+                }) if document_id == doc_id => {
+                    let m = sync::Message::decode(&data).map_err(|e| e.to_string())?;
+                    doc.receive_sync_message(state, m)
+                        .map_err(|e| e.to_string())?;
+                }
+                Event::Msg(Message::DocUnavailable { .. }) => return Err("doc-unavailable".into()),
+                Event::Msg(Message::Error { message, .. }) => {
+                    return Err(format!("error: {message}"))
+                }
+                Event::Msg(_) => {}
+            }
+        }
+    }
+
     /// Run the automerge sync protocol for one document until both sides announce the same
     /// heads (or, for a peer whose changes the server ignores, until it has been quiet for a
     /// while). Returns Err if the server answered otherwise (doc-unavailable, error, close).

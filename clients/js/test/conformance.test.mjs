@@ -4,6 +4,7 @@
 
 import { test } from "node:test"
 import assert from "node:assert/strict"
+import { getConflicts } from "@automerge/automerge"
 
 import { FireModeClient, recordResult } from "../src/firemode.mjs"
 import { converged, loadFixture, plain, serverDocument, sleep, tablet, waitFor, writeOutput } from "./helpers.mjs"
@@ -100,8 +101,50 @@ test("two clients edit while disconnected, reconnect and converge with the serve
   assert.deepEqual(item0.readings, { pressure_gauge: 1, tag_stamp: 0 })
   assert.equal(docA.items[assets[1]].outcome, "not_accessible")
   assert.equal(docA.items[assets[2]].outcome, "pass")
-  writeOutput("offline_edits", { session: s.id, heads, document: server.document })
+
+  // The back office sees the conflict, with who wrote each value from which tablet ...
+  const path = `/items/${assets[0]}/outcome`
+  for (const h of [ha, hb]) {
+    assert.equal(Object.keys(getConflicts(h.doc().items[assets[0]], "outcome") ?? {}).length, 2)
+  }
+  const listed = await conflicts(fx, s.id)
+  const conflict = listed.find(c => c.path === path)
+  assert.ok(conflict, JSON.stringify(listed))
+  assert.equal(conflict.kind, "concurrent_edits")
+  const authors = conflict.values
+    .map(v => `${v.value} ${v.author.user_id} ${v.author.device_id}`)
+    .sort()
+  assert.deepEqual(authors, [
+    `fail ${users.inspector2.id} tablet-b2`,
+    `pass ${users.inspector1.id} tablet-a2`,
+  ])
+  assert.equal(conflict.values.filter(v => v.winner).length, 1)
+
+  // ... and resolves it; both tablets get the resolution without doing anything.
+  const res = await fetch(new URL(`/v1/tests/sessions/${s.id}/conflicts/resolve`, fx.base_url), {
+    method: "POST",
+    headers: { authorization: `Bearer ${users.office.token}`, "content-type": "application/json" },
+    body: JSON.stringify({ path, value: "fail" }),
+  })
+  assert.equal(res.status, 200, await res.clone().text())
+  for (const [name, h] of [["A", ha], ["B", hb]]) {
+    await waitFor(`tablet ${name} receives the resolution`, () => {
+      const item = h.doc().items[assets[0]]
+      return String(item.outcome) === "fail" && getConflicts(item, "outcome") === undefined
+    })
+  }
+  assert.ok(!(await conflicts(fx, s.id)).some(c => c.path === path), "the conflict is gone on the server")
+  const after = await converged(fx, s.id, [ha, hb])
+  writeOutput("offline_edits", { session: s.id, heads: after, document: (await serverDocument(fx, s.id)).document })
 })
+
+async function conflicts(fx, sessionId) {
+  const res = await fetch(new URL(`/v1/tests/sessions/${sessionId}/conflicts`, fx.base_url), {
+    headers: { authorization: `Bearer ${fx.users.office.token}` },
+  })
+  assert.equal(res.status, 200, await res.clone().text())
+  return (await res.json()).conflicts
+}
 
 test("another organisation's user and an unassigned inspector get 'unavailable'", async t => {
   const s = fx.sessions.shared

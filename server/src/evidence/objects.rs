@@ -24,6 +24,8 @@ const PART_SIZE_LOCAL: usize = 1024 * 1024;
 const PART_SIZE_S3: usize = 8 * 1024 * 1024;
 /// Parts being written at once, per upload.
 const PART_CONCURRENCY: usize = 2;
+/// A temporary upload file untouched for this long belongs to no running request.
+const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub struct EvidenceObjects {
     store: Arc<dyn ObjectStore>,
@@ -39,14 +41,22 @@ pub enum Stored {
 }
 
 impl EvidenceObjects {
-    /// Build the configured store and the folder for uploads in progress. Leftover temporary
-    /// files (from a crash) are removed: nothing refers to them.
+    /// Build the configured store and the folder for uploads in progress. Temporary files
+    /// left by a crash are removed: nothing refers to them. (Only old ones: an upload lives
+    /// for seconds, and another process on this data dir may be receiving one right now.)
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let tmp_dir = config.data_dir.join("evidence-tmp");
         std::fs::create_dir_all(&tmp_dir)
             .with_context(|| format!("cannot create {}", tmp_dir.display()))?;
+        let stale = std::time::SystemTime::now() - STALE_UPLOAD;
         for entry in std::fs::read_dir(&tmp_dir)?.flatten() {
-            let _ = std::fs::remove_file(entry.path());
+            if entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < stale)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
         let store: Arc<dyn ObjectStore> =
             match config.evidence_store {

@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use firemode_client::cli::{self, GlobalArgs};
 use firemode_client::Client;
 
-use bench::workloads::UsersMe;
+use bench::workloads::{CreateSession, UsersMe};
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +48,8 @@ enum BenchCommand {
     UsersMe(BenchArgs),
     /// POST /v1/evidence: multipart photo uploads (256 KiB by default, each one different).
     EvidenceUpload(bench::evidence::EvidenceArgs),
+    /// POST /v1/tests/sessions: the server builds and stores a session document per request.
+    CreateSession(CreateSessionArgs),
     /// Sync load: N clients editing M shared session documents over the automerge-repo
     /// protocol (FireMode or the reference JS sync server); edit-to-peer latency, edits/s,
     /// convergence, server memory.
@@ -78,6 +80,22 @@ struct BenchArgs {
     /// Per-request timeout in seconds (a timed-out request counts as an error).
     #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
     timeout: f64,
+}
+
+#[derive(Args)]
+struct CreateSessionArgs {
+    #[command(flatten)]
+    common: BenchArgs,
+    /// Create sessions for this building; default: create one with `--assets` assets (needs an
+    /// admin or office login, as creating sessions does).
+    #[arg(long)]
+    building: Option<uuid::Uuid>,
+    /// Assets of the building created for the run (eight kinds with six-monthly routines).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    assets: u16,
+    /// Frequency of the sessions (decides which assets get an item).
+    #[arg(long, default_value = "six_monthly")]
+    frequency: String,
 }
 
 fn non_negative_secs(s: &str) -> Result<f64, String> {
@@ -111,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::EvidenceUpload(args)) => {
             bench::evidence::run(args, json).await
         }
+        Command::Bench(BenchCommand::CreateSession(args)) => bench_create_session(args, json).await,
         Command::Bench(BenchCommand::Sync(args)) => {
             let r = bench::sync::load::run(args, json).await?;
             print_report(&r, || r.to_text(), json)
@@ -135,37 +154,62 @@ fn print_report<R: serde::Serialize>(
     Ok(())
 }
 
-async fn bench_users_me(args: &BenchArgs, json: bool) -> anyhow::Result<()> {
-    let concurrency = usize::from(args.concurrency);
+/// The HTTP client for a load run: one keep-alive connection per task.
+fn bench_client(args: &BenchArgs) -> anyhow::Result<Client> {
     let http = firemode_client::reqwest::Client::builder()
         .timeout(Duration::from_secs_f64(args.timeout))
-        .pool_max_idle_per_host(concurrency)
+        .pool_max_idle_per_host(usize::from(args.concurrency))
         .tcp_nodelay(true)
         .build()
         .context("cannot build the HTTP client")?;
-    let client = Client::with_http_client(&args.url, http)?;
-    let workload = UsersMe::setup(&client, &args.email, &args.password)
-        .await
-        .context("setup failed")?;
+    Ok(Client::with_http_client(&args.url, http)?)
+}
+
+/// Run a prepared workload as `args` say and print its report.
+async fn bench_run<W: bench::Workload>(
+    workload: W,
+    client: Client,
+    args: &BenchArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let settings = bench::Settings {
-        concurrency,
+        concurrency: usize::from(args.concurrency),
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
     };
     if !json {
         eprintln!(
-            "running users-me against {}: {} tasks, {:.1} s warm-up + {:.1} s",
+            "running {} against {}: {} tasks, {:.1} s warm-up + {:.1} s",
+            workload.name(),
             client.base_url(),
-            concurrency,
+            settings.concurrency,
             args.warmup,
             args.duration
         );
     }
     let report = bench::run(Arc::new(workload), client, settings).await;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.to_text());
-    }
-    Ok(())
+    print_report(&report, || report.to_text(), json)
+}
+
+async fn bench_users_me(args: &BenchArgs, json: bool) -> anyhow::Result<()> {
+    let client = bench_client(args)?;
+    let workload = UsersMe::setup(&client, &args.email, &args.password)
+        .await
+        .context("setup failed")?;
+    bench_run(workload, client, args, json).await
+}
+
+async fn bench_create_session(args: &CreateSessionArgs, json: bool) -> anyhow::Result<()> {
+    let client = bench_client(&args.common)?;
+    let workload = CreateSession::setup(
+        &client,
+        &args.common.email,
+        &args.common.password,
+        args.building,
+        usize::from(args.assets),
+        &args.frequency,
+    )
+    .await
+    .context("setup failed")?;
+    bench_run(workload, client, &args.common, json).await
 }

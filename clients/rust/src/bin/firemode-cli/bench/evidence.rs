@@ -139,14 +139,7 @@ fn hex(bytes: &[u8]) -> String {
 pub async fn run(args: &EvidenceArgs, json: bool) -> anyhow::Result<()> {
     use anyhow::Context;
     let common = &args.common;
-    let concurrency = usize::from(common.concurrency);
-    let http = firemode_client::reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs_f64(common.timeout))
-        .pool_max_idle_per_host(concurrency)
-        .tcp_nodelay(true)
-        .build()
-        .context("cannot build the HTTP client")?;
-    let client = Client::with_http_client(&common.url, http)?;
+    let client = crate::bench_client(common)?;
     let workload = EvidenceUpload::setup(
         &client,
         &common.email,
@@ -156,26 +149,5 @@ pub async fn run(args: &EvidenceArgs, json: bool) -> anyhow::Result<()> {
     )
     .await
     .context("setup failed")?;
-    let settings = super::Settings {
-        concurrency,
-        warmup: std::time::Duration::from_secs_f64(common.warmup),
-        duration: std::time::Duration::from_secs_f64(common.duration),
-    };
-    if !json {
-        eprintln!(
-            "running evidence-upload ({} bytes) against {}: {} tasks, {:.1} s warm-up + {:.1} s",
-            args.size,
-            client.base_url(),
-            concurrency,
-            common.warmup,
-            common.duration
-        );
-    }
-    let report = super::run(std::sync::Arc::new(workload), client, settings).await;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.to_text());
-    }
-    Ok(())
+    crate::bench_run(workload, client, common, json).await
 }

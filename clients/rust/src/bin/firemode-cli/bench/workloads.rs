@@ -28,3 +28,101 @@ impl Workload for UsersMe {
         client.me().await.map(drop)
     }
 }
+
+/// `POST /v1/tests/sessions`: the server reads the building's assets and the rule library,
+/// builds the session's automerge document (one item per asset due at the frequency), stores it
+/// (changes, attribution, snapshot) and the session row in one transaction, and answers 201.
+pub struct CreateSession {
+    building: uuid::Uuid,
+    frequency: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// Asset kinds with six-monthly routines in the shipped AS 1851 library, cycled through.
+const SIX_MONTHLY_KINDS: [&str; 8] = [
+    "portable_extinguisher",
+    "fire_hose_reel",
+    "emergency_lighting",
+    "exit_sign",
+    "fire_door",
+    "smoke_door",
+    "fire_blanket",
+    "fire_detection_alarm",
+];
+
+impl CreateSession {
+    /// Log in, create a building with `assets` assets (one CSV import) unless one is given.
+    pub async fn setup(
+        client: &Client,
+        email: &str,
+        password: &str,
+        building: Option<uuid::Uuid>,
+        assets: usize,
+        frequency: &str,
+    ) -> Result<Self, Error> {
+        client.login(email, password).await?;
+        let building = match building {
+            Some(b) => b,
+            None => create_building(client, assets).await?,
+        };
+        let me = CreateSession {
+            building,
+            frequency: frequency.to_owned(),
+            next: std::sync::atomic::AtomicU64::new(0),
+        };
+        // Fail here, not in every request of the loop, if creation cannot work.
+        me.run_one(client).await?;
+        Ok(me)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Created {
+    id: uuid::Uuid,
+}
+
+async fn create_building(client: &Client, assets: usize) -> Result<uuid::Uuid, Error> {
+    let b: Created = client
+        .post_json(
+            "/v1/buildings",
+            &serde_json::json!({ "name": "Bench Tower", "address": "1 Bench St, Melbourne VIC 3000",
+                                 "building_type": "Class 5 office" }),
+        )
+        .await?;
+    let mut csv = String::from("asset_type,location,identifier\n");
+    for i in 0..assets {
+        let kind = SIX_MONTHLY_KINDS[i % SIX_MONTHLY_KINDS.len()];
+        csv.push_str(&format!("{kind},Level {},BENCH-{i:05}\n", i / 20));
+    }
+    client
+        .execute(
+            firemode_client::Auth::Bearer,
+            &format!("/v1/buildings/{}/assets/import", b.id),
+            |http, url| {
+                http.post(url)
+                    .header("content-type", "text/csv")
+                    .body(csv.clone())
+            },
+        )
+        .await?;
+    Ok(b.id)
+}
+
+impl Workload for CreateSession {
+    fn name(&self) -> &'static str {
+        "create-session"
+    }
+
+    async fn run_one(&self, client: &Client) -> Result<(), Error> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        client
+            .post_json::<_, Created>(
+                "/v1/tests/sessions",
+                &serde_json::json!({ "building_id": self.building,
+                                     "name": format!("Bench round {n}"),
+                                     "frequency": self.frequency }),
+            )
+            .await
+            .map(drop)
+    }
+}
