@@ -28,10 +28,28 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// `FIREMODE_LOG`, else `RUST_LOG`, else `info` with chatty dependencies at `warn`.
 fn default_filter() -> EnvFilter {
-    EnvFilter::try_from_env("FIREMODE_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"))
+    let given = std::env::var("FIREMODE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let directives = filter_directives(given.as_deref());
+    EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("invalid log filter '{directives}' ({e}); using 'info'");
+        EnvFilter::new(filter_directives(None))
+    })
+}
+
+/// automerge opens an `info` span around every sync message and change load, and formats its
+/// arguments (the whole change graph) into it: a fifth of the hub's CPU under sync load. It
+/// stays at `warn` unless a filter names it.
+fn filter_directives(given: Option<&str>) -> String {
+    match given {
+        None => "info,sqlx=warn,hyper=warn,automerge=warn".to_owned(),
+        Some(f) if f.contains("automerge") => f.to_owned(),
+        Some(f) => format!("{f},automerge=warn"),
+    }
 }
 
 /// Install the global subscriber. OTLP export is on only when `OTEL_EXPORTER_OTLP_ENDPOINT` is
@@ -160,5 +178,20 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_directives;
+
+    #[test]
+    fn automerge_spans_stay_off_unless_named() {
+        assert!(filter_directives(None).ends_with("automerge=warn"));
+        assert_eq!(filter_directives(Some("debug")), "debug,automerge=warn");
+        assert_eq!(
+            filter_directives(Some("info,automerge=trace")),
+            "info,automerge=trace"
+        );
     }
 }

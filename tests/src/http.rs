@@ -68,7 +68,10 @@ impl Client {
     }
 
     pub async fn send(rb: reqwest::RequestBuilder) -> Resp {
-        let res = rb.send().await.expect("request failed");
+        Self::read(rb.send().await.expect("request failed")).await
+    }
+
+    async fn read(res: reqwest::Response) -> Resp {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let body = res.text().await.expect("body");
@@ -98,6 +101,30 @@ impl Client {
     }
 
     /// POST a raw body with a content type.
+    /// POST a body over a size limit. The server answers 413 as soon as it sees the
+    /// Content-Length and closes the connection without reading the rest, so a client still
+    /// writing the body may get a broken pipe instead of the answer. `None` is that case (the
+    /// body was refused before it was read); anything else is the answer.
+    pub async fn post_oversize(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Option<Resp> {
+        let sent = self
+            .request(Method::POST, path, token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(res) => Some(Self::read(res).await),
+            Err(e) if e.is_request() && !e.is_timeout() && !e.is_connect() => None,
+            Err(e) => panic!("request failed: {e:?}"),
+        }
+    }
+
     pub async fn post_raw(
         &self,
         path: &str,

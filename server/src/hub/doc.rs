@@ -43,6 +43,9 @@ pub(crate) enum DocCmd {
     Reauthorize,
     Remote,
     ProjectNow(oneshot::Sender<()>),
+    /// Submit a projection that is waiting for its debounce, if there is one (a REST read
+    /// wants what was acknowledged).
+    FlushProjection(oneshot::Sender<()>),
     Unload(oneshot::Sender<()>),
 }
 
@@ -51,8 +54,9 @@ pub(crate) struct DocHandle {
     pub gen: u64,
 }
 
-/// How long after the last change the projection is refreshed (coalesces bursts).
-const PROJECTION_DEBOUNCE: Duration = Duration::from_millis(30);
+/// How long after a change the projection is refreshed; changes in that window are projected
+/// together, so a busy document is re-projected at most ten times a second.
+const PROJECTION_DEBOUNCE: Duration = Duration::from_millis(100);
 /// How many sync messages one round applies before committing and replying.
 const MAX_BATCH: usize = 64;
 
@@ -85,7 +89,7 @@ async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, why: &str) {
                 drop(job);
             }
             DocCmd::Sync { conn, .. } => conn.kill.cancel(),
-            DocCmd::Unload(done) | DocCmd::ProjectNow(done) => {
+            DocCmd::Unload(done) | DocCmd::ProjectNow(done) | DocCmd::FlushProjection(done) => {
                 let _ = done.send(());
             }
             _ => {}
@@ -194,6 +198,7 @@ impl Actor {
         let mut touched_peers = false;
         let mut unload = None;
         let mut project_now: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut flush: Vec<oneshot::Sender<()>> = Vec::new();
         // Connections whose changes this batch stores: they must hear heads covering them.
         let mut senders: Vec<ConnId> = Vec::new();
         for cmd in batch {
@@ -272,6 +277,7 @@ impl Actor {
                 }
                 DocCmd::Unload(done) => unload = Some(done),
                 DocCmd::ProjectNow(done) => project_now.push(done),
+                DocCmd::FlushProjection(done) => flush.push(done),
             }
         }
 
@@ -339,11 +345,11 @@ impl Actor {
         if self.uncompacted.len() >= self.hub.inner.config.compact_after {
             self.compact().await;
         }
-        if !project_now.is_empty() {
+        if !project_now.is_empty() || (!flush.is_empty() && self.project_at.is_some()) {
             self.project();
-            for d in project_now {
-                let _ = d.send(());
-            }
+        }
+        for d in project_now.into_iter().chain(flush) {
+            let _ = d.send(());
         }
         unload
     }
@@ -506,7 +512,7 @@ impl Actor {
                 DocCmd::Unload(d) => {
                     let _ = d.send(());
                 }
-                DocCmd::ProjectNow(d) => {
+                DocCmd::ProjectNow(d) | DocCmd::FlushProjection(d) => {
                     let _ = d.send(());
                 }
                 // Nothing to detach from once unloaded: no need to load it again for that.

@@ -155,8 +155,13 @@ impl Hub {
         self.inner.projector.settled(doc).await;
     }
 
-    /// Wait until a projection queued for `doc` is written (read-your-writes for REST).
+    /// Wait until every change acknowledged so far is in the projected rows (read-your-writes
+    /// for REST): a projection still waiting for its debounce in a loaded document is submitted
+    /// now, then the projector's queue for `doc` is waited for. Never loads the document.
     pub async fn settled(&self, doc: Uuid) {
+        let (tx, rx) = oneshot::channel();
+        self.send_if_loaded(doc, DocCmd::FlushProjection(tx)).await;
+        let _ = rx.await;
         self.inner.projector.settled(doc).await;
     }
 

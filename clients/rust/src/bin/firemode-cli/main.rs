@@ -68,9 +68,13 @@ struct BenchArgs {
     /// Password (or FIREMODE_PASSWORD, which keeps it out of the process list).
     #[arg(long, env = "FIREMODE_PASSWORD", hide_env_values = true)]
     password: String,
-    /// Concurrent tasks, each with its own connection.
+    /// Concurrent tasks, each with its own connection (with --rate: most requests in flight).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4096))]
     concurrency: u16,
+    /// Open loop: requests per second, sent on schedule whatever the answers take (latency
+    /// counts from when a request was due). Default: closed loop.
+    #[arg(long, value_parser = positive_rate)]
+    rate: Option<f64>,
     /// Measured seconds.
     #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
     duration: f64,
@@ -103,6 +107,15 @@ fn non_negative_secs(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && (0.0..=86_400.0).contains(&v) => Ok(v),
         _ => Err(format!(
             "'{s}' is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e6 => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a rate between 0 and 1000000 per second"
         )),
     }
 }
@@ -174,15 +187,19 @@ async fn bench_run<W: bench::Workload>(
 ) -> anyhow::Result<()> {
     let settings = bench::Settings {
         concurrency: usize::from(args.concurrency),
+        rate: args.rate,
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
     };
     if !json {
+        let load = match args.rate {
+            Some(r) => format!("{r}/s, at most {} in flight", settings.concurrency),
+            None => format!("{} tasks", settings.concurrency),
+        };
         eprintln!(
-            "running {} against {}: {} tasks, {:.1} s warm-up + {:.1} s",
+            "running {} against {}: {load}, {:.1} s warm-up + {:.1} s",
             workload.name(),
             client.base_url(),
-            settings.concurrency,
             args.warmup,
             args.duration
         );
