@@ -6,6 +6,7 @@
 # Prints one JSON report per run (also appended to sync-<what>.jsonl here).
 #
 #   REF=/tmp/refserver/node_modules/@automerge/automerge-repo-sync-server docs/bench/sync.sh
+#   (env: BACKENDS="sqlite reference postgres", WHAT="load touch", CLIENTS, DOCS, RATE, TOUCH)
 #
 # The reference server is installed outside the repository, never committed:
 #   mkdir /tmp/refserver && cd /tmp/refserver && npm install @automerge/automerge-repo-sync-server
@@ -86,13 +87,22 @@ reference() {
   rm -rf "$data"
 }
 
-firemode sqlite
-reference
-psql "$PG/postgres" -qc 'DROP DATABASE IF EXISTS fm_bench' -qc 'CREATE DATABASE fm_bench'
-export DATABASE_URL=$PG/fm_bench
-FIREMODE_JWT_SECRET=$("$FM" admin gen-key)
-FIREMODE_PII_KEYS=1:$("$FM" admin gen-key)
-export FIREMODE_JWT_SECRET FIREMODE_PII_KEYS
-firemode postgres
-unset DATABASE_URL
-psql "$PG/postgres" -qc 'DROP DATABASE fm_bench'
+# Which servers to run, in this order (any of: sqlite reference postgres).
+for backend in ${BACKENDS:-sqlite reference postgres}; do
+  case $backend in
+  sqlite) firemode sqlite ;;
+  reference) reference ;;
+  postgres)
+    psql "$PG/postgres" -qc 'DROP DATABASE IF EXISTS fm_bench' -qc 'CREATE DATABASE fm_bench'
+    (
+      export DATABASE_URL=$PG/fm_bench
+      FIREMODE_JWT_SECRET=$("$FM" admin gen-key)
+      FIREMODE_PII_KEYS=1:$("$FM" admin gen-key)
+      export FIREMODE_JWT_SECRET FIREMODE_PII_KEYS
+      firemode postgres
+    )
+    psql "$PG/postgres" -qc 'DROP DATABASE fm_bench'
+    ;;
+  *) echo "unknown backend $backend" >&2; exit 2 ;;
+  esac
+done

@@ -110,21 +110,51 @@ pub fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js")
 }
 
-/// Whether the JS conformance tests can run: `node` and `clients/js/node_modules` (`npm ci`).
+/// `npm ci` in clients/js when its modules are missing, once per test process (so the README's
+/// one test command also works on a fresh clone). Err says why the clients cannot run.
+fn install_js_modules(dir: &std::path::Path) -> Result<(), String> {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            if dir.join("node_modules/@automerge/automerge-repo").exists() {
+                return Ok(());
+            }
+            eprintln!(
+                "installing the JS clients' modules: npm ci in {}",
+                dir.display()
+            );
+            let out = std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(dir)
+                .output()
+                .map_err(|e| {
+                    format!("clients/js/node_modules is missing and npm cannot run: {e}")
+                })?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "clients/js/node_modules is missing and `npm ci` failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        })
+        .clone()
+}
+
+/// Whether the JS conformance tests can run: `node` and `clients/js/node_modules` (installed
+/// here with `npm ci` when missing).
 /// Outside CI a missing piece skips the test with a message; in CI it fails.
 pub fn js_clients_available() -> bool {
     let dir = js_dir();
-    let modules = dir.join("node_modules/@automerge/automerge-repo");
     let node = std::process::Command::new("node")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     let missing = if !node {
-        Some("node is not installed")
-    } else if !modules.exists() {
-        Some("clients/js/node_modules is missing (run `npm ci` in clients/js)")
+        Some("node is not installed".to_owned())
     } else {
-        None
+        install_js_modules(&dir).err()
     };
     match missing {
         None => true,

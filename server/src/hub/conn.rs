@@ -43,6 +43,8 @@ const CLOSE_BARRIER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Unavailable answers a connection may cause per minute before it is cut off (random-id floods).
 const MAX_UNAVAILABLE_PER_MINUTE: u32 = 600;
+/// Initial read buffer of a sync socket (it grows for larger messages).
+const SOCKET_BUFFER: usize = 8 * 1024;
 
 #[derive(Deserialize)]
 pub struct SyncQuery {
@@ -83,8 +85,13 @@ pub async fn upgrade(
         }
     };
     let max = state.hub.inner.config.max_frame;
+    // tungstenite's default buffers are 128 KiB each way per socket, most of a connection's
+    // memory with hundreds of tablets connected; sync messages are mostly a few hundred bytes,
+    // and both buffers still grow for a large one.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| run(state, user, socket))
         .into_response()
 }
