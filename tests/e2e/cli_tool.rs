@@ -11,9 +11,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use firemode_sync_core::automerge::sync;
-use firemode_sync_core::automerge::transaction::Transactable;
 use firemode_sync_core::automerge::{Automerge, ReadDoc, ROOT};
-use firemode_tests::fixtures::{building, session};
+use firemode_tests::fixtures::{building, conflict_authors, put_item_field, session};
 use firemode_tests::sync_client::SyncClient;
 use firemode_tests::{backend_tests, test_config, Backend, Org, TestDb, TestServer, User};
 use serde_json::{json, Value};
@@ -289,14 +288,6 @@ async fn login_and_list_sessions(b: Backend) {
     );
 }
 
-fn put(doc: &mut Automerge, asset: Uuid, field: &str, value: &str) {
-    let mut tx = doc.transaction();
-    let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
-    let (_, item) = tx.get(&items, asset.to_string()).unwrap().unwrap();
-    tx.put(&item, field, value).unwrap();
-    tx.commit();
-}
-
 /// Two inspectors' tablets set the same outcome while offline, then sync: a real conflict.
 /// Returns the session as the API shows it and the asset whose outcome is in conflict.
 async fn two_tablets_disagree(
@@ -315,8 +306,8 @@ async fn two_tablets_disagree(
     let (mut dc, mut sc) = (Automerge::new(), sync::State::new());
     a.sync(&doc_id, &mut da, &mut sa, true).await.unwrap();
     c.sync(&doc_id, &mut dc, &mut sc, true).await.unwrap();
-    put(&mut da, asset, "outcome", "pass");
-    put(&mut dc, asset, "outcome", "fail");
+    put_item_field(&mut da, asset, "outcome", "pass");
+    put_item_field(&mut dc, asset, "outcome", "fail");
     a.sync(&doc_id, &mut da, &mut sa, false).await.unwrap();
     c.sync(&doc_id, &mut dc, &mut sc, false).await.unwrap();
     a.sync(&doc_id, &mut da, &mut sa, false).await.unwrap();
@@ -398,19 +389,7 @@ async fn conflicts_resolve_and_history(b: Backend) {
     assert_eq!(list.len(), 1, "{c}");
     assert_eq!(list[0]["path"], path.as_str());
     assert_eq!(list[0]["kind"], "concurrent_edits");
-    let mut authors: Vec<(String, String, String)> = list[0]["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["value"].as_str().unwrap().to_owned(),
-                v["author"]["user_id"].as_str().unwrap().to_owned(),
-                v["author"]["device_id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    authors.sort();
+    let authors = conflict_authors(&list[0]["values"]);
     assert_eq!(
         authors,
         vec![

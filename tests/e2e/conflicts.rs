@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use firemode_sync_core::automerge::sync;
-use firemode_sync_core::automerge::transaction::Transactable;
 use firemode_sync_core::automerge::{Automerge, ReadDoc, ROOT};
-use firemode_tests::fixtures::{building, session};
+use firemode_tests::fixtures::{building, conflict_authors, put_item_field, session};
 use firemode_tests::sync_client::SyncClient;
 use firemode_tests::{assert_problem, backend_tests, Backend, TestServer};
 use serde_json::json;
@@ -17,14 +16,6 @@ backend_tests!(
     history_and_past_versions,
     conflict_routes_are_guarded
 );
-
-fn put(doc: &mut Automerge, asset: Uuid, field: &str, value: &str) {
-    let mut tx = doc.transaction();
-    let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
-    let (_, item) = tx.get(&items, asset.to_string()).unwrap().unwrap();
-    tx.put(&item, field, value).unwrap();
-    tx.commit();
-}
 
 fn values_at(doc: &Automerge, asset: Uuid, field: &str) -> usize {
     let (_, items) = doc.get(ROOT, "items").unwrap().unwrap();
@@ -53,9 +44,9 @@ async fn concurrent_edits_conflict_and_resolve_everywhere(b: Backend) {
     a.sync(&doc_id, &mut da, &mut sa, true).await.unwrap();
     c.sync(&doc_id, &mut dc, &mut sc, true).await.unwrap();
     // Both edit the same field while "offline" (nothing sent), then sync.
-    put(&mut da, asset, "outcome", "pass");
-    put(&mut dc, asset, "outcome", "fail");
-    put(
+    put_item_field(&mut da, asset, "outcome", "pass");
+    put_item_field(&mut dc, asset, "outcome", "fail");
+    put_item_field(
         &mut dc,
         asset,
         "observedCondition",
@@ -93,17 +84,7 @@ async fn concurrent_edits_conflict_and_resolve_everywhere(b: Backend) {
     assert_eq!(conflict["kind"], "concurrent_edits");
     let values = conflict["values"].as_array().unwrap();
     assert_eq!(values.len(), 2);
-    let mut seen: Vec<(String, String, String)> = values
-        .iter()
-        .map(|v| {
-            (
-                v["value"].as_str().unwrap().to_owned(),
-                v["author"]["user_id"].as_str().unwrap().to_owned(),
-                v["author"]["device_id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    seen.sort();
+    let seen = conflict_authors(&conflict["values"]);
     assert_eq!(
         seen,
         vec![
@@ -117,7 +98,7 @@ async fn concurrent_edits_conflict_and_resolve_everywhere(b: Backend) {
         .all(|v| v["author"]["received_at"].is_string()));
     // An observed condition the rule does not know is not a schema violation; an outcome
     // outside the enum is: write one and see it listed with its author.
-    put(&mut dc, asset, "outcome", "exploded");
+    put_item_field(&mut dc, asset, "outcome", "exploded");
     c.sync(&doc_id, &mut dc, &mut sc, false).await.unwrap();
     let r = srv
         .client
@@ -141,8 +122,8 @@ async fn concurrent_edits_conflict_and_resolve_everywhere(b: Backend) {
     // (A value other than both current ones: when a put repeats the value a key already shows,
     // automerge keeps the old value's op instead of writing a new one, so on a tablet where
     // "pass" won the first conflict a second "pass" would not conflict with "exploded".)
-    put(&mut da, asset, "outcome", "not_accessible");
-    put(&mut dc, asset, "outcome", "fail");
+    put_item_field(&mut da, asset, "outcome", "not_accessible");
+    put_item_field(&mut dc, asset, "outcome", "fail");
     a.sync(&doc_id, &mut da, &mut sa, false).await.unwrap();
     c.sync(&doc_id, &mut dc, &mut sc, false).await.unwrap();
     let both = dc.get_heads();
@@ -226,7 +207,7 @@ async fn history_and_past_versions(b: Backend) {
     let mut a = SyncClient::joined(&srv.base, &ivy.token, &format!("{}:tab", ivy.id)).await;
     let (mut d, mut st) = (Automerge::new(), sync::State::new());
     a.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
-    put(&mut d, bld.assets[0], "outcome", "fail");
+    put_item_field(&mut d, bld.assets[0], "outcome", "fail");
     a.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
 
     let h = srv

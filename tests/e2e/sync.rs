@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use firemode_sync_core::automerge::sync;
-use firemode_sync_core::automerge::transaction::Transactable;
 use firemode_sync_core::automerge::{Automerge, ReadDoc, ROOT};
 use firemode_sync_core::wire::Message;
-use firemode_tests::fixtures::{building, session, Building};
+use firemode_tests::fixtures::{building, put_item_field, session, Building};
 use firemode_tests::sync_client::{Event, SyncClient};
 use firemode_tests::{backend_tests, Backend, Org, TestServer, User};
 use serde_json::json;
@@ -57,14 +56,6 @@ fn doc_id(w: &World) -> String {
 }
 
 /// Set an item's outcome in a local copy, as a tablet would.
-fn set_outcome(doc: &mut Automerge, asset: Uuid, outcome: &str) {
-    let mut tx = doc.transaction();
-    let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
-    let (_, item) = tx.get(&items, asset.to_string()).unwrap().unwrap();
-    tx.put(&item, "outcome", outcome).unwrap();
-    tx.commit();
-}
-
 async fn server_doc(w: &World) -> serde_json::Value {
     let id = w.session["id"].as_str().unwrap();
     let d = w
@@ -195,7 +186,7 @@ async fn sync_edit_reaches_server_and_other_client(b: Backend) {
     b2.sync(&id, &mut db, &mut sb, true).await.unwrap();
     let items = da.get(ROOT, "items").unwrap();
     assert!(items.is_some(), "the client received the server's document");
-    set_outcome(&mut da, w.bld.assets[0], "fail");
+    put_item_field(&mut da, w.bld.assets[0], "outcome", "fail");
     a.sync(&id, &mut da, &mut sa, false).await.unwrap();
     // Acknowledged means stored: the server's copy (through REST) has it.
     assert_eq!(
@@ -295,7 +286,7 @@ async fn auditor_writes_never_land(b: Backend) {
     let (mut d, mut s) = (Automerge::new(), sync::State::new());
     c.sync(&id, &mut d, &mut s, true).await.unwrap();
     assert!(d.get(ROOT, "items").unwrap().is_some(), "auditors read");
-    set_outcome(&mut d, w.bld.assets[0], "pass");
+    put_item_field(&mut d, w.bld.assets[0], "outcome", "pass");
     let _ = c.sync(&id, &mut d, &mut s, false).await;
     assert_eq!(
         server_doc(&w).await["items"][w.bld.assets[0].to_string()]["outcome"],
@@ -518,7 +509,7 @@ async fn bad_frames_close_only_that_socket(b: Backend) {
     assert_eq!(errors, 1, "then one error and the socket closes");
     // Through all of it: nothing stored, the good client still syncs, the server is healthy.
     assert_eq!(server_doc(&w).await, heads_before);
-    set_outcome(&mut d, w.bld.assets[0], "pass");
+    put_item_field(&mut d, w.bld.assets[0], "outcome", "pass");
     good.sync(&id, &mut d, &mut s, false).await.unwrap();
     assert_eq!(
         server_doc(&w).await["items"][w.bld.assets[0].to_string()]["outcome"],

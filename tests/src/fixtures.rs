@@ -75,3 +75,38 @@ pub async fn session(
     assert_eq!(r.status, 201, "create session: {}", r.body);
     r.json
 }
+
+/// A tablet's edit: set `field` of `asset`'s item to a string, as one change.
+pub fn put_item_field(
+    doc: &mut firemode_sync_core::automerge::Automerge,
+    asset: Uuid,
+    field: &str,
+    value: &str,
+) {
+    use firemode_sync_core::automerge::transaction::Transactable;
+    use firemode_sync_core::automerge::{ReadDoc, ROOT};
+    let mut tx = doc.transaction();
+    let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
+    let (_, item) = tx.get(&items, asset.to_string()).unwrap().unwrap();
+    tx.put(&item, field, value).unwrap();
+    tx.commit();
+}
+
+/// A listed conflict's values as sorted `(value, author user id, author device)`.
+pub fn conflict_authors(values: &serde_json::Value) -> Vec<(String, String, String)> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let mut out: Vec<(String, String, String)> = values
+        .as_array()
+        .expect("a conflict's values")
+        .iter()
+        .map(|v| {
+            (
+                text(&v["value"]),
+                text(&v["author"]["user_id"]),
+                text(&v["author"]["device_id"]),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}

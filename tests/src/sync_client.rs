@@ -135,6 +135,51 @@ impl SyncClient {
         }
     }
 
+    /// Send whatever automerge has for the server; `request` marks the first as a request.
+    /// True if anything was sent.
+    async fn send_pending(
+        &mut self,
+        doc_id: &str,
+        doc: &mut Automerge,
+        state: &mut sync::State,
+        mut request: bool,
+    ) -> bool {
+        let mut sent = false;
+        while let Some(m) = doc.generate_sync_message(state) {
+            self.changes_sent += m.changes.len();
+            let msg = self.sync_msg(doc_id, m.encode(), request);
+            request = false;
+            sent = true;
+            self.send(&msg).await;
+        }
+        sent
+    }
+
+    /// Apply what the server sent for `doc_id`; Err when it refused or went away. `Ok(false)`
+    /// for a timeout (the caller decides what that means), `Ok(true)` otherwise.
+    fn receive(
+        event: Event,
+        doc_id: &str,
+        doc: &mut Automerge,
+        state: &mut sync::State,
+    ) -> Result<bool, String> {
+        match event {
+            Event::Timeout => Ok(false),
+            Event::Closed(code) => Err(format!("closed {code:?}")),
+            Event::Msg(Message::Sync {
+                document_id, data, ..
+            }) if document_id == doc_id => {
+                let m = sync::Message::decode(&data).map_err(|e| e.to_string())?;
+                doc.receive_sync_message(state, m)
+                    .map_err(|e| e.to_string())?;
+                Ok(true)
+            }
+            Event::Msg(Message::DocUnavailable { .. }) => Err("doc-unavailable".into()),
+            Event::Msg(Message::Error { message, .. }) => Err(format!("error: {message}")),
+            Event::Msg(_) => Ok(true),
+        }
+    }
+
     /// Keep syncing one document, without asking for anything, until `done(doc)` holds: for
     /// changes the server pushes on its own (REST writes, conflict resolutions, other
     /// clients). Stale messages still in flight from earlier rounds are applied on the way, so
@@ -150,35 +195,17 @@ impl SyncClient {
     ) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            while let Some(m) = doc.generate_sync_message(state) {
-                self.changes_sent += m.changes.len();
-                let msg = self.sync_msg(doc_id, m.encode(), false);
-                self.send(&msg).await;
-            }
+            self.send_pending(doc_id, doc, state, false).await;
             if done(doc) {
                 return Ok(());
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next(left).await {
-                Event::Timeout => {
-                    return Err(format!(
-                        "not there after {wait:?}: {}",
-                        firemode_sync_core::to_json(doc, None)
-                    ))
-                }
-                Event::Closed(code) => return Err(format!("closed {code:?}")),
-                Event::Msg(Message::Sync {
-                    document_id, data, ..
-                }) if document_id == doc_id => {
-                    let m = sync::Message::decode(&data).map_err(|e| e.to_string())?;
-                    doc.receive_sync_message(state, m)
-                        .map_err(|e| e.to_string())?;
-                }
-                Event::Msg(Message::DocUnavailable { .. }) => return Err("doc-unavailable".into()),
-                Event::Msg(Message::Error { message, .. }) => {
-                    return Err(format!("error: {message}"))
-                }
-                Event::Msg(_) => {}
+            let event = self.next(left).await;
+            if !Self::receive(event, doc_id, doc, state)? {
+                return Err(format!(
+                    "not there after {wait:?}: {}",
+                    firemode_sync_core::to_json(doc, None)
+                ));
             }
         }
     }
@@ -197,11 +224,8 @@ impl SyncClient {
         let patience = Duration::from_secs(3);
         let mut first = request;
         loop {
-            while let Some(m) = doc.generate_sync_message(state) {
-                self.changes_sent += m.changes.len();
-                let msg = self.sync_msg(doc_id, m.encode(), first);
+            if self.send_pending(doc_id, doc, state, first).await {
                 first = false;
-                self.send(&msg).await;
             }
             let ours = doc.get_heads();
             let in_sync = state.their_heads.as_ref() == Some(&ours) && !ours.is_empty();
@@ -210,21 +234,9 @@ impl SyncClient {
             } else {
                 patience
             };
-            match self.next(wait).await {
-                Event::Timeout => return Ok(()),
-                Event::Closed(code) => return Err(format!("closed {code:?}")),
-                Event::Msg(Message::Sync {
-                    document_id, data, ..
-                }) if document_id == doc_id => {
-                    let m = sync::Message::decode(&data).map_err(|e| e.to_string())?;
-                    doc.receive_sync_message(state, m)
-                        .map_err(|e| e.to_string())?;
-                }
-                Event::Msg(Message::DocUnavailable { .. }) => return Err("doc-unavailable".into()),
-                Event::Msg(Message::Error { message, .. }) => {
-                    return Err(format!("error: {message}"))
-                }
-                Event::Msg(_) => {}
+            let event = self.next(wait).await;
+            if !Self::receive(event, doc_id, doc, state)? {
+                return Ok(());
             }
         }
     }

@@ -7,7 +7,7 @@ import assert from "node:assert/strict"
 import { getConflicts } from "@automerge/automerge"
 
 import { FireModeClient, recordResult } from "../src/firemode.mjs"
-import { converged, loadFixture, plain, serverDocument, sleep, tablet, waitFor, writeOutput } from "./helpers.mjs"
+import { converged, loadFixture, plain, rest, serverDocument, sleep, tablet, waitFor, writeOutput } from "./helpers.mjs"
 
 const fx = loadFixture()
 const { users, assets } = fx
@@ -121,12 +121,8 @@ test("two clients edit while disconnected, reconnect and converge with the serve
   assert.equal(conflict.values.filter(v => v.winner).length, 1)
 
   // ... and resolves it; both tablets get the resolution without doing anything.
-  const res = await fetch(new URL(`/v1/tests/sessions/${s.id}/conflicts/resolve`, fx.base_url), {
-    method: "POST",
-    headers: { authorization: `Bearer ${users.office.token}`, "content-type": "application/json" },
-    body: JSON.stringify({ path, value: "fail" }),
-  })
-  assert.equal(res.status, 200, await res.clone().text())
+  const res = await rest(fx, "POST", `/v1/tests/sessions/${s.id}/conflicts/resolve`, { path, value: "fail" })
+  assert.equal(res.status, 200, JSON.stringify(res.body))
   for (const [name, h] of [["A", ha], ["B", hb]]) {
     await waitFor(`tablet ${name} receives the resolution`, () => {
       const item = h.doc().items[assets[0]]
@@ -139,11 +135,9 @@ test("two clients edit while disconnected, reconnect and converge with the serve
 })
 
 async function conflicts(fx, sessionId) {
-  const res = await fetch(new URL(`/v1/tests/sessions/${sessionId}/conflicts`, fx.base_url), {
-    headers: { authorization: `Bearer ${fx.users.office.token}` },
-  })
-  assert.equal(res.status, 200, await res.clone().text())
-  return (await res.json()).conflicts
+  const res = await rest(fx, "GET", `/v1/tests/sessions/${sessionId}/conflicts`)
+  assert.equal(res.status, 200, JSON.stringify(res.body))
+  return res.body.conflicts
 }
 
 test("another organisation's user and an unassigned inspector get 'unavailable'", async t => {
@@ -262,10 +256,7 @@ test("logs in over REST, refreshes its token by rebuilding the adapter, and keep
   assert.notEqual(fm.adapter, oldAdapter, "a new adapter")
   assert.ok(fm.adapter.url.includes(fm.tokens.access_token), "with the new token in its URL")
   // Revoke the old token: a socket still using it would be closed, and could not come back.
-  const out = await fetch(new URL("/v1/auth/logout", fx.base_url), {
-    method: "POST",
-    headers: { authorization: `Bearer ${oldToken}` },
-  })
+  const out = await rest(fx, "POST", "/v1/auth/logout", undefined, oldToken)
   assert.equal(out.status, 204)
 
   recordResult(h, assets[1], { outcome: "fail", observedCondition: "hose_damaged_or_leaking", note: "after the refresh" })

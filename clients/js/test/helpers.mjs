@@ -58,13 +58,32 @@ export function plain(doc) {
   return JSON.parse(JSON.stringify(doc))
 }
 
+/**
+ * A plain REST call to the fixture's server: `{status, body}` (body parsed when JSON).
+ * @param {string} [token] bearer token, the office user's by default
+ */
+export async function rest(fx, method, path, body, token = fx.users.office.token) {
+  const res = await fetch(new URL(path, fx.base_url), {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await res.text()
+  let parsed = text
+  try {
+    parsed = JSON.parse(text)
+  } catch {}
+  return { status: res.status, body: parsed }
+}
+
 /** The server's copy of a session document: `{heads, document}`. */
 export async function serverDocument(fx, sessionId, token = fx.users.office.token) {
-  const res = await fetch(new URL(`/v1/tests/sessions/${sessionId}/document`, fx.base_url), {
-    headers: { authorization: `Bearer ${token}` },
-  })
-  if (!res.ok) throw new Error(`GET document ${sessionId}: ${res.status} ${await res.text()}`)
-  return res.json()
+  const res = await rest(fx, "GET", `/v1/tests/sessions/${sessionId}/document`, undefined, token)
+  if (res.status !== 200) throw new Error(`GET document ${sessionId}: ${res.status} ${JSON.stringify(res.body)}`)
+  return res.body
 }
 
 export function sameHeads(a, b) {

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use clap::Args;
 use firemode_client::reqwest::multipart::{Form, Part};
 use firemode_client::{Auth, Client, Error};
-use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -78,26 +76,12 @@ impl EvidenceUpload {
     }
 }
 
-#[derive(Deserialize)]
-struct Created {
-    id: Uuid,
-}
-
+/// A building with one extinguisher and a six-monthly session for it.
 async fn create_session(client: &Client) -> Result<Uuid, Error> {
-    let building: Created = client
-        .post_json(
-            "/v1/buildings",
-            &json!({ "name": "Bench Tower", "address": "1 Bench St, Melbourne VIC 3000",
-                     "building_type": "Class 5 office" }),
-        )
-        .await?;
-    let session: Created = client
-        .post_json(
-            "/v1/tests/sessions",
-            &json!({ "building_id": building.id, "name": "evidence-upload bench",
-                     "frequency": "six_monthly" }),
-        )
-        .await?;
+    use super::fixtures;
+    let building = fixtures::create_building(client, &["portable_extinguisher"], 1).await?;
+    let session =
+        fixtures::create_session(client, building, "evidence-upload bench", "six_monthly").await?;
     Ok(session.id)
 }
 

@@ -9,6 +9,7 @@
 //! itself at the deadline, cancelling steps still in flight (those are not counted either).
 
 pub mod evidence;
+pub mod fixtures;
 pub mod stats;
 pub mod sync;
 pub mod workloads;

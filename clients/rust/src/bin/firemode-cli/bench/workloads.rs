@@ -63,7 +63,7 @@ impl CreateSession {
         client.login(email, password).await?;
         let building = match building {
             Some(b) => b,
-            None => create_building(client, assets).await?,
+            None => super::fixtures::create_building(client, &SIX_MONTHLY_KINDS, assets).await?,
         };
         let me = CreateSession {
             building,
@@ -76,38 +76,6 @@ impl CreateSession {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct Created {
-    id: uuid::Uuid,
-}
-
-async fn create_building(client: &Client, assets: usize) -> Result<uuid::Uuid, Error> {
-    let b: Created = client
-        .post_json(
-            "/v1/buildings",
-            &serde_json::json!({ "name": "Bench Tower", "address": "1 Bench St, Melbourne VIC 3000",
-                                 "building_type": "Class 5 office" }),
-        )
-        .await?;
-    let mut csv = String::from("asset_type,location,identifier\n");
-    for i in 0..assets {
-        let kind = SIX_MONTHLY_KINDS[i % SIX_MONTHLY_KINDS.len()];
-        csv.push_str(&format!("{kind},Level {},BENCH-{i:05}\n", i / 20));
-    }
-    client
-        .execute(
-            firemode_client::Auth::Bearer,
-            &format!("/v1/buildings/{}/assets/import", b.id),
-            |http, url| {
-                http.post(url)
-                    .header("content-type", "text/csv")
-                    .body(csv.clone())
-            },
-        )
-        .await?;
-    Ok(b.id)
-}
-
 impl Workload for CreateSession {
     fn name(&self) -> &'static str {
         "create-session"
@@ -115,13 +83,8 @@ impl Workload for CreateSession {
 
     async fn run_one(&self, client: &Client) -> Result<(), Error> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        client
-            .post_json::<_, Created>(
-                "/v1/tests/sessions",
-                &serde_json::json!({ "building_id": self.building,
-                                     "name": format!("Bench round {n}"),
-                                     "frequency": self.frequency }),
-            )
+        let name = format!("Bench round {n}");
+        super::fixtures::create_session(client, self.building, &name, &self.frequency)
             .await
             .map(drop)
     }

@@ -11,13 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use firemode_client::{Client, Error as ClientError};
+use firemode_client::Client;
 use firemode_sync_core::automerge::sync;
 use firemode_sync_core::automerge::{ActorId, Automerge};
 use firemode_sync_core::{create_session_document, DocumentId, ItemInit, SessionInit};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::peer::{self, Endpoint, Peer};
@@ -200,17 +198,12 @@ impl Target {
         };
         eprintln!("creating {n} sessions on building {building} ...");
         let t0 = std::time::Instant::now();
-        #[derive(Deserialize)]
-        struct Created {
-            document_id: String,
-        }
         let ids: Vec<String> = stream::iter(0..n)
             .map(|i| async move {
-                let body = json!({"building_id": building, "name": format!("Sync bench {i}"), "frequency": "six_monthly"});
-                client
-                    .post_json::<_, Created>("/v1/tests/sessions", &body)
+                let name = format!("Sync bench {i}");
+                crate::bench::fixtures::create_session(client, building, &name, "six_monthly")
                     .await
-                    .map(|c| c.document_id)
+                    .map(|s| s.document_id)
             })
             .buffer_unordered(args.setup_concurrency.max(1))
             .try_collect()
@@ -223,36 +216,13 @@ impl Target {
         Ok(ids)
     }
 
+    /// A building of `assets` portable extinguishers: the items the reference server's
+    /// documents get too.
     async fn create_building(&self, assets: usize) -> Result<Uuid> {
-        let client = self.rest()?;
-        #[derive(Deserialize)]
-        struct Created {
-            id: Uuid,
-        }
-        let hint = "this server cannot create buildings over REST yet: create a building with portable_extinguisher assets (docs/benchmarks.md, Sync) and pass --building-id";
-        let b: Created = match client
-            .post_json(
-                "/v1/buildings",
-                &json!({"name": "Sync bench tower", "address": "1 Bench St, Melbourne VIC", "building_type": "office"}),
-            )
+        let kinds = ["portable_extinguisher"];
+        crate::bench::fixtures::create_building(self.rest()?, &kinds, assets)
             .await
-        {
-            Ok(b) => b,
-            Err(e @ ClientError::Api(_)) if matches!(e.status(), Some(404 | 405 | 501)) => {
-                return Err(anyhow!(e).context(hint))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        for i in 0..assets {
-            client
-                .post_json::<_, serde_json::Value>(
-                    &format!("/v1/buildings/{}/assets", b.id),
-                    &json!({"asset_type": "portable_extinguisher", "location": format!("Level {}", i / 4), "identifier": format!("EXT-{i:04}")}),
-                )
-                .await
-                .context("creating assets failed")?;
-        }
-        Ok(b.id)
+            .context("creating the building failed")
     }
 
     /// Loaded documents as the server reports them (FireMode `/metrics`), if it does.
