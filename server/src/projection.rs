@@ -2,6 +2,7 @@
 //! (`session_items`) that REST reads. Coalesced: a document changed a hundred times in a burst
 //! is written once with its latest state.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use firemode_sync_core::{Outcome, Projection};
+use firemode_sync_core::{Outcome, ProjectedItem, Projection};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -19,15 +20,29 @@ use uuid::Uuid;
 use crate::rules::Classification;
 use crate::store::defects::{DefectFilter, DefectRecord};
 use crate::store::rules::RuleRecord;
-use crate::store::sessions::{ItemRow, SessionRow};
+use crate::store::sessions::{ItemRow, ItemsWrite, SessionRow};
 use crate::store::{Page, Store, StoreError};
 
-struct Pending {
+struct Job {
     projection: Projection,
     seq: i64,
     heads: String,
     /// Submission number of this session's projection (see `Projector::settled`).
     version: u64,
+}
+
+/// What the worker has to do for one session.
+#[derive(Default)]
+struct Pending {
+    job: Option<Job>,
+    /// The document was unloaded: forget what was last written once the job (if any) is done.
+    release: bool,
+}
+
+/// What was last written for a session, so the next write touches only the rows that changed.
+struct Written {
+    session: SessionRow,
+    items: HashMap<String, ProjectedItem>,
 }
 
 #[derive(Clone)]
@@ -38,6 +53,8 @@ pub struct Projector {
     wake: Arc<Notify>,
     /// Bumped after every write; tests and REST readers can wait for it.
     written: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Item rows written since start (`/metrics`).
+    rows: Arc<AtomicU64>,
 }
 
 impl Projector {
@@ -47,9 +64,12 @@ impl Projector {
             versions: Arc::new(DashMap::new()),
             wake: Arc::new(Notify::new()),
             written: Arc::new(tokio::sync::watch::channel(0).0),
+            rows: Arc::new(AtomicU64::new(0)),
         };
         let worker = p.clone();
         tasks.spawn(async move {
+            // Only this task reads or writes it: no lock needed.
+            let mut last: HashMap<Uuid, Written> = HashMap::new();
             loop {
                 let stopping = tokio::select! {
                     _ = worker.wake.notified() => false,
@@ -57,14 +77,31 @@ impl Projector {
                 };
                 let keys: Vec<Uuid> = worker.pending.iter().map(|e| *e.key()).collect();
                 for id in keys {
-                    if let Some((_, job)) = worker.pending.remove(&id) {
+                    let Some((_, pending)) = worker.pending.remove(&id) else {
+                        continue;
+                    };
+                    if let Some(job) = pending.job {
                         let version = job.version;
-                        if let Err(e) = write(store.as_ref(), id, job).await {
-                            tracing::error!(session = %id, error = %e, "projection failed");
+                        let before = last.remove(&id);
+                        match write(store.as_ref(), id, job, before).await {
+                            Ok((written, rows)) => {
+                                worker.rows.fetch_add(rows, Ordering::Relaxed);
+                                if !pending.release {
+                                    last.insert(id, written);
+                                }
+                            }
+                            // Nothing is remembered: the next write rewrites every row.
+                            Err(e) => {
+                                tracing::error!(session = %id, error = %e, "projection failed")
+                            }
                         }
                         if let Some(mut v) = worker.versions.get_mut(&id) {
                             v.1 = v.1.max(version);
                         }
+                    }
+                    if pending.release {
+                        last.remove(&id);
+                        worker.versions.remove_if(&id, |_, v| v.0 == v.1);
                     }
                 }
                 worker.written.send_modify(|n| *n += 1);
@@ -83,16 +120,25 @@ impl Projector {
             v.0 += 1;
             v.0
         };
-        self.pending.insert(
-            session,
-            Pending {
-                projection,
-                seq,
-                heads,
-                version,
-            },
-        );
+        self.pending.entry(session).or_default().job = Some(Job {
+            projection,
+            seq,
+            heads,
+            version,
+        });
         self.wake.notify_one();
+    }
+
+    /// The session's document was unloaded: after any queued write, drop what the projector
+    /// keeps for it (the first projection after a reload rewrites every row).
+    pub fn release(&self, session: Uuid) {
+        self.pending.entry(session).or_default().release = true;
+        self.wake.notify_one();
+    }
+
+    /// Item rows written since start.
+    pub fn rows_written(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
     }
 
     /// Wait until every projection submitted for `session` so far is written.
@@ -128,17 +174,33 @@ fn classify(
     }
 }
 
-async fn write(store: &dyn Store, id: Uuid, job: Pending) -> anyhow::Result<()> {
-    let session = store.find_session(id).await?;
-    let mut rules: HashMap<String, Option<RuleRecord>> = HashMap::new();
-    for code in job
+/// Write a projection. With what was last written for the session (`before`), only the items
+/// that changed are classified and written; without it, every row is replaced. Returns what is
+/// now written and how many rows were.
+async fn write(
+    store: &dyn Store,
+    id: Uuid,
+    job: Job,
+    before: Option<Written>,
+) -> anyhow::Result<(Written, u64)> {
+    let (session, mut previous) = match before {
+        Some(w) => (w.session, Some(w.items)),
+        None => (store.find_session(id).await?.row, None),
+    };
+    let changed: Vec<&ProjectedItem> = job
         .projection
         .items
         .iter()
-        .filter_map(|i| i.rule_code.as_ref())
-    {
+        .filter(|i| {
+            previous
+                .as_ref()
+                .is_none_or(|p| p.get(&i.asset_id) != Some(*i))
+        })
+        .collect();
+    let mut rules: HashMap<String, Option<RuleRecord>> = HashMap::new();
+    for code in changed.iter().filter_map(|i| i.rule_code.as_ref()) {
         if !rules.contains_key(code) {
-            let rule = match store.latest_rule(session.row.org_id, code).await {
+            let rule = match store.latest_rule(session.org_id, code).await {
                 Ok(r) => Some(r),
                 Err(StoreError::NotFound) => None,
                 Err(e) => return Err(e.into()),
@@ -146,9 +208,7 @@ async fn write(store: &dyn Store, id: Uuid, job: Pending) -> anyhow::Result<()> 
             rules.insert(code.clone(), rule);
         }
     }
-    let items: Vec<ItemRow> = job
-        .projection
-        .items
+    let rows: Vec<ItemRow> = changed
         .iter()
         .map(|i| {
             let rule = i
@@ -156,42 +216,84 @@ async fn write(store: &dyn Store, id: Uuid, job: Pending) -> anyhow::Result<()> 
                 .as_ref()
                 .and_then(|c| rules.get(c))
                 .and_then(Option::as_ref);
-            (i, rule)
-        })
-        .map(|(i, rule)| ItemRow {
-            session_id: id,
-            asset_id: i.asset_id.clone(),
-            org_id: session.row.org_id,
-            building_id: session.row.building_id,
-            rule_code: i.rule_code.clone(),
-            outcome: i.outcome.map(|o| o.as_str().to_owned()),
-            raw_outcome: i.raw_outcome.clone(),
-            observed_condition: i.observed_condition.clone(),
-            readings: sqlx::types::Json(json!(i.readings)),
-            notes: i.notes.clone(),
-            evidence: sqlx::types::Json(json!(i.evidence)),
-            recorded_by: i.recorded_by.clone(),
-            recorded_at: i.recorded_at.clone(),
-            classification: classify(rule, i.outcome, i.observed_condition.as_deref())
-                .map(|c| c.as_str().to_owned()),
-            rule_version: rule.map(|r| r.version.clone()),
-            problems: sqlx::types::Json(json!(i.problems)),
+            item_row(&session, i, rule)
         })
         .collect();
     let problems = json!(job.projection.problems);
-    store
-        .replace_projection(id, &items, job.seq, &job.heads, &problems)
-        .await?;
-    sync_defects(store, &session.row, &items).await
+    match previous.as_mut() {
+        Some(previous) => {
+            for i in &job.projection.items {
+                previous.remove(&i.asset_id);
+            }
+            // What is left was in the last write and is gone from the document.
+            let removed: Vec<String> = previous.drain().map(|(k, _)| k).collect();
+            store
+                .write_projection(
+                    id,
+                    ItemsWrite::Changed {
+                        upsert: &rows,
+                        removed: &removed,
+                    },
+                    job.seq,
+                    &job.heads,
+                    &problems,
+                )
+                .await?;
+        }
+        None => {
+            store
+                .write_projection(id, ItemsWrite::All(&rows), job.seq, &job.heads, &problems)
+                .await?;
+        }
+    }
+    sync_defects(store, &session, &rows).await?;
+    let written = Written {
+        session,
+        items: job
+            .projection
+            .items
+            .into_iter()
+            .map(|i| (i.asset_id.clone(), i))
+            .collect(),
+    };
+    Ok((written, rows.len() as u64))
 }
 
-/// Keep automatic defects in step with the items: a failed item opens (or refreshes) one, a
-/// later pass withdraws it while it is still open.
+fn item_row(session: &SessionRow, i: &ProjectedItem, rule: Option<&RuleRecord>) -> ItemRow {
+    ItemRow {
+        session_id: session.id,
+        asset_id: i.asset_id.clone(),
+        org_id: session.org_id,
+        building_id: session.building_id,
+        rule_code: i.rule_code.clone(),
+        outcome: i.outcome.map(|o| o.as_str().to_owned()),
+        raw_outcome: i.raw_outcome.clone(),
+        observed_condition: i.observed_condition.clone(),
+        readings: sqlx::types::Json(json!(i.readings)),
+        notes: i.notes.clone(),
+        evidence: sqlx::types::Json(json!(i.evidence)),
+        recorded_by: i.recorded_by.clone(),
+        recorded_at: i.recorded_at.clone(),
+        classification: classify(rule, i.outcome, i.observed_condition.as_deref())
+            .map(|c| c.as_str().to_owned()),
+        rule_version: rule.map(|r| r.version.clone()),
+        problems: sqlx::types::Json(json!(i.problems)),
+    }
+}
+
+/// Keep automatic defects in step with the items (those that changed since the last write): a
+/// failed item opens (or refreshes) one, a later pass withdraws it while it is still open.
 async fn sync_defects(
     store: &dyn Store,
     session: &SessionRow,
     items: &[ItemRow],
 ) -> anyhow::Result<()> {
+    if !items
+        .iter()
+        .any(|i| matches!(i.outcome.as_deref(), Some("fail" | "pass")))
+    {
+        return Ok(());
+    }
     let page = Page {
         after: None,
         limit: 100_000,

@@ -113,6 +113,7 @@ pub struct Metrics {
     pub sync_connections: IntGauge,
     pub sync_documents: IntGauge,
     pub sync_changes: IntCounter,
+    pub projection_rows: IntCounter,
 }
 
 impl Default for Metrics {
@@ -144,11 +145,17 @@ impl Default for Metrics {
             "Automerge changes committed by the sync hub",
         )
         .expect("static metric definition");
+        let projection_rows = IntCounter::new(
+            "projection_rows_written_total",
+            "Session item rows written by the projection (only items a change touched)",
+        )
+        .expect("static metric definition");
         let _ = registry.register(Box::new(http_requests.clone()));
         let _ = registry.register(Box::new(http_duration.clone()));
         let _ = registry.register(Box::new(sync_connections.clone()));
         let _ = registry.register(Box::new(sync_documents.clone()));
         let _ = registry.register(Box::new(sync_changes.clone()));
+        let _ = registry.register(Box::new(projection_rows.clone()));
         Self {
             registry,
             http_requests,
@@ -156,6 +163,7 @@ impl Default for Metrics {
             sync_connections,
             sync_documents,
             sync_changes,
+            projection_rows,
         }
     }
 }

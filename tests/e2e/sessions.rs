@@ -1,15 +1,23 @@
 //! Test sessions through REST: creation builds the automerge document, access rules, results
 //! written as automerge changes, projection with classification.
 
-use firemode_tests::fixtures::{building, session};
-use firemode_tests::{assert_problem, backend_tests, Backend, TestServer};
-use serde_json::json;
+use std::time::Duration;
+
+use firemode_sync_core::automerge::transaction::Transactable;
+use firemode_sync_core::automerge::{sync, Automerge, ReadDoc, ROOT};
+use firemode_tests::fixtures::{building, put_item_field, session};
+use firemode_tests::sync_client::SyncClient;
+use firemode_tests::{
+    assert_problem, backend_tests, test_config, Backend, TestDb, TestServer, User,
+};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 backend_tests!(
     create_builds_the_document,
     inspectors_see_only_assigned_sessions,
     results_become_changes_and_projection,
+    projection_follows_each_edit_and_reload,
     session_updates_and_status,
     offline_created_session_registers,
     session_bad_inputs,
@@ -165,6 +173,191 @@ async fn record(
             .json(&json!({ "results": results })),
     )
     .await
+}
+
+/// The projected rows of a session, by asset id.
+async fn rows(
+    srv: &TestServer,
+    token: &str,
+    id: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let r = srv
+        .client
+        .get(&format!("/v1/tests/sessions/{id}/results"), Some(token))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["asset_id"].as_str().unwrap().to_owned(), i.clone()))
+        .collect()
+}
+
+/// `firemode_projection_rows_written_total` from `/metrics`.
+async fn rows_written(srv: &TestServer) -> u64 {
+    let m = srv.client.get("/metrics", None).await;
+    m.body
+        .lines()
+        .find_map(|l| l.strip_prefix("firemode_projection_rows_written_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no projection counter in /metrics: {}", m.body))
+}
+
+async fn automatic_defects(srv: &TestServer, by: &User, id: &str) -> Vec<(String, String)> {
+    let r = srv
+        .client
+        .get(&format!("/v1/defects?session_id={id}"), Some(&by.token))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut out: Vec<(String, String)> = r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["asset_id"].as_str().unwrap().to_owned(),
+                d["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Projection writes only what an edit changed: rows of untouched items keep what earlier edits
+/// (tablet or REST) wrote, a removed item's row goes, defects follow the changed items, and the
+/// first projection after the document was unloaded and reloaded writes the whole session.
+async fn projection_follows_each_edit_and_reload(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let mut cfg = test_config(&db);
+    cfg.sync_idle_unload = Duration::from_millis(300);
+    let srv = TestServer::start_with(db, cfg).await;
+    let org = srv.org("Acme").await;
+    let inspector = srv.user(&org, "inspector").await;
+    let bld = building(&srv, &org, 3).await;
+    let s = session(&srv, &org.admin, &bld, &[inspector.id]).await;
+    let (id, doc_id) = (
+        s["id"].as_str().unwrap().to_owned(),
+        s["document_id"].as_str().unwrap().to_owned(),
+    );
+    let [a0, a1, a2] = [0, 1, 2].map(|i| bld.assets[i]);
+    let t = &org.admin.token;
+    let before = rows(&srv, t, &id).await;
+    assert_eq!(before.len(), 3);
+    assert!(
+        before.values().all(|r| r["outcome"] == "not_tested"),
+        "{before:?}"
+    );
+
+    let mut c = SyncClient::joined(
+        &srv.base,
+        &inspector.token,
+        &format!("{}:tablet", inspector.id),
+    )
+    .await;
+    let (mut d, mut st) = (Automerge::new(), sync::State::new());
+    c.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
+    let written = rows_written(&srv).await;
+    {
+        let mut tx = d.transaction();
+        let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
+        let (_, item) = tx.get(&items, a0.to_string()).unwrap().unwrap();
+        tx.put(&item, "outcome", "fail").unwrap();
+        tx.put(
+            &item,
+            "observedCondition",
+            "extinguisher_discharged_or_empty",
+        )
+        .unwrap();
+        tx.commit();
+    }
+    c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
+    let r = rows(&srv, t, &id).await;
+    // One item changed: one row written.
+    assert_eq!(rows_written(&srv).await - written, 1);
+    assert_eq!(r[&a0.to_string()]["outcome"], "fail");
+    assert_eq!(r[&a0.to_string()]["classification"], "critical_defect");
+    assert_eq!(r[&a1.to_string()]["outcome"], "not_tested");
+    assert_eq!(
+        automatic_defects(&srv, &org.admin, &id).await,
+        vec![(a0.to_string(), "open".into())]
+    );
+
+    // A REST result for another item, then the tablet passes the first and writes a note on the
+    // third: the REST-written row stays as it was.
+    let rest = record(
+        &srv,
+        &inspector.token,
+        &id,
+        json!([{ "asset_id": a1, "outcome": "pass", "notes": "gauge ok" }]),
+    )
+    .await;
+    assert_eq!(rest.status, 200, "{}", rest.body);
+    c.sync_until(&doc_id, &mut d, &mut st, Duration::from_secs(10), |d| {
+        firemode_sync_core::to_json(d, None)["items"][a1.to_string()]["notes"] == "gauge ok"
+    })
+    .await
+    .unwrap();
+    rows(&srv, t, &id).await;
+    let written = rows_written(&srv).await;
+    put_item_field(&mut d, a0, "outcome", "pass");
+    put_item_field(&mut d, a2, "notes", "behind the door");
+    c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
+    let r = rows(&srv, t, &id).await;
+    assert_eq!(rows_written(&srv).await - written, 2);
+    assert_eq!(r[&a0.to_string()]["outcome"], "pass");
+    assert_eq!(r[&a1.to_string()]["outcome"], "pass");
+    assert_eq!(r[&a1.to_string()]["notes"], "gauge ok");
+    assert_eq!(r[&a1.to_string()]["classification"], "compliant");
+    assert_eq!(r[&a2.to_string()]["notes"], "behind the door");
+    assert_eq!(r[&a2.to_string()]["outcome"], "not_tested");
+    assert_eq!(
+        automatic_defects(&srv, &org.admin, &id).await,
+        vec![(a0.to_string(), "withdrawn".into())]
+    );
+
+    // An item the document no longer has loses its row.
+    {
+        let mut tx = d.transaction();
+        let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
+        tx.delete(&items, a2.to_string()).unwrap();
+        tx.commit();
+    }
+    c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
+    let r = rows(&srv, t, &id).await;
+    assert_eq!(r.keys().cloned().collect::<Vec<_>>(), {
+        let mut k = vec![a0.to_string(), a1.to_string()];
+        k.sort();
+        k
+    });
+
+    // Unloaded and reloaded: the next change rewrites the session, and every row is right.
+    drop(c);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while srv.state.hub.loaded_documents() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle document not unloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let written = rows_written(&srv).await;
+    let again = record(&srv, &inspector.token, &id, json!([{ "asset_id": a0, "outcome": "fail", "observed_condition": "extinguisher_discharged_or_empty" }])).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let r = rows(&srv, t, &id).await;
+    assert_eq!(
+        rows_written(&srv).await - written,
+        2,
+        "a full rewrite after the reload"
+    );
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[&a0.to_string()]["outcome"], "fail");
+    assert_eq!(r[&a1.to_string()]["notes"], "gauge ok");
+    let defects = automatic_defects(&srv, &org.admin, &id).await;
+    assert_eq!(defects, vec![(a0.to_string(), "open".into())]);
 }
 
 async fn results_become_changes_and_projection(b: Backend) {

@@ -83,6 +83,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .sync_changes
         .inc_by(stored.saturating_sub(seen));
+    let rows = state.hub.projection_rows_written();
+    let seen = state.metrics.projection_rows.get();
+    state
+        .metrics
+        .projection_rows
+        .inc_by(rows.saturating_sub(seen));
     (
         [(
             header::CONTENT_TYPE,

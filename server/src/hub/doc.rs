@@ -500,6 +500,7 @@ impl Actor {
         if self.project_at.is_some() {
             self.project();
         }
+        self.hub.inner.projector.release(self.id);
         self.compact().await;
         self.hub.forget(self.id, self.gen);
         for p in self.peers.values() {

@@ -174,6 +174,11 @@ impl Hub {
         self.inner.docs.len()
     }
 
+    /// Session item rows the projection has written since start.
+    pub fn projection_rows_written(&self) -> u64 {
+        self.inner.projector.rows_written()
+    }
+
     pub fn changes_stored(&self) -> u64 {
         self.inner.changes_stored.load(Ordering::Relaxed)
     }

@@ -103,6 +103,19 @@ pub struct ItemRow {
     pub problems: sqlx::types::Json<serde_json::Value>,
 }
 
+/// Which projection rows a write touches.
+#[derive(Debug, Clone, Copy)]
+pub enum ItemsWrite<'a> {
+    /// Every row of the session: rows of assets not listed are deleted.
+    All(&'a [ItemRow]),
+    /// Only these rows changed since the last write: upsert them and delete the rows of
+    /// `removed` asset ids; other rows stay as they are.
+    Changed {
+        upsert: &'a [ItemRow],
+        removed: &'a [String],
+    },
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Register a session, its assignees and its initial document changes in one transaction.
@@ -150,11 +163,11 @@ pub trait SessionStore: Send + Sync {
     ) -> StoreResult<()>;
     async fn change_attributions(&self, session_id: Uuid) -> StoreResult<Vec<ChangeAttribution>>;
 
-    /// Replace a session's projection rows (one transaction).
-    async fn replace_projection(
+    /// Write a session's projection rows and state (one transaction).
+    async fn write_projection(
         &self,
         session_id: Uuid,
-        items: &[ItemRow],
+        items: ItemsWrite<'_>,
         projected_seq: i64,
         heads: &str,
         problems: &serde_json::Value,
@@ -171,6 +184,22 @@ pub(crate) const SESSION_COLUMNS: &str = "id, org_id, building_id, name, frequen
 pub(crate) const ITEM_COLUMNS: &str = "session_id, asset_id, org_id, building_id, rule_code, \
      outcome, raw_outcome, observed_condition, readings, notes, evidence, recorded_by, \
      recorded_at, classification, rule_version, problems";
+
+/// Insert one projection row, or overwrite the session's row for that asset (same SQL on both
+/// databases).
+pub(crate) static UPSERT_ITEM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let updates: Vec<String> = ITEM_COLUMNS
+        .split(", ")
+        .skip(2)
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO session_items ({ITEM_COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         ON CONFLICT (session_id, asset_id) DO UPDATE SET {}",
+        updates.join(", ")
+    )
+});
 
 macro_rules! sessions_sql {
     ($store:ty, $db:ty) => {
@@ -476,24 +505,37 @@ macro_rules! sessions_sql {
                 .await?)
             }
 
-            async fn replace_projection(
+            async fn write_projection(
                 &self,
                 session_id: uuid::Uuid,
-                items: &[$crate::store::sessions::ItemRow],
+                items: $crate::store::sessions::ItemsWrite<'_>,
                 projected_seq: i64,
                 heads: &str,
                 problems: &serde_json::Value,
             ) -> $crate::store::StoreResult<()> {
+                use $crate::store::sessions::ItemsWrite;
                 let mut tx = self.writer.begin().await?;
-                sqlx::query("DELETE FROM session_items WHERE session_id = $1")
-                    .bind(session_id)
-                    .execute(&mut *tx)
-                    .await?;
-                for i in items {
-                    sqlx::query(&format!(
-                        "INSERT INTO session_items ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                        $crate::store::sessions::ITEM_COLUMNS
-                    ))
+                let upsert = match items {
+                    ItemsWrite::All(rows) => {
+                        sqlx::query("DELETE FROM session_items WHERE session_id = $1")
+                            .bind(session_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        rows
+                    }
+                    ItemsWrite::Changed { upsert, removed } => {
+                        for asset in removed {
+                            sqlx::query("DELETE FROM session_items WHERE session_id = $1 AND asset_id = $2")
+                                .bind(session_id)
+                                .bind(asset)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        upsert
+                    }
+                };
+                for i in upsert {
+                    sqlx::query(&$crate::store::sessions::UPSERT_ITEM)
                     .bind(i.session_id)
                     .bind(&i.asset_id)
                     .bind(i.org_id)

@@ -13,7 +13,7 @@ use chrono::{Months, Utc};
 use clap::{Parser, Subcommand};
 use firemode_server::config::DatabaseUrl;
 use firemode_server::store::buildings::{AssetRecord, BuildingRecord};
-use firemode_server::store::sessions::{ItemRow, SessionRow};
+use firemode_server::store::sessions::{ItemRow, ItemsWrite, SessionRow};
 use firemode_server::store::{NewUser, Role};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -246,7 +246,7 @@ async fn seed(
             .collect();
         items_total += items.len();
         store
-            .replace_projection(session.id, &items, 0, "", &json!([]))
+            .write_projection(session.id, ItemsWrite::All(&items), 0, "", &json!([]))
             .await?;
     }
     let defects = seed_defects(&db, &org.id, &building.id, &assets, &mut rng).await?;
