@@ -23,6 +23,11 @@ impl<'a> Reader<'a> {
         Self { doc, heads }
     }
 
+    /// The document read.
+    pub(crate) fn doc(&self) -> &'a Automerge {
+        self.doc
+    }
+
     /// The winning value at `prop`, if any.
     pub(crate) fn get(&self, obj: &ObjId, prop: impl Into<Prop>) -> Option<(Value<'a>, ObjId)> {
         let result = match self.heads {

@@ -115,6 +115,8 @@ struct Actor {
     uncompacted: Vec<ChangeHash>,
     ephemeral_seen: HashSet<(String, u64)>,
     project_at: Option<Instant>,
+    /// The last projection, kept so the next one re-reads only the items changes touched.
+    projection: Option<firemode_sync_core::ProjectionCache>,
 }
 
 impl Actor {
@@ -154,6 +156,7 @@ impl Actor {
             uncompacted,
             ephemeral_seen: HashSet::new(),
             project_at: None,
+            projection: None,
         })
     }
 
@@ -469,7 +472,11 @@ impl Actor {
 
     fn project(&mut self) {
         self.project_at = None;
-        let projection = firemode_sync_core::project(&self.doc);
+        let projection = self
+            .projection
+            .get_or_insert_with(|| firemode_sync_core::ProjectionCache::new(&self.doc))
+            .update(&self.doc)
+            .clone();
         let heads = firemode_sync_core::encode_heads(&self.doc.get_heads());
         self.hub
             .inner

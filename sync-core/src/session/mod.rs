@@ -12,6 +12,7 @@
 //! text object, not a scalar. So every reader here accepts a string field as either, and a
 //! writer keeps a field a text object when it already is one.
 
+mod incremental;
 mod json;
 mod project;
 mod write;
@@ -23,6 +24,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use incremental::ProjectionCache;
 pub use json::{heads_known, to_json};
 pub use project::{project, ProjectedItem, Projection, SchemaProblem};
 pub use write::{apply_results, create_session_document, set_name, set_status};

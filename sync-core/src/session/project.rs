@@ -152,7 +152,7 @@ pub fn project(doc: &Automerge) -> Projection {
     }
 }
 
-fn project_item(reader: &Reader<'_>, item: Field, asset_id: String) -> ProjectedItem {
+pub(super) fn project_item(reader: &Reader<'_>, item: Field, asset_id: String) -> ProjectedItem {
     let mut problems = Problems::default();
     if Uuid::try_parse(&asset_id).is_err() {
         problems.push(
@@ -204,9 +204,17 @@ fn project_item(reader: &Reader<'_>, item: Field, asset_id: String) -> Projected
     }
 }
 
+/// The field of the item `asset` in the `items` map `items`, as `project` names it.
+pub(super) fn item_field(items: &ObjId, asset: &str) -> Field {
+    Field::root()
+        .child(ITEMS)
+        .with_obj(items.clone())
+        .child(asset)
+}
+
 /// An object of the document together with its JSON-pointer path.
 #[derive(Clone)]
-struct Field {
+pub(super) struct Field {
     obj: ObjId,
     path: String,
 }
@@ -227,7 +235,7 @@ impl Field {
         }
     }
 
-    fn with_obj(self, obj: ObjId) -> Field {
+    pub(super) fn with_obj(self, obj: ObjId) -> Field {
         Self { obj, ..self }
     }
 }
