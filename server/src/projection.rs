@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::rules::Classification;
 use crate::store::defects::{DefectFilter, DefectRecord};
 use crate::store::rules::RuleRecord;
-use crate::store::sessions::{ItemRow, ItemsWrite, SessionRow};
+use crate::store::sessions::{ItemRow, ItemsWrite, ProjectionWrite, SessionRow};
 use crate::store::{Page, Store, StoreError};
 
 struct Job {
@@ -39,10 +39,14 @@ struct Pending {
     release: bool,
 }
 
-/// What was last written for a session, so the next write touches only the rows that changed.
+/// What this node last wrote for a session, so the next write touches only the rows that
+/// changed.
 struct Written {
     session: SessionRow,
-    items: HashMap<String, ProjectedItem>,
+    rows: HashMap<String, ItemRow>,
+    /// The heads stored with it: if the stored ones differ at the next write, someone else
+    /// wrote the session meanwhile and every row is written again.
+    heads: String,
 }
 
 #[derive(Clone)]
@@ -100,8 +104,9 @@ impl Projector {
                         }
                     }
                     if pending.release {
+                        // `versions` stays: a reader may be waiting for a version number of
+                        // this session, and numbers must keep increasing across reloads.
                         last.remove(&id);
-                        worker.versions.remove_if(&id, |_, v| v.0 == v.1);
                     }
                 }
                 worker.written.send_modify(|n| *n += 1);
@@ -174,31 +179,28 @@ fn classify(
     }
 }
 
-/// Write a projection. With what was last written for the session (`before`), only the items
-/// that changed are classified and written; without it, every row is replaced. Returns what is
-/// now written and how many rows were.
+/// Write a projection. With what this node last wrote for the session (`before`), only the
+/// rows that differ are written — a row differs when its item changed or when the rule it is
+/// classified by has a new version — unless another writer (another node) wrote the session
+/// since, which the store detects by the stored heads; without it, every row is replaced.
+/// Returns what is now written and how many rows were.
 async fn write(
     store: &dyn Store,
     id: Uuid,
     job: Job,
     before: Option<Written>,
 ) -> anyhow::Result<(Written, u64)> {
-    let (session, mut previous) = match before {
-        Some(w) => (w.session, Some(w.items)),
+    let (session, previous) = match before {
+        Some(w) => (w.session, Some((w.rows, w.heads))),
         None => (store.find_session(id).await?.row, None),
     };
-    let changed: Vec<&ProjectedItem> = job
+    let mut rules: HashMap<String, Option<RuleRecord>> = HashMap::new();
+    for code in job
         .projection
         .items
         .iter()
-        .filter(|i| {
-            previous
-                .as_ref()
-                .is_none_or(|p| p.get(&i.asset_id) != Some(*i))
-        })
-        .collect();
-    let mut rules: HashMap<String, Option<RuleRecord>> = HashMap::new();
-    for code in changed.iter().filter_map(|i| i.rule_code.as_ref()) {
+        .filter_map(|i| i.rule_code.as_ref())
+    {
         if !rules.contains_key(code) {
             let rule = match store.latest_rule(session.org_id, code).await {
                 Ok(r) => Some(r),
@@ -208,7 +210,9 @@ async fn write(
             rules.insert(code.clone(), rule);
         }
     }
-    let rows: Vec<ItemRow> = changed
+    let all: Vec<ItemRow> = job
+        .projection
+        .items
         .iter()
         .map(|i| {
             let rule = i
@@ -220,43 +224,48 @@ async fn write(
         })
         .collect();
     let problems = json!(job.projection.problems);
-    match previous.as_mut() {
-        Some(previous) => {
-            for i in &job.projection.items {
-                previous.remove(&i.asset_id);
-            }
-            // What is left was in the last write and is gone from the document.
-            let removed: Vec<String> = previous.drain().map(|(k, _)| k).collect();
-            store
-                .write_projection(
-                    id,
-                    ItemsWrite::Changed {
-                        upsert: &rows,
-                        removed: &removed,
-                    },
-                    job.seq,
-                    &job.heads,
-                    &problems,
-                )
+    let (written_rows, outcome) = match &previous {
+        Some((rows, heads)) => {
+            let changed: Vec<ItemRow> = all
+                .iter()
+                .filter(|r| rows.get(&r.asset_id) != Some(*r))
+                .cloned()
+                .collect();
+            // What was in the last write and is gone from the document.
+            let removed: Vec<String> = rows
+                .keys()
+                .filter(|k| !all.iter().any(|r| &r.asset_id == *k))
+                .cloned()
+                .collect();
+            let items = ItemsWrite::Changed {
+                upsert: &changed,
+                removed: &removed,
+                all: &all,
+                expect_heads: heads,
+            };
+            let outcome = store
+                .write_projection(id, items, job.seq, &job.heads, &problems)
                 .await?;
+            (changed, outcome)
         }
         None => {
-            store
-                .write_projection(id, ItemsWrite::All(&rows), job.seq, &job.heads, &problems)
+            let outcome = store
+                .write_projection(id, ItemsWrite::All(&all), job.seq, &job.heads, &problems)
                 .await?;
+            (Vec::new(), outcome)
         }
-    }
-    sync_defects(store, &session, &rows).await?;
+    };
+    let (synced, count): (&[ItemRow], u64) = match outcome {
+        ProjectionWrite::Changed => (&written_rows, written_rows.len() as u64),
+        ProjectionWrite::All => (&all, all.len() as u64),
+    };
+    sync_defects(store, &session, synced).await?;
     let written = Written {
         session,
-        items: job
-            .projection
-            .items
-            .into_iter()
-            .map(|i| (i.asset_id.clone(), i))
-            .collect(),
+        rows: all.into_iter().map(|r| (r.asset_id.clone(), r)).collect(),
+        heads: job.heads,
     };
-    Ok((written, rows.len() as u64))
+    Ok((written, count))
 }
 
 fn item_row(session: &SessionRow, i: &ProjectedItem, rule: Option<&RuleRecord>) -> ItemRow {

@@ -334,6 +334,44 @@ async fn projection_follows_each_edit_and_reload(b: Backend) {
         k
     });
 
+    // The organisation publishes a new version of the rule: the next projection re-classifies
+    // every row by it, edited or not.
+    let rule = json!({
+        "code": "AS1851-10-6M-EXT", "version": "2012.9.0",
+        "name": "Portable extinguisher six-monthly inspection (site variant)",
+        "description": "Our own words.", "standard": "AS 1851-2012", "section": "10",
+        "clause": "Section 10", "equipment": "portable_extinguisher", "frequency": "six_monthly",
+        "readings": [],
+        "classification_mappings": { "serviceable": "compliant", "extinguisher_discharged_or_empty": "critical_defect" }
+    });
+    let posted = srv.client.post("/v1/rules", Some(t), &rule).await;
+    assert_eq!(posted.status, 201, "{}", posted.body);
+    put_item_field(&mut d, a0, "notes", "rechecked");
+    c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
+    let r = rows(&srv, t, &id).await;
+    assert_eq!(r[&a1.to_string()]["rule_version"], "2012.9.0", "{r:?}");
+    assert_eq!(r[&a1.to_string()]["classification"], "compliant");
+
+    // Another writer (another node) rewrote the session from what it had: this node's next
+    // projection sees other heads stored and writes every row, not just the changed one.
+    srv.store()
+        .write_projection(
+            id.parse().unwrap(),
+            firemode_server::store::sessions::ItemsWrite::All(&[]),
+            0,
+            "another-node",
+            &json!([]),
+        )
+        .await
+        .unwrap();
+    let written = rows_written(&srv).await;
+    put_item_field(&mut d, a0, "notes", "rechecked twice");
+    c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
+    let r = rows(&srv, t, &id).await;
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[&a1.to_string()]["notes"], "gauge ok");
+    assert_eq!(rows_written(&srv).await - written, 2);
+
     // Unloaded and reloaded: the next change rewrites the session, and every row is right.
     drop(c);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

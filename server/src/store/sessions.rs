@@ -83,7 +83,7 @@ pub struct ChangeAttribution {
 }
 
 /// One projected item row.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct ItemRow {
     pub session_id: Uuid,
     pub asset_id: String,
@@ -108,12 +108,25 @@ pub struct ItemRow {
 pub enum ItemsWrite<'a> {
     /// Every row of the session: rows of assets not listed are deleted.
     All(&'a [ItemRow]),
-    /// Only these rows changed since the last write: upsert them and delete the rows of
-    /// `removed` asset ids; other rows stay as they are.
+    /// Only these rows changed since this writer's last write, whose heads were
+    /// `expect_heads`: upsert them and delete the rows of `removed` asset ids, other rows stay.
+    /// If the stored heads are not `expect_heads` (another node wrote since), `all` is written
+    /// as with [`ItemsWrite::All`].
     Changed {
         upsert: &'a [ItemRow],
         removed: &'a [String],
+        all: &'a [ItemRow],
+        expect_heads: &'a str,
     },
+}
+
+/// What a projection write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectionWrite {
+    /// Every row of the session was replaced.
+    All,
+    /// Only the changed rows were written.
+    Changed,
 }
 
 #[async_trait]
@@ -171,7 +184,7 @@ pub trait SessionStore: Send + Sync {
         projected_seq: i64,
         heads: &str,
         problems: &serde_json::Value,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<ProjectionWrite>;
     async fn list_items(&self, session_id: Uuid) -> StoreResult<Vec<ItemRow>>;
 
     /// A value of `server_meta`, set to `default` the first time it is asked for.
@@ -512,28 +525,41 @@ macro_rules! sessions_sql {
                 projected_seq: i64,
                 heads: &str,
                 problems: &serde_json::Value,
-            ) -> $crate::store::StoreResult<()> {
-                use $crate::store::sessions::ItemsWrite;
+            ) -> $crate::store::StoreResult<$crate::store::sessions::ProjectionWrite> {
+                use $crate::store::sessions::{ItemsWrite, ProjectionWrite};
                 let mut tx = self.writer.begin().await?;
-                let upsert = match items {
-                    ItemsWrite::All(rows) => {
-                        sqlx::query("DELETE FROM session_items WHERE session_id = $1")
-                            .bind(session_id)
-                            .execute(&mut *tx)
-                            .await?;
-                        rows
-                    }
-                    ItemsWrite::Changed { upsert, removed } => {
-                        for asset in removed {
-                            sqlx::query("DELETE FROM session_items WHERE session_id = $1 AND asset_id = $2")
-                                .bind(session_id)
-                                .bind(asset)
-                                .execute(&mut *tx)
-                                .await?;
+                let (upsert, outcome) = match items {
+                    ItemsWrite::Changed { upsert, removed, all, expect_heads } => {
+                        // Locks the session's state row on PostgreSQL until commit, so two
+                        // nodes' writes to one session do not interleave.
+                        let stored: Option<String> = sqlx::query_scalar(
+                            "UPDATE session_projection_state SET updated_at = updated_at \
+                             WHERE session_id = $1 RETURNING heads",
+                        )
+                        .bind(session_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if stored.as_deref() == Some(expect_heads) {
+                            for asset in removed {
+                                sqlx::query("DELETE FROM session_items WHERE session_id = $1 AND asset_id = $2")
+                                    .bind(session_id)
+                                    .bind(asset)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                            (upsert, ProjectionWrite::Changed)
+                        } else {
+                            (all, ProjectionWrite::All)
                         }
-                        upsert
                     }
+                    ItemsWrite::All(rows) => (rows, ProjectionWrite::All),
                 };
+                if outcome == ProjectionWrite::All {
+                    sqlx::query("DELETE FROM session_items WHERE session_id = $1")
+                        .bind(session_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 for i in upsert {
                     sqlx::query(&$crate::store::sessions::UPSERT_ITEM)
                     .bind(i.session_id)
@@ -569,7 +595,7 @@ macro_rules! sessions_sql {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(outcome)
             }
 
             async fn meta_value(&self, key: &str, default: &str) -> $crate::store::StoreResult<String> {

@@ -75,8 +75,7 @@ impl ProjectionCache {
         if heads == self.heads {
             return &self.projection;
         }
-        let owners = self.owners.get_or_insert_with(|| index(doc));
-        match touched_items(owners, doc, &self.heads) {
+        match touched_items(&mut self.owners, doc, &self.heads) {
             Some(assets) => {
                 self.reproject(doc, &assets);
                 self.heads = heads;
@@ -124,7 +123,7 @@ impl ProjectionCache {
 /// The assets the changes since `since` touched, or None when only a full projection can
 /// tell.
 fn touched_items(
-    owners: &HashMap<ObjKey, String>,
+    owners: &mut Option<HashMap<ObjKey, String>>,
     doc: &Automerge,
     since: &[ChangeHash],
 ) -> Option<BTreeSet<String>> {
@@ -132,6 +131,7 @@ fn touched_items(
     if changes.is_empty() || changes.len() > MAX_INCREMENTAL_CHANGES {
         return None;
     }
+    let owners = owners.get_or_insert_with(|| index(doc));
     let mut assets = BTreeSet::new();
     for change in changes {
         // Decoding re-validates what automerge already accepted; should it ever panic on
