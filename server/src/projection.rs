@@ -141,6 +141,11 @@ impl Projector {
         self.wake.notify_one();
     }
 
+    /// Sessions with a write or release queued.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Item rows written since start.
     pub fn rows_written(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)

@@ -122,7 +122,12 @@ impl AppState {
             .await
             .is_err()
         {
-            tracing::warn!("background tasks did not finish within 20 s");
+            tracing::warn!(
+                remaining = self.tasks.len(),
+                loaded_documents = self.hub.loaded_documents(),
+                projections_pending = self.hub.projections_pending(),
+                "background tasks did not finish within 20 s"
+            );
         }
     }
 }

@@ -174,6 +174,11 @@ impl Hub {
         self.inner.docs.len()
     }
 
+    /// Sessions with a projection write (or release) still queued.
+    pub fn projections_pending(&self) -> usize {
+        self.inner.projector.pending()
+    }
+
     /// Session item rows the projection has written since start.
     pub fn projection_rows_written(&self) -> u64 {
         self.inner.projector.rows_written()
