@@ -176,6 +176,7 @@ pub async fn run_server(config: Config) -> anyhow::Result<()> {
     });
     let draining = state.clone();
     crate::serve(listener, state).await?;
+    tracing::info!("connections closed; flushing documents");
     // Unload and flush every document, stop the group committer, wait for the tasks.
     draining.drain().await;
     tracing::info!("stopped");
