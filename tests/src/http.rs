@@ -112,7 +112,16 @@ impl Client {
         content_type: &str,
         body: Vec<u8>,
     ) -> Option<Resp> {
-        let sent = self
+        // Its own client: the server may close the connection after refusing the body, and a
+        // pooled connection it is closing must not be handed to the caller's next request.
+        let once = Self {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("http client"),
+        };
+        let sent = once
             .request(Method::POST, path, token)
             .header("content-type", content_type)
             .body(body)
