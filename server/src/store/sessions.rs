@@ -198,21 +198,19 @@ pub(crate) const ITEM_COLUMNS: &str = "session_id, asset_id, org_id, building_id
      outcome, raw_outcome, observed_condition, readings, notes, evidence, recorded_by, \
      recorded_at, classification, rule_version, problems";
 
-/// Insert one projection row, or overwrite the session's row for that asset (same SQL on both
-/// databases).
-pub(crate) static UPSERT_ITEM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let updates: Vec<String> = ITEM_COLUMNS
+/// The `DO UPDATE SET` list of a projection-row upsert: every column but the key (same SQL on
+/// both databases).
+pub(crate) static ITEM_UPSERT_SET: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    ITEM_COLUMNS
         .split(", ")
         .skip(2)
         .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
-    format!(
-        "INSERT INTO session_items ({ITEM_COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-         ON CONFLICT (session_id, asset_id) DO UPDATE SET {}",
-        updates.join(", ")
-    )
+        .collect::<Vec<_>>()
+        .join(", ")
 });
+
+/// Projection rows per upsert statement (16 parameters each; SQLite allows 32,766).
+pub(crate) const ITEM_ROWS_PER_STATEMENT: usize = 200;
 
 macro_rules! sessions_sql {
     ($store:ty, $db:ty) => {
@@ -560,26 +558,34 @@ macro_rules! sessions_sql {
                         .execute(&mut *tx)
                         .await?;
                 }
-                for i in upsert {
-                    sqlx::query(&$crate::store::sessions::UPSERT_ITEM)
-                    .bind(i.session_id)
-                    .bind(&i.asset_id)
-                    .bind(i.org_id)
-                    .bind(i.building_id)
-                    .bind(&i.rule_code)
-                    .bind(&i.outcome)
-                    .bind(&i.raw_outcome)
-                    .bind(&i.observed_condition)
-                    .bind(&i.readings)
-                    .bind(&i.notes)
-                    .bind(&i.evidence)
-                    .bind(&i.recorded_by)
-                    .bind(&i.recorded_at)
-                    .bind(&i.classification)
-                    .bind(&i.rule_version)
-                    .bind(&i.problems)
-                    .execute(&mut *tx)
-                    .await?;
+                // One statement per chunk of rows: a session's rows cost one round trip to the
+                // database, not one each.
+                for chunk in upsert.chunks($crate::store::sessions::ITEM_ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO session_items ({}) ",
+                        $crate::store::sessions::ITEM_COLUMNS
+                    ));
+                    q.push_values(chunk, |mut b, i| {
+                        b.push_bind(i.session_id)
+                            .push_bind(&i.asset_id)
+                            .push_bind(i.org_id)
+                            .push_bind(i.building_id)
+                            .push_bind(&i.rule_code)
+                            .push_bind(&i.outcome)
+                            .push_bind(&i.raw_outcome)
+                            .push_bind(&i.observed_condition)
+                            .push_bind(&i.readings)
+                            .push_bind(&i.notes)
+                            .push_bind(&i.evidence)
+                            .push_bind(&i.recorded_by)
+                            .push_bind(&i.recorded_at)
+                            .push_bind(&i.classification)
+                            .push_bind(&i.rule_version)
+                            .push_bind(&i.problems);
+                    });
+                    q.push(" ON CONFLICT (session_id, asset_id) DO UPDATE SET ");
+                    q.push($crate::store::sessions::ITEM_UPSERT_SET.as_str());
+                    q.build().execute(&mut *tx).await?;
                 }
                 sqlx::query(
                     "INSERT INTO session_projection_state (session_id, projected_seq, heads, problems, updated_at) \
