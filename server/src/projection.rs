@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -237,9 +237,10 @@ async fn write(
                 .cloned()
                 .collect();
             // What was in the last write and is gone from the document.
+            let present: HashSet<&str> = all.iter().map(|r| r.asset_id.as_str()).collect();
             let removed: Vec<String> = rows
                 .keys()
-                .filter(|k| !all.iter().any(|r| &r.asset_id == *k))
+                .filter(|k| !present.contains(k.as_str()))
                 .cloned()
                 .collect();
             let items = ItemsWrite::Changed {

@@ -147,7 +147,7 @@ impl Default for Metrics {
         .expect("static metric definition");
         let projection_rows = IntCounter::new(
             "projection_rows_written_total",
-            "Session item rows written by the projection (only items a change touched)",
+            "Session item rows written by the projection (rows that changed, or all of a session)",
         )
         .expect("static metric definition");
         let _ = registry.register(Box::new(http_requests.clone()));

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use firemode_sync_core::automerge::sync;
-use firemode_sync_core::automerge::transaction::Transactable;
-use firemode_sync_core::automerge::{Automerge, ReadDoc, ROOT};
-use firemode_tests::fixtures::{building, session, Building};
+use firemode_sync_core::automerge::Automerge;
+use firemode_tests::fixtures::{building, put_item_fields, session, Building};
 use firemode_tests::sync_client::SyncClient;
 use firemode_tests::{assert_problem, backend_tests, Backend, Org, Resp, TestServer, User};
 use serde_json::{json, Value};
@@ -141,15 +140,14 @@ async fn sync_edits_open_defects(b: Backend) {
     .await;
     let (mut d, mut st) = (Automerge::new(), sync::State::new());
     c.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
-    {
-        let mut tx = d.transaction();
-        let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
-        let (_, item) = tx.get(&items, bld.assets[1].to_string()).unwrap().unwrap();
-        tx.put(&item, "outcome", "fail").unwrap();
-        tx.put(&item, "observedCondition", "signage_missing")
-            .unwrap();
-        tx.commit();
-    }
+    put_item_fields(
+        &mut d,
+        bld.assets[1],
+        &[
+            ("outcome", "fail"),
+            ("observedCondition", "signage_missing"),
+        ],
+    );
     c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use firemode_sync_core::automerge::sync;
-use firemode_sync_core::automerge::transaction::Transactable;
-use firemode_sync_core::automerge::{Automerge, ReadDoc, ROOT};
-use firemode_tests::fixtures::{building, session};
+use firemode_sync_core::automerge::Automerge;
+use firemode_tests::fixtures::{building, put_item_field, session};
 use firemode_tests::sync_client::{Event, SyncClient};
 use firemode_tests::{backend_tests, test_config, Backend, TestDb, TestServer};
 use uuid::Uuid;
@@ -15,14 +14,6 @@ backend_tests!(
     expired_token_closes_socket_at_expiry,
     idle_documents_unload_and_compact
 );
-
-fn edit(doc: &mut Automerge, asset: Uuid, value: &str) {
-    let mut tx = doc.transaction();
-    let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
-    let (_, item) = tx.get(&items, asset.to_string()).unwrap().unwrap();
-    tx.put(&item, "observedCondition", value).unwrap();
-    tx.commit();
-}
 
 async fn expired_token_closes_socket_at_expiry(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
@@ -69,7 +60,7 @@ async fn idle_documents_unload_and_compact(b: Backend) {
     let (mut d, mut st) = (Automerge::new(), sync::State::new());
     c.sync(doc_id, &mut d, &mut st, true).await.unwrap();
     for i in 0..12 {
-        edit(&mut d, bld.assets[0], &format!("v{i}"));
+        put_item_field(&mut d, bld.assets[0], "observedCondition", &format!("v{i}"));
         c.sync(doc_id, &mut d, &mut st, false).await.unwrap();
     }
     assert_eq!(srv.state.hub.loaded_documents(), 1);
@@ -155,7 +146,12 @@ async fn two_nodes_share_documents_through_postgres() {
     let (mut db2, mut sb) = (Automerge::new(), sync::State::new());
     a.sync(doc_id, &mut da, &mut sa, true).await.unwrap();
     b.sync(doc_id, &mut db2, &mut sb, true).await.unwrap();
-    edit(&mut da, bld.assets[0], "seen-on-node-a");
+    put_item_field(
+        &mut da,
+        bld.assets[0],
+        "observedCondition",
+        "seen-on-node-a",
+    );
     a.sync(doc_id, &mut da, &mut sa, false).await.unwrap();
     match b.next(Duration::from_secs(3)).await {
         Event::Msg(firemode_sync_core::wire::Message::Sync { data, .. }) => {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use firemode_sync_core::automerge::transaction::Transactable;
 use firemode_sync_core::automerge::{sync, Automerge, ReadDoc, ROOT};
-use firemode_tests::fixtures::{building, put_item_field, session};
+use firemode_tests::fixtures::{building, put_item_field, put_item_fields, session};
 use firemode_tests::sync_client::SyncClient;
 use firemode_tests::{
     assert_problem, backend_tests, test_config, Backend, TestDb, TestServer, User,
@@ -261,19 +261,14 @@ async fn projection_follows_each_edit_and_reload(b: Backend) {
     let (mut d, mut st) = (Automerge::new(), sync::State::new());
     c.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
     let written = rows_written(&srv).await;
-    {
-        let mut tx = d.transaction();
-        let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
-        let (_, item) = tx.get(&items, a0.to_string()).unwrap().unwrap();
-        tx.put(&item, "outcome", "fail").unwrap();
-        tx.put(
-            &item,
-            "observedCondition",
-            "extinguisher_discharged_or_empty",
-        )
-        .unwrap();
-        tx.commit();
-    }
+    put_item_fields(
+        &mut d,
+        a0,
+        &[
+            ("outcome", "fail"),
+            ("observedCondition", "extinguisher_discharged_or_empty"),
+        ],
+    );
     c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
     let r = rows(&srv, t, &id).await;
     // One item changed: one row written.

@@ -83,12 +83,23 @@ pub fn put_item_field(
     field: &str,
     value: &str,
 ) {
+    put_item_fields(doc, asset, &[(field, value)]);
+}
+
+/// A tablet's edit: set several string fields of `asset`'s item, as one change.
+pub fn put_item_fields(
+    doc: &mut firemode_sync_core::automerge::Automerge,
+    asset: Uuid,
+    fields: &[(&str, &str)],
+) {
     use firemode_sync_core::automerge::transaction::Transactable;
     use firemode_sync_core::automerge::{ReadDoc, ROOT};
     let mut tx = doc.transaction();
     let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
     let (_, item) = tx.get(&items, asset.to_string()).unwrap().unwrap();
-    tx.put(&item, field, value).unwrap();
+    for (field, value) in fields {
+        tx.put(&item, *field, *value).unwrap();
+    }
     tx.commit();
 }
 

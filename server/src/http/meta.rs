@@ -77,18 +77,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .sync_documents
         .set(state.hub.loaded_documents() as i64);
-    let stored = state.hub.changes_stored();
-    let seen = state.metrics.sync_changes.get();
-    state
-        .metrics
-        .sync_changes
-        .inc_by(stored.saturating_sub(seen));
-    let rows = state.hub.projection_rows_written();
-    let seen = state.metrics.projection_rows.get();
-    state
-        .metrics
-        .projection_rows
-        .inc_by(rows.saturating_sub(seen));
+    catch_up(&state.metrics.sync_changes, state.hub.changes_stored());
+    catch_up(
+        &state.metrics.projection_rows,
+        state.hub.projection_rows_written(),
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -97,6 +90,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// Bring a Prometheus counter up to a total the hub counts itself.
+fn catch_up(counter: &prometheus::IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// `/openapi.json` and `/docs`, built once from the generated spec.

@@ -59,12 +59,7 @@ impl ProjectionCache {
         cache
     }
 
-    /// The projection as of the last update.
-    pub fn projection(&self) -> &Projection {
-        &self.projection
-    }
-
-    /// (full, incremental) updates so far, for tests and metrics.
+    /// How many updates so far were (full, incremental).
     pub fn update_counts(&self) -> (u64, u64) {
         (self.full_updates, self.partial_updates)
     }
