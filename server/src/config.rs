@@ -145,6 +145,9 @@ pub struct Config {
     pub sync_outbound_queue: usize,
     /// Sync hub: snapshot a document after this many stored changes.
     pub sync_compact_after: usize,
+    /// Sync hub, several nodes: how often a node catches up documents other nodes changed
+    /// whose doorbell (NOTIFY) it missed.
+    pub sync_sweep_interval: Duration,
     pub login_max_failures: u32,
     pub login_lockout: Duration,
     pub revocation_poll: Duration,
@@ -188,6 +191,7 @@ impl Config {
             sync_max_frame: 16 * 1024 * 1024,
             sync_outbound_queue: 1024,
             sync_compact_after: 500,
+            sync_sweep_interval: Duration::from_secs(1),
             login_max_failures: 5,
             login_lockout: Duration::from_secs(15 * 60),
             revocation_poll: Duration::from_millis(500),
@@ -307,6 +311,9 @@ impl Config {
             "sync_max_frame" => self.sync_max_frame = number(value)?.max(1024) as usize,
             "sync_outbound_queue" => self.sync_outbound_queue = number(value)?.max(8) as usize,
             "sync_compact_after" => self.sync_compact_after = number(value)?.max(1) as usize,
+            "sync_sweep_ms" => {
+                self.sync_sweep_interval = Duration::from_millis(number(value)?.max(50))
+            }
             "login_max_failures" => self.login_max_failures = number(value)?.max(1) as u32,
             "login_lockout_secs" => self.login_lockout = secs(value)?,
             "revocation_poll_ms" => {

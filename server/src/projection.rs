@@ -25,7 +25,8 @@ use crate::store::{Page, Store, StoreError};
 
 struct Job {
     projection: Projection,
-    seq: i64,
+    /// The document's catch-up watermark when it was projected.
+    watermark: i64,
     heads: String,
     /// Submission number of this session's projection (see `Projector::settled`).
     version: u64,
@@ -119,7 +120,7 @@ impl Projector {
     }
 
     /// Queue the latest projection of a session (replacing an unwritten older one).
-    pub fn submit(&self, session: Uuid, projection: Projection, seq: i64, heads: String) {
+    pub fn submit(&self, session: Uuid, projection: Projection, watermark: i64, heads: String) {
         let version = {
             let mut v = self.versions.entry(session).or_insert((0, 0));
             v.0 += 1;
@@ -127,7 +128,7 @@ impl Projector {
         };
         self.pending.entry(session).or_default().job = Some(Job {
             projection,
-            seq,
+            watermark,
             heads,
             version,
         });
@@ -250,13 +251,19 @@ async fn write(
                 expect_heads: heads,
             };
             let outcome = store
-                .write_projection(id, items, job.seq, &job.heads, &problems)
+                .write_projection(id, items, job.watermark, &job.heads, &problems)
                 .await?;
             (changed, outcome)
         }
         None => {
             let outcome = store
-                .write_projection(id, ItemsWrite::All(&all), job.seq, &job.heads, &problems)
+                .write_projection(
+                    id,
+                    ItemsWrite::All(&all),
+                    job.watermark,
+                    &job.heads,
+                    &problems,
+                )
                 .await?;
             (Vec::new(), outcome)
         }

@@ -79,6 +79,7 @@ impl AppState {
                 max_frame: config.sync_max_frame,
                 outbound_queue: config.sync_outbound_queue,
                 compact_after: config.sync_compact_after,
+                sweep_interval: config.sync_sweep_interval,
             },
             storage_id,
             tasks.clone(),
@@ -86,6 +87,15 @@ impl AppState {
         );
         if let Some(pool) = &pg_pool {
             crate::hub::spawn_listener(hub.clone(), pool.clone(), &tasks, shutdown.clone());
+            crate::hub::spawn_sweeper(hub.clone(), &tasks, shutdown.clone());
+        }
+        {
+            // Projections a crash (or a stopped node) left behind the documents: re-checked
+            // in the background, so start-up does not wait for them.
+            let hub = hub.clone();
+            tasks.spawn(async move {
+                hub.project_backlog().await;
+            });
         }
         revocation::spawn_refresher(
             revocations.clone(),

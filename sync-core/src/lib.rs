@@ -14,6 +14,7 @@
 pub mod history;
 pub mod ids;
 mod read;
+pub mod replica;
 pub mod session;
 pub mod wire;
 

@@ -142,6 +142,11 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
         let (_, item) = tx.get(&items, asset.id.to_string()).unwrap().unwrap();
         tx.put(&item, "observedCondition", format!("edit-{i}"))
             .unwrap();
+        if i == 19 {
+            // The last edit fails the item: a defect must follow even though the server is
+            // killed before its projection (debounced) runs.
+            tx.put(&item, "outcome", "fail").unwrap();
+        }
         tx.commit();
         client
             .sync(&doc_id, &mut doc, &mut state, false)
@@ -177,6 +182,38 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
         server_heads, ours,
         "the server has exactly what it acknowledged"
     );
+
+    // Derived state survives the crash: the results say "fail" and the defect opens (the
+    // start-up backlog scan, or the read itself, re-projects what the crash left behind).
+    let r = c
+        .get(&format!("/v1/tests/sessions/{sid}/results"), Some(&token))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let row = r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["asset_id"] == asset.id.to_string())
+        .expect("the item's row")
+        .clone();
+    assert_eq!(row["outcome"], "fail", "{row}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = c
+            .get(&format!("/v1/defects?session_id={sid}"), Some(&token))
+            .await;
+        assert_eq!(d.status, 200, "{}", d.body);
+        if d.json["items"].as_array().is_some_and(|a| !a.is_empty()) {
+            assert_eq!(d.json["items"][0]["asset_id"], asset.id.to_string());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no defect for the failed item after the restart: {}",
+            d.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The tablet kept its sync state (only shared heads survive encoding) and resumes cheaply.
     let mut state = sync::State::decode(&state.encode()).unwrap();

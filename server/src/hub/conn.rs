@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::doc::DocCmd;
-use super::{Access, ConnInfo, Hub};
+use super::{Access, CloseReason, ConnInfo, Hub};
 use crate::auth::{bearer, AuthUser};
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -30,6 +30,8 @@ const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_POLICY: u16 = 1008;
+/// 1013 "try again later": the server could not store what the client sent.
+const CLOSE_TRY_AGAIN: u16 = 1013;
 
 /// Before the server closes a socket it sends a ping with this payload and waits (at most
 /// CLOSE_BARRIER_TIMEOUT) for the matching pong. automerge-repo 2.5 answers a `sync` message a
@@ -178,10 +180,22 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
     let close: (u16, String) = loop {
         tokio::select! {
             _ = kill.cancelled() => {
-                break if hub.inner.shutdown.is_cancelled() {
-                    (CLOSE_GOING_AWAY, "server shutting down".into())
-                } else {
-                    (CLOSE_POLICY, "access revoked or connection too slow".into())
+                let reason = conn.info.as_ref().and_then(|i| i.close_reason());
+                break match reason {
+                    _ if hub.inner.shutdown.is_cancelled() => {
+                        (CLOSE_GOING_AWAY, "server shutting down".into())
+                    }
+                    Some(CloseReason::Protocol(why)) => (CLOSE_PROTOCOL, why),
+                    Some(CloseReason::Slow) => (CLOSE_POLICY, "connection too slow".into()),
+                    Some(CloseReason::StorageFailed) => {
+                        (CLOSE_TRY_AGAIN, "changes could not be stored; reconnect and resend".into())
+                    }
+                    Some(CloseReason::Unloaded) => (CLOSE_GOING_AWAY, "document unloaded".into()),
+                    Some(CloseReason::AccessChanged) => (CLOSE_POLICY, "access changed".into()),
+                    Some(CloseReason::Replaced) => {
+                        (CLOSE_POLICY, "replaced by a newer connection of this peer".into())
+                    }
+                    None => (CLOSE_POLICY, "access revoked".into()),
                 };
             }
             _ = &mut expiry => break (CLOSE_POLICY, "token expired".into()),
@@ -394,7 +408,7 @@ impl Conn {
             // A second join from the same peer replaces the earlier socket.
             for other in self.hub().inner.conns.iter() {
                 if other.peer_id == sender_id && other.id != self.id {
-                    other.kill.cancel();
+                    other.close(CloseReason::Replaced);
                 }
             }
             let info = Arc::new(ConnInfo {
@@ -406,6 +420,7 @@ impl Conn {
                 device_id: device.to_owned(),
                 out: self.out_tx.clone(),
                 kill: self.kill.clone(),
+                close_reason: Default::default(),
             });
             self.hub().inner.conns.insert(self.id, info.clone());
             self.info = Some(info);

@@ -1,13 +1,17 @@
-//! The document actor: owns one automerge document and the sync state of every connection
-//! that asked for it. Changes are committed before anyone hears of them.
+//! The document actor: a tokio task that owns one document's [`Replica`] (the sans-IO state
+//! machine in `firemode_sync_core::replica`, where the durability, catch-up and compaction
+//! rules live) and carries out the effects it returns: frames to connections, commits through
+//! the group committer, store reads and snapshot writes, projections.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash, LoadOptions, OnPartialLoad};
-use firemode_sync_core::wire::{self, Message};
+use automerge::{Automerge, ChangeHash};
+use firemode_sync_core::replica::{
+    self, Attribution, CloseReason, Compaction, Effect, Loaded, PeerInfo, Replica, Snapshot,
+    StoredChange, Watermark, Write, WriteJob,
+};
 use firemode_sync_core::DocumentId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -18,7 +22,21 @@ use crate::store::sessions::NewChange;
 
 pub(crate) type ReadJob = Box<dyn FnOnce(Result<&Automerge, HubError>) + Send>;
 pub(crate) type Completion = Box<dyn FnOnce(Result<Vec<ChangeHash>, HubError>) + Send>;
-pub(crate) type WriteJob = Box<dyn FnOnce(&mut Automerge) -> Completion + Send>;
+
+/// A REST write: runs against the document and returns what to do with the outcome.
+pub(crate) struct ServerWrite {
+    pub apply: Box<dyn FnOnce(&mut Automerge) -> Completion + Send>,
+    pub cancel: Completion,
+}
+
+impl WriteJob<Completion> for ServerWrite {
+    fn apply(self: Box<Self>, doc: &mut Automerge) -> Completion {
+        (self.apply)(doc)
+    }
+    fn cancel(self: Box<Self>) -> Completion {
+        self.cancel
+    }
+}
 
 pub(crate) enum DocCmd {
     /// A `request` or `sync` message from a connection (attaching it if new).
@@ -37,11 +55,14 @@ pub(crate) enum DocCmd {
     Detach(ConnId),
     Read(ReadJob),
     Write {
-        job: WriteJob,
+        job: ServerWrite,
         origin: Origin,
     },
     Reauthorize,
+    /// Another node stored changes to this document (a hint).
     Remote,
+    /// Catch up with the store, project, and answer once the projection is submitted.
+    Refresh(oneshot::Sender<()>),
     ProjectNow(oneshot::Sender<()>),
     /// Submit a projection that is waiting for its debounce, if there is one (a REST read
     /// wants what was acknowledged).
@@ -57,23 +78,21 @@ pub(crate) struct DocHandle {
 /// How long after a change the projection is refreshed; changes in that window are projected
 /// together, so a busy document is re-projected at most ten times a second.
 const PROJECTION_DEBOUNCE: Duration = Duration::from_millis(100);
-/// How many sync messages one round applies before committing and replying.
+/// How many commands one round handles before committing and replying.
 const MAX_BATCH: usize = 64;
 
 pub(crate) fn spawn(hub: Hub, id: Uuid, gen: u64) -> DocHandle {
     let (tx, rx) = mpsc::channel(1024);
     let tasks = hub.inner.tasks.clone();
     tasks.spawn(async move {
-        let actor = match Actor::load(hub.clone(), id, gen).await {
-            Ok(a) => a,
+        match Actor::load(hub.clone(), id, gen).await {
+            Ok(actor) => actor.run(rx).await,
             Err(e) => {
                 tracing::error!(doc = %id, error = %e, "cannot load document");
                 fail_all(rx, &e.to_string()).await;
                 hub.forget(id, gen);
-                return;
             }
-        };
-        actor.run(rx).await;
+        }
     });
     DocHandle { tx, gen }
 }
@@ -84,12 +103,12 @@ async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, why: &str) {
     while let Some(cmd) = rx.recv().await {
         match cmd {
             DocCmd::Read(job) => job(Err(HubError::Load(why.into()))),
-            DocCmd::Write { job, .. } => {
-                // The job has not run; it is dropped, which the caller sees as unavailable.
-                drop(job);
-            }
-            DocCmd::Sync { conn, .. } => conn.kill.cancel(),
-            DocCmd::Unload(done) | DocCmd::ProjectNow(done) | DocCmd::FlushProjection(done) => {
+            DocCmd::Write { job, .. } => (job.cancel)(Err(HubError::Load(why.into()))),
+            DocCmd::Sync { conn, .. } => conn.close(CloseReason::StorageFailed),
+            DocCmd::Unload(done)
+            | DocCmd::ProjectNow(done)
+            | DocCmd::FlushProjection(done)
+            | DocCmd::Refresh(done) => {
                 let _ = done.send(());
             }
             _ => {}
@@ -97,26 +116,16 @@ async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, why: &str) {
     }
 }
 
-struct Peer {
-    info: Arc<ConnInfo>,
-    state: sync::State,
-}
-
 struct Actor {
     hub: Hub,
     id: Uuid,
-    doc_id: String,
     gen: u64,
-    doc: Automerge,
-    peers: HashMap<ConnId, Peer>,
-    /// Highest change sequence number seen in the database.
-    last_seq: i64,
-    /// Hashes of stored changes whose bytes a snapshot does not cover yet.
-    uncompacted: Vec<ChangeHash>,
-    ephemeral_seen: HashSet<(String, u64)>,
-    project_at: Option<Instant>,
-    /// The last projection, kept so the next one re-reads only the items changes touched.
-    projection: Option<firemode_sync_core::ProjectionCache>,
+    replica: Replica<Completion>,
+    /// Connections attached, by key (the replica knows them by key only).
+    conns: std::collections::HashMap<ConnId, Arc<ConnInfo>>,
+    epoch: Instant,
+    /// Commands that arrived while the replica was unloading: a fresh actor takes them.
+    deferred: Vec<DocCmd>,
 }
 
 impl Actor {
@@ -127,48 +136,58 @@ impl Actor {
             .load_document(id)
             .await
             .map_err(|e| HubError::Load(e.to_string()))?;
-        let mut doc = match &stored.snapshot {
-            Some(bytes) => Automerge::load(bytes).or_else(|e| {
-                tracing::error!(doc = %id, error = %e, "snapshot fails strict load; loading what is readable");
-                Automerge::load_with_options(bytes, LoadOptions::new().on_partial_load(OnPartialLoad::Ignore))
-            }),
-            None => Ok(Automerge::new()),
-        }
-        .map_err(|e| HubError::Load(e.to_string()))?;
-        let mut uncompacted = Vec::new();
-        for (_, bytes) in &stored.changes {
-            if let Err(e) = doc.load_incremental(bytes) {
-                tracing::error!(doc = %id, error = %e, "a stored change does not load");
-            }
-            if let Ok(c) = automerge::Change::try_from(bytes.as_slice()) {
-                uncompacted.push(c.hash());
-            }
-        }
-        doc.set_actor(hub.inner.actor.clone());
-        Ok(Self {
-            doc_id: DocumentId::from_uuid(id).to_string(),
+        let loaded = Loaded {
+            snapshot: stored
+                .snapshot
+                .map(|(bytes, generation)| Snapshot { bytes, generation }),
+            changes: stored
+                .changes
+                .into_iter()
+                .filter_map(|(h, b)| hash(&h).map(|h| (h, b)))
+                .collect(),
+            watermark: Watermark(stored.watermark),
+            projected_heads: stored
+                .projected_heads
+                .and_then(|h| firemode_sync_core::decode_heads(&h).ok()),
+        };
+        let cfg = &hub.inner.config;
+        let mut rc = replica::Config::new(
+            DocumentId::from_uuid(id).to_string(),
+            hub.inner.peer_id.clone(),
+        );
+        rc.compact_after = cfg.compact_after;
+        rc.projection_debounce_ms = PROJECTION_DEBOUNCE.as_millis() as u64;
+        rc.idle_unload_ms = cfg.idle_unload.as_millis() as u64;
+        let (replica, effects) = Replica::load(rc, loaded, hub.inner.actor.clone(), 0);
+        let mut actor = Self {
             hub,
             id,
             gen,
-            doc,
-            peers: HashMap::new(),
-            last_seq: stored.last_seq(),
-            uncompacted,
-            ephemeral_seen: HashSet::new(),
-            project_at: None,
-            projection: None,
-        })
+            replica,
+            conns: Default::default(),
+            epoch: Instant::now(),
+            deferred: Vec::new(),
+        };
+        actor.execute(effects).await;
+        Ok(actor)
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<DocCmd>) {
-        let idle = self.hub.inner.config.idle_unload;
-        let mut idle_at = Instant::now() + idle;
         loop {
-            let project_at = self.project_at;
+            if self.replica.is_stopped() {
+                break;
+            }
+            let deadline = self
+                .replica
+                .next_deadline()
+                .map(|ms| self.epoch + Duration::from_millis(ms));
             tokio::select! {
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
-                    idle_at = Instant::now() + idle;
                     let mut batch = vec![cmd];
                     while batch.len() < MAX_BATCH {
                         match rx.try_recv() {
@@ -176,73 +195,54 @@ impl Actor {
                             Err(_) => break,
                         }
                     }
-                    if let Some(done) = self.handle(batch).await {
-                        self.unload(rx, Some(done)).await;
-                        return;
-                    }
+                    self.handle(batch).await;
                 }
-                _ = async { tokio::time::sleep_until(project_at.unwrap_or_else(Instant::now)).await }, if project_at.is_some() => {
-                    self.project();
-                }
-                _ = tokio::time::sleep_until(idle_at), if self.peers.is_empty() => {
-                    self.unload(rx, None).await;
-                    return;
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
+                    let now = self.now();
+                    let effects = self.replica.tick(now);
+                    self.execute(effects).await;
                 }
             }
         }
-        self.unload(rx, None).await;
+        if !self.replica.is_stopped() {
+            // The channel closed (the hub is gone): finish anyway.
+            let now = self.now();
+            let effects = self.replica.unload(now);
+            self.execute(effects).await;
+        }
+        self.finish(rx).await;
     }
 
-    /// Handle a batch of commands; returns Some when asked to unload.
-    async fn handle(&mut self, batch: Vec<DocCmd>) -> Option<oneshot::Sender<()>> {
-        let mut pending: Vec<NewChange> = Vec::new();
-        let mut completions: Vec<Completion> = Vec::new();
-        let mut failed: Vec<(ConnId, String)> = Vec::new();
-        let mut touched_peers = false;
-        let mut unload = None;
-        let mut project_now: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut flush: Vec<oneshot::Sender<()>> = Vec::new();
-        // Connections whose changes this batch stores: they must hear heads covering them.
-        let mut senders: Vec<ConnId> = Vec::new();
+    async fn handle(&mut self, batch: Vec<DocCmd>) {
+        let mut waiting: Vec<(oneshot::Sender<()>, bool)> = Vec::new();
+        let mut unload: Vec<oneshot::Sender<()>> = Vec::new();
         for cmd in batch {
-            match cmd {
+            if self.replica.is_unloading() || self.replica.is_stopped() {
+                match cmd {
+                    DocCmd::Unload(done) => unload.push(done),
+                    DocCmd::Detach(_) => {}
+                    other => self.deferred.push(other),
+                }
+                continue;
+            }
+            let now = self.now();
+            let effects = match cmd {
                 DocCmd::Sync { conn, access, data } => {
-                    touched_peers = true;
-                    let before = self.doc.get_heads();
-                    let peer = self.peers.entry(conn.id).or_insert_with(|| Peer {
-                        state: match access {
-                            Access::ReadWrite => sync::State::new(),
-                            Access::ReadOnly => sync::State::new_read_only(),
+                    let info = PeerInfo {
+                        key: conn.id,
+                        peer_id: conn.peer_id.clone(),
+                        access: match access {
+                            Access::ReadWrite => replica::Access::ReadWrite,
+                            Access::ReadOnly => replica::Access::ReadOnly,
                         },
-                        info: conn.clone(),
-                    });
-                    let result = sync::Message::decode(&data)
-                        .map_err(|e| format!("corrupt sync message: {e}"))
-                        .and_then(|msg| {
-                            self.doc
-                                .receive_sync_message(&mut peer.state, msg)
-                                .map_err(|e| format!("sync message rejected: {e}"))
-                        });
-                    // Whatever automerge accepted is kept and stored, even if a later part of
-                    // the message failed.
-                    let new_changes = self.doc.get_changes(&before);
-                    if !new_changes.is_empty() && !senders.contains(&conn.id) {
-                        senders.push(conn.id);
-                    }
-                    for mut c in new_changes {
-                        pending.push(NewChange {
-                            session_id: self.id,
-                            hash: c.hash().0.to_vec(),
-                            bytes: c.bytes().into_owned(),
-                            actor_id: c.actor_id().to_hex_string(),
+                        attribution: Attribution {
                             user_id: Some(conn.user_id),
                             device_id: Some(conn.device_id.clone()),
                             connection_id: Some(conn.id.to_string()),
-                        });
-                    }
-                    if let Err(e) = result {
-                        failed.push((conn.id, e));
-                    }
+                        },
+                    };
+                    self.conns.insert(conn.id, conn);
+                    self.replica.receive(info, data, now)
                 }
                 DocCmd::Ephemeral {
                     conn,
@@ -250,287 +250,293 @@ impl Actor {
                     count,
                     data,
                 } => {
-                    self.relay_ephemeral(&conn, session_id, count, data);
+                    let from = PeerInfo {
+                        key: conn.id,
+                        peer_id: conn.peer_id.clone(),
+                        access: replica::Access::ReadOnly,
+                        attribution: Attribution::default(),
+                    };
+                    self.replica.ephemeral(&from, session_id, count, data)
                 }
                 DocCmd::Detach(id) => {
-                    self.peers.remove(&id);
+                    self.conns.remove(&id);
+                    self.replica.detach(id, now)
                 }
-                DocCmd::Read(job) => job(Ok(&self.doc)),
-                DocCmd::Write { job, origin } => {
-                    let before = self.doc.get_heads();
-                    completions.push(job(&mut self.doc));
-                    for mut c in self.doc.get_changes(&before) {
-                        pending.push(NewChange {
-                            session_id: self.id,
-                            hash: c.hash().0.to_vec(),
-                            bytes: c.bytes().into_owned(),
-                            actor_id: c.actor_id().to_hex_string(),
+                DocCmd::Read(job) => {
+                    self.replica.touch(now);
+                    job(Ok(self.replica.doc()));
+                    Vec::new()
+                }
+                DocCmd::Write { job, origin } => self.replica.write(
+                    Write {
+                        job: Box::new(job),
+                        attribution: Attribution {
                             user_id: Some(origin.user_id),
                             device_id: Some("server".into()),
-                            connection_id: origin.request_id.clone(),
-                        });
-                    }
-                    touched_peers = true;
-                }
+                            connection_id: origin.request_id,
+                        },
+                    },
+                    now,
+                ),
                 DocCmd::Reauthorize => self.reauthorize().await,
-                DocCmd::Remote => {
-                    if self.load_remote().await {
-                        touched_peers = true;
-                    }
+                DocCmd::Remote => self.replica.remote_hint(now),
+                DocCmd::Refresh(done) => {
+                    // The catch-up it asks for is carried out (awaited) by `execute` before
+                    // the projection below is taken.
+                    let effects = self.replica.remote_hint(now);
+                    self.execute(effects).await;
+                    waiting.push((done, true));
+                    Vec::new()
                 }
-                DocCmd::Unload(done) => unload = Some(done),
-                DocCmd::ProjectNow(done) => project_now.push(done),
-                DocCmd::FlushProjection(done) => flush.push(done),
+                DocCmd::ProjectNow(done) => {
+                    waiting.push((done, true));
+                    Vec::new()
+                }
+                DocCmd::FlushProjection(done) => {
+                    waiting.push((done, false));
+                    Vec::new()
+                }
+                DocCmd::Unload(done) => {
+                    unload.push(done);
+                    Vec::new()
+                }
+            };
+            self.execute(effects).await;
+        }
+        let now = self.now();
+        let effects = self.replica.flush(now);
+        self.execute(effects).await;
+        if !waiting.is_empty() {
+            let now = self.now();
+            let effects = if waiting.iter().any(|(_, force)| *force) {
+                self.replica.project_now(now)
+            } else {
+                self.replica.flush_projection(now)
+            };
+            self.execute(effects).await;
+            for (done, _) in waiting {
+                let _ = done.send(());
             }
         }
+        if !unload.is_empty() {
+            let now = self.now();
+            let effects = self.replica.unload(now);
+            self.execute(effects).await;
+            // Unloading waits for nothing else: `execute` carried out every store operation.
+            self.deferred.extend(unload.into_iter().map(DocCmd::Unload));
+        }
+    }
 
-        if !pending.is_empty() {
-            let hashes: Vec<ChangeHash> = pending
-                .iter()
-                .filter_map(|c| <[u8; 32]>::try_from(c.hash.as_slice()).ok().map(ChangeHash))
-                .collect();
-            match self.hub.inner.committer.commit(pending).await {
-                Ok(seqs) => {
+    /// Carry out effects; the answers of store operations are fed back to the replica and
+    /// their effects carried out in turn.
+    async fn execute(&mut self, effects: Vec<Effect<Completion>>) {
+        let mut queue: VecDeque<Effect<Completion>> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            let more = match effect {
+                Effect::Send { peer, frame } => {
+                    if let Some(conn) = self.conns.get(&peer) {
+                        if conn.out.try_send(frame).is_err() {
+                            // A full queue is a client that does not read: cut it off rather
+                            // than let it hold the document up (it resyncs on reconnect).
+                            tracing::warn!(doc = %self.id, conn = peer, "slow or closed connection dropped");
+                            conn.close(CloseReason::Slow);
+                            self.conns.remove(&peer);
+                            let now = self.now();
+                            self.replica.detach(peer, now)
+                        } else {
+                            Vec::new()
+                        }
+                    } else {
+                        Vec::new()
+                    }
+                }
+                Effect::Close { peer, reason } => {
+                    if let Some(conn) = self.conns.remove(&peer) {
+                        conn.close(reason);
+                    }
+                    Vec::new()
+                }
+                Effect::Persist(changes) => self.persist(changes).await,
+                Effect::CatchUp(w) => {
+                    let result = self
+                        .hub
+                        .inner
+                        .store
+                        .changes_after(self.id, w.0)
+                        .await
+                        .map(|c| {
+                            let rows = c
+                                .rows
+                                .into_iter()
+                                .filter_map(|(h, bytes)| {
+                                    hash(&h).map(|hash| StoredChange { hash, bytes })
+                                })
+                                .collect();
+                            (rows, Watermark(c.watermark))
+                        })
+                        .map_err(|e| e.to_string());
+                    let now = self.now();
+                    self.replica.caught_up(result, now)
+                }
+                Effect::LoadSnapshot => {
+                    let result = self
+                        .hub
+                        .inner
+                        .store
+                        .load_snapshot(self.id)
+                        .await
+                        .map(|s| s.map(|(bytes, generation)| Snapshot { bytes, generation }))
+                        .map_err(|e| e.to_string());
+                    let now = self.now();
+                    self.replica.snapshot_loaded(result, now)
+                }
+                Effect::Compact {
+                    snapshot,
+                    expected_generation,
+                    covered,
+                } => {
+                    let hashes: Vec<Vec<u8>> = covered.iter().map(|h| h.0.to_vec()).collect();
+                    let result = self
+                        .hub
+                        .inner
+                        .store
+                        .compact(self.id, &snapshot, expected_generation, &hashes)
+                        .await
+                        .map(|g| match g {
+                            Some(g) => Compaction::Written(g),
+                            None => Compaction::Conflict,
+                        })
+                        .map_err(|e| e.to_string());
+                    if matches!(result, Ok(Compaction::Conflict)) {
+                        tracing::debug!(doc = %self.id, "another node compacted first; merging its snapshot");
+                    }
+                    let now = self.now();
+                    self.replica.compacted(&covered, result, now)
+                }
+                Effect::Project {
+                    projection,
+                    heads,
+                    watermark,
+                } => {
+                    let heads = firemode_sync_core::encode_heads(&heads);
                     self.hub
                         .inner
-                        .changes_stored
-                        .fetch_add(seqs.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    if let Some(max) = seqs.iter().max() {
-                        self.last_seq = self.last_seq.max(*max);
-                    }
-                    self.uncompacted.extend(hashes);
-                    self.schedule_projection();
+                        .projector
+                        .submit(self.id, *projection, watermark.0, heads);
+                    Vec::new()
                 }
-                Err(e) => {
-                    // Nothing here may be acknowledged. Drop this in-memory copy entirely: every
-                    // peer is disconnected and resends on reconnect.
-                    tracing::error!(doc = %self.id, error = %e, "persisting changes failed; unloading");
-                    for c in completions {
-                        c(Err(HubError::Persist(e.clone())));
-                    }
-                    for p in self.peers.values() {
-                        p.info.kill.cancel();
-                    }
-                    self.peers.clear();
-                    self.uncompacted.clear();
-                    return Some(unload.unwrap_or_else(|| oneshot::channel().0));
+                Effect::Done(completion, result) => {
+                    completion(result.map_err(|e| match e {
+                        replica::WriteError::Persist(why) => HubError::Persist(why),
+                        replica::WriteError::Unavailable => HubError::Unavailable,
+                    }));
+                    Vec::new()
                 }
-            }
-        }
-        let heads = self.doc.get_heads();
-        for c in completions {
-            c(Ok(heads.clone()));
-        }
-        for (id, why) in failed {
-            if let Some(p) = self.peers.remove(&id) {
-                let frame = wire::encode(&Message::Error {
-                    sender_id: self.hub.inner.peer_id.clone(),
-                    message: why,
-                    target_id: Some(p.info.peer_id.clone()),
-                });
-                let _ = p.info.out.try_send(frame);
-                p.info.kill.cancel();
-            }
-        }
-        // A later message of the same connection in this batch ("I have these heads", sent
-        // before it heard from us) makes automerge record our heads as already announced, and
-        // it would then send nothing. automerge-repo clients take the heads we announce as
-        // "saved on the server" (remote heads): without an announcement the last change would
-        // look unsaved until the next one. Forget what was announced, so that one is sent.
-        for id in &senders {
-            if let Some(p) = self.peers.get_mut(id) {
-                p.state.last_sent_heads.clear();
-            }
-        }
-        if touched_peers {
-            self.broadcast();
-        }
-        if self.uncompacted.len() >= self.hub.inner.config.compact_after {
-            self.compact().await;
-        }
-        if !project_now.is_empty() || (!flush.is_empty() && self.project_at.is_some()) {
-            self.project();
-        }
-        for d in project_now.into_iter().chain(flush) {
-            let _ = d.send(());
-        }
-        unload
-    }
-
-    /// Send every peer whatever it is missing.
-    fn broadcast(&mut self) {
-        let mut gone = Vec::new();
-        for (id, peer) in self.peers.iter_mut() {
-            while let Some(msg) = self.doc.generate_sync_message(&mut peer.state) {
-                let frame = wire::encode(&Message::Sync {
-                    document_id: self.doc_id.clone(),
-                    sender_id: self.hub.inner.peer_id.clone(),
-                    target_id: peer.info.peer_id.clone(),
-                    data: msg.encode(),
-                });
-                if peer.info.out.try_send(frame).is_err() {
-                    // A full queue is a client that does not read: cut it off rather than let
-                    // it hold the document up (it resyncs when it reconnects).
-                    tracing::warn!(doc = %self.id, conn = id, "slow or closed connection dropped");
-                    peer.info.kill.cancel();
-                    gone.push(*id);
-                    break;
+                Effect::Warn(why) => {
+                    tracing::warn!(doc = %self.id, "{why}");
+                    Vec::new()
                 }
-            }
-        }
-        for id in gone {
-            self.peers.remove(&id);
+                Effect::Stop => Vec::new(),
+            };
+            queue.extend(more);
         }
     }
 
-    fn relay_ephemeral(&mut self, from: &ConnInfo, session_id: String, count: u64, data: Vec<u8>) {
-        if self.ephemeral_seen.len() > 10_000 {
-            self.ephemeral_seen.clear();
-        }
-        if !self.ephemeral_seen.insert((session_id.clone(), count)) {
-            return;
-        }
-        for peer in self.peers.values() {
-            if peer.info.id == from.id {
+    async fn persist(&mut self, changes: Vec<replica::NewChange>) -> Vec<Effect<Completion>> {
+        let rows: Vec<NewChange> = changes
+            .into_iter()
+            .map(|c| NewChange {
+                session_id: self.id,
+                hash: c.hash.0.to_vec(),
+                bytes: c.bytes,
+                actor_id: c.actor_id,
+                user_id: c.attribution.user_id,
+                device_id: c.attribution.device_id,
+                connection_id: c.attribution.connection_id,
+            })
+            .collect();
+        let result = match self.hub.inner.committer.commit(rows).await {
+            Ok(seqs) => {
+                self.hub
+                    .inner
+                    .changes_stored
+                    .fetch_add(seqs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                Ok(seqs
+                    .iter()
+                    .max()
+                    .and_then(|m| self.hub.inner.store.watermark_after_commit(*m))
+                    .map(Watermark))
+            }
+            Err(e) => {
+                // Nothing here may be acknowledged: the replica closes every peer (they
+                // resend on reconnect) and stops.
+                tracing::error!(doc = %self.id, error = %e, "persisting changes failed; unloading");
+                Err(e)
+            }
+        };
+        let now = self.now();
+        self.replica.persisted(result, now)
+    }
+
+    async fn reauthorize(&mut self) -> Vec<Effect<Completion>> {
+        let mut effects = Vec::new();
+        let peers: Vec<(ConnId, bool)> = self
+            .replica
+            .peers()
+            .map(|p| (p.key, p.access == replica::Access::ReadOnly))
+            .collect();
+        for (key, read_only) in peers {
+            let Some(conn) = self.conns.get(&key).cloned() else {
                 continue;
-            }
-            let frame = wire::encode(&Message::Ephemeral {
-                document_id: self.doc_id.clone(),
-                sender_id: from.peer_id.clone(),
-                target_id: peer.info.peer_id.clone(),
-                count,
-                session_id: session_id.clone(),
-                data: data.clone(),
-            });
-            // Presence is best effort: a full queue just drops it.
-            let _ = peer.info.out.try_send(frame);
-        }
-    }
-
-    async fn reauthorize(&mut self) {
-        let mut gone = Vec::new();
-        for (id, peer) in &self.peers {
-            let allowed = super::conn::access_for(
-                &self.hub,
-                peer.info.user_id,
-                peer.info.org_id,
-                peer.info.role,
-                self.id,
-            )
-            .await;
-            let current = if peer.state.read_only {
+            };
+            let allowed =
+                super::conn::access_for(&self.hub, conn.user_id, conn.org_id, conn.role, self.id)
+                    .await;
+            let current = if read_only {
                 Access::ReadOnly
             } else {
                 Access::ReadWrite
             };
             if allowed != Some(current) {
-                peer.info.kill.cancel();
-                gone.push(*id);
+                let now = self.now();
+                effects.extend(self.replica.revoke(key, now));
             }
         }
-        for id in gone {
-            self.peers.remove(&id);
-        }
+        effects
     }
 
-    /// Load changes other nodes committed. True when the document changed.
-    async fn load_remote(&mut self) -> bool {
-        let rows = match self
-            .hub
-            .inner
-            .store
-            .changes_since(self.id, self.last_seq)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(doc = %self.id, error = %e, "cannot load remote changes");
-                return false;
-            }
-        };
-        let before = self.doc.get_heads();
-        for (seq, bytes) in rows {
-            self.last_seq = self.last_seq.max(seq);
-            if self.doc.load_incremental(&bytes).is_ok() {
-                if let Ok(c) = automerge::Change::try_from(bytes.as_slice()) {
-                    self.uncompacted.push(c.hash());
-                }
-            }
-        }
-        let changed = self.doc.get_heads() != before;
-        if changed {
-            self.schedule_projection();
-        }
-        changed
-    }
-
-    fn schedule_projection(&mut self) {
-        if self.project_at.is_none() {
-            self.project_at = Some(Instant::now() + PROJECTION_DEBOUNCE);
-        }
-    }
-
-    fn project(&mut self) {
-        self.project_at = None;
-        let projection = self
-            .projection
-            .get_or_insert_with(|| firemode_sync_core::ProjectionCache::new(&self.doc))
-            .update(&self.doc)
-            .clone();
-        let heads = firemode_sync_core::encode_heads(&self.doc.get_heads());
-        self.hub
-            .inner
-            .projector
-            .submit(self.id, projection, self.last_seq, heads);
-    }
-
-    /// Snapshot the document and drop the stored bytes it covers (one transaction).
-    async fn compact(&mut self) {
-        if self.uncompacted.is_empty() {
-            return;
-        }
-        let snapshot = self.doc.save();
-        let covered: Vec<Vec<u8>> = self.uncompacted.iter().map(|h| h.0.to_vec()).collect();
-        match self
-            .hub
-            .inner
-            .store
-            .compact(self.id, &snapshot, self.last_seq, &covered)
-            .await
-        {
-            Ok(()) => self.uncompacted.clear(),
-            Err(e) => tracing::warn!(doc = %self.id, error = %e, "compaction failed; will retry"),
-        }
-    }
-
-    async fn unload(mut self, mut rx: mpsc::Receiver<DocCmd>, done: Option<oneshot::Sender<()>>) {
-        if self.project_at.is_some() {
-            self.project();
-        }
+    /// The replica stopped: forget this actor, release the projection cache and hand any
+    /// command that raced with the unload to a fresh actor.
+    async fn finish(self, mut rx: mpsc::Receiver<DocCmd>) {
         self.hub.inner.projector.release(self.id);
-        self.compact().await;
         self.hub.forget(self.id, self.gen);
-        for p in self.peers.values() {
-            p.info.kill.cancel();
+        for conn in self.conns.values() {
+            conn.close(CloseReason::Unloaded);
         }
         rx.close();
-        // Commands that raced with the unload go to a fresh actor.
+        let mut rest: Vec<DocCmd> = self.deferred;
         while let Some(cmd) = rx.recv().await {
+            rest.push(cmd);
+        }
+        let mut done = Vec::new();
+        for cmd in rest {
             match cmd {
-                DocCmd::Unload(d) => {
-                    let _ = d.send(());
-                }
+                DocCmd::Unload(d) => done.push(d),
+                // Nothing to detach from once unloaded: no need to load it again for that.
+                DocCmd::Detach(_) => {}
                 DocCmd::ProjectNow(d) | DocCmd::FlushProjection(d) => {
                     let _ = d.send(());
                 }
-                // Nothing to detach from once unloaded: no need to load it again for that.
-                DocCmd::Detach(_) => {}
                 other => self.hub.send(self.id, other).await,
             }
         }
-        if let Some(d) = done {
+        for d in done {
             let _ = d.send(());
         }
         tracing::debug!(doc = %self.id, "document unloaded");
     }
+}
+
+fn hash(bytes: &[u8]) -> Option<ChangeHash> {
+    <[u8; 32]>::try_from(bytes).ok().map(ChangeHash)
 }

@@ -3,13 +3,21 @@
 //! One actor task per open document owns the automerge document and one sync state per
 //! connection that asked for it (`doc.rs`). Connections (`conn.rs`) authenticate at the upgrade,
 //! check every document id against the session registry, and attach only to the documents they
-//! ask for. New changes are committed through the group committer (`persist.rs`) before anyone
-//! hears of them; then the session is re-projected in the background (`crate::projection`).
-//! Idle documents are unloaded.
+//! ask for. The rules of a document (durability, catching up with other nodes, compaction) are
+//! in the sans-IO [`firemode_sync_core::replica`]; the actor carries out its effects. New
+//! changes are committed through the group committer (`persist.rs`) before anyone hears of
+//! them; then the session is re-projected in the background (`crate::projection`). Idle
+//! documents are unloaded.
+//!
+//! Several nodes (PostgreSQL): after each group commit a node rings a doorbell (NOTIFY with the
+//! document ids); nodes holding one of those documents catch up from the database. A sweep
+//! every `sync_sweep` catches up documents whose doorbell was lost, and a listener that
+//! reconnects catches up every loaded document.
 
 pub mod conn;
 mod doc;
 mod persist;
+pub mod verify;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +33,7 @@ use uuid::Uuid;
 use crate::projection::Projector;
 use crate::store::Store;
 use doc::{DocCmd, DocHandle};
+pub use firemode_sync_core::replica::CloseReason;
 pub use persist::GroupCommitter;
 
 /// Tunables of the hub (from `Config`).
@@ -35,6 +44,8 @@ pub struct HubConfig {
     pub max_frame: usize,
     pub outbound_queue: usize,
     pub compact_after: usize,
+    /// How often a node looks for documents other nodes changed whose doorbell it missed.
+    pub sweep_interval: Duration,
 }
 
 pub type ConnId = u64;
@@ -58,6 +69,23 @@ pub struct ConnInfo {
     pub out: mpsc::Sender<Vec<u8>>,
     /// Cancelled to close the socket (slow client, revocation, unassignment).
     pub kill: CancellationToken,
+    /// Why the hub closed it (the socket's close frame says so).
+    pub close_reason: std::sync::Mutex<Option<CloseReason>>,
+}
+
+impl ConnInfo {
+    /// Close the socket, recording the first reason given.
+    pub fn close(&self, reason: CloseReason) {
+        if let Ok(mut r) = self.close_reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.kill.cancel();
+    }
+
+    /// The reason recorded by [`ConnInfo::close`], if the hub closed it.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason.lock().ok().and_then(|r| r.clone())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +118,8 @@ pub(crate) struct HubInner {
     next_gen: AtomicU64,
     /// Changes committed by this process (exported as a metric).
     pub(crate) changes_stored: AtomicU64,
+    /// Catch-ups started by a doorbell or the sweep (exported as a metric).
+    pub(crate) remote_hints: AtomicU64,
     /// The server's peer id in the protocol, and the storage id it advertises.
     pub peer_id: String,
     pub storage_id: String,
@@ -115,7 +145,12 @@ impl Hub {
         shutdown: CancellationToken,
     ) -> Self {
         let committer_stop = CancellationToken::new();
-        let committer = GroupCommitter::spawn(store.clone(), &tasks, committer_stop.clone());
+        let committer = GroupCommitter::spawn(
+            store.clone(),
+            format!("firemode-server-{storage_id}-{}", Uuid::new_v4().simple()),
+            &tasks,
+            committer_stop.clone(),
+        );
         let actor = ActorId::from(Uuid::new_v4().as_bytes().as_slice());
         Self {
             inner: Arc::new(HubInner {
@@ -128,6 +163,7 @@ impl Hub {
                 next_conn: AtomicU64::new(1),
                 next_gen: AtomicU64::new(1),
                 changes_stored: AtomicU64::new(0),
+                remote_hints: AtomicU64::new(0),
                 peer_id: format!("firemode-server-{storage_id}"),
                 storage_id,
                 actor,
@@ -155,14 +191,63 @@ impl Hub {
         self.inner.projector.settled(doc).await;
     }
 
-    /// Wait until every change acknowledged so far is in the projected rows (read-your-writes
-    /// for REST): a projection still waiting for its debounce in a loaded document is submitted
-    /// now, then the projector's queue for `doc` is waited for. Never loads the document.
+    /// Catch the document up with the store (loading it if needed), project it and wait until
+    /// the rows are written.
+    pub async fn refresh(&self, doc: Uuid) {
+        let (tx, rx) = oneshot::channel();
+        self.send(doc, DocCmd::Refresh(tx)).await;
+        let _ = rx.await;
+        self.inner.projector.settled(doc).await;
+    }
+
+    /// Wait until the stored projection holds every stored change (read-your-writes for REST,
+    /// through any node): a projection waiting for its debounce here is submitted now; if the
+    /// store still has a change the projection may lack (written through another node, or
+    /// committed just before a crash), the document is caught up and projected.
     pub async fn settled(&self, doc: Uuid) {
         let (tx, rx) = oneshot::channel();
         self.send_if_loaded(doc, DocCmd::FlushProjection(tx)).await;
         let _ = rx.await;
         self.inner.projector.settled(doc).await;
+        match self.inner.store.projection_is_current(doc).await {
+            Ok(true) => {}
+            Ok(false) => self.refresh(doc).await,
+            Err(e) => {
+                tracing::warn!(%doc, error = %e, "cannot tell whether the projection is current")
+            }
+        }
+    }
+
+    /// Projections that may lack a stored change (a crash between a commit and its
+    /// projection, a node that stopped): caught up and projected, one at a time. Run once at
+    /// start-up, in the background.
+    pub async fn project_backlog(&self) -> usize {
+        let mut after = None;
+        let mut done = 0;
+        loop {
+            if self.inner.shutdown.is_cancelled() {
+                break;
+            }
+            let ids = match self.inner.store.stale_projections(after, 200).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "projection backlog scan failed");
+                    break;
+                }
+            };
+            let Some(last) = ids.last().copied() else {
+                break;
+            };
+            for id in ids {
+                self.refresh(id).await;
+                done += 1;
+            }
+            after = Some(last);
+        }
+        if done > 0 {
+            tracing::info!(sessions = done, "projection backlog re-checked");
+        }
+        done
     }
 
     pub fn next_conn_id(&self) -> ConnId {
@@ -276,42 +361,103 @@ impl Hub {
         origin: Origin,
         f: impl FnOnce(&mut Automerge, ActorId) -> Result<R, HubError> + Send + 'static,
     ) -> Result<(R, Vec<ChangeHash>), HubError> {
+        type Reply<R> = oneshot::Sender<Result<(R, Vec<ChangeHash>), HubError>>;
         let (tx, rx) = oneshot::channel();
+        // Whichever of `apply` and `cancel` runs answers.
+        let reply: Arc<std::sync::Mutex<Option<Reply<R>>>> =
+            Arc::new(std::sync::Mutex::new(Some(tx)));
+        let take =
+            |r: &Arc<std::sync::Mutex<Option<Reply<R>>>>| r.lock().ok().and_then(|mut t| t.take());
         let actor = self.inner.actor.clone();
-        let job: doc::WriteJob = Box::new(move |d: &mut Automerge| match f(d, actor) {
-            Ok(value) => Box::new(move |res: Result<Vec<ChangeHash>, HubError>| {
-                let _ = tx.send(res.map(|heads| (value, heads)));
-            }) as doc::Completion,
-            Err(e) => Box::new(move |_res| {
-                let _ = tx.send(Err(e));
+        let for_apply = reply.clone();
+        let job = doc::ServerWrite {
+            apply: Box::new(move |d: &mut Automerge| match f(d, actor) {
+                Ok(value) => Box::new(move |res: Result<Vec<ChangeHash>, HubError>| {
+                    if let Some(tx) = take(&for_apply) {
+                        let _ = tx.send(res.map(|heads| (value, heads)));
+                    }
+                }) as doc::Completion,
+                Err(e) => Box::new(move |_res| {
+                    if let Some(tx) = take(&for_apply) {
+                        let _ = tx.send(Err(e));
+                    }
+                }),
             }),
-        });
+            cancel: Box::new(move |res| {
+                if let Some(tx) = take(&reply) {
+                    let _ = tx.send(Err(res.err().unwrap_or(HubError::Unavailable)));
+                }
+            }),
+        };
         self.send(doc, DocCmd::Write { job, origin }).await;
         rx.await.map_err(|_| HubError::Unavailable)?
     }
 
-    /// Session assignment changed: every connection attached to the document is re-checked;
-    /// those no longer allowed are closed.
+    /// Session assignment changed: every connection attached to the document, on every node,
+    /// is re-checked; those no longer allowed are closed.
     pub async fn reauthorize(&self, doc: Uuid) {
+        self.reauthorize_local(doc).await;
+        self.announce_event(&format!("reauthorize {doc}")).await;
+    }
+
+    async fn reauthorize_local(&self, doc: Uuid) {
         if self.inner.docs.contains_key(&doc) {
             self.send(doc, DocCmd::Reauthorize).await;
         }
     }
 
-    /// Another node committed changes to this document (PostgreSQL NOTIFY).
+    /// Another node committed changes to this document: catch up if it is loaded here.
     pub async fn remote_changes(&self, doc: Uuid) {
         if self.inner.docs.contains_key(&doc) {
-            self.send(doc, DocCmd::Remote).await;
+            self.inner.remote_hints.fetch_add(1, Ordering::Relaxed);
+            self.send_if_loaded(doc, DocCmd::Remote).await;
         }
     }
 
-    /// Close every socket of a user (revocation, deactivation, role change).
-    pub fn close_user(&self, user: Uuid) {
+    /// Catch-ups started by doorbells and sweeps since start.
+    pub fn remote_hints(&self) -> u64 {
+        self.inner.remote_hints.load(Ordering::Relaxed)
+    }
+
+    /// Close every socket of a user (deactivation, role change), on every node.
+    pub async fn close_user(&self, user: Uuid) {
+        self.close_user_local(user);
+        self.announce_event(&format!("close-user {user}")).await;
+    }
+
+    fn close_user_local(&self, user: Uuid) {
         for c in self.inner.conns.iter() {
             if c.user_id == user {
-                c.kill.cancel();
+                c.close(CloseReason::AccessChanged);
             }
         }
+    }
+
+    async fn announce_event(&self, event: &str) {
+        if let Err(e) = self.inner.store.announce_event(event).await {
+            tracing::warn!(error = %e, event, "could not tell other nodes");
+        }
+    }
+
+    /// An event announced by another node.
+    async fn on_event(&self, payload: &str) {
+        match payload.split_once(' ') {
+            Some(("reauthorize", id)) => {
+                if let Ok(doc) = id.parse() {
+                    self.reauthorize_local(doc).await;
+                }
+            }
+            Some(("close-user", id)) => {
+                if let Ok(user) = id.parse() {
+                    self.close_user_local(user);
+                }
+            }
+            _ => tracing::debug!(payload, "unknown hub event"),
+        }
+    }
+
+    fn loaded(&self) -> Vec<Uuid> {
+        self.inner.docs.iter().map(|e| *e.key()).collect()
     }
 
     /// Graceful shutdown: flush and unload every document, then stop the committer.
@@ -331,8 +477,9 @@ impl Hub {
     }
 }
 
-/// Multi-node (PostgreSQL): other nodes announce committed changes with NOTIFY; load them into
-/// the documents this node holds.
+/// Multi-node (PostgreSQL): other nodes ring the doorbell (NOTIFY) after committing changes;
+/// documents loaded here catch up. After (re)connecting, the listener catches up every loaded
+/// document, since doorbells rung while it was away are lost.
 pub fn spawn_listener(
     hub: Hub,
     pool: sqlx::PgPool,
@@ -340,14 +487,32 @@ pub fn spawn_listener(
     shutdown: CancellationToken,
 ) {
     tasks.spawn(async move {
+        let own = hub.inner.committer.node().to_owned();
         loop {
             let listen = async {
                 let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
-                l.listen(crate::store::DOCUMENT_CHANNEL).await?;
+                l.listen_all([
+                    crate::store::DOCUMENT_CHANNEL,
+                    crate::store::HUB_EVENT_CHANNEL,
+                ])
+                .await?;
+                for doc in hub.loaded() {
+                    hub.remote_changes(doc).await;
+                }
                 loop {
                     let n = l.recv().await?;
-                    if let Ok(doc) = n.payload().parse::<Uuid>() {
-                        hub.remote_changes(doc).await;
+                    if n.channel() == crate::store::HUB_EVENT_CHANNEL {
+                        hub.on_event(n.payload()).await;
+                        continue;
+                    }
+                    let mut parts = n.payload().split(' ');
+                    if parts.next() == Some(own.as_str()) {
+                        continue;
+                    }
+                    for id in parts {
+                        if let Ok(doc) = id.parse::<Uuid>() {
+                            hub.remote_changes(doc).await;
+                        }
                     }
                 }
                 #[allow(unreachable_code)]
@@ -361,6 +526,40 @@ pub fn spawn_listener(
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
+            }
+        }
+    });
+}
+
+/// Multi-node: every `sweep_interval`, documents loaded here that have change rows newer than
+/// the last sweep catch up — the safety net for a doorbell that was never rung (a node killed
+/// between its commit and its NOTIFY) or lost.
+pub fn spawn_sweeper(hub: Hub, tasks: &TaskTracker, shutdown: CancellationToken) {
+    tasks.spawn(async move {
+        let interval = hub.inner.config.sweep_interval;
+        let mut watermark = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let result = match watermark {
+                None => hub
+                    .inner
+                    .store
+                    .current_watermark()
+                    .await
+                    .map(|w| (Vec::new(), w)),
+                Some(w) => hub.inner.store.sessions_changed_since(w).await,
+            };
+            match result {
+                Ok((docs, next)) => {
+                    watermark = Some(next);
+                    for doc in docs {
+                        hub.remote_changes(doc).await;
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "sweep failed; retrying"),
             }
         }
     });

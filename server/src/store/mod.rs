@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use postgres::{PgStore, DOCUMENT_CHANNEL, REVOCATION_CHANNEL};
+pub use postgres::{PgStore, DOCUMENT_CHANNEL, HUB_EVENT_CHANNEL, REVOCATION_CHANNEL};
 pub use sqlite::SqliteStore;
 
 use crate::config::DatabaseUrl;

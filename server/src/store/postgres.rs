@@ -13,8 +13,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 
 /// Channel for revocation announcements; the payload is the revocation's sequence number.
 pub const REVOCATION_CHANNEL: &str = "firemode_revocations";
-/// Channel announcing committed document changes; the payload is the session id.
+/// Channel announcing committed document changes; the payload is the announcing node's id and
+/// the session ids, separated by spaces.
 pub const DOCUMENT_CHANNEL: &str = "firemode_documents";
+
+/// Channel for hub events other nodes act on (`reauthorize <session>`, `close-user <user>`).
+pub const HUB_EVENT_CHANNEL: &str = "firemode_hub_events";
 
 pub struct PgStore {
     pub(crate) writer: PgPool,
@@ -39,21 +43,66 @@ impl PgStore {
         &self.writer
     }
 
-    /// Tell other nodes which documents changed; delivered when the transaction commits.
-    async fn announce_changes(
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        changes: &[super::sessions::NewChange],
-    ) -> StoreResult<()> {
-        let mut docs: Vec<uuid::Uuid> = changes.iter().map(|c| c.session_id).collect();
-        docs.sort();
-        docs.dedup();
+    /// The catch-up watermark is a transaction id: every change row records the transaction
+    /// that inserted it, and a read's horizon is the oldest transaction still in flight
+    /// (`pg_snapshot_xmin`), below which every row is committed and visible. A sequence number
+    /// would not do: values are taken before commit, and transactions commit out of order.
+    pub(crate) const WATERMARK: &'static str = "xact";
+    pub(crate) const HORIZON: &'static str =
+        "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+    fn single_writer_watermark(_max_seq: i64) -> Option<i64> {
+        None
+    }
+
+    /// Reads that must agree with each other (a snapshot and the changes it does not hold):
+    /// one REPEATABLE READ transaction, whose snapshot the horizon is also taken from.
+    async fn consistent_read(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// The doorbell: tell other nodes which documents have new changes. One NOTIFY per group
+    /// commit (more only if the ids exceed PostgreSQL's 8,000-byte payload), sent after the
+    /// changes committed and in a transaction of its own with `synchronous_commit` off: a
+    /// hint needs no fsync, and NOTIFY serialises the commits of every transaction that sends
+    /// one, so it stays out of the group commit. A lost hint only delays: nodes also sweep.
+    async fn announce(&self, node: &str, docs: &[uuid::Uuid]) -> StoreResult<()> {
+        const MAX_PAYLOAD: usize = 7_900;
+        let mut payloads = Vec::new();
+        let mut current = node.to_owned();
         for d in docs {
+            if current.len() + 37 > MAX_PAYLOAD {
+                payloads.push(std::mem::replace(&mut current, node.to_owned()));
+            }
+            current.push(' ');
+            current.push_str(&d.to_string());
+        }
+        payloads.push(current);
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        for p in payloads {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(DOCUMENT_CHANNEL)
-                .bind(d.to_string())
-                .execute(&mut **tx)
+                .bind(p)
+                .execute(&mut *tx)
                 .await?;
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn announce_hub_event(&self, event: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(HUB_EVENT_CHANNEL)
+            .bind(event)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

@@ -56,19 +56,25 @@ pub struct NewChange {
     pub connection_id: Option<String>,
 }
 
-/// The stored form of a document: the latest snapshot and the changes after it.
+/// The stored form of a document, read in one consistent database snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct StoredDocument {
-    pub snapshot: Option<Vec<u8>>,
-    pub covers_seq: i64,
-    /// (seq, change bytes), in order.
-    pub changes: Vec<(i64, Vec<u8>)>,
+    /// The latest snapshot and its generation.
+    pub snapshot: Option<(Vec<u8>, i64)>,
+    /// (hash, bytes) of every change row that still carries bytes.
+    pub changes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Every change row below it is in `snapshot` or `changes` (see `changes_after`).
+    pub watermark: i64,
+    /// The heads of the stored projection, if any.
+    pub projected_heads: Option<String>,
 }
 
-impl StoredDocument {
-    pub fn last_seq(&self) -> i64 {
-        self.changes.last().map_or(self.covers_seq, |(s, _)| *s)
-    }
+/// Change rows at or after a watermark, and the watermark to ask from next time.
+#[derive(Debug, Clone, Default)]
+pub struct ChangesAfter {
+    /// (hash, bytes or None once a snapshot covers it).
+    pub rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub watermark: i64,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -157,31 +163,62 @@ pub trait SessionStore: Send + Sync {
     async fn building_has_sessions(&self, building_id: Uuid) -> StoreResult<bool>;
 
     /// Append changes (any sessions) in one transaction: the group commit. Changes already
-    /// stored (same session and hash) are skipped. Returns the highest seq per call order.
+    /// stored (same session and hash) are skipped. Returns each change's seq, in call order.
     async fn append_changes(&self, changes: &[NewChange]) -> StoreResult<Vec<i64>>;
+    /// On a store with a single writer (SQLite), the watermark below which every change row
+    /// is known once a commit whose highest seq is `max_seq` returns; None with several
+    /// writers (PostgreSQL), where only a catch-up read can tell.
+    fn watermark_after_commit(&self, max_seq: i64) -> Option<i64>;
+    /// Tell other nodes that these documents have new changes (a hint; PostgreSQL NOTIFY).
+    async fn announce_documents(&self, node: &str, docs: &[Uuid]) -> StoreResult<()>;
+    /// Tell other nodes about a hub event (reauthorize a document, close a user's sockets).
+    async fn announce_event(&self, event: &str) -> StoreResult<()>;
+    /// Snapshot, change rows with bytes and the watermark, from one database snapshot.
     async fn load_document(&self, session_id: Uuid) -> StoreResult<StoredDocument>;
-    /// Changes with seq > `after` that still carry bytes (for other nodes catching up).
-    async fn changes_since(&self, session_id: Uuid, after: i64)
-        -> StoreResult<Vec<(i64, Vec<u8>)>>;
-    /// Write a snapshot covering every change up to `covers_seq` and drop those changes' bytes,
-    /// in one transaction. Attribution rows stay.
-    /// `covered` are the hashes of the changes the snapshot contains: only their bytes go (a
-    /// change another node stored meanwhile is kept even if its seq is lower).
+    /// Change rows at or after `watermark` (bytes or not), and the next watermark: below it,
+    /// every row is committed and was visible to this read. Rows may repeat across calls.
+    async fn changes_after(&self, session_id: Uuid, watermark: i64) -> StoreResult<ChangesAfter>;
+    /// The latest snapshot and its generation.
+    async fn load_snapshot(&self, session_id: Uuid) -> StoreResult<Option<(Vec<u8>, i64)>>;
+    /// Write `snapshot` if the stored snapshot's generation is still `expected_generation`
+    /// (None: no snapshot yet), and drop the bytes of the `covered` change hashes — only
+    /// those: a change committed meanwhile by another node keeps its bytes — in one
+    /// transaction. Returns the new generation, or None when another snapshot was written
+    /// first (then nothing changed). Attribution rows stay.
     async fn compact(
         &self,
         session_id: Uuid,
         snapshot: &[u8],
-        covers_seq: i64,
+        expected_generation: Option<i64>,
         covered: &[Vec<u8>],
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Option<i64>>;
+    /// Sessions with change rows at or after `watermark`, and the next watermark (the sweep
+    /// that catches up documents whose notification was lost).
+    async fn sessions_changed_since(&self, watermark: i64) -> StoreResult<(Vec<Uuid>, i64)>;
+    /// The current watermark (where a sweep starts).
+    async fn current_watermark(&self) -> StoreResult<i64>;
+    /// Sessions whose stored projection may lack a stored change (a change row at or above
+    /// the projection's watermark, or no projection at all), at most `limit`, after `after`.
+    async fn stale_projections(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<Uuid>>;
+    /// True when no change row is at or above the session's projection watermark.
+    async fn projection_is_current(&self, session_id: Uuid) -> StoreResult<bool>;
+    /// Sessions with change rows whose bytes are gone (candidates for `verify-documents`),
+    /// with those rows' hashes and the snapshot.
+    async fn compacted_changes(
+        &self,
+        session_id: Uuid,
+    ) -> StoreResult<(Option<Vec<u8>>, Vec<Vec<u8>>)>;
+    /// Every session id (for checks over all documents), after `after`, at most `limit`.
+    async fn session_ids(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<Uuid>>;
     async fn change_attributions(&self, session_id: Uuid) -> StoreResult<Vec<ChangeAttribution>>;
 
-    /// Write a session's projection rows and state (one transaction).
+    /// Write a session's projection rows and state (one transaction; writers of one session
+    /// on several nodes take turns on its state row). `watermark` is the replica's.
     async fn write_projection(
         &self,
         session_id: Uuid,
         items: ItemsWrite<'_>,
-        projected_seq: i64,
+        watermark: i64,
         heads: &str,
         problems: &serde_json::Value,
     ) -> StoreResult<ProjectionWrite>;
@@ -429,69 +466,128 @@ macro_rules! sessions_sql {
                 for c in changes {
                     seqs.push(insert_change(&mut tx, c).await?);
                 }
-                <$store>::announce_changes(&mut tx, changes).await?;
                 tx.commit().await?;
                 Ok(seqs)
+            }
+
+            fn watermark_after_commit(&self, max_seq: i64) -> Option<i64> {
+                <$store>::single_writer_watermark(max_seq)
+            }
+
+            async fn announce_documents(&self, node: &str, docs: &[uuid::Uuid]) -> $crate::store::StoreResult<()> {
+                <$store>::announce(self, node, docs).await
+            }
+
+            async fn announce_event(&self, event: &str) -> $crate::store::StoreResult<()> {
+                <$store>::announce_hub_event(self, event).await
             }
 
             async fn load_document(
                 &self,
                 session_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<$crate::store::sessions::StoredDocument> {
-                // Read from the writer: the hub must see what it just committed.
-                let snap: Option<(Vec<u8>, i64)> =
-                    sqlx::query_as("SELECT bytes, covers_seq FROM doc_snapshots WHERE session_id = $1")
+                let mut tx = self.consistent_read().await?;
+                let snapshot: Option<(Vec<u8>, i64)> =
+                    sqlx::query_as("SELECT bytes, generation FROM doc_snapshots WHERE session_id = $1")
                         .bind(session_id)
-                        .fetch_optional(&self.writer)
+                        .fetch_optional(&mut *tx)
                         .await?;
-                let covers = snap.as_ref().map_or(0, |(_, s)| *s);
-                let changes = $crate::store::sessions::SessionStore::changes_since(self, session_id, covers).await?;
-                Ok($crate::store::sessions::StoredDocument {
-                    snapshot: snap.map(|(b, _)| b),
-                    covers_seq: covers,
-                    changes,
-                })
-            }
-
-            async fn changes_since(
-                &self,
-                session_id: uuid::Uuid,
-                after: i64,
-            ) -> $crate::store::StoreResult<Vec<(i64, Vec<u8>)>> {
-                Ok(sqlx::query_as(
-                    "SELECT seq, bytes FROM doc_changes WHERE session_id = $1 AND seq > $2 \
+                let changes: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
+                    "SELECT change_hash, bytes FROM doc_changes WHERE session_id = $1 \
                      AND bytes IS NOT NULL ORDER BY seq",
                 )
                 .bind(session_id)
-                .bind(after)
-                .fetch_all(&self.writer)
-                .await?)
+                .fetch_all(&mut *tx)
+                .await?;
+                let watermark: i64 = sqlx::query_scalar(&format!("SELECT {}", <$store>::HORIZON))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let projected_heads: Option<String> =
+                    sqlx::query_scalar("SELECT heads FROM session_projection_state WHERE session_id = $1")
+                        .bind(session_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                Ok($crate::store::sessions::StoredDocument {
+                    snapshot,
+                    changes,
+                    watermark,
+                    projected_heads,
+                })
+            }
+
+            async fn changes_after(
+                &self,
+                session_id: uuid::Uuid,
+                watermark: i64,
+            ) -> $crate::store::StoreResult<$crate::store::sessions::ChangesAfter> {
+                let mut tx = self.consistent_read().await?;
+                let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(&format!(
+                    "SELECT change_hash, bytes FROM doc_changes WHERE session_id = $1 AND {} >= $2 ORDER BY seq",
+                    <$store>::WATERMARK
+                ))
+                .bind(session_id)
+                .bind(watermark)
+                .fetch_all(&mut *tx)
+                .await?;
+                let next: i64 = sqlx::query_scalar(&format!("SELECT {}", <$store>::HORIZON))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok($crate::store::sessions::ChangesAfter { rows, watermark: next })
+            }
+
+            async fn load_snapshot(
+                &self,
+                session_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<(Vec<u8>, i64)>> {
+                Ok(sqlx::query_as("SELECT bytes, generation FROM doc_snapshots WHERE session_id = $1")
+                    .bind(session_id)
+                    .fetch_optional(&self.writer)
+                    .await?)
             }
 
             async fn compact(
                 &self,
                 session_id: uuid::Uuid,
                 snapshot: &[u8],
-                covers_seq: i64,
+                expected_generation: Option<i64>,
                 covered: &[Vec<u8>],
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::store::StoreResult<Option<i64>> {
                 let mut tx = self.writer.begin().await?;
-                sqlx::query(
-                    "INSERT INTO doc_snapshots (session_id, bytes, covers_seq, updated_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (session_id) DO UPDATE SET bytes = excluded.bytes, \
-                     covers_seq = excluded.covers_seq, updated_at = excluded.updated_at \
-                     WHERE doc_snapshots.covers_seq < excluded.covers_seq",
-                )
-                .bind(session_id)
-                .bind(snapshot)
-                .bind(covers_seq)
-                .bind(chrono::Utc::now())
-                .execute(&mut *tx)
-                .await?;
+                let now = chrono::Utc::now();
+                // Compare-and-swap on the generation: one statement, so two nodes compacting
+                // at once cannot both win (PostgreSQL re-checks the WHERE after a row lock).
+                let written: Option<i64> = match expected_generation {
+                    None => sqlx::query_scalar(
+                        "INSERT INTO doc_snapshots (session_id, bytes, covers_seq, generation, updated_at) \
+                         VALUES ($1, $2, 0, 1, $3) ON CONFLICT (session_id) DO NOTHING RETURNING generation",
+                    )
+                    .bind(session_id)
+                    .bind(snapshot)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                    Some(g) => sqlx::query_scalar(
+                        "UPDATE doc_snapshots SET bytes = $2, generation = generation + 1, updated_at = $3 \
+                         WHERE session_id = $1 AND generation = $4 RETURNING generation",
+                    )
+                    .bind(session_id)
+                    .bind(snapshot)
+                    .bind(now)
+                    .bind(g)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                };
+                let Some(generation) = written else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
                 for chunk in covered.chunks(500) {
                     let list = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
                     let sql = format!(
-                        "UPDATE doc_changes SET bytes = NULL WHERE session_id = $1 AND change_hash IN ({list})"
+                        "UPDATE doc_changes SET bytes = NULL WHERE session_id = $1 AND bytes IS NOT NULL \
+                         AND change_hash IN ({list})"
                     );
                     let mut q = sqlx::query(&sql).bind(session_id);
                     for h in chunk {
@@ -500,7 +596,97 @@ macro_rules! sessions_sql {
                     q.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                Ok(())
+                Ok(Some(generation))
+            }
+
+            async fn sessions_changed_since(
+                &self,
+                watermark: i64,
+            ) -> $crate::store::StoreResult<(Vec<uuid::Uuid>, i64)> {
+                let mut tx = self.consistent_read().await?;
+                let ids: Vec<uuid::Uuid> = sqlx::query_scalar(&format!(
+                    "SELECT DISTINCT session_id FROM doc_changes WHERE {} >= $1",
+                    <$store>::WATERMARK
+                ))
+                .bind(watermark)
+                .fetch_all(&mut *tx)
+                .await?;
+                let next: i64 = sqlx::query_scalar(&format!("SELECT {}", <$store>::HORIZON))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok((ids, next))
+            }
+
+            async fn current_watermark(&self) -> $crate::store::StoreResult<i64> {
+                Ok(sqlx::query_scalar(&format!("SELECT {}", <$store>::HORIZON))
+                    .fetch_one(&self.writer)
+                    .await?)
+            }
+
+            async fn stale_projections(
+                &self,
+                after: Option<uuid::Uuid>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
+                Ok(sqlx::query_scalar(&format!(
+                    "SELECT s.id FROM test_sessions s \
+                     LEFT JOIN session_projection_state p ON p.session_id = s.id \
+                     WHERE ($1 IS NULL OR s.id > $1) AND EXISTS (SELECT 1 FROM doc_changes c \
+                       WHERE c.session_id = s.id AND c.{} >= COALESCE(p.watermark, -1)) \
+                     ORDER BY s.id LIMIT $2",
+                    <$store>::WATERMARK
+                ))
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.writer)
+                .await?)
+            }
+
+            async fn projection_is_current(&self, session_id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
+                let stale: bool = sqlx::query_scalar(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM doc_changes c WHERE c.session_id = $1 AND c.{} >= \
+                     COALESCE((SELECT watermark FROM session_projection_state WHERE session_id = $1), -1))",
+                    <$store>::WATERMARK
+                ))
+                .bind(session_id)
+                .fetch_one(&self.writer)
+                .await?;
+                Ok(!stale)
+            }
+
+            async fn compacted_changes(
+                &self,
+                session_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<(Option<Vec<u8>>, Vec<Vec<u8>>)> {
+                let mut tx = self.consistent_read().await?;
+                let snapshot: Option<Vec<u8>> =
+                    sqlx::query_scalar("SELECT bytes FROM doc_snapshots WHERE session_id = $1")
+                        .bind(session_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT change_hash FROM doc_changes WHERE session_id = $1 AND bytes IS NULL ORDER BY seq",
+                )
+                .bind(session_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok((snapshot, hashes))
+            }
+
+            async fn session_ids(
+                &self,
+                after: Option<uuid::Uuid>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT id FROM test_sessions WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?)
             }
 
             async fn change_attributions(
@@ -520,23 +706,32 @@ macro_rules! sessions_sql {
                 &self,
                 session_id: uuid::Uuid,
                 items: $crate::store::sessions::ItemsWrite<'_>,
-                projected_seq: i64,
+                watermark: i64,
                 heads: &str,
                 problems: &serde_json::Value,
             ) -> $crate::store::StoreResult<$crate::store::sessions::ProjectionWrite> {
                 use $crate::store::sessions::{ItemsWrite, ProjectionWrite};
                 let mut tx = self.writer.begin().await?;
+                // One writer per session at a time, across nodes: the session's state row is
+                // locked (on PostgreSQL, until commit) before any item row is touched.
+                sqlx::query(
+                    "INSERT INTO session_projection_state (session_id, projected_seq, heads, problems, updated_at, watermark) \
+                     VALUES ($1, -1, '', $2, $3, -1) ON CONFLICT (session_id) DO NOTHING",
+                )
+                .bind(session_id)
+                .bind(sqlx::types::Json(serde_json::json!([])))
+                .bind(chrono::Utc::now())
+                .execute(&mut *tx)
+                .await?;
+                let stored: Option<String> = sqlx::query_scalar(
+                    "UPDATE session_projection_state SET updated_at = updated_at \
+                     WHERE session_id = $1 RETURNING heads",
+                )
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await?;
                 let (upsert, outcome) = match items {
                     ItemsWrite::Changed { upsert, removed, all, expect_heads } => {
-                        // Locks the session's state row on PostgreSQL until commit, so two
-                        // nodes' writes to one session do not interleave.
-                        let stored: Option<String> = sqlx::query_scalar(
-                            "UPDATE session_projection_state SET updated_at = updated_at \
-                             WHERE session_id = $1 RETURNING heads",
-                        )
-                        .bind(session_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
                         if stored.as_deref() == Some(expect_heads) {
                             for asset in removed {
                                 sqlx::query("DELETE FROM session_items WHERE session_id = $1 AND asset_id = $2")
@@ -588,13 +783,11 @@ macro_rules! sessions_sql {
                     q.build().execute(&mut *tx).await?;
                 }
                 sqlx::query(
-                    "INSERT INTO session_projection_state (session_id, projected_seq, heads, problems, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO UPDATE SET \
-                     projected_seq = excluded.projected_seq, heads = excluded.heads, \
-                     problems = excluded.problems, updated_at = excluded.updated_at",
+                    "UPDATE session_projection_state SET projected_seq = $2, watermark = $2, heads = $3, \
+                     problems = $4, updated_at = $5 WHERE session_id = $1",
                 )
                 .bind(session_id)
-                .bind(projected_seq)
+                .bind(watermark)
                 .bind(heads)
                 .bind(sqlx::types::Json(problems))
                 .bind(chrono::Utc::now())

@@ -50,11 +50,26 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
-    /// Other nodes learn of new changes by NOTIFY on PostgreSQL; SQLite has a single node.
-    async fn announce_changes(
-        _tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-        _changes: &[super::sessions::NewChange],
-    ) -> StoreResult<()> {
+    /// The catch-up watermark is the change sequence number: with one writer connection,
+    /// rows commit in seq order, so everything below the highest seq read is visible.
+    pub(crate) const WATERMARK: &'static str = "seq";
+    pub(crate) const HORIZON: &'static str = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM doc_changes)";
+
+    fn single_writer_watermark(max_seq: i64) -> Option<i64> {
+        Some(max_seq + 1)
+    }
+
+    /// Reads that must agree with each other: the writer connection (one at a time).
+    async fn consistent_read(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.writer.begin().await?)
+    }
+
+    /// One node: nobody to tell.
+    async fn announce(&self, _node: &str, _docs: &[uuid::Uuid]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn announce_hub_event(&self, _event: &str) -> StoreResult<()> {
         Ok(())
     }
 

@@ -544,12 +544,20 @@ pub async fn run(args: &SyncArgs, json: bool) -> Result<Report> {
         );
     }
     let t_connect = Instant::now();
+    let peer_endpoint = match &args.peer_url {
+        Some(url) => Some(target.endpoint_at(url)?),
+        None => None,
+    };
     let tasks: Vec<_> = (0..args.clients)
         .map(|i| {
+            let endpoint = match &peer_endpoint {
+                Some(other) if (i / docs.len()) % 2 == 1 => other.clone(),
+                _ => target.endpoint.clone(),
+            };
             tokio::spawn(run_client(
                 i,
                 docs[i % docs.len()].clone(),
-                target.endpoint.clone(),
+                endpoint,
                 target.peer_id(&format!("bench-{run_tag}-{i}")),
                 plan,
                 shared.clone(),

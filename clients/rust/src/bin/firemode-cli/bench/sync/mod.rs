@@ -90,6 +90,11 @@ pub struct SyncArgs {
     /// FireMode: seconds to wait for the server to unload documents before the baseline.
     #[arg(long, default_value_t = 60.0)]
     pub settle: f64,
+    /// Another node of the same FireMode deployment (same database and secrets): the clients
+    /// of each document alternate between --url and this one (client i goes to this node
+    /// when i / docs is odd), so every edit reaches its peer across nodes.
+    #[arg(long)]
+    pub peer_url: Option<String>,
 }
 
 /// `bench sync-touch`.

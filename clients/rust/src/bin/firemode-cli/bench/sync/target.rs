@@ -114,6 +114,24 @@ impl Target {
         }
     }
 
+    /// The same server's sync endpoint on another node (same secrets, so the token holds).
+    pub fn endpoint_at(&self, url: &str) -> Result<Endpoint> {
+        let base = firemode_client::reqwest::Url::parse(url)
+            .with_context(|| format!("--peer-url {url} is not a URL"))?;
+        let host = base.host_str().unwrap_or_default().to_owned();
+        if !is_loopback(&host) {
+            bail!("the sync benchmark only runs against a local server (loopback), not {host}");
+        }
+        let port = base.port_or_known_default().unwrap_or(80);
+        Ok(Endpoint {
+            ws_url: match self.kind {
+                ServerKind::Firemode => format!("ws://{host}:{port}/v1/sync"),
+                ServerKind::Reference => format!("ws://{host}:{port}/"),
+            },
+            token: self.endpoint.token.clone(),
+        })
+    }
+
     pub fn peer_id(&self, device: &str) -> String {
         format!("{}:{device}", self.user_id)
     }
