@@ -113,6 +113,7 @@ pub struct Metrics {
     pub sync_connections: IntGauge,
     pub sync_documents: IntGauge,
     pub sync_changes: IntCounter,
+    pub sync_remote_catch_ups: IntCounter,
     pub projection_rows: IntCounter,
 }
 
@@ -145,6 +146,11 @@ impl Default for Metrics {
             "Automerge changes committed by the sync hub",
         )
         .expect("static metric definition");
+        let sync_remote_catch_ups = IntCounter::new(
+            "sync_remote_catch_ups_total",
+            "Loaded documents asked to catch up with changes other nodes stored (doorbells and sweeps)",
+        )
+        .expect("static metric definition");
         let projection_rows = IntCounter::new(
             "projection_rows_written_total",
             "Session item rows written by the projection (rows that changed, or all of a session)",
@@ -155,6 +161,7 @@ impl Default for Metrics {
         let _ = registry.register(Box::new(sync_connections.clone()));
         let _ = registry.register(Box::new(sync_documents.clone()));
         let _ = registry.register(Box::new(sync_changes.clone()));
+        let _ = registry.register(Box::new(sync_remote_catch_ups.clone()));
         let _ = registry.register(Box::new(projection_rows.clone()));
         Self {
             registry,
@@ -163,6 +170,7 @@ impl Default for Metrics {
             sync_connections,
             sync_documents,
             sync_changes,
+            sync_remote_catch_ups,
             projection_rows,
         }
     }

@@ -14,6 +14,7 @@ mod durability;
 mod evidence;
 mod http_basics;
 mod hub_lifecycle;
+mod hub_without_sockets;
 mod idempotency;
 mod js_conformance;
 mod multinode;

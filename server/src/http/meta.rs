@@ -79,6 +79,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .set(state.hub.loaded_documents() as i64);
     catch_up(&state.metrics.sync_changes, state.hub.changes_stored());
     catch_up(
+        &state.metrics.sync_remote_catch_ups,
+        state.hub.remote_hints(),
+    );
+    catch_up(
         &state.metrics.projection_rows,
         state.hub.projection_rows_written(),
     );

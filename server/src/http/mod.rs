@@ -15,6 +15,7 @@ pub mod rules;
 mod session_doc;
 mod session_history;
 pub mod sessions;
+mod sync;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -88,7 +89,7 @@ pub fn app(state: AppState) -> Router {
     let docs = meta::DocsPage::new(&spec);
     router
         .merge(meta::spec_routes(spec, docs))
-        .route("/v1/sync", axum::routing::get(crate::hub::conn::upgrade))
+        .route("/v1/sync", axum::routing::get(sync::upgrade))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(

@@ -5,14 +5,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
 use firemode_sync_core::wire::{self, Message, PeerMetadata};
 use firemode_sync_core::DocumentId;
-use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -20,9 +15,8 @@ use uuid::Uuid;
 
 use super::doc::DocCmd;
 use super::{Access, CloseReason, ConnInfo, Hub};
-use crate::auth::{bearer, AuthUser};
-use crate::http::error::ApiError;
-use crate::state::AppState;
+use crate::auth::revocation::RevocationList;
+use crate::auth::AuthUser;
 use crate::store::{Role, StoreError};
 
 /// Close codes: 1000 normal, 1001 going away, 1002 protocol error, 1008 policy violation.
@@ -45,57 +39,17 @@ const CLOSE_BARRIER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Unavailable answers a connection may cause per minute before it is cut off (random-id floods).
 const MAX_UNAVAILABLE_PER_MINUTE: u32 = 600;
-/// Initial read buffer of a sync socket (it grows for larger messages).
-const SOCKET_BUFFER: usize = 8 * 1024;
 
-#[derive(Deserialize)]
-pub struct SyncQuery {
-    token: Option<String>,
-}
-
-/// `GET /v1/sync`: authenticate (header or `?token=`), then upgrade.
-pub async fn upgrade(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<SyncQuery>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-        .map(str::to_owned)
-        .or(q.token);
-    let Some(token) = token else {
-        return ApiError::Unauthorized(
-            "missing token: use Authorization: Bearer or ?token=".into(),
-        )
-        .into_response();
-    };
-    let user = match state.authenticate(&token) {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
-    };
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(_) => {
-            return ApiError::bad_request(
-                "websocket_required",
-                "this endpoint only speaks WebSocket",
-            )
-            .into_response()
-        }
-    };
-    let max = state.hub.inner.config.max_frame;
-    // tungstenite's default buffers are 128 KiB each way per socket, most of a connection's
-    // memory with hundreds of tablets connected; sync messages are mostly a few hundred bytes,
-    // and both buffers still grow for a large one.
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(SOCKET_BUFFER)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| run(state, user, socket))
-        .into_response()
+/// A WebSocket frame as the hub sees it: the HTTP layer owns the socket and adapts its frames,
+/// so the hub runs over any stream and sink of these (a test can hand it a channel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Binary(Vec<u8>),
+    Text(String),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    /// A close frame (code and reason), or the end of the stream.
+    Close(Option<(u16, String)>),
 }
 
 /// The access a user has to a session document; None means unavailable (no such session,
@@ -127,7 +81,7 @@ pub(crate) async fn access_for(
 }
 
 struct Conn {
-    state: AppState,
+    hub: Hub,
     user: AuthUser,
     id: super::ConnId,
     out_tx: mpsc::Sender<Vec<u8>>,
@@ -143,13 +97,23 @@ enum Flow {
     Close(u16, String),
 }
 
-async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
-    let hub = state.hub.clone();
+/// Serve one authenticated sync connection until it closes. `revocations` is the
+/// authentication service's revocation list: a token revoked while the socket is open closes it.
+pub async fn run<S, E>(
+    hub: Hub,
+    revocations: std::sync::Arc<RevocationList>,
+    user: AuthUser,
+    socket: S,
+) where
+    S: Stream<Item = Result<Frame, E>> + Sink<Frame> + Send + 'static,
+{
     let cfg = hub.inner.config.clone();
-    let (mut sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
+    let mut sink = std::pin::pin!(sink);
+    let mut stream = std::pin::pin!(stream);
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(cfg.outbound_queue);
     let kill = hub.inner.shutdown.child_token();
-    let mut revoked = state.revocations.subscribe();
+    let mut revoked = revocations.subscribe();
     let exp = user.claims.exp;
     let until_exp = Duration::from_millis(
         u64::try_from(exp * 1000 - chrono::Utc::now().timestamp_millis()).unwrap_or(0),
@@ -167,7 +131,7 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
     tokio::pin!(join_deadline);
     let mut conn = Conn {
         id: hub.next_conn_id(),
-        state: state.clone(),
+        hub: hub.clone(),
         user,
         out_tx,
         kill: kill.clone(),
@@ -205,13 +169,13 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
             ev = revoked.recv() => {
                 // On any revocation (or a lagged channel), re-check this token.
                 let _ = ev;
-                if state.revocations.is_revoked(&conn.user.claims) {
+                if revocations.is_revoked(&conn.user.claims) {
                     break (CLOSE_POLICY, "token revoked".into());
                 }
             }
             frame = out_rx.recv() => {
                 let Some(frame) = frame else { break (CLOSE_NORMAL, String::new()) };
-                if sink.send(WsMessage::Binary(frame.into())).await.is_err() {
+                if sink.send(Frame::Binary(frame)).await.is_err() {
                     peer_gone = true;
                     break (CLOSE_NORMAL, String::new());
                 }
@@ -222,17 +186,17 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
                     break (CLOSE_NORMAL, String::new());
                 };
                 match msg {
-                    WsMessage::Binary(bytes) => match conn.on_frame(&bytes).await {
+                    Frame::Binary(bytes) => match conn.on_frame(&bytes).await {
                         Flow::Continue => {}
                         Flow::Close(code, why) => break (code, why),
                     },
-                    WsMessage::Text(_) => {
+                    Frame::Text(_) => {
                         conn.send_error("expected binary CBOR frames");
                         break (CLOSE_PROTOCOL, "text frames are not part of the protocol".into());
                     }
-                    WsMessage::Pong(_) => waiting_pong = None,
-                    WsMessage::Ping(_) => {}
-                    WsMessage::Close(_) => {
+                    Frame::Pong(_) => waiting_pong = None,
+                    Frame::Ping(_) => {}
+                    Frame::Close(_) => {
                         peer_gone = true;
                         break (CLOSE_NORMAL, String::new());
                     }
@@ -247,7 +211,7 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
                 if waiting_pong.is_none() {
                     waiting_pong = Some(Instant::now());
                 }
-                if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                if sink.send(Frame::Ping(Vec::new())).await.is_err() {
                     peer_gone = true;
                     break (CLOSE_NORMAL, String::new());
                 }
@@ -259,33 +223,23 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
     conn.detach_all().await;
     if !peer_gone {
         while let Ok(frame) = out_rx_try(&mut out_rx) {
-            if sink.send(WsMessage::Binary(frame.into())).await.is_err() {
+            if sink.send(Frame::Binary(frame)).await.is_err() {
                 peer_gone = true;
                 break;
             }
         }
     }
-    if !peer_gone
-        && sink
-            .send(WsMessage::Ping(CLOSE_BARRIER.to_vec().into()))
-            .await
-            .is_ok()
-    {
+    if !peer_gone && sink.send(Frame::Ping(CLOSE_BARRIER.to_vec())).await.is_ok() {
         let _ = tokio::time::timeout(CLOSE_BARRIER_TIMEOUT, async {
             while let Some(Ok(msg)) = stream.next().await {
-                if matches!(&msg, WsMessage::Pong(p) if p.as_ref() == CLOSE_BARRIER) {
+                if matches!(&msg, Frame::Pong(p) if p.as_slice() == CLOSE_BARRIER) {
                     break;
                 }
             }
         })
         .await;
     }
-    let _ = sink
-        .send(WsMessage::Close(Some(CloseFrame {
-            code: close.0,
-            reason: close.1.clone().into(),
-        })))
-        .await;
+    let _ = sink.send(Frame::Close(Some(close.clone()))).await;
     tracing::debug!(conn = conn.id, code = close.0, reason = %close.1, "sync connection closed");
 }
 
@@ -295,7 +249,7 @@ fn out_rx_try(rx: &mut mpsc::Receiver<Vec<u8>>) -> Result<Vec<u8>, ()> {
 
 impl Conn {
     fn hub(&self) -> &Hub {
-        &self.state.hub
+        &self.hub
     }
 
     fn send(&self, msg: &Message) {

@@ -178,6 +178,11 @@ impl Hub {
         &self.inner.peer_id
     }
 
+    /// The largest WebSocket message a connection may send.
+    pub fn max_frame(&self) -> usize {
+        self.inner.config.max_frame
+    }
+
     /// The actor id of this process's own changes.
     pub fn actor(&self) -> ActorId {
         self.inner.actor.clone()

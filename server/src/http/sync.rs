@@ -1,0 +1,102 @@
+//! `GET /v1/sync`: authenticate at the upgrade, then hand the socket to the sync hub. The hub
+//! knows nothing of axum: it runs over a stream and sink of [`Frame`]s, adapted here.
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use crate::auth::bearer;
+use crate::hub::conn::{self, Frame};
+use crate::state::AppState;
+
+/// Initial read buffer of a sync socket (it grows for larger messages).
+const SOCKET_BUFFER: usize = 8 * 1024;
+
+#[derive(Deserialize)]
+pub struct SyncQuery {
+    token: Option<String>,
+}
+
+/// `GET /v1/sync`: authenticate (header or `?token=`), then upgrade.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SyncQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .map(str::to_owned)
+        .or(q.token);
+    let Some(token) = token else {
+        return ApiError::Unauthorized(
+            "missing token: use Authorization: Bearer or ?token=".into(),
+        )
+        .into_response();
+    };
+    let user = match state.authenticate(&token) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(_) => {
+            return ApiError::bad_request(
+                "websocket_required",
+                "this endpoint only speaks WebSocket",
+            )
+            .into_response()
+        }
+    };
+    let max = state.hub.max_frame();
+    let hub = state.hub.clone();
+    let revocations = state.revocations.clone();
+    // tungstenite's default buffers are 128 KiB each way per socket, most of a connection's
+    // memory with hundreds of tablets connected; sync messages are mostly a few hundred bytes,
+    // and both buffers still grow for a large one.
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| conn::run(hub, revocations, user, frames(socket)))
+        .into_response()
+}
+
+/// The axum socket as a stream and sink of hub frames.
+fn frames(
+    socket: WebSocket,
+) -> impl futures_util::Stream<Item = Result<Frame, axum::Error>>
+       + futures_util::Sink<Frame, Error = axum::Error>
+       + Send
+       + 'static {
+    socket
+        .map(|m| {
+            m.map(|m| match m {
+                WsMessage::Binary(b) => Frame::Binary(b.into()),
+                WsMessage::Text(t) => Frame::Text(t.as_str().to_owned()),
+                WsMessage::Ping(p) => Frame::Ping(p.into()),
+                WsMessage::Pong(p) => Frame::Pong(p.into()),
+                WsMessage::Close(c) => {
+                    Frame::Close(c.map(|c| (c.code, c.reason.as_str().to_owned())))
+                }
+            })
+        })
+        .with(|f: Frame| async move {
+            Ok::<_, axum::Error>(match f {
+                Frame::Binary(b) => WsMessage::Binary(b.into()),
+                Frame::Text(t) => WsMessage::Text(t.into()),
+                Frame::Ping(p) => WsMessage::Ping(p.into()),
+                Frame::Pong(p) => WsMessage::Pong(p.into()),
+                Frame::Close(c) => WsMessage::Close(c.map(|(code, reason)| CloseFrame {
+                    code,
+                    reason: reason.into(),
+                })),
+            })
+        })
+}
