@@ -191,7 +191,7 @@ impl Config {
             sync_max_frame: 16 * 1024 * 1024,
             sync_outbound_queue: 1024,
             sync_compact_after: 500,
-            sync_sweep_interval: Duration::from_secs(1),
+            sync_sweep_interval: Duration::from_secs(2),
             login_max_failures: 5,
             login_lockout: Duration::from_secs(15 * 60),
             revocation_poll: Duration::from_millis(500),

@@ -113,7 +113,10 @@ async fn idle_documents_unload_and_compact(b: Backend) {
     );
 }
 
-/// Two nodes on one PostgreSQL: an edit through node A reaches a client of node B (NOTIFY).
+/// Two nodes on one PostgreSQL: an edit through node A reaches a client of node B (doorbell and
+/// catch-up); unassignment and logout through node A close sockets on node B within a second;
+/// a REST write through A is read through B at once; after both nodes unload, both edits are
+/// stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_documents_through_postgres() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
@@ -168,4 +171,111 @@ async fn two_nodes_share_documents_through_postgres() {
         json["items"][bld.assets[0].to_string()]["observedCondition"],
         "seen-on-node-a"
     );
+
+    // Node B's tablet edits; node A's tablet hears of it.
+    put_item_field(&mut db2, bld.assets[0], "outcome", "fail");
+    b.sync(doc_id, &mut db2, &mut sb, false).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while da.get_heads() != db2.get_heads() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node A's client never got B's edit"
+        );
+        if let Event::Msg(firemode_sync_core::wire::Message::Sync { data, .. }) =
+            a.next(Duration::from_millis(200)).await
+        {
+            use firemode_sync_core::automerge::sync::SyncDoc;
+            da.receive_sync_message(&mut sa, sync::Message::decode(&data).unwrap())
+                .unwrap();
+        }
+    }
+
+    // Read-your-writes through the other node: the projection node B serves has A's edit.
+    let sid = s["id"].as_str().unwrap();
+    let r = node_b
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{sid}/results"),
+            Some(&org.admin.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json["items"][0]["observed_condition"], "seen-on-node-a",
+        "{}",
+        r.body
+    );
+    assert_eq!(r.json["items"][0]["outcome"], "fail", "{}", r.body);
+
+    // Unassignment through node A closes the inspector's socket on node B.
+    let inspector = node_a.user(&org, "inspector").await;
+    let p = node_a
+        .client
+        .patch(
+            &format!("/v1/tests/sessions/{sid}"),
+            Some(&org.admin.token),
+            &serde_json::json!({ "assigned_to": [inspector.id] }),
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let mut insp = SyncClient::joined(
+        &node_b.base,
+        &inspector.token,
+        &format!("{}:i", inspector.id),
+    )
+    .await;
+    let (mut di, mut si) = (Automerge::new(), sync::State::new());
+    insp.sync(doc_id, &mut di, &mut si, true).await.unwrap();
+    let p = node_a
+        .client
+        .patch(
+            &format!("/v1/tests/sessions/{sid}"),
+            Some(&org.admin.token),
+            &serde_json::json!({ "assigned_to": [] }),
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        insp.closed_within(Duration::from_secs(1)).await.is_some(),
+        "unassigned on node A: the socket on node B closes within a second"
+    );
+
+    // Logout through node A closes that token's socket on node B.
+    let office = node_a.user(&org, "office").await;
+    let mut o = SyncClient::joined(&node_b.base, &office.token, &format!("{}:o", office.id)).await;
+    let out = node_a
+        .client
+        .post(
+            "/v1/auth/logout",
+            Some(&office.token),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    assert!(
+        o.closed_within(Duration::from_secs(1)).await.is_some(),
+        "logged out on node A: the socket on node B closes within a second"
+    );
+
+    // Everyone leaves; both nodes unload (and compact); a fresh read has both edits.
+    drop((a, b, o));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node_a.state.hub.loaded_documents() + node_b.state.hub.loaded_documents() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "documents not unloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let d = node_b
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{sid}/document"),
+            Some(&org.admin.token),
+        )
+        .await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    let item = &d.json["document"]["items"][bld.assets[0].to_string()];
+    assert_eq!(item["observedCondition"], "seen-on-node-a");
+    assert_eq!(item["outcome"], "fail");
 }

@@ -23,6 +23,9 @@ pub const HUB_EVENT_CHANNEL: &str = "firemode_hub_events";
 pub struct PgStore {
     pub(crate) writer: PgPool,
     pub(crate) reader: PgPool,
+    /// The doorbell's own connection, with `synchronous_commit` off for its whole session: a
+    /// ring is then one round trip that never waits for a WAL flush (see `announce`).
+    doorbell: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
 }
 
 impl PgStore {
@@ -36,6 +39,7 @@ impl PgStore {
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
+            doorbell: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -67,10 +71,12 @@ impl PgStore {
 
     /// The doorbell: tell other nodes which documents have new changes. One NOTIFY per group
     /// commit (more only if the ids exceed PostgreSQL's 8,000-byte payload), sent after the
-    /// changes committed and in a transaction of its own with `synchronous_commit` off: a
-    /// hint needs no fsync, and NOTIFY serialises the commits of every transaction that sends
-    /// one, so it stays out of the group commit. A lost hint only delays: nodes also sweep.
+    /// changes committed, on a connection of its own whose transactions do not wait for a WAL
+    /// flush: a hint needs no durability, and a transaction that sends NOTIFY holds a
+    /// cluster-wide lock while it commits, so it stays out of the group commit. A lost hint only
+    /// delays: nodes also sweep.
     async fn announce(&self, node: &str, docs: &[uuid::Uuid]) -> StoreResult<()> {
+        use sqlx::Connection;
         const MAX_PAYLOAD: usize = 7_900;
         let mut payloads = Vec::new();
         let mut current = node.to_owned();
@@ -82,18 +88,29 @@ impl PgStore {
             current.push_str(&d.to_string());
         }
         payloads.push(current);
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
+        let mut guard = self.doorbell.lock().await;
+        if guard.is_none() {
+            let mut conn = sqlx::PgConnection::connect_with(&self.writer.connect_options()).await?;
+            sqlx::query("SET synchronous_commit = off")
+                .execute(&mut conn)
+                .await?;
+            *guard = Some(conn);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Ok(());
+        };
         for p in payloads {
-            sqlx::query("SELECT pg_notify($1, $2)")
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(DOCUMENT_CHANNEL)
                 .bind(p)
-                .execute(&mut *tx)
-                .await?;
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = sent {
+                // A broken connection is replaced at the next ring.
+                *guard = None;
+                return Err(e.into());
+            }
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -521,20 +521,28 @@ macro_rules! sessions_sql {
                 session_id: uuid::Uuid,
                 watermark: i64,
             ) -> $crate::store::StoreResult<$crate::store::sessions::ChangesAfter> {
-                let mut tx = self.consistent_read().await?;
-                let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(&format!(
-                    "SELECT change_hash, bytes FROM doc_changes WHERE session_id = $1 AND {} >= $2 ORDER BY seq",
-                    <$store>::WATERMARK
+                // One statement, so the rows and the horizon come from one snapshot (and the
+                // catch-up costs one round trip): the rows, then one row carrying the horizon.
+                let rows: Vec<(Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>)> = sqlx::query_as(&format!(
+                    "SELECT change_hash, bytes, NULL FROM doc_changes WHERE session_id = $1 AND {wm} >= $2 \
+                     UNION ALL SELECT NULL, NULL, {horizon}",
+                    wm = <$store>::WATERMARK,
+                    horizon = <$store>::HORIZON
                 ))
                 .bind(session_id)
                 .bind(watermark)
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.writer)
                 .await?;
-                let next: i64 = sqlx::query_scalar(&format!("SELECT {}", <$store>::HORIZON))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok($crate::store::sessions::ChangesAfter { rows, watermark: next })
+                let mut next = watermark;
+                let mut out = Vec::with_capacity(rows.len());
+                for (hash, bytes, horizon) in rows {
+                    match (hash, horizon) {
+                        (Some(h), _) => out.push((h, bytes)),
+                        (None, Some(w)) => next = w,
+                        (None, None) => {}
+                    }
+                }
+                Ok($crate::store::sessions::ChangesAfter { rows: out, watermark: next })
             }
 
             async fn load_snapshot(
