@@ -1,5 +1,6 @@
 //! FireMode end-to-end suite. Every test starts the real server (in-process on a real socket,
-//! or the real binary as a subprocess) on its own SQLite file or PostgreSQL database.
+//! or the real binary as a subprocess) on its own SQLite file or PostgreSQL database; `docs`
+//! checks the documentation against the repository and the code.
 
 mod auth;
 mod buildings;
@@ -9,9 +10,11 @@ mod compliance;
 mod conflicts;
 mod convergence;
 mod defects;
+mod docs;
 mod document_store;
 mod durability;
 mod evidence;
+mod evidence_s3;
 mod http_basics;
 mod hub_lifecycle;
 mod hub_without_sockets;
@@ -19,6 +22,7 @@ mod idempotency;
 mod js_conformance;
 mod multinode;
 mod pii;
+mod roles;
 mod rules;
 mod samod_client;
 mod sessions;

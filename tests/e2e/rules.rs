@@ -84,7 +84,7 @@ async fn library_covers_the_domain_and_seeds_once(b: Backend) {
     sorted.sort_unstable();
     assert_eq!(codes, sorted, "ordered by code across pages");
 
-    // DOMAIN.md's systems and frequencies (and the pumpsets the issue adds).
+    // The systems AS 1851 routine service covers, each at the frequencies it is serviced at.
     let domain: &[(&str, &[&str])] = &[
         (
             "sprinkler_system",

@@ -61,6 +61,32 @@ pub fn postgres_admin_url() -> Option<String> {
     }
 }
 
+/// The S3-compatible server for the S3 evidence tests (`FIREMODE_TEST_S3_ENDPOINT`, e.g. moto's
+/// server mode, which `.ci/run` starts), or None (skip) outside CI. Panics in CI when missing,
+/// and whenever the AWS_* credentials the server signs with are missing (any values do for
+/// moto).
+pub fn s3_test_endpoint() -> Option<String> {
+    match std::env::var("FIREMODE_TEST_S3_ENDPOINT") {
+        Ok(url) if !url.is_empty() => {
+            for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+                assert!(
+                    std::env::var_os(var).is_some_and(|v| !v.is_empty()),
+                    "FIREMODE_TEST_S3_ENDPOINT is set but {var} is not: the server signs its S3 \
+                     requests with the AWS_* credentials (any values do for moto)"
+                );
+            }
+            Some(url.trim_end_matches('/').to_owned())
+        }
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but FIREMODE_TEST_S3_ENDPOINT is not: the S3 evidence tests must not be skipped in CI")
+        }
+        _ => {
+            eprintln!("skipping S3 evidence test: FIREMODE_TEST_S3_ENDPOINT is not set (.ci/run starts moto and sets it)");
+            None
+        }
+    }
+}
+
 /// A database of its own for one test; dropped (PostgreSQL) when the guard goes.
 pub struct TestDb {
     pub url: DatabaseUrl,

@@ -1,5 +1,5 @@
 //! `/v1/tests/sessions`: the session registry. Each session is an automerge document (schema 1,
-//! see DESIGN.md) that the server creates and tablets edit; its id is the document id.
+//! see docs/protocol.md) that the server creates and tablets edit; its id is the document id.
 
 use std::collections::BTreeSet;
 

@@ -1,4 +1,4 @@
-//! The session document, schema 1 (DESIGN.md, "Session document (schema 1)").
+//! The session document, schema 1 (docs/protocol.md, "The session document").
 //!
 //! ```text
 //! { schema: 1, sessionId, buildingId, orgId, ruleSet: {code, version}, frequency, name,

@@ -4,7 +4,7 @@
 //! cbor-x (`tagUint8Array: false, useRecords: false`, see automerge-repo `helpers/cbor.ts`).
 //! Field names follow `network/messages.ts` in `@automerge/automerge-repo` and `messages.ts` in
 //! `@automerge/automerge-repo-network-websocket`; the tolerant reading follows samod's
-//! `wire_protocol.rs`. See docs/PROTOCOL.md.
+//! `wire_protocol.rs`. See docs/protocol.md.
 
 mod decode;
 mod encode;

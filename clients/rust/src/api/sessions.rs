@@ -263,7 +263,7 @@ pub struct SessionDocument {
     pub document_url: String,
     /// Heads of the version shown (base58check).
     pub heads: Vec<String>,
-    /// The document (schema 1, camelCase fields; see DESIGN.md).
+    /// The document (schema 1, camelCase fields; see docs/protocol.md).
     pub document: Value,
 }
 
