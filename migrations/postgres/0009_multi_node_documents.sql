@@ -16,3 +16,7 @@ ALTER TABLE doc_snapshots ADD COLUMN generation BIGINT NOT NULL DEFAULT 1;
 -- The catch-up watermark of the document a projection was taken from: a change row at or
 -- above it may be missing from the projection (0: check every row once after the upgrade).
 ALTER TABLE session_projection_state ADD COLUMN watermark BIGINT NOT NULL DEFAULT 0;
+
+-- The node (server process, a random number per start) that stored each change: a node's sweep
+-- for missed notifications skips its own changes. 0: stored outside the sync hub.
+ALTER TABLE doc_changes ADD COLUMN node BIGINT NOT NULL DEFAULT 0;

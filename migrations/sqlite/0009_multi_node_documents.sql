@@ -8,3 +8,7 @@ ALTER TABLE doc_snapshots ADD COLUMN generation INTEGER NOT NULL DEFAULT 1;
 -- above it may be missing from the projection. With one writer, projected_seq was exact.
 ALTER TABLE session_projection_state ADD COLUMN watermark INTEGER NOT NULL DEFAULT 0;
 UPDATE session_projection_state SET watermark = projected_seq + 1;
+
+-- The node (server process, a random number per start) that stored each change: a node's sweep
+-- for missed notifications skips its own changes. 0: stored outside the sync hub.
+ALTER TABLE doc_changes ADD COLUMN node INTEGER NOT NULL DEFAULT 0;

@@ -50,6 +50,7 @@ fn change(
         user_id: None,
         device_id: Some(format!("node-{actor}")),
         connection_id: None,
+        node: actor.into(),
     };
     (d, hash, row)
 }
@@ -161,8 +162,8 @@ async fn a_change_committed_late_with_a_lower_seq_is_still_caught_up() {
     let (_, late_hash, late) = change(&base, 2, "late_seq_early_commit", id);
     let insert = |c: &NewChange| {
         sqlx::query_scalar::<_, i64>(
-            "INSERT INTO doc_changes (session_id, change_hash, bytes, actor_id, received_at) \
-             VALUES ($1, $2, $3, $4, now()) RETURNING seq",
+            "INSERT INTO doc_changes (session_id, change_hash, bytes, actor_id, received_at, node) \
+             VALUES ($1, $2, $3, $4, now(), 2) RETURNING seq",
         )
         .bind(c.session_id)
         .bind(c.hash.clone())
@@ -183,8 +184,10 @@ async fn a_change_committed_late_with_a_lower_seq_is_still_caught_up() {
     let seen: Vec<&Vec<u8>> = first.rows.iter().map(|(h, _)| h).collect();
     assert!(seen.contains(&&late_hash.0.to_vec()));
     assert!(!seen.contains(&&early_hash.0.to_vec()), "not committed yet");
-    let (changed, _) = store.sessions_changed_since(start).await.unwrap();
+    let (changed, _) = store.sessions_changed_since(start, 1).await.unwrap();
     assert!(changed.contains(&id));
+    let (changed, _) = store.sessions_changed_since(start, 2).await.unwrap();
+    assert!(!changed.contains(&id), "a node's own changes are not swept");
 
     t1.commit().await.unwrap();
     let second = store.changes_after(id, first.watermark).await.unwrap();

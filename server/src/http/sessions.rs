@@ -200,6 +200,7 @@ async fn create(
                 .get_changes(&[])
                 .into_iter()
                 .map(|mut c| NewChange {
+                    node: 0,
                     session_id: id,
                     hash: c.hash().0.to_vec(),
                     bytes: c.bytes().into_owned(),

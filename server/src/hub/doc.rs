@@ -453,6 +453,7 @@ impl Actor {
                 user_id: c.attribution.user_id,
                 device_id: c.attribution.device_id,
                 connection_id: c.attribution.connection_id,
+                node: self.hub.inner.node_id,
             })
             .collect();
         let result = match self.hub.inner.committer.commit(rows).await {

@@ -125,6 +125,8 @@ pub(crate) struct HubInner {
     pub storage_id: String,
     /// The actor id of changes this process makes (REST writes); unique per process.
     pub actor: ActorId,
+    /// This process's number in `doc_changes.node` (random per start): the sweep skips its own.
+    pub node_id: i64,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
     committer_stop: CancellationToken,
@@ -145,6 +147,11 @@ impl Hub {
         shutdown: CancellationToken,
     ) -> Self {
         let committer_stop = CancellationToken::new();
+        // Positive, so 0 stays "made outside the hub".
+        let node_id =
+            i64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([1; 8]))
+                .abs()
+                .max(1);
         let committer = GroupCommitter::spawn(
             store.clone(),
             format!("firemode-server-{storage_id}-{}", Uuid::new_v4().simple()),
@@ -167,6 +174,7 @@ impl Hub {
                 peer_id: format!("firemode-server-{storage_id}"),
                 storage_id,
                 actor,
+                node_id,
                 tasks,
                 shutdown,
                 committer_stop,
@@ -555,7 +563,12 @@ pub fn spawn_sweeper(hub: Hub, tasks: &TaskTracker, shutdown: CancellationToken)
                     .current_watermark()
                     .await
                     .map(|w| (Vec::new(), w)),
-                Some(w) => hub.inner.store.sessions_changed_since(w).await,
+                Some(w) => {
+                    hub.inner
+                        .store
+                        .sessions_changed_since(w, hub.inner.node_id)
+                        .await
+                }
             };
             match result {
                 Ok((docs, next)) => {

@@ -54,6 +54,9 @@ pub struct NewChange {
     pub user_id: Option<Uuid>,
     pub device_id: Option<String>,
     pub connection_id: Option<String>,
+    /// The node (server process) that stored it; 0 for changes made outside the sync hub. The
+    /// sweep skips a node's own changes.
+    pub node: i64,
 }
 
 /// The stored form of a document, read in one consistent database snapshot.
@@ -192,9 +195,13 @@ pub trait SessionStore: Send + Sync {
         expected_generation: Option<i64>,
         covered: &[Vec<u8>],
     ) -> StoreResult<Option<i64>>;
-    /// Sessions with change rows at or after `watermark`, and the next watermark (the sweep
-    /// that catches up documents whose notification was lost).
-    async fn sessions_changed_since(&self, watermark: i64) -> StoreResult<(Vec<Uuid>, i64)>;
+    /// Sessions with change rows at or after `watermark` stored by a node other than `node`,
+    /// and the next watermark (the sweep that catches up documents whose notification was lost).
+    async fn sessions_changed_since(
+        &self,
+        watermark: i64,
+        node: i64,
+    ) -> StoreResult<(Vec<Uuid>, i64)>;
     /// The current watermark (where a sweep starts).
     async fn current_watermark(&self) -> StoreResult<i64>;
     /// Sessions whose stored projection may lack a stored change (a change row at or above
@@ -258,7 +265,7 @@ macro_rules! sessions_sql {
         ) -> $crate::store::StoreResult<i64> {
             let seq: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO doc_changes (session_id, change_hash, bytes, actor_id, user_id, device_id, \
-                 connection_id, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 connection_id, received_at, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (session_id, change_hash) DO NOTHING RETURNING seq",
             )
             .bind(c.session_id)
@@ -269,6 +276,7 @@ macro_rules! sessions_sql {
             .bind(&c.device_id)
             .bind(&c.connection_id)
             .bind(chrono::Utc::now())
+            .bind(c.node)
             .fetch_optional(&mut **tx)
             .await?;
             match seq {
@@ -610,13 +618,15 @@ macro_rules! sessions_sql {
             async fn sessions_changed_since(
                 &self,
                 watermark: i64,
+                node: i64,
             ) -> $crate::store::StoreResult<(Vec<uuid::Uuid>, i64)> {
                 let mut tx = self.consistent_read().await?;
                 let ids: Vec<uuid::Uuid> = sqlx::query_scalar(&format!(
-                    "SELECT DISTINCT session_id FROM doc_changes WHERE {} >= $1",
+                    "SELECT DISTINCT session_id FROM doc_changes WHERE {} >= $1 AND node <> $2",
                     <$store>::WATERMARK
                 ))
                 .bind(watermark)
+                .bind(node)
                 .fetch_all(&mut *tx)
                 .await?;
                 let next: i64 = sqlx::query_scalar(&format!("SELECT {}", <$store>::HORIZON))
