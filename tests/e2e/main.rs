@@ -11,6 +11,7 @@ mod convergence;
 mod defects;
 mod durability;
 mod evidence;
+mod hardening;
 mod http_basics;
 mod hub_lifecycle;
 mod idempotency;

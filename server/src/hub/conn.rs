@@ -25,11 +25,21 @@ use crate::http::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Role, StoreError};
 
-/// Close codes: 1000 normal, 1001 going away, 1002 protocol error, 1008 policy violation.
+/// Close codes: 1000 normal, 1001 going away, 1002 protocol error, 1008 policy violation,
+/// 1009 message too big (RFC 6455 7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Whether a read failed because the message was over `sync_max_frame` (tungstenite reports
+/// it as a capacity error, which axum wraps).
+fn message_too_big(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|t| matches!(t, tungstenite::Error::Capacity(_)))
+}
 
 /// Before the server closes a socket it sends a ping with this payload and waits (at most
 /// CLOSE_BARRIER_TIMEOUT) for the matching pong. automerge-repo 2.5 answers a `sync` message a
@@ -178,10 +188,15 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
     let close: (u16, String) = loop {
         tokio::select! {
             _ = kill.cancelled() => {
+                // The kill token carries no cause (revoked access, a slow reader, sync data the
+                // document refused, a newer socket of the same peer, ...); an error message
+                // naming it, when there is one, was queued before this close.
                 break if hub.inner.shutdown.is_cancelled() {
                     (CLOSE_GOING_AWAY, "server shutting down".into())
+                } else if state.revocations.is_revoked(&conn.user.claims) {
+                    (CLOSE_POLICY, "token revoked".into())
                 } else {
-                    (CLOSE_POLICY, "access revoked or connection too slow".into())
+                    (CLOSE_POLICY, "closed by the server; see the preceding error message, if any".into())
                 };
             }
             _ = &mut expiry => break (CLOSE_POLICY, "token expired".into()),
@@ -203,9 +218,15 @@ async fn run(state: AppState, user: AuthUser, socket: WebSocket) {
                 }
             }
             msg = stream.next() => {
-                let Some(Ok(msg)) = msg else {
-                    peer_gone = true;
-                    break (CLOSE_NORMAL, String::new());
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) if message_too_big(&e) => {
+                        break (CLOSE_TOO_BIG, format!("message larger than {} bytes", cfg.max_frame));
+                    }
+                    _ => {
+                        peer_gone = true;
+                        break (CLOSE_NORMAL, String::new());
+                    }
                 };
                 match msg {
                     WsMessage::Binary(bytes) => match conn.on_frame(&bytes).await {
