@@ -86,6 +86,12 @@ enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Lift login throttling for an email (every client address), e.g. after a user was locked
+    /// out by someone guessing their password.
+    Unlock {
+        #[arg(long)]
+        email: String,
+    },
     /// Re-encrypt all PII under a new key (zero-setup) or the configured active key.
     RotatePiiKey,
     /// Print a random key suitable for FIREMODE_PII_KEYS (as 1:<key>) or FIREMODE_JWT_SECRET.
@@ -232,7 +238,11 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 anyhow::bail!("--name must not be empty");
             }
             let pw = read_password("Password for the new admin: ")?;
-            password::check_policy(&pw).map_err(|m| anyhow::anyhow!(m))?;
+            let ctx = password::PolicyContext {
+                email: Some(&email),
+                org_name: Some(name.trim()),
+            };
+            password::check_policy(&pw, ctx).map_err(|m| anyhow::anyhow!(m))?;
             let hash = password::hash(pw).await?;
             let org = store.create_org(name.trim()).await?;
             let user = store
@@ -276,14 +286,18 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             full_name,
             phone,
         } => {
-            store
+            let organisation = store
                 .get_org(org)
                 .await
                 .map_err(|_| anyhow::anyhow!("no organisation {org}"))?;
             let email =
                 crate::http::users::normalise_email(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
             let pw = read_password("Password for the new user: ")?;
-            password::check_policy(&pw).map_err(|m| anyhow::anyhow!(m))?;
+            let ctx = password::PolicyContext {
+                email: Some(&email),
+                org_name: Some(&organisation.name),
+            };
+            password::check_policy(&pw, ctx).map_err(|m| anyhow::anyhow!(m))?;
             let hash = password::hash(pw).await?;
             let user = store
                 .create_user(NewUser {
@@ -328,6 +342,26 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             )
             .await?;
             println!("revoked all tokens of {}", user.email);
+        }
+        AdminCommand::Unlock { email } => {
+            let email = email.trim().to_lowercase();
+            if email.is_empty() {
+                anyhow::bail!("--email must not be empty");
+            }
+            let cleared = store.throttle_clear(&email, None).await?;
+            // Audited against the account when there is one (throttling also counts unknown
+            // emails, which have no organisation to file it under).
+            if let Ok(user) = store.get_user_by_email(&email).await {
+                audit_cli(
+                    store.as_ref(),
+                    Some(user.org_id),
+                    "user.unlock",
+                    "user",
+                    user.id.to_string(),
+                )
+                .await?;
+            }
+            println!("unlocked {email} ({cleared} throttled client addresses cleared)");
         }
         AdminCommand::RotatePiiKey => {
             let cipher = if config.zero_setup() && config.pii_keys.is_none() {

@@ -121,6 +121,11 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: DatabaseUrl,
+    /// How long a request waits for a database connection before it is answered 503
+    /// (`retryable`) instead of hanging: with the database down or the network path to it cut,
+    /// the pool would otherwise wait its default 10 s per request. Env
+    /// `FIREMODE_DB_ACQUIRE_TIMEOUT_MS`, default 2000 (PostgreSQL).
+    pub db_acquire_timeout: Duration,
     /// HS256 key for access tokens. `None` in zero-setup mode: generated into the data dir.
     pub jwt_secret: Option<Secret<String>>,
     pub jwt_issuer: String,
@@ -150,6 +155,10 @@ pub struct Config {
     pub sync_sweep_interval: Duration,
     pub login_max_failures: u32,
     pub login_lockout: Duration,
+    /// Password hashes run at once (0: one per core). Each holds 19 MiB while it runs.
+    pub password_hash_concurrency: usize,
+    /// How long a login waits for a hashing slot before it is answered 503 + Retry-After.
+    pub password_hash_wait: Duration,
     pub revocation_poll: Duration,
     pub log_format: LogFormat,
     /// Largest evidence file accepted, in bytes (default 25 MiB).
@@ -178,6 +187,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: DatabaseUrl::Sqlite(data_dir.join("firemode.db")),
             data_dir,
+            db_acquire_timeout: Duration::from_secs(2),
             jwt_secret: None,
             jwt_issuer: "firemode".into(),
             jwt_audience: "firemode-api".into(),
@@ -194,6 +204,8 @@ impl Config {
             sync_sweep_interval: Duration::from_secs(2),
             login_max_failures: 5,
             login_lockout: Duration::from_secs(15 * 60),
+            password_hash_concurrency: 0,
+            password_hash_wait: crate::auth::password::PERMIT_WAIT,
             revocation_poll: Duration::from_millis(500),
             log_format: LogFormat::Auto,
             evidence_max_bytes: 25 * 1024 * 1024,
@@ -291,6 +303,9 @@ impl Config {
                 })?
             }
             "database_url" => self.database_url = DatabaseUrl::parse(value)?,
+            "db_acquire_timeout_ms" => {
+                self.db_acquire_timeout = Duration::from_millis(number(value)?.max(50))
+            }
             "jwt_secret" => {
                 if value.len() < 32 {
                     bail!("FIREMODE_JWT_SECRET must be at least 32 characters long");
@@ -316,6 +331,10 @@ impl Config {
             }
             "login_max_failures" => self.login_max_failures = number(value)?.max(1) as u32,
             "login_lockout_secs" => self.login_lockout = secs(value)?,
+            "password_hash_concurrency" => self.password_hash_concurrency = number(value)? as usize,
+            "password_hash_wait_ms" => {
+                self.password_hash_wait = Duration::from_millis(number(value)?)
+            }
             "revocation_poll_ms" => {
                 self.revocation_poll = Duration::from_millis(number(value)?.max(10))
             }

@@ -18,4 +18,11 @@ pub mod store;
 pub mod telemetry;
 
 pub use http::{app, serve};
+
+/// With the `mimalloc` feature, mimalloc replaces glibc's allocator in every binary linking
+/// this library (see docs/benchmarks.md, "Login storm", for what each does with memory freed
+/// after a burst).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use state::AppState;

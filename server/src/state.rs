@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::limiter::LoginLimiter;
+use crate::auth::limiter::LoginThrottle;
 use crate::auth::revocation::{self, RevocationList};
 use crate::auth::tokens::TokenService;
 use crate::config::{Config, DatabaseUrl};
@@ -20,7 +20,9 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     pub pii: Arc<PiiCipher>,
     pub revocations: Arc<RevocationList>,
-    pub limiter: Arc<LoginLimiter>,
+    pub limiter: Arc<LoginThrottle>,
+    /// Bounded password hashing (login, password changes).
+    pub hasher: Arc<crate::auth::password::Hasher>,
     pub metrics: Arc<Metrics>,
     /// The evidence object store (content-addressed, write-once).
     pub evidence: Arc<crate::evidence::EvidenceObjects>,
@@ -47,7 +49,8 @@ impl AppState {
         let (store, pg_pool): (Arc<dyn Store>, _) = match &config.database_url {
             DatabaseUrl::Sqlite(path) => (Arc::new(SqliteStore::open(path).await?), None),
             DatabaseUrl::Postgres(url) => {
-                let pg = PgStore::connect(url.expose()).await?;
+                let pg =
+                    PgStore::connect_with_timeout(url.expose(), config.db_acquire_timeout).await?;
                 let pool = pg.pool().clone();
                 (Arc::new(pg), Some(pool))
             }
@@ -110,9 +113,13 @@ impl AppState {
             tokens: Arc::new(tokens),
             pii: Arc::new(secrets.pii),
             revocations,
-            limiter: Arc::new(LoginLimiter::new(
+            limiter: Arc::new(LoginThrottle::new(
                 config.login_max_failures,
                 config.login_lockout,
+            )),
+            hasher: Arc::new(crate::auth::password::Hasher::new(
+                config.password_hash_concurrency,
+                config.password_hash_wait,
             )),
             metrics: Arc::new(Metrics::default()),
             evidence,

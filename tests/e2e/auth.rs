@@ -181,10 +181,18 @@ async fn refresh_reuse_revokes_family(b: Backend) {
         )
         .await;
     assert_problem(&garbage, 401, "unauthorized");
+    // The access token of that login went with the family (issue 12: reuse cuts off every
+    // holder at once).
+    assert_problem(
+        &srv.client.get("/v1/users/me", Some(&org.admin.token)).await,
+        401,
+        "unauthorized",
+    );
     // The reuse is in the audit log.
+    let again = srv.login(&org.admin.email, &org.admin.password).await;
     let audits = srv
         .client
-        .get("/v1/users/me/audits?limit=500", Some(&org.admin.token))
+        .get("/v1/users/me/audits?limit=500", Some(&again.token))
         .await;
     assert!(
         audits.body.contains("auth.refresh_reuse_detected"),

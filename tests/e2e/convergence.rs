@@ -199,7 +199,7 @@ async fn the_binary_stops_promptly_with_documents_loaded() {
             "Prompt",
         ])
         .args(["--admin-email", "p@prompt.test"])
-        .env("FIREMODE_ADMIN_PASSWORD", "prompt-password-1")
+        .env("FIREMODE_ADMIN_PASSWORD", "quick-answer-pass-1")
         .env_remove("DATABASE_URL")
         .output()
         .unwrap();
@@ -213,7 +213,7 @@ async fn the_binary_stops_promptly_with_documents_loaded() {
         .post(
             "/v1/auth/login",
             None,
-            &json!({ "email": "p@prompt.test", "password": "prompt-password-1" }),
+            &json!({ "email": "p@prompt.test", "password": "quick-answer-pass-1" }),
         )
         .await;
     assert_eq!(login.status, 200, "{}", login.body);

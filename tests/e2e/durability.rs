@@ -42,7 +42,7 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
 
     // An organisation through the admin command, a building through the store (same database).
     let mut admin_env = env_ref.clone();
-    admin_env.push(("FIREMODE_ADMIN_PASSWORD", "durable-password-1"));
+    admin_env.push(("FIREMODE_ADMIN_PASSWORD", "ledger-stays-put-1"));
     let out = std::process::Command::new(BIN)
         .args([
             "admin",
@@ -112,7 +112,7 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
         .post(
             "/v1/auth/login",
             None,
-            &json!({ "email": "d@durable.test", "password": "durable-password-1" }),
+            &json!({ "email": "d@durable.test", "password": "ledger-stays-put-1" }),
         )
         .await;
     let token = login.str("access_token").to_owned();

@@ -31,7 +31,7 @@ async fn post_with_key(srv: &TestServer, path: &str, token: &str, key: &str, bod
 
 fn new_user_body() -> Value {
     json!({ "email": format!("u-{}@example.test", Uuid::new_v4().simple()),
-            "password": "long-enough-pw", "role": "office" })
+            "password": "long-enough-password", "role": "office" })
 }
 
 async fn user_count(srv: &TestServer, token: &str) -> usize {
@@ -151,7 +151,7 @@ async fn what_is_stored(b: Backend) {
     let org = srv.org("Acme").await;
     let t = &org.admin.token;
     // A 4xx outcome of the handler is stored and replayed like a success.
-    let bad = json!({ "email": "nope", "password": "long-enough-pw", "role": "office" });
+    let bad = json!({ "email": "nope", "password": "long-enough-password", "role": "office" });
     let r = post_with_key(&srv, "/v1/users", t, "bad-email", &bad).await;
     assert_problem(&r, 422, "invalid_email");
     let again = post_with_key(&srv, "/v1/users", t, "bad-email", &bad).await;

@@ -15,6 +15,7 @@ mod document_store;
 mod durability;
 mod evidence;
 mod evidence_s3;
+mod hardening;
 mod http_basics;
 mod hub_lifecycle;
 mod hub_without_sockets;

@@ -60,7 +60,7 @@ async fn pii_is_not_stored_in_plaintext(b: Backend) {
         .post(
             "/v1/users",
             Some(&org.admin.token),
-            &json!({ "email": "zq@acme.test", "password": "long-enough-pw", "role": "office", "full_name": NAME, "phone": PHONE }),
+            &json!({ "email": "zq@acme.test", "password": "long-enough-password", "role": "office", "full_name": NAME, "phone": PHONE }),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -105,7 +105,7 @@ async fn rotation_reseals_every_row(b: Backend) {
             .post(
                 "/v1/users",
                 Some(&org.admin.token),
-                &json!({ "email": format!("u{i}@acme.test"), "password": "long-enough-pw", "role": "office", "full_name": format!("{NAME} {i}"), "phone": PHONE }),
+                &json!({ "email": format!("u{i}@acme.test"), "password": "long-enough-password", "role": "office", "full_name": format!("{NAME} {i}"), "phone": PHONE }),
             )
             .await;
         assert_eq!(r.status, 201);

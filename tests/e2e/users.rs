@@ -23,7 +23,7 @@ async fn admin_manages_users(b: Backend) {
         .post(
             "/v1/users",
             Some(&org.admin.token),
-            &json!({ "email": "Insp@Acme.test", "password": "long-enough-pw", "role": "inspector",
+            &json!({ "email": "Insp@Acme.test", "password": "long-enough-password", "role": "inspector",
                      "full_name": "Ivy Inspector", "phone": "+61 400 000 000" }),
         )
         .await;
@@ -37,7 +37,7 @@ async fn admin_manages_users(b: Backend) {
         .post(
             "/v1/users",
             Some(&org.admin.token),
-            &json!({ "email": "insp@acme.test", "password": "long-enough-pw", "role": "office" }),
+            &json!({ "email": "insp@acme.test", "password": "long-enough-password", "role": "office" }),
         )
         .await;
     assert_problem(&dup, 409, "already_exists");
@@ -70,7 +70,7 @@ async fn admin_manages_users(b: Backend) {
     assert_eq!(p.status, 200, "{}", p.body);
     assert!(p.json["phone"].is_null());
     assert_eq!(p.json["full_name"], "Ivy I.");
-    let me = srv.login("insp@acme.test", "long-enough-pw").await;
+    let me = srv.login("insp@acme.test", "long-enough-password").await;
     let mine = srv.client.get("/v1/users/me", Some(&me.token)).await;
     assert_eq!(mine.json["role"], "inspector");
     assert_eq!(mine.json["full_name"], "Ivy I.");
@@ -85,7 +85,7 @@ async fn only_admins_manage_users(b: Backend) {
         let u = srv.user(&org, role).await;
         let c = srv
             .client
-            .post("/v1/users", Some(&u.token), &json!({ "email": format!("x-{role}@a.test"), "password": "long-enough-pw", "role": "admin" }))
+            .post("/v1/users", Some(&u.token), &json!({ "email": format!("x-{role}@a.test"), "password": "long-enough-password", "role": "admin" }))
             .await;
         assert_problem(&c, 403, "forbidden");
         assert_problem(
@@ -174,7 +174,7 @@ async fn user_input_is_validated(b: Backend) {
     let c = &srv.client;
     let cases = [
         (
-            json!({ "email": "not-an-email", "password": "long-enough-pw", "role": "office" }),
+            json!({ "email": "not-an-email", "password": "long-enough-password", "role": "office" }),
             422,
             "invalid_email",
         ),
@@ -184,22 +184,22 @@ async fn user_input_is_validated(b: Backend) {
             "weak_password",
         ),
         (
-            json!({ "email": "a@b.test", "password": "long-enough-pw", "role": "overlord" }),
+            json!({ "email": "a@b.test", "password": "long-enough-password", "role": "overlord" }),
             422,
             "invalid_body",
         ),
         (
-            json!({ "email": "a@b.test", "password": "long-enough-pw" }),
+            json!({ "email": "a@b.test", "password": "long-enough-password" }),
             422,
             "invalid_body",
         ),
         (
-            json!({ "email": "a@b.test", "password": "long-enough-pw", "role": "office", "full_name": "" }),
+            json!({ "email": "a@b.test", "password": "long-enough-password", "role": "office", "full_name": "" }),
             422,
             "invalid_field",
         ),
         (
-            json!({ "email": "a@b.test", "password": "long-enough-pw", "role": "office", "extra": 1 }),
+            json!({ "email": "a@b.test", "password": "long-enough-password", "role": "office", "extra": 1 }),
             422,
             "invalid_body",
         ),

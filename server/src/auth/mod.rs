@@ -3,6 +3,7 @@
 
 pub mod limiter;
 pub mod password;
+pub mod policy;
 pub mod revocation;
 pub mod tokens;
 

@@ -19,11 +19,15 @@ use crate::store::{Revocation, RevocationKind, Store};
 pub enum Revoked {
     Token(String),
     User(Uuid),
+    /// A login session (refresh-token family): every access token with this `sid`.
+    Family(Uuid),
 }
 
 pub struct RevocationList {
     jtis: DashMap<String, i64>,
     users: DashMap<Uuid, i64>,
+    /// Revoked token families (`sid`) -> when the last access token of theirs expires.
+    families: DashMap<Uuid, i64>,
     last_seq: AtomicI64,
     events: broadcast::Sender<Revoked>,
 }
@@ -33,6 +37,7 @@ impl Default for RevocationList {
         Self {
             jtis: DashMap::new(),
             users: DashMap::new(),
+            families: DashMap::new(),
             last_seq: AtomicI64::new(0),
             events: broadcast::channel(1024).0,
         }
@@ -41,7 +46,7 @@ impl Default for RevocationList {
 
 impl RevocationList {
     pub fn is_revoked(&self, claims: &Claims) -> bool {
-        if self.jtis.contains_key(&claims.jti) {
+        if self.jtis.contains_key(&claims.jti) || self.families.contains_key(&claims.sid) {
             return true;
         }
         // A user revocation at time T revokes tokens with iat < T (seconds, T rounded up).
@@ -65,6 +70,12 @@ impl RevocationList {
                 self.jtis
                     .insert(r.subject.clone(), r.expires_at.timestamp());
                 let _ = self.events.send(Revoked::Token(r.subject.clone()));
+            }
+            RevocationKind::Family => {
+                if let Ok(sid) = r.subject.parse::<Uuid>() {
+                    self.families.insert(sid, r.expires_at.timestamp());
+                    let _ = self.events.send(Revoked::Family(sid));
+                }
             }
             RevocationKind::User => {
                 if let Ok(user) = r.subject.parse::<Uuid>() {
@@ -91,6 +102,7 @@ impl RevocationList {
         }
         let now_secs = now.timestamp();
         self.jtis.retain(|_, exp| *exp > now_secs);
+        self.families.retain(|_, exp| *exp > now_secs);
         Ok(())
     }
 
@@ -99,6 +111,24 @@ impl RevocationList {
         let exp = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);
         store
             .insert_revocation(RevocationKind::Jti, &claims.jti, Utc::now(), exp)
+            .await?;
+        self.refresh(store).await
+    }
+
+    /// Revoke every access token of a login session (a refresh-token family, the `sid` claim)
+    /// at once: used when a rotated refresh token is replayed, so the thief's access token stops
+    /// working too, not only their refresh token. The row lives as long as the longest access
+    /// token. Refresh tokens of the family are revoked by the caller.
+    pub async fn revoke_family(
+        &self,
+        store: &dyn Store,
+        family: Uuid,
+        access_ttl: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(access_ttl)? + chrono::Duration::seconds(5);
+        store
+            .insert_revocation(RevocationKind::Family, &family.to_string(), now, until)
             .await?;
         self.refresh(store).await
     }

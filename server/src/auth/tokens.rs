@@ -25,7 +25,15 @@ pub struct Claims {
     pub aud: String,
     /// The login session (refresh-token family) this token belongs to; logout revokes it.
     pub sid: Uuid,
+    /// Not before (optional; we never set it, but a token that has one must honour it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
+
+/// How far a token's `iat`/`nbf` may lie in the future (clock skew between nodes). A token
+/// "issued" later than that was not issued by us as claimed, and one with `iat` far ahead would
+/// outlive a user revocation (those compare `iat` with the revocation time).
+pub const FUTURE_LEEWAY_SECS: i64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -82,6 +90,7 @@ impl TokenService {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sid,
+            nbf: None,
         };
         // Encoding HS256 with a valid key cannot fail.
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -91,7 +100,14 @@ impl TokenService {
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
-            Ok(data) => Ok(data.claims),
+            Ok(data) => {
+                let c = data.claims;
+                let horizon = chrono::Utc::now().timestamp() + FUTURE_LEEWAY_SECS;
+                if c.iat > horizon || c.nbf.is_some_and(|nbf| nbf > horizon) {
+                    return Err(TokenError::Invalid);
+                }
+                Ok(c)
+            }
             Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
                 Err(TokenError::Expired)
             }
@@ -182,5 +198,39 @@ mod tests {
             now - 1000,
         );
         assert!(matches!(s.verify(&t), Err(TokenError::Expired)));
+    }
+
+    #[test]
+    fn refuses_future_iat_and_nbf_beyond_the_leeway() {
+        let s = svc();
+        let now = chrono::Utc::now().timestamp();
+        let issue = |iat| {
+            s.issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::Office,
+                Uuid::new_v4(),
+                iat,
+            )
+            .0
+        };
+        assert!(s.verify(&issue(now + 5)).is_ok(), "small skew is fine");
+        assert!(matches!(
+            s.verify(&issue(now + 3600)),
+            Err(TokenError::Invalid)
+        ));
+        let (_, mut c) = s.issue(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Role::Office,
+            Uuid::new_v4(),
+            now,
+        );
+        c.nbf = Some(now + 3600);
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &s.encoding).unwrap();
+        assert!(matches!(s.verify(&t), Err(TokenError::Invalid)));
+        c.nbf = Some(now - 10);
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &s.encoding).unwrap();
+        assert!(s.verify(&t).is_ok());
     }
 }

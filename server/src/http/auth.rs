@@ -16,7 +16,7 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Json;
 use crate::audit::Target;
 use crate::auth::tokens::{hash_refresh_token, new_refresh_token};
-use crate::auth::{password, AuthUser};
+use crate::auth::AuthUser;
 use crate::state::AppState;
 use crate::store::{RefreshTokenRecord, StoreError, UserRecord};
 
@@ -33,11 +33,11 @@ pub struct ClientAddr(pub Option<IpAddr>);
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ext = &parts.extensions;
         Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
+            ext.get::<ConnectInfo<super::early::PeerAddr>>()
+                .map(|c| c.0 .0.ip())
+                .or_else(|| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())),
         ))
     }
 }
@@ -72,21 +72,42 @@ async fn login(
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Json<TokenPair>> {
     let email = req.email.trim().to_lowercase();
-    if let Err(wait) = state.limiter.check(&email, ip) {
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: wait,
-        });
+    if email.is_empty() {
+        // No account has an empty email (and "" names an address's own throttle counter).
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
     }
+    // Counted before the hash runs: concurrent guesses cannot all pass while the first ones hash.
+    let attempt = match state
+        .limiter
+        .begin(state.store.as_ref(), &email, ip)
+        .await?
+    {
+        Ok(a) => a,
+        Err(wait) => {
+            return Err(ApiError::TooManyRequests {
+                retry_after_secs: wait,
+            })
+        }
+    };
     let user = match state.store.get_user_by_email(&email).await {
         Ok(u) => Some(u),
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
-    let ok = password::verify(req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let phc = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = match state.hasher.verify(req.password, phc).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Not checked (the hasher was busy): it must not count against the owner, or a storm
+            // from elsewhere would lock them out through their retries.
+            state.limiter.abandon(state.store.as_ref(), attempt).await?;
+            return Err(e.into());
+        }
+    };
     let user = match user {
         Some(u) if ok && u.active => u,
         other => {
-            state.limiter.failed(&email, ip);
+            // Already counted by `begin`.
             if let Some(u) = other {
                 state
                     .audit_as(
@@ -101,7 +122,10 @@ async fn login(
             return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
         }
     };
-    state.limiter.succeeded(&email);
+    state
+        .limiter
+        .succeeded(state.store.as_ref(), attempt)
+        .await?;
     let pair = issue_pair(&state, &user, Uuid::now_v7()).await?;
     state
         .audit_as(
@@ -178,6 +202,12 @@ async fn refresh(
         state
             .store
             .revoke_refresh_family(rec.family_id, now)
+            .await?;
+        // Both holders of the family (the owner and whoever copied the refresh token) lose
+        // their access tokens and sync sockets now, not when those expire.
+        state
+            .revocations
+            .revoke_family(state.store.as_ref(), rec.family_id, state.tokens.access_ttl)
             .await?;
         let user = state.store.get_user(rec.user_id).await?;
         state

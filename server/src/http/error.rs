@@ -43,8 +43,17 @@ pub enum ApiError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// Busy or cut off from the database: the request did no work and may be retried after
+    /// `retry_after_secs` (sent as `Retry-After`).
+    #[error("{detail}")]
+    Overloaded {
+        detail: String,
+        retry_after_secs: u64,
+    },
+    /// Not `#[from]`: `From<anyhow::Error>` below first looks for an outage or a full password
+    /// hasher inside the error, so every `?` on the way maps them to 503, not 500.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 impl ApiError {
@@ -82,7 +91,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,7 +109,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::TooManyRequests { .. } => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable(_) | Self::Overloaded { .. } => "unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -108,7 +117,10 @@ impl ApiError {
     fn retryable(&self) -> bool {
         matches!(
             self,
-            Self::TooManyRequests { .. } | Self::Unavailable(_) | Self::Internal(_)
+            Self::TooManyRequests { .. }
+                | Self::Unavailable(_)
+                | Self::Overloaded { .. }
+                | Self::Internal(_)
         ) || matches!(self, Self::Conflict { code, .. } if *code == "in_flight")
     }
 
@@ -168,7 +180,10 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer realm=\"firemode\", error=\"invalid_token\""),
                 );
             }
-            Self::TooManyRequests { retry_after_secs } => {
+            Self::TooManyRequests { retry_after_secs }
+            | Self::Overloaded {
+                retry_after_secs, ..
+            } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     h.insert(header::RETRY_AFTER, v);
                 }
@@ -176,6 +191,15 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         res
+    }
+}
+
+/// What a client is told while the database cannot be reached: the request did nothing and may
+/// be retried (the pool reconnects by itself once the database is back).
+fn database_unavailable() -> ApiError {
+    ApiError::Overloaded {
+        detail: "the database is unavailable; retry shortly".into(),
+        retry_after_secs: 2,
     }
 }
 
@@ -187,8 +211,37 @@ impl From<StoreError> for ApiError {
                 "already_exists",
                 format!("a resource with this {what} already exists"),
             ),
+            ref other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "database unavailable");
+                database_unavailable()
+            }
             other => ApiError::Internal(other.into()),
         }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        if let Some(busy) = e.downcast_ref::<crate::auth::password::Busy>() {
+            return ApiError::Overloaded {
+                detail: busy.to_string(),
+                retry_after_secs: busy.retry_after_secs,
+            };
+        }
+        // Store calls reached through helpers that return anyhow (audit, idempotency...).
+        let outage = e.chain().any(|cause| {
+            cause
+                .downcast_ref::<StoreError>()
+                .is_some_and(StoreError::is_unavailable)
+                || cause
+                    .downcast_ref::<sqlx::Error>()
+                    .is_some_and(crate::store::is_unavailable)
+        });
+        if outage {
+            tracing::warn!(error = %e, "database unavailable");
+            return database_unavailable();
+        }
+        ApiError::Internal(e)
     }
 }
 

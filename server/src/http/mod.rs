@@ -4,6 +4,7 @@ pub mod auth;
 pub mod buildings;
 pub mod compliance;
 pub mod defects;
+pub mod early;
 pub mod error;
 pub mod evidence;
 pub mod extract;
@@ -17,8 +18,6 @@ mod session_history;
 pub mod sessions;
 mod sync;
 pub mod users;
-
-use std::net::SocketAddr;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue};
@@ -145,10 +144,11 @@ pub fn without_nagle(
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
     let app = app(state);
-    let listener = without_nagle(listener);
+    // Nagle off (as `without_nagle`) and hyper's own 400/414/431 answers made problem+json.
+    let listener = early::Listener(listener);
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<early::PeerAddr>(),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await

@@ -77,6 +77,12 @@ fn frames(
        + 'static {
     socket
         .map(|m| {
+            // Over the size limit: tungstenite reports a capacity error (wrapped by axum); the
+            // hub answers it with close code 1009.
+            let m = match m {
+                Err(e) if message_too_big(&e) => return Ok(Frame::TooBig),
+                other => other,
+            };
             m.map(|m| match m {
                 WsMessage::Binary(b) => Frame::Binary(b.into()),
                 WsMessage::Text(t) => Frame::Text(t.as_str().to_owned()),
@@ -97,6 +103,15 @@ fn frames(
                     code,
                     reason: reason.into(),
                 })),
+                // Read side only; never sent.
+                Frame::TooBig => WsMessage::Close(None),
             })
         })
+}
+
+/// Whether a read failed because the message was over `sync_max_frame`.
+fn message_too_big(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|t| matches!(t, tungstenite::Error::Capacity(_)))
 }

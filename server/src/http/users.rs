@@ -101,6 +101,15 @@ pub fn normalise_email(raw: &str) -> Result<String, ApiError> {
     }
 }
 
+/// NIST SP 800-63B policy (see `auth::policy`); 422 `weak_password` naming the field.
+fn password_policy(password: &str, email: &str, org_name: &str) -> Result<(), ApiError> {
+    let ctx = password::PolicyContext {
+        email: Some(email),
+        org_name: Some(org_name),
+    };
+    password::check_policy(password, ctx).map_err(|m| ApiError::unprocessable("weak_password", m))
+}
+
 fn check_pii(field: &str, value: &Option<String>) -> Result<(), ApiError> {
     match value {
         Some(v) if v.trim().is_empty() || v.len() > 200 => Err(ApiError::unprocessable(
@@ -121,11 +130,11 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     user.require_admin()?;
     let email = normalise_email(&req.email)?;
-    password::check_policy(&req.password)
-        .map_err(|m| ApiError::unprocessable("weak_password", m))?;
+    let org = state.store.get_org(user.org_id).await?;
+    password_policy(&req.password, &email, &org.name)?;
     check_pii("full_name", &req.full_name)?;
     check_pii("phone", &req.phone)?;
-    let password_hash = password::hash(req.password).await?;
+    let password_hash = state.hasher.hash(req.password).await?;
     let rec = state
         .store
         .create_user(NewUser {
@@ -208,17 +217,18 @@ async fn update(
     if let Some(Some(v)) = &req.phone {
         check_pii("phone", &Some(v.clone()))?;
     }
-    let password_hash = match req.password {
-        Some(p) => {
-            password::check_policy(&p).map_err(|m| ApiError::unprocessable("weak_password", m))?;
-            Some(password::hash(p).await?)
-        }
-        None => None,
-    };
     let before = state.store.get_user(id).await?;
     if before.org_id != user.org_id {
         return Err(ApiError::NotFound);
     }
+    let password_hash = match req.password {
+        Some(p) => {
+            let org = state.store.get_org(user.org_id).await?;
+            password_policy(&p, &before.email, &org.name)?;
+            Some(state.hasher.hash(p).await?)
+        }
+        None => None,
+    };
     let changes_access = req.role.is_some_and(|r| r != before.role())
         || req.active == Some(false)
         || password_hash.is_some();

@@ -19,11 +19,13 @@ use crate::auth::revocation::RevocationList;
 use crate::auth::AuthUser;
 use crate::store::{Role, StoreError};
 
-/// Close codes: 1000 normal, 1001 going away, 1002 protocol error, 1008 policy violation.
+/// Close codes: 1000 normal, 1001 going away, 1002 protocol error, 1008 policy violation,
+/// 1009 message too big (RFC 6455 7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
 /// 1013 "try again later": the server could not store what the client sent.
 const CLOSE_TRY_AGAIN: u16 = 1013;
 
@@ -50,6 +52,8 @@ pub enum Frame {
     Pong(Vec<u8>),
     /// A close frame (code and reason), or the end of the stream.
     Close(Option<(u16, String)>),
+    /// The client sent a message over the size limit (read side only).
+    TooBig,
 }
 
 /// The access a user has to a session document; None means unavailable (no such session,
@@ -159,7 +163,10 @@ pub async fn run<S, E>(
                     Some(CloseReason::Replaced) => {
                         (CLOSE_POLICY, "replaced by a newer connection of this peer".into())
                     }
-                    None => (CLOSE_POLICY, "access revoked".into()),
+                    None if revocations.is_revoked(&conn.user.claims) => {
+                        (CLOSE_POLICY, "token revoked".into())
+                    }
+                    None => (CLOSE_POLICY, "closed by the server".into()),
                 };
             }
             _ = &mut expiry => break (CLOSE_POLICY, "token expired".into()),
@@ -181,9 +188,12 @@ pub async fn run<S, E>(
                 }
             }
             msg = stream.next() => {
-                let Some(Ok(msg)) = msg else {
-                    peer_gone = true;
-                    break (CLOSE_NORMAL, String::new());
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    _ => {
+                        peer_gone = true;
+                        break (CLOSE_NORMAL, String::new());
+                    }
                 };
                 match msg {
                     Frame::Binary(bytes) => match conn.on_frame(&bytes).await {
@@ -196,6 +206,9 @@ pub async fn run<S, E>(
                     }
                     Frame::Pong(_) => waiting_pong = None,
                     Frame::Ping(_) => {}
+                    Frame::TooBig => {
+                        break (CLOSE_TOO_BIG, format!("message larger than {} bytes", cfg.max_frame));
+                    }
                     Frame::Close(_) => {
                         peer_gone = true;
                         break (CLOSE_NORMAL, String::new());

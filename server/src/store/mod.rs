@@ -51,6 +51,47 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// The database could not be reached or refused to work right now (see [`is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Database(e) if is_unavailable(e))
+    }
+}
+
+/// Whether an error means "the database is unreachable, refusing connections or out of
+/// resources" rather than "this statement is wrong": the first is a retryable 503, the second a
+/// 500. The one place this is decided, for every backend.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        // The pool's acquire timeout (`db_acquire_timeout_ms`) ran out: the database is slow to
+        // answer or the network path to it is cut.
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        // Refused, reset or dropped connections.
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                Some(pg) => {
+                    // Class 08: connection exception; 53: insufficient resources (too many
+                    // connections, disk full); 57P01-03: terminated by an administrator, crash
+                    // recovery, not accepting connections yet; 55000 with this message: the
+                    // database was closed to connections (ALTER DATABASE ... ALLOW_CONNECTIONS).
+                    code.starts_with("08")
+                        || code.starts_with("53")
+                        || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+                        || (code == "55000" && pg.message().contains("accepting connections"))
+                }
+                // SQLite: BUSY, LOCKED, IOERR, FULL, CANTOPEN (primary result codes; extended
+                // codes carry the primary one in the low byte).
+                None => code
+                    .parse::<i64>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14)),
+            }
+        }
+        _ => false,
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A user's role within their organisation.
@@ -163,6 +204,8 @@ pub enum RevocationKind {
     Jti,
     /// Every token of a user issued before `not_before`.
     User,
+    /// Every access token of one login session (refresh-token family, the `sid` claim).
+    Family,
 }
 
 impl RevocationKind {
@@ -170,8 +213,39 @@ impl RevocationKind {
         match self {
             RevocationKind::Jti => "jti",
             RevocationKind::User => "user",
+            RevocationKind::Family => "family",
         }
     }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "user" => RevocationKind::User,
+            "family" => RevocationKind::Family,
+            _ => RevocationKind::Jti,
+        }
+    }
+}
+
+/// One login-throttle counter: a (email, address) pair, or an address as a whole (email "").
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThrottleRow {
+    /// Failures (attempts in flight included) since the counter last started over.
+    pub failures: i64,
+    /// Unix ms of the latest attempt.
+    pub last_at: i64,
+    /// Unix ms before which this pair may not try again.
+    pub locked_until: i64,
+}
+
+/// How [`Store::throttle_attempt`] grows a pair's lock: from the `free`-th failure within
+/// `window_ms`, the pair waits `step_ms * n^2` (n = 1, 2, ... for each failure past `free - 1`),
+/// at most `max_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleRule {
+    pub window_ms: i64,
+    pub free: i64,
+    pub step_ms: i64,
+    pub max_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +349,28 @@ pub trait Store:
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Revocation>>;
     async fn purge_expired(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// The counters of `(email, address)` and of `address` as a whole (email ""), as stored.
+    async fn throttle_rows(
+        &self,
+        email: &str,
+        address: &str,
+    ) -> StoreResult<(Option<ThrottleRow>, Option<ThrottleRow>)>;
+    /// Count one attempt for `(email, address)` unless the pair is locked at `now_ms`, in one
+    /// statement (concurrent attempts are each counted, so attempts in flight count). Returns
+    /// the failures including this attempt, or `None` when locked (nothing counted).
+    async fn throttle_attempt(
+        &self,
+        email: &str,
+        address: &str,
+        now_ms: i64,
+        rule: ThrottleRule,
+    ) -> StoreResult<Option<i64>>;
+    /// Take back one counted attempt (it succeeded, or was refused after counting).
+    async fn throttle_forgive(&self, email: &str, address: &str) -> StoreResult<()>;
+    /// Forget the counters of `email` from `address` (a successful login), or from every
+    /// address (`admin unlock`); the number of pairs cleared.
+    async fn throttle_clear(&self, email: &str, address: Option<&str>) -> StoreResult<u64>;
 
     async fn insert_audit(&self, audit: NewAudit) -> StoreResult<Uuid>;
     async fn list_audits_by_actor(

@@ -30,9 +30,15 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with_timeout(url, Duration::from_secs(10)).await
+    }
+
+    /// `acquire_timeout`: how long a query waits for a connection (config
+    /// `db_acquire_timeout_ms`); past it the request is answered 503, not left hanging.
+    pub async fn connect_with_timeout(url: &str, acquire_timeout: Duration) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;

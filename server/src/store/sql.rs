@@ -293,11 +293,7 @@ macro_rules! sql_store {
                     .into_iter()
                     .map(|(seq, kind, subject, not_before, expires_at)| $crate::store::Revocation {
                         seq,
-                        kind: if kind == "user" {
-                            $crate::store::RevocationKind::User
-                        } else {
-                            $crate::store::RevocationKind::Jti
-                        },
+                        kind: $crate::store::RevocationKind::parse(&kind),
                         subject,
                         not_before,
                         expires_at,
@@ -317,7 +313,115 @@ macro_rules! sql_store {
                     .bind(now)
                     .execute(&self.writer)
                     .await?;
-                Ok(a.rows_affected() + b.rows_affected())
+                // Throttle counters idle for a day are long past any window or lock.
+                let day_ago = now.timestamp_millis() - 24 * 3600 * 1000;
+                let c = sqlx::query(
+                    "DELETE FROM login_throttle WHERE last_at < $1 AND locked_until < $1",
+                )
+                .bind(day_ago)
+                .execute(&self.writer)
+                .await?;
+                Ok(a.rows_affected() + b.rows_affected() + c.rows_affected())
+            }
+
+            async fn throttle_rows(
+                &self,
+                email: &str,
+                address: &str,
+            ) -> $crate::store::StoreResult<(
+                Option<$crate::store::ThrottleRow>,
+                Option<$crate::store::ThrottleRow>,
+            )> {
+                let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT email, failures, last_at, locked_until FROM login_throttle \
+                     WHERE address = $1 AND (email = $2 OR email = '')",
+                )
+                .bind(address)
+                .bind(email)
+                .fetch_all(&self.writer)
+                .await?;
+                let mut pair = None;
+                let mut whole = None;
+                for (e, failures, last_at, locked_until) in rows {
+                    let row = $crate::store::ThrottleRow { failures, last_at, locked_until };
+                    if e.is_empty() {
+                        whole = Some(row);
+                    } else {
+                        pair = Some(row);
+                    }
+                }
+                Ok((pair, whole))
+            }
+
+            async fn throttle_attempt(
+                &self,
+                email: &str,
+                address: &str,
+                now_ms: i64,
+                rule: $crate::store::ThrottleRule,
+            ) -> $crate::store::StoreResult<Option<i64>> {
+                // n = failures counting this attempt (starting over after a quiet window); from
+                // the rule's `free`-th on, the pair is locked for step * k^2 (k = n - free + 1),
+                // capped. The WHERE makes a locked pair update nothing (and return no row).
+                let n = "(CASE WHEN login_throttle.last_at < $4 THEN 1 \
+                         ELSE login_throttle.failures + 1 END)";
+                let k = format!("({n} - $5 + 1)", n = n);
+                let sql = format!(
+                    "INSERT INTO login_throttle (email, address, failures, last_at, locked_until) \
+                     VALUES ($1, $2, 1, $3, CASE WHEN $5 <= 1 THEN $3 + $6 ELSE 0 END) \
+                     ON CONFLICT (email, address) DO UPDATE SET \
+                     failures = {n}, last_at = $3, \
+                     locked_until = CASE WHEN {n} < $5 THEN 0 \
+                       WHEN $6 * {k} * {k} > $7 THEN $3 + $7 \
+                       ELSE $3 + $6 * {k} * {k} END \
+                     WHERE login_throttle.locked_until <= $3 \
+                     RETURNING failures",
+                    n = n,
+                    k = k
+                );
+                let row: Option<(i64,)> = sqlx::query_as(&sql)
+                    .bind(email)
+                    .bind(address)
+                    .bind(now_ms)
+                    .bind(now_ms - rule.window_ms)
+                    .bind(rule.free)
+                    .bind(rule.step_ms)
+                    .bind(rule.max_ms)
+                    .fetch_optional(&self.writer)
+                    .await?;
+                Ok(row.map(|(n,)| n))
+            }
+
+            async fn throttle_forgive(
+                &self,
+                email: &str,
+                address: &str,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "UPDATE login_throttle SET failures = failures - 1 \
+                     WHERE email = $1 AND address = $2 AND failures > 0",
+                )
+                .bind(email)
+                .bind(address)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
+            async fn throttle_clear(
+                &self,
+                email: &str,
+                address: Option<&str>,
+            ) -> $crate::store::StoreResult<u64> {
+                let r = sqlx::query(
+                    "DELETE FROM login_throttle WHERE email = $1 AND email <> '' \
+                     AND ($2 IS NULL OR address = $2)",
+                )
+                .bind(email)
+                .bind(address)
+                .execute(&self.writer)
+                .await?;
+                Ok(r.rows_affected())
             }
 
             async fn insert_audit(&self, a: $crate::store::NewAudit) -> $crate::store::StoreResult<uuid::Uuid> {
