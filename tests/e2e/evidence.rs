@@ -1027,8 +1027,11 @@ async fn upload_memory_stays_flat(b: Backend) {
         after / 1024,
         growth / 1024
     );
+    // Buffering the body would add at least its 20 MiB. Below that, what grows is allocator
+    // retention: with mimalloc (the default allocator since the login-storm work) a streamed
+    // 20 MiB upload was seen to raise the peak by ~10 MiB, where glibc stayed under 8.
     assert!(
-        growth < 8 * 1024 * 1024,
+        growth < 16 * 1024 * 1024,
         "peak RSS grew by {growth} bytes during a 20 MiB upload: the upload path buffers"
     );
     let id = r.str("evidence_id");
