@@ -18,7 +18,7 @@ PG=${PG:-postgres://postgres@127.0.0.1:5432}
 PORT=${PORT:-18080}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 FM=$BIN/firemode CLI=$BIN/firemode-cli
-PW='bench-password-123!'
+PW='Load-tests-run-on-two-cores!'
 DURATION=${DURATION:-10} WARMUP=${WARMUP:-2}
 
 run_backend() { # $1: sqlite | postgres (for postgres, DATABASE_URL and secrets are exported)

@@ -14,7 +14,7 @@ unset DATABASE_URL
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 FM=$BIN/firemode
-PW='bench-password-123!'
+PW='Load-tests-run-on-two-cores!'
 CLIENTS=${CLIENTS:-200} DOCS=${DOCS:-100} RATE=${RATE:-1} DURATION=${DURATION:-20} WARMUP=${WARMUP:-3}
 A=http://127.0.0.1:${PORT_A:-18091}
 B=http://127.0.0.1:${PORT_B:-18092}

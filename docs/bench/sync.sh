@@ -18,7 +18,7 @@ PORT=${PORT:-18081}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 FM=$BIN/firemode
 REF=${REF:?set REF to the installed @automerge/automerge-repo-sync-server package directory}
-PW='bench-password-123!'
+PW='Load-tests-run-on-two-cores!'
 CLIENTS=${CLIENTS:-200} DOCS=${DOCS:-100} DURATION=${DURATION:-20} WARMUP=${WARMUP:-3}
 TOUCH=${TOUCH:-10000}
 # Edits per second per client; 0: closed loop (each client waits for the server's

@@ -71,7 +71,7 @@ nginx -c $D/nginx.conf
 haproxy -f $D/haproxy.cfg > haproxy.log 2>&1 & PIDS+=($!)
 sleep 1
 
-export FIREMODE_ADMIN_PASSWORD='change-me-now-please'
+export FIREMODE_ADMIN_PASSWORD='Harbour-lights-glow-at-9pm'
 ORG=$($BIN admin create-org --name "Acme Fire" --admin-email admin@acme.test)
 echo "org $ORG"
 head -c 300000 /dev/urandom > rand.bin
@@ -81,7 +81,7 @@ for API in https://127.0.0.1:18443 https://127.0.0.1:18444; do
   echo "== through $API"
   C="curl -sk"
   TOKEN=$($C -X POST $API/v1/auth/login -H 'content-type: application/json' \
-    -d '{"email":"admin@acme.test","password":"change-me-now-please"}' | jq -r .access_token)
+    -d '{"email":"admin@acme.test","password":"Harbour-lights-glow-at-9pm"}' | jq -r .access_token)
   AUTH="authorization: Bearer $TOKEN"
   B=$($C -X POST $API/v1/buildings -H "$AUTH" -H 'content-type: application/json' \
     -d '{"name":"Collins Tower","address":"1 Collins St","building_type":"office"}' | jq -r .id)
