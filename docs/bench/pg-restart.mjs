@@ -10,7 +10,8 @@
 // reconnected, that every tablet edit and every acknowledged REST write is in the server's
 // document. Not part of the test suite: it restarts the machine's PostgreSQL.
 
-import { execSync } from "node:child_process"
+import { exec, execSync } from "node:child_process"
+import { promisify } from "node:util"
 import { randomUUID } from "node:crypto"
 import { setTimeout as sleep } from "node:timers/promises"
 
@@ -62,13 +63,15 @@ for (const c of clients) {
 }
 
 const restStatus = {}
+let restFirstError
 const restAcked = []
 const start = Date.now()
 let restartedAt
 const restart = (async () => {
   await sleep(RUN_MS * 0.4)
   restartedAt = Date.now() - start
-  execSync(`pg_ctlcluster --skip-systemctl-redirect ${cluster} main restart`)
+  // Asynchronous: the tablets and the office keep working while PostgreSQL is down.
+  await promisify(exec)(`pg_ctlcluster --skip-systemctl-redirect ${cluster} main restart`)
   console.log(`PostgreSQL restarted at ${restartedAt} ms, took ${Date.now() - start - restartedAt} ms`)
 })()
 const office = (async () => {
@@ -84,6 +87,7 @@ const office = (async () => {
       { "idempotency-key": randomUUID() },
     ).catch(() => ({ status: "transport" }))
     restStatus[r.status] = (restStatus[r.status] ?? 0) + 1
+    if (r.status !== 200 && r.status !== 201 && !restFirstError) restFirstError = { at_ms: Date.now() - start, status: r.status, code: r.json?.code }
     if (r.status === 200 || r.status === 201) restAcked.push(note)
     await sleep(250)
   }
@@ -126,6 +130,7 @@ console.log(
     sync_disconnects_seen: disconnects,
     rest_answers_by_status: restStatus,
     rest_acknowledged: restAcked.length,
+    rest_first_error: restFirstError,
     missing_tablet_edits: missingTablet.length,
     missing_acknowledged_rest_writes: missingRest.length,
   }),
