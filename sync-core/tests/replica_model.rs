@@ -867,11 +867,18 @@ fn the_model_catches_injected_defects() {
             },
         ),
     ] {
-        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-            cases: 400,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        });
+        // A fixed seed: this test asserts that a search *finds* something, which must not
+        // depend on the luck of one CI run.
+        let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+            ProptestConfig {
+                cases: 400,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            },
+            proptest::test_runner::TestRng::deterministic_rng(
+                proptest::test_runner::RngAlgorithm::ChaCha,
+            ),
+        );
         let found = runner
             .run(&proptest::collection::vec(op(), 1..250), |ops| {
                 let result = std::panic::catch_unwind(|| run_ops(&ops, defects));
