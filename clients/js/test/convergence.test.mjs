@@ -11,23 +11,10 @@ import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 
 import { recordResult } from "../src/firemode.mjs"
-import { converged, loadFixture, plain, serverDocument, sleep, tablet, waitFor, writeOutput } from "./helpers.mjs"
+import { converged, loadFixture, plain, randomResult, rng, serverDocument, sleep, tablet, waitFor, writeOutput } from "./helpers.mjs"
 
 const fx = loadFixture()
 
-/** A small seeded PRNG (mulberry32) so a failing run can be replayed with the same seed. */
-function rng(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-const OUTCOMES = ["pass", "fail", "not_tested", "not_accessible"]
 
 test("random concurrent edits, random disconnects and a server restart converge", async t => {
   const random = rng(fx.seed)
@@ -71,21 +58,7 @@ test("random concurrent edits, random disconnects and a server restart converge"
       const asset = pick(fx.assets)
       const id = `${c.name}-${++n}`
       const h = c.handles[s.id]
-      const r = { note: `[${id}]` }
-      switch (Math.floor(random() * 4)) {
-        case 0:
-          r.outcome = pick(OUTCOMES)
-          break
-        case 1:
-          r.observedCondition = "serviceable"
-          r.outcome = "pass"
-          break
-        case 2:
-          r.readings = { [pick(["pressure_gauge", "flow_rate", "battery_voltage"])]: Math.round(random() * 1000) / 10 }
-          break
-        default:
-          break
-      }
+      const r = randomResult(random, id)
       recordResult(h, asset, r)
       c.edits.push({ id, session: s.id, asset })
 

@@ -104,3 +104,43 @@ export async function converged(fx, sessionId, handles, opts = {}) {
   )
   return heads
 }
+
+/** A small seeded PRNG (mulberry32) so a failing run can be replayed with the same seed. */
+export function rng(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const OUTCOMES = ["pass", "fail", "not_tested", "not_accessible"]
+
+/**
+ * A random result for `recordResult` whose note carries the edit's id ("[c1-17]"): the notes
+ * are a collaborative text, so a test can find every edit in the merged document.
+ * @param {() => number} random
+ * @param {string} id
+ */
+export function randomResult(random, id) {
+  const pick = xs => xs[Math.floor(random() * xs.length)]
+  const r = { note: `[${id}]` }
+  switch (Math.floor(random() * 4)) {
+    case 0:
+      r.outcome = pick(OUTCOMES)
+      break
+    case 1:
+      r.observedCondition = "serviceable"
+      r.outcome = "pass"
+      break
+    case 2:
+      r.readings = { [pick(["pressure_gauge", "flow_rate", "battery_voltage"])]: Math.round(random() * 1000) / 10 }
+      break
+    default:
+      break
+  }
+  return r
+}

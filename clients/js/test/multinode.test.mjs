@@ -12,23 +12,10 @@ import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 
 import { recordResult } from "../src/firemode.mjs"
-import { loadFixture, plain, serverDocument, sameHeads, sleep, tablet, waitFor, writeOutput } from "./helpers.mjs"
+import { loadFixture, plain, randomResult, rng, sameHeads, serverDocument, sleep, tablet, waitFor, writeOutput } from "./helpers.mjs"
 
 const fx = loadFixture()
 
-/** mulberry32, seeded, so a failing run can be replayed. */
-function rng(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-const OUTCOMES = ["pass", "fail", "not_tested", "not_accessible"]
 
 test("clients on three nodes, a node killed mid-run: every node and client converge with every edit", async t => {
   const random = rng(fx.seed)
@@ -83,21 +70,7 @@ test("clients on three nodes, a node killed mid-run: every node and client conve
       const s = pick(fx.sessions)
       const asset = pick(fx.assets)
       const id = `${c.name}-${++n}`
-      const r = { note: `[${id}]` }
-      switch (Math.floor(random() * 4)) {
-        case 0:
-          r.outcome = pick(OUTCOMES)
-          break
-        case 1:
-          r.observedCondition = "serviceable"
-          r.outcome = "pass"
-          break
-        case 2:
-          r.readings = { [pick(["pressure_gauge", "flow_rate", "battery_voltage"])]: Math.round(random() * 1000) / 10 }
-          break
-        default:
-          break
-      }
+      const r = randomResult(random, id)
       recordResult(c.handles[s.id], asset, r)
       c.edits.push({ id, session: s.id, asset })
 

@@ -432,20 +432,6 @@ impl Hub {
         self.inner.remote_hints.load(Ordering::Relaxed)
     }
 
-    /// Close every socket of a user (deactivation, role change), on every node.
-    pub async fn close_user(&self, user: Uuid) {
-        self.close_user_local(user);
-        self.announce_event(&format!("close-user {user}")).await;
-    }
-
-    fn close_user_local(&self, user: Uuid) {
-        for c in self.inner.conns.iter() {
-            if c.user_id == user {
-                c.close(CloseReason::AccessChanged);
-            }
-        }
-    }
-
     async fn announce_event(&self, event: &str) {
         if let Err(e) = self.inner.store.announce_event(event).await {
             tracing::warn!(error = %e, event, "could not tell other nodes");
@@ -458,11 +444,6 @@ impl Hub {
             Some(("reauthorize", id)) => {
                 if let Ok(doc) = id.parse() {
                     self.reauthorize_local(doc).await;
-                }
-            }
-            Some(("close-user", id)) => {
-                if let Ok(user) = id.parse() {
-                    self.close_user_local(user);
                 }
             }
             _ => tracing::debug!(payload, "unknown hub event"),

@@ -17,7 +17,7 @@ pub const REVOCATION_CHANNEL: &str = "firemode_revocations";
 /// the session ids, separated by spaces.
 pub const DOCUMENT_CHANNEL: &str = "firemode_documents";
 
-/// Channel for hub events other nodes act on (`reauthorize <session>`, `close-user <user>`).
+/// Channel for hub events other nodes act on (`reauthorize <session>`).
 pub const HUB_EVENT_CHANNEL: &str = "firemode_hub_events";
 
 pub struct PgStore {
