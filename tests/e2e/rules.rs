@@ -563,6 +563,35 @@ async fn rule_input_is_validated(b: Backend) {
         ),
         (with("name", json!(" ")), "invalid_field"),
         (with("readings", json!([{ "name": "x" }])), "invalid_body"),
+        (
+            with("readings", json!([{ "name": "x", "kind": "dial" }])),
+            "invalid_body",
+        ),
+        (
+            with(
+                "readings",
+                json!([{ "name": "x", "kind": "yes_no", "expect": { "type": "compare", "op": "<", "value": 1 } }]),
+            ),
+            "invalid_reading",
+        ),
+        (
+            with(
+                "readings",
+                json!([{ "name": "x", "kind": "choice", "choices": ["a", "b"], "expect": { "type": "one_of", "values": ["c"] } }]),
+            ),
+            "invalid_reading",
+        ),
+        (
+            with(
+                "readings",
+                json!([{ "name": "x", "kind": "number", "fails_as": "not_a_condition" }]),
+            ),
+            "invalid_reading",
+        ),
+        (
+            with("rationale", json!({ "not_a_condition": "because" })),
+            "invalid_mappings",
+        ),
         (with("extra", json!(1)), "invalid_body"),
         (without("clause"), "invalid_body"),
         (json!("AS1851"), "invalid_body"),

@@ -349,7 +349,8 @@ async fn classify(
         }
         Err(e) => return Err(ApiError::from(e).into()),
     };
-    let Some(classification) = library::classify(&rule, &req.observed_condition) else {
+    let view = rule.view();
+    let Some((_, classification)) = view.classify(&req.observed_condition) else {
         return Err(ApiError::unprocessable(
             "unknown_condition",
             format!(
@@ -357,7 +358,7 @@ async fn classify(
                 req.observed_condition,
                 rule.code,
                 rule.version,
-                library::known_conditions(&rule).join(", ")
+                view.known_conditions().join(", ")
             ),
         )
         .into());
