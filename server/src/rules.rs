@@ -177,14 +177,7 @@ pub struct Frequency {
     pub tolerance_days: u32,
 }
 
-/// One expected reading of a check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Reading {
-    pub name: String,
-    pub unit: String,
-    pub expected: String,
-}
+pub use crate::domain::readings::ReadingSpec as Reading;
 
 /// A rule version as written in the library file or posted by an admin.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -208,6 +201,10 @@ pub struct RuleDef {
     pub readings: Vec<Reading>,
     /// Observed condition -> classification.
     pub classification_mappings: BTreeMap<String, Classification>,
+    /// Why a condition has the classification it has (the library gives one for every
+    /// critical mapping), by observed condition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rationale: BTreeMap<String, String>,
 }
 
 /// Why a rule definition is invalid: a stable code and a message for the caller.
@@ -287,15 +284,13 @@ impl RuleDef {
                 ),
             ));
         }
+        if self.readings.len() > 100 {
+            return Err(invalid("invalid_field", "a rule has at most 100 readings"));
+        }
         let mut names = BTreeSet::new();
         for r in &self.readings {
-            text("readings[].name", &r.name, 100)?;
-            if r.unit.chars().count() > 50 || r.expected.chars().count() > 200 {
-                return Err(invalid(
-                    "invalid_field",
-                    "a reading's unit must be at most 50 and expected at most 200 characters",
-                ));
-            }
+            r.validate(self.classification_mappings.keys().map(String::as_str))
+                .map_err(|e| invalid("invalid_reading", e.0))?;
             if !names.insert(r.name.as_str()) {
                 return Err(invalid(
                     "invalid_field",
@@ -316,6 +311,15 @@ impl RuleDef {
                     format!("observed condition '{condition}' must be 1-100 characters without surrounding spaces"),
                 ));
             }
+        }
+        for (condition, why) in &self.rationale {
+            if !self.classification_mappings.contains_key(condition) {
+                return Err(invalid(
+                    "invalid_mappings",
+                    format!("rationale for '{condition}', which is not an observed condition"),
+                ));
+            }
+            text("rationale", why, 2000)?;
         }
         if !self
             .classification_mappings
@@ -450,6 +454,9 @@ pub async fn seed(store: &dyn Store, lib: &Library) -> anyhow::Result<u64> {
     );
     Ok(added)
 }
+
+#[cfg(test)]
+mod library_tests;
 
 #[cfg(test)]
 mod tests {

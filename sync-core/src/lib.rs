@@ -23,7 +23,8 @@ pub use history::{change_summaries, conflicts, ChangeSummary, Conflict, Conflict
 pub use ids::{decode_heads, encode_heads, parse_url, DocumentId, IdError};
 pub use session::{
     apply_results, create_session_document, heads_known, project, set_name, set_status, to_json,
-    ItemInit, Outcome, ProjectedItem, Projection, ProjectionCache, ResultInput, SchemaProblem,
+    ItemInit, Outcome, ProjectedItem, Projection, ProjectionCache, ReadingValue, ResultInput,
+    SchemaProblem,
     SessionError, SessionInit,
 };
 pub use wire::{DecodeError, Message, PeerMetadata};

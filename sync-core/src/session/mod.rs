@@ -148,6 +148,19 @@ impl FromStr for Outcome {
     }
 }
 
+/// A recorded reading: a number, yes/no, or text (a choice is its text). What a reading must
+/// be is the rule's business (the server's domain layer); the document holds any of these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReadingValue {
+    /// Yes (`true`) or no.
+    Bool(bool),
+    /// A measured number.
+    Number(f64),
+    /// Text, or one of a choice reading's values.
+    Text(String),
+}
+
 /// One test result to record, e.g. from `POST /v1/tests/sessions/{id}/results`.
 ///
 /// `None` and absent entries leave the document as it is: results merge into what tablets
