@@ -518,6 +518,10 @@ mod tests {
         def.equipment = "toaster".into();
         assert_eq!(def.validate(lib).unwrap_err().code, "invalid_equipment");
         def.equipment = lib.rules[0].equipment.clone();
+        // Without readings or rationale that name the old conditions, so the mappings are
+        // what is refused.
+        def.readings.clear();
+        def.rationale.clear();
         def.classification_mappings =
             BTreeMap::from([("broken".to_string(), Classification::CriticalDefect)]);
         assert_eq!(def.validate(lib).unwrap_err().code, "invalid_mappings");
