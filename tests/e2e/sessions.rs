@@ -274,7 +274,7 @@ async fn projection_follows_each_edit_and_reload(b: Backend) {
     // One item changed: one row written.
     assert_eq!(rows_written(&srv).await - written, 1);
     assert_eq!(r[&a0.to_string()]["outcome"], "fail");
-    assert_eq!(r[&a0.to_string()]["classification"], "critical_defect");
+    assert_eq!(r[&a0.to_string()]["classification"], "non_critical_defect");
     assert_eq!(r[&a1.to_string()]["outcome"], "not_tested");
     assert_eq!(
         automatic_defects(&srv, &org.admin, &id).await,
@@ -431,8 +431,8 @@ async fn results_become_changes_and_projection(b: Backend) {
         .find(|i| i["asset_id"] == bld.assets[0].to_string())
         .unwrap();
     assert_eq!(failed["outcome"], "fail");
-    assert_eq!(failed["classification"], "critical_defect", "{failed}");
-    assert_eq!(failed["rule_version"], "2012.1.0");
+    assert_eq!(failed["classification"], "non_critical_defect", "{failed}");
+    assert_eq!(failed["rule_version"], "2012.2.0");
     assert_eq!(failed["notes"], "Found empty behind door");
     assert_eq!(failed["readings"]["gross_mass_loss"], 0.0);
     assert_eq!(failed["recorded_by"], inspector.id.to_string());
