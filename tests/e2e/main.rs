@@ -23,6 +23,7 @@ mod idempotency;
 mod js_conformance;
 mod multinode;
 mod pii;
+mod readings;
 mod roles;
 mod rules;
 mod samod_client;
