@@ -1062,4 +1062,13 @@ async fn defects_are_reconfirmed_reopened_and_overridden(b: Backend) {
         json!({ "critical": 1, "non_critical": 0, "non_conformance": 1 })
     );
     assert_eq!(report.json["status"], "critical_defect");
+    let listed = report.json["defects"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["id"], missing_id.as_str(), "most severe first");
+    assert_eq!(listed[0]["severity_overridden"], true);
+    assert_eq!(
+        listed[0]["severity_reason"],
+        "the only extinguisher in the kitchen"
+    );
+    assert_eq!(listed[0]["identifier"], "EXT-0000");
 }
