@@ -1028,7 +1028,7 @@ async fn defects_are_reconfirmed_reopened_and_overridden(b: Backend) {
     assert_eq!(marked.json["duplicate_of"], fresh["id"]);
 
     // Inspectors see the defects of their own sessions (and those tied to none) only.
-    let theirs = list_defects(&srv, &String::new(), &stranger.token).await;
+    let theirs = list_defects(&srv, "", &stranger.token).await;
     assert!(
         theirs.iter().all(|d| d["session_id"].is_null()),
         "{theirs:?}"
@@ -1048,7 +1048,7 @@ async fn defects_are_reconfirmed_reopened_and_overridden(b: Backend) {
         404,
         "not_found",
     );
-    assert!(list_defects(&srv, &String::new(), &inspector.token)
+    assert!(list_defects(&srv, "", &inspector.token)
         .await
         .iter()
         .any(|d| d["id"] == missing_id.as_str()));
