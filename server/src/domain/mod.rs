@@ -12,3 +12,6 @@ pub mod applicability;
 pub mod assess;
 pub mod defects;
 pub mod readings;
+
+#[cfg(test)]
+mod defects_model;
