@@ -20,6 +20,7 @@ mod http_basics;
 mod hub_lifecycle;
 mod hub_without_sockets;
 mod idempotency;
+mod input_rules;
 mod js_conformance;
 mod multinode;
 mod pii;
