@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod buildings;
 pub mod compliance;
+mod cors;
 pub mod defects;
 pub mod early;
 pub mod error;
@@ -10,7 +11,7 @@ pub mod evidence;
 pub mod extract;
 pub mod idempotency;
 pub mod meta;
-mod middleware;
+pub mod middleware;
 pub mod pagination;
 pub mod rules;
 mod session_doc;
@@ -96,6 +97,10 @@ pub fn app(state: AppState) -> Router {
             idempotency::layer,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_json_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,
