@@ -24,6 +24,7 @@ mod idempotency;
 mod input_rules;
 mod js_conformance;
 mod multinode;
+mod operations;
 mod pii;
 mod roles;
 mod rules;

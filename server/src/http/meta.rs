@@ -77,28 +77,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .sync_documents
         .set(state.hub.loaded_documents() as i64);
-    catch_up(&state.metrics.sync_changes, state.hub.changes_stored());
-    catch_up(
-        &state.metrics.sync_remote_catch_ups,
-        state.hub.remote_hints(),
-    );
-    catch_up(
-        &state.metrics.projection_rows,
-        state.hub.projection_rows_written(),
-    );
+    state.metrics.mirror_hub(crate::telemetry::HubTotals {
+        changes_stored: state.hub.changes_stored(),
+        remote_catch_ups: state.hub.remote_hints(),
+        projection_rows: state.hub.projection_rows_written(),
+    });
+    state.metrics.set_pools(&state.store.pool_stats());
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.render(),
+        state.metrics.render(state.store.backend()),
     )
         .into_response()
-}
-
-/// Bring a Prometheus counter up to a total the hub counts itself.
-fn catch_up(counter: &prometheus::IntCounter, total: u64) {
-    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// `/openapi.json` and `/docs`, built once from the generated spec.
