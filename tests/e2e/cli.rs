@@ -59,10 +59,37 @@ async fn readme_flow_on_zero_setup_sqlite() {
 
     let pw = "readme-password-1";
     let env = [("FIREMODE_ADMIN_PASSWORD", pw)];
+    // Run from another folder with no data: refused, nothing created, the folder named.
+    let elsewhere = dir.path().join("elsewhere");
+    let (ok, _, err) = admin(
+        &[
+            "--data-dir",
+            elsewhere.to_str().unwrap(),
+            "create-user",
+            "--org",
+            &uuid::Uuid::new_v4().to_string(),
+            "--email",
+            "lost@acme.test",
+            "--role",
+            "office",
+        ],
+        &env,
+    );
+    assert!(!ok, "no database, no user: {err}");
+    assert!(
+        err.contains("no FireMode database") && err.contains(elsewhere.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(
+        !elsewhere.join("firemode.db").exists(),
+        "no empty database was created"
+    );
+
     let (ok, org, err) = admin(
         &[
             "--data-dir",
             data_s,
+            "--json",
             "create-org",
             "--name",
             "Acme Fire",
@@ -72,8 +99,16 @@ async fn readme_flow_on_zero_setup_sqlite() {
         &env,
     );
     assert!(ok, "{err}");
-    let org_id: uuid::Uuid = org.parse().expect("create-org prints the org id");
-    let (ok, _, err) = admin(
+    assert!(
+        err.contains(&format!("data folder {data_s}")) && err.contains("firemode.db"),
+        "admin commands say which data they use: {err}"
+    );
+    let created: serde_json::Value = serde_json::from_str(&org).expect("--json prints JSON");
+    assert_eq!(created["org_name"], "Acme Fire");
+    assert_eq!(created["admin_email"], "admin@acme.test");
+    let org_id: uuid::Uuid = created["org_id"].as_str().unwrap().parse().unwrap();
+    let org = org_id.to_string();
+    let (ok, out, err) = admin(
         &[
             "--data-dir",
             data_s,
@@ -90,6 +125,11 @@ async fn readme_flow_on_zero_setup_sqlite() {
         &[("FIREMODE_ADMIN_PASSWORD", "inspector-pass-1")],
     );
     assert!(ok, "{err}");
+    assert!(
+        out.contains("created user ivy@acme.test (inspector) in \"Acme Fire\"")
+            && out.contains("user id: "),
+        "labelled output: {out}"
+    );
     let (ok, _, err) = admin(
         &[
             "--data-dir",

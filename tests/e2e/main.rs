@@ -3,6 +3,7 @@
 //! checks the documentation against the repository and the code.
 
 mod auth;
+mod backup;
 mod browsers_and_proxies;
 mod buildings;
 mod cli;
