@@ -25,6 +25,7 @@ mod idempotency;
 mod input_rules;
 mod js_conformance;
 mod multinode;
+mod openapi_contract;
 mod operations;
 mod pii;
 mod roles;

@@ -80,12 +80,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document for the routes this server serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    meta::finish_spec(api_routes().into_openapi())
 }
 
 /// The complete application router.
 pub fn app(state: AppState) -> Router {
     let (router, spec) = api_routes().split_for_parts();
+    let spec = meta::finish_spec(spec);
     let docs = meta::DocsPage::new(&spec);
     router
         .merge(meta::spec_routes(spec, docs))
