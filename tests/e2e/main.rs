@@ -7,6 +7,7 @@ mod backup;
 mod browsers_and_proxies;
 mod buildings;
 mod cli;
+mod cli_backoffice;
 mod cli_tool;
 mod compliance;
 mod conflicts;
