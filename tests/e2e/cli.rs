@@ -268,6 +268,62 @@ async fn postgres_secrets_stay_out_of_logs() {
     let _ = postgres_admin_url;
 }
 
+/// On PostgreSQL too, admin commands refuse a database FireMode never set up (and leave it
+/// empty), name it with the password masked, and work once `create-org` has set it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_refuses_an_empty_postgres_database() {
+    let Some(db) = TestDb::new(firemode_tests::Backend::Postgres).await else {
+        return;
+    };
+    let url = db
+        .raw_url()
+        .replacen("postgres@", "postgres:pg-password-xyzzy@", 1);
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        (
+            "FIREMODE_JWT_SECRET",
+            "an-explicit-jwt-secret-of-enough-length-1234",
+        ),
+        (
+            "FIREMODE_PII_KEYS",
+            "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+        ("FIREMODE_ADMIN_PASSWORD", "Harbour-lights-glow-at-9pm"),
+    ];
+    let (ok, _, err) = admin(&["unlock", "--email", "x@example.test"], &env);
+    assert!(!ok, "{err}");
+    assert!(err.contains("no FireMode database"), "{err}");
+    assert!(
+        !err.contains("pg-password-xyzzy") && err.contains("***"),
+        "{err}"
+    );
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.raw_url()).await.unwrap();
+    let (tables,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "nothing was created");
+    let (ok, out, err) = admin(
+        &[
+            "--json",
+            "create-org",
+            "--name",
+            "Pg Org",
+            "--admin-email",
+            "pg@org.test",
+        ],
+        &env,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\"org_id\""), "{out}");
+    let (ok, out, err) = admin(&["unlock", "--email", "pg@org.test"], &env);
+    assert!(ok, "{err}");
+    assert!(out.contains("unlocked pg@org.test"), "{out}");
+}
+
 /// Bad configuration stops start-up with one line that says what to fix.
 #[test]
 fn bad_configuration_is_one_clear_line() {
