@@ -218,6 +218,13 @@ async fn back_office_from_the_command_line(b: Backend) {
         assert!(tokio::time::Instant::now() < deadline, "no defect opened");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // Sessions show the building's name, not its id.
+    let run = tool(h, &["sessions"], &[]).await;
+    assert!(
+        run.ok().contains("Collins Tower") && !run.stdout.contains(&tower.to_string()),
+        "{}",
+        run.stdout
+    );
     let run = tool(
         h,
         &["defects", "--building", "Collins Tower", "--status", "open"],

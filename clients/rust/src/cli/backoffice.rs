@@ -101,6 +101,34 @@ async fn all(c: &Client, path: &str) -> Result<Vec<Value>, crate::Error> {
     }
 }
 
+/// Building names by id (for tables that would otherwise show ids).
+pub(super) async fn building_names(
+    c: &Client,
+) -> Result<std::collections::HashMap<Uuid, String>, crate::Error> {
+    Ok(all(c, "/v1/buildings")
+        .await?
+        .iter()
+        .filter_map(|b| Some((b["id"].as_str()?.parse().ok()?, text(&b["name"]))))
+        .collect())
+}
+
+/// Users' names (else emails) by id; admins only may list users, so others get an error.
+pub(super) async fn user_names(
+    c: &Client,
+) -> Result<std::collections::HashMap<Uuid, String>, crate::Error> {
+    Ok(all(c, "/v1/users")
+        .await?
+        .iter()
+        .filter_map(|u| {
+            let name = u["full_name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .or(u["email"].as_str())?;
+            Some((u["id"].as_str()?.parse().ok()?, name.to_owned()))
+        })
+        .collect())
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
