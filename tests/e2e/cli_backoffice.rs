@@ -250,6 +250,33 @@ async fn back_office_from_the_command_line(b: Backend) {
     let d = srv.client.get(&format!("/v1/defects/{defect}"), t).await;
     assert_eq!(d.json["status"], "acknowledged", "{}", d.body);
 
+    // Evidence: uploaded with its hash, then verified.
+    let photo = h.join("gauge.jpg");
+    std::fs::write(&photo, crate::evidence::jpeg(50_000, 9)).unwrap();
+    let run = tool(
+        h,
+        &[
+            "--json",
+            "evidence",
+            "upload",
+            &sid,
+            photo.to_str().unwrap(),
+            "--asset",
+            &asset,
+            "--caption",
+            "gauge",
+        ],
+        &[],
+    )
+    .await;
+    let up: Value = serde_json::from_str(run.ok()).unwrap();
+    assert_eq!(up["status"], "verified", "{up}");
+    let eid = up["evidence_id"].as_str().unwrap().to_owned();
+    let run = tool(h, &["evidence", "verify", &eid], &[]).await;
+    assert!(run.ok().contains("match"), "{}", run.stdout);
+    let stored = srv.client.get(&format!("/v1/evidence/{eid}"), t).await;
+    assert_eq!(stored.json["asset_id"], asset.as_str(), "{}", stored.body);
+
     // Reports: the PDF by default, CSV and JSON on request.
     let run = tool(h, &["report", "Collins Tower"], &[]).await;
     run.ok();

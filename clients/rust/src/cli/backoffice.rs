@@ -535,3 +535,146 @@ pub async fn report(store: &CredentialStore, args: &ReportArgs, json: bool) -> a
     }
     Ok(())
 }
+
+/// `evidence ...`
+#[derive(Subcommand, Debug, Clone)]
+pub enum EvidenceCommand {
+    /// Upload a photo, video or document for a session (its SHA-256 is sent with it, and the
+    /// server refuses the upload if what arrived differs; retries are idempotent).
+    Upload {
+        /// Session UUID.
+        session: Uuid,
+        /// The file (JPEG, PNG, HEIC, PDF or MP4).
+        file: PathBuf,
+        #[arg(long = "type", value_enum, default_value = "photo")]
+        kind: EvidenceKind,
+        /// The asset it shows (an asset of the session's building).
+        #[arg(long)]
+        asset: Option<Uuid>,
+        /// A caption, kept in the evidence metadata.
+        #[arg(long)]
+        caption: Option<String>,
+    },
+    /// Have the server re-hash the stored bytes and compare them with the recorded SHA-256.
+    Verify {
+        /// Evidence UUID.
+        id: Uuid,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum EvidenceKind {
+    Photo,
+    Video,
+    Document,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn evidence(
+    store: &CredentialStore,
+    cmd: &EvidenceCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    match cmd {
+        EvidenceCommand::Upload {
+            session,
+            file,
+            kind,
+            asset,
+            caption,
+        } => {
+            use sha2::Digest;
+            let bytes =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let sha = hex(&sha2::Sha256::digest(&bytes));
+            let kind = match kind {
+                EvidenceKind::Photo => "photo",
+                EvidenceKind::Video => "video",
+                EvidenceKind::Document => "document",
+            };
+            let filename = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "evidence".into());
+            let metadata = caption
+                .as_ref()
+                .map(|c| json!({ "caption": c }).to_string());
+            // One key for this upload, reused if the client retries after a refresh.
+            let key = Uuid::new_v4().to_string();
+            if !json {
+                eprintln!(
+                    "uploading {} ({} bytes, sha256 {sha})",
+                    file.display(),
+                    bytes.len()
+                );
+            }
+            let (session, asset) = (*session, *asset);
+            let result: Value = authed(store, |c| async move {
+                let res = c
+                    .execute(crate::Auth::Bearer, "/v1/evidence", |http, url| {
+                        let mut form = reqwest::multipart::Form::new()
+                            .text("session_id", session.to_string())
+                            .text("evidence_type", kind)
+                            .text("sha256", sha.clone());
+                        if let Some(a) = asset {
+                            form = form.text("asset_id", a.to_string());
+                        }
+                        if let Some(m) = &metadata {
+                            form = form.text("metadata", m.clone());
+                        }
+                        form = form.part(
+                            "file",
+                            reqwest::multipart::Part::bytes(bytes.clone())
+                                .file_name(filename.clone()),
+                        );
+                        http.post(url)
+                            .header("idempotency-key", &key)
+                            .multipart(form)
+                    })
+                    .await?;
+                let url = c.url("/v1/evidence");
+                res.json::<Value>()
+                    .await
+                    .map_err(|e| crate::Error::transport(&url, e))
+            })
+            .await?;
+            if json {
+                println!("{result}");
+            } else {
+                println!(
+                    "evidence {} stored and verified ({}, {} bytes)",
+                    text(&result["evidence_id"]),
+                    text(&result["content_type"]),
+                    text(&result["size"])
+                );
+            }
+            Ok(())
+        }
+        EvidenceCommand::Verify { id } => {
+            let path = format!("/v1/evidence/{id}/verify");
+            let v: Value = authed(store, |c| async move { c.get_json(&path).await }).await?;
+            if json {
+                println!("{v}");
+            } else if v["verified"] == json!(true) {
+                println!(
+                    "evidence {id}: the stored bytes match sha256 {}",
+                    text(&v["expected_sha256"])
+                );
+            }
+            if v["verified"] != json!(true) {
+                bail!(
+                    "evidence {id} does NOT match its recorded sha256 {} (stored bytes: {})",
+                    text(&v["expected_sha256"]),
+                    match text(&v["sha256"]) {
+                        s if s.is_empty() => "missing".to_owned(),
+                        s => s,
+                    }
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -97,6 +97,9 @@ pub enum Command {
     Defect(backoffice::DefectCommand),
     /// Download a building's compliance report (PDF, CSV or JSON).
     Report(backoffice::ReportArgs),
+    /// Upload evidence, or verify stored evidence.
+    #[command(subcommand)]
+    Evidence(backoffice::EvidenceCommand),
 }
 
 /// The command line of a binary carrying only these commands.
@@ -160,6 +163,7 @@ pub async fn run(command: &Command, global: &GlobalArgs) -> anyhow::Result<()> {
         Command::Defects(args) => backoffice::defects(&store()?, args, json).await,
         Command::Defect(cmd) => backoffice::defect(&store()?, cmd, json).await,
         Command::Report(args) => backoffice::report(&store()?, args, json).await,
+        Command::Evidence(cmd) => backoffice::evidence(&store()?, cmd, json).await,
     }
 }
 
