@@ -132,6 +132,9 @@ async fn openapi_document_is_a_contract() {
         ["application/pdf"]["schema"];
     assert_eq!(pdf["type"], "string", "{pdf}");
     assert_eq!(pdf["format"], "binary", "{pdf}");
+    let csv = &doc["paths"]["/v1/buildings/{id}/compliance"]["get"]["responses"]["200"]["content"]
+        ["text/csv"]["schema"];
+    assert_eq!(csv["format"], "binary", "{csv}");
     let content = &doc["paths"]["/v1/evidence/{id}/content"]["get"]["responses"]["200"]["content"]
         ["application/octet-stream"]["schema"];
     assert_eq!(content["format"], "binary", "{content}");

@@ -210,7 +210,7 @@ fn escape(s: &str) -> String {
 ///   client generators;
 /// - error responses (4xx, 5xx) as `application/problem+json` with the `Problem` schema, and a
 ///   `401` on every operation that takes a token;
-/// - binary bodies (PDF, octet-stream) as `type: string, format: binary`;
+/// - downloaded bodies (PDF, CSV, octet-stream) as `type: string, format: binary`;
 /// - a description on every response (the status's reason phrase where none was written);
 /// - `GET /v1/sync`, the WebSocket endpoint, which is not an axum route utoipa sees.
 pub fn finish_spec(spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
@@ -279,7 +279,10 @@ fn finish_value(doc: &mut serde_json::Value) {
                         response.get_mut("content").and_then(Value::as_object_mut)
                     {
                         for (media, body) in content.iter_mut() {
+                            // Downloads: generated clients should hand over bytes (a
+                            // CSV report is a file to save, not a string to parse).
                             let binary = media == "application/pdf"
+                                || media.starts_with("text/csv")
                                 || media == "application/octet-stream"
                                 || media.starts_with("image/")
                                 || media.starts_with("video/");
