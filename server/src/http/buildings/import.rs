@@ -22,9 +22,8 @@ use super::assets::{AssetInput, AssetRules};
 use super::{building_of, WRITERS};
 use crate::audit::Target;
 use crate::auth::AuthUser;
-use crate::http::error::{ApiError, Problem};
-use crate::http::extract::Path;
-use crate::http::rules::{CustomProblem, HandlerError};
+use crate::http::error::{ApiError, CustomProblem, HandlerError, Problem};
+use crate::http::extract::{nul_in, Path};
 use crate::state::AppState;
 use crate::store::buildings::AssetRecord;
 
@@ -99,8 +98,7 @@ async fn import(
     if !is_csv {
         return Err(ApiError::UnsupportedMediaType(
             "send the file with Content-Type: text/csv".into(),
-        )
-        .into());
+        ));
     }
     let too_large = || {
         ApiError::PayloadTooLarge(format!(
@@ -113,7 +111,7 @@ async fn import(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_CSV_BYTES) {
-        return Err(too_large().into());
+        return Err(too_large());
     }
     let bytes = axum::body::to_bytes(body, MAX_CSV_BYTES)
         .await
@@ -324,6 +322,14 @@ fn parse(bytes: &[u8]) -> Result<Parsed, HandlerError> {
         let mut cell = |k: usize| -> Option<String> {
             let raw = record.get(columns[k]?)?;
             match std::str::from_utf8(raw) {
+                Ok(s) if nul_in(s) => {
+                    errors.push(row_error(
+                        row,
+                        Some(COLUMNS[k]),
+                        "text must not contain the NUL character (U+0000)",
+                    ));
+                    None
+                }
                 Ok(s) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
                 Err(_) => {
                     errors.push(row_error(row, Some(COLUMNS[k]), "not valid UTF-8 text"));
