@@ -115,6 +115,7 @@ pub struct Metrics {
     pub sync_changes: IntCounter,
     pub sync_remote_catch_ups: IntCounter,
     pub projection_rows: IntCounter,
+    pub projection_failures: IntCounter,
     /// `firemode_db_pool_connections{pool, state}`: open connections, idle or in use.
     pub db_pool_connections: IntGaugeVec,
     pub db_pool_max: IntGaugeVec,
@@ -128,6 +129,7 @@ pub struct HubTotals {
     pub changes_stored: u64,
     pub remote_catch_ups: u64,
     pub projection_rows: u64,
+    pub projection_failures: u64,
 }
 
 impl Default for Metrics {
@@ -169,6 +171,11 @@ impl Default for Metrics {
             "Session item rows written by the projection (rows that changed, or all of a session)",
         )
         .expect("static metric definition");
+        let projection_failures = IntCounter::new(
+            "projection_failures_total",
+            "Projection writes that failed (the session is re-projected at its next change or at the next start; /ready names the last one)",
+        )
+        .expect("static metric definition");
         let db_pool_connections = IntGaugeVec::new(
             Opts::new(
                 "db_pool_connections",
@@ -194,6 +201,7 @@ impl Default for Metrics {
         let _ = registry.register(Box::new(sync_changes.clone()));
         let _ = registry.register(Box::new(sync_remote_catch_ups.clone()));
         let _ = registry.register(Box::new(projection_rows.clone()));
+        let _ = registry.register(Box::new(projection_failures.clone()));
         Self {
             registry,
             http_requests,
@@ -203,6 +211,7 @@ impl Default for Metrics {
             sync_changes,
             sync_remote_catch_ups,
             projection_rows,
+            projection_failures,
             db_pool_connections,
             db_pool_max,
             mirror: std::sync::Mutex::new(()),
@@ -231,6 +240,7 @@ impl Metrics {
             (&self.sync_changes, totals.changes_stored),
             (&self.sync_remote_catch_ups, totals.remote_catch_ups),
             (&self.projection_rows, totals.projection_rows),
+            (&self.projection_failures, totals.projection_failures),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }

@@ -28,6 +28,7 @@ backend_tests!(
     a_tablet_pass_with_a_fault_is_flagged_and_kept,
     sign_off_makes_a_session_read_only,
     defects_are_reconfirmed_reopened_and_overridden,
+    a_nul_from_a_tablet_is_reported_and_projection_goes_on,
 );
 
 async fn record(srv: &TestServer, token: &str, session: &str, results: Value) -> Resp {
@@ -1071,4 +1072,97 @@ async fn defects_are_reconfirmed_reopened_and_overridden(b: Backend) {
         "the only extinguisher in the kitchen"
     );
     assert_eq!(listed[0]["identifier"], "EXT-0000");
+}
+
+/// PostgreSQL text cannot hold NUL. A tablet that writes one (REST refuses it at the door) must
+/// not stop its session from projecting: the value is stored with U+FFFD and reported, and the
+/// session's later results and defects keep coming; `/ready` and `/metrics` count failures.
+async fn a_nul_from_a_tablet_is_reported_and_projection_goes_on(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let inspector = srv.user(&org, "inspector").await;
+    let bld = building(&srv, &org, 2).await;
+    let s = session(&srv, &org.admin, &bld, &[inspector.id]).await;
+    let sid = s["id"].as_str().unwrap().to_owned();
+    let doc_id = s["document_id"].as_str().unwrap().to_owned();
+    let (a0, a1) = (bld.assets[0], bld.assets[1]);
+    let mut c = SyncClient::joined(
+        &srv.base,
+        &inspector.token,
+        &format!("{}:tablet", inspector.id),
+    )
+    .await;
+    let (mut d, mut st) = (Automerge::new(), sync::State::new());
+    c.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
+    {
+        let mut tx = d.transaction();
+        let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
+        let (_, item) = tx.get(&items, a0.to_string()).unwrap().unwrap();
+        tx.put(&item, "outcome", "fail").unwrap();
+        let list = tx
+            .put_object(&item, "observedConditions", ObjType::List)
+            .unwrap();
+        tx.insert(&list, 0, "signage\0missing").unwrap();
+        let (_, readings) = tx.get(&item, "readings").unwrap().unwrap();
+        tx.put(&readings, "odd\0name", 1.0).unwrap();
+        let (_, notes) = tx.get(&item, "notes").unwrap().unwrap();
+        tx.splice_text(&notes, 0, 0, "behind\0the door").unwrap();
+        tx.commit();
+    }
+    c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
+    let t = org.admin.token.as_str();
+    let wait_for = |asset: Uuid, outcome: &'static str| {
+        let (srv, sid) = (&srv, sid.clone());
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let row = results(srv, t, &sid).await[&asset.to_string()].clone();
+                if row["outcome"] == outcome {
+                    return row;
+                }
+                assert!(std::time::Instant::now() < deadline, "not projected: {row}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let row = wait_for(a0, "fail").await;
+    assert_eq!(row["notes"], "behind\u{FFFD}the door");
+    assert!(
+        row["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["message"].as_str().unwrap().contains("NUL")),
+        "{row}"
+    );
+    // The session keeps projecting: a later edit of another item arrives, and opens its defect.
+    firemode_tests::fixtures::edit_item(&mut d, a1, &[("outcome", "fail")], &[]);
+    c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
+    wait_for(a1, "fail").await;
+    let defects = srv
+        .client
+        .get(
+            &format!("/v1/defects?session_id={sid}&asset_id={a1}"),
+            Some(t),
+        )
+        .await;
+    assert_eq!(
+        defects.json["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        defects.body
+    );
+    let ready = srv.client.get("/ready", None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json["projection_failures"], 0, "{}", ready.body);
+    let metrics = srv.client.get("/metrics", None).await;
+    assert!(
+        metrics
+            .body
+            .contains("firemode_projection_failures_total 0"),
+        "{}",
+        metrics.body
+    );
 }

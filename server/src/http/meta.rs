@@ -43,6 +43,12 @@ async fn health() -> Json<Health> {
 pub struct Ready {
     status: &'static str,
     database: &'static str,
+    /// Projection writes that failed since start, and the last one: results and defects of that
+    /// session are stale until its next change re-projects it. Informational; readiness is the
+    /// database's.
+    projection_failures: u64,
+    #[schema(value_type = Option<Object>)]
+    last_projection_failure: Option<crate::projection::ProjectionFailure>,
 }
 
 /// Readiness: the database answers. 503 otherwise.
@@ -54,6 +60,8 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
         Ok(Ok(())) => Ok(Json(Ready {
             status: "ready",
             database: state.store.backend(),
+            projection_failures: state.hub.projection_failures(),
+            last_projection_failure: state.hub.last_projection_failure(),
         })),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database unreachable");
@@ -81,6 +89,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         changes_stored: state.hub.changes_stored(),
         remote_catch_ups: state.hub.remote_hints(),
         projection_rows: state.hub.projection_rows_written(),
+        projection_failures: state.hub.projection_failures(),
     });
     state.metrics.set_pools(&state.store.pool_stats());
     (

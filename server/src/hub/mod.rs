@@ -282,6 +282,16 @@ impl Hub {
         self.inner.projector.rows_written()
     }
 
+    /// Projection writes that failed since start.
+    pub fn projection_failures(&self) -> u64 {
+        self.inner.projector.failures()
+    }
+
+    /// The last projection write that failed.
+    pub fn last_projection_failure(&self) -> Option<crate::projection::ProjectionFailure> {
+        self.inner.projector.last_failure()
+    }
+
     pub fn changes_stored(&self) -> u64 {
         self.inner.changes_stored.load(Ordering::Relaxed)
     }
