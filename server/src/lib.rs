@@ -8,6 +8,7 @@ pub mod cli;
 pub mod compliance;
 pub mod config;
 pub mod crypto;
+pub mod domain;
 pub mod evidence;
 pub mod http;
 pub mod hub;

@@ -1,0 +1,246 @@
+//! CSV uploads, shared by the asset import (`buildings/import.rs`) and the reference-value
+//! import (`reference_values.rs`): the body's type and size limits, reading the header (columns
+//! named, any order, case-insensitive) and the rows, and the 422 `invalid_csv` problem that
+//! lists problems by row and column. `row` is the line where the record starts (the header is
+//! row 1), as a spreadsheet numbers it.
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::http::error::ApiError;
+use crate::http::rules::{CustomProblem, HandlerError};
+
+/// Largest accepted file.
+pub const MAX_CSV_BYTES: usize = 5 * 1024 * 1024;
+/// Most data rows in one file.
+pub const MAX_CSV_ROWS: usize = 10_000;
+/// Most row errors listed in one answer (the detail says how many there were).
+const MAX_LISTED_ERRORS: usize = 1_000;
+
+/// One problem in the file.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RowError {
+    /// Line where the record starts; the header is row 1.
+    pub row: u64,
+    /// The column, or null for a problem with the whole row.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+pub fn row_error(row: u64, field: Option<&str>, message: impl Into<String>) -> RowError {
+    RowError {
+        row,
+        field: field.map(str::to_owned),
+        message: message.into(),
+    }
+}
+
+/// The body of a CSV upload: `Content-Type: text/csv` (or `application/csv`), at most
+/// `MAX_CSV_BYTES`; 415 and 413 otherwise.
+pub async fn read_csv_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let is_csv = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "text/csv" || m == "application/csv");
+    if !is_csv {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the file with Content-Type: text/csv".into(),
+        ));
+    }
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "the CSV file is larger than {} MiB; split it",
+            MAX_CSV_BYTES / (1024 * 1024)
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_CSV_BYTES) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_CSV_BYTES)
+        .await
+        .map_err(|_| too_large())
+}
+
+/// 422 `invalid_csv` listing (at most `MAX_LISTED_ERRORS` of) `errors`; `what` replaces the
+/// default summary.
+pub fn invalid_csv(mut errors: Vec<RowError>, what: &str) -> CustomProblem {
+    let total = errors.len();
+    let rows = {
+        let mut r: Vec<u64> = errors.iter().map(|e| e.row).collect();
+        r.dedup();
+        r.len()
+    };
+    errors.truncate(MAX_LISTED_ERRORS);
+    let listed = if total > MAX_LISTED_ERRORS {
+        format!(" (the first {MAX_LISTED_ERRORS} of {total} are listed)")
+    } else {
+        String::new()
+    };
+    let detail = if what.is_empty() {
+        format!(
+            "{total} problem(s) on {rows} row(s){listed}; nothing was imported: fix them and send the whole file again"
+        )
+    } else {
+        format!("{what}; nothing was imported")
+    };
+    CustomProblem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv", detail)
+        .with("errors", serde_json::to_value(errors).unwrap_or_default())
+}
+
+/// The columns a file may have, and which of them it must have.
+pub struct Columns<'a> {
+    pub names: &'a [&'a str],
+    pub required: &'a [&'a str],
+}
+
+/// One data row: its line, and its trimmed cells in the order of `Columns::names` (`None` for
+/// an absent column or an empty cell).
+#[derive(Debug)]
+pub struct CsvRow {
+    pub row: u64,
+    cells: Vec<Option<String>>,
+}
+
+impl CsvRow {
+    /// The cell of column `k` (an index into `Columns::names`), taken out of the row.
+    pub fn take(&mut self, k: usize) -> Option<String> {
+        self.cells.get_mut(k).and_then(Option::take)
+    }
+}
+
+/// The rows that could be read, and the structural problems of the others (field counts,
+/// encoding).
+pub type Parsed = (Vec<CsvRow>, Vec<RowError>);
+
+/// Read the header and the rows. A bad header, an empty file or too many rows is answered at
+/// once; values are validated by the caller.
+pub fn parse(bytes: &[u8], columns: &Columns<'_>) -> Result<Parsed, HandlerError> {
+    let names = columns.names;
+    // Spreadsheets often save UTF-8 with a byte-order mark.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut records = reader.byte_records();
+    let header = match records.next() {
+        None => {
+            return Err(invalid_csv(
+                vec![row_error(
+                    1,
+                    None,
+                    "the file is empty; the first row must name the columns",
+                )],
+                "the file is empty",
+            )
+            .into())
+        }
+        Some(Err(e)) => {
+            return Err(invalid_csv(
+                vec![row_error(1, None, e.to_string())],
+                "the header row cannot be read",
+            )
+            .into())
+        }
+        Some(Ok(h)) => h,
+    };
+    let mut position: Vec<Option<usize>> = vec![None; names.len()];
+    let mut header_errors = Vec::new();
+    for (i, raw) in header.iter().enumerate() {
+        let name = String::from_utf8_lossy(raw).trim().to_ascii_lowercase();
+        match names.iter().position(|c| *c == name) {
+            Some(k) if position[k].is_some() => {
+                header_errors.push(row_error(1, Some(&name), "this column appears twice"))
+            }
+            Some(k) => position[k] = Some(i),
+            None => header_errors.push(row_error(
+                1,
+                Some(&name),
+                format!("unknown column; the columns are {}", names.join(",")),
+            )),
+        }
+    }
+    for required in columns.required {
+        if names
+            .iter()
+            .position(|c| c == required)
+            .is_none_or(|k| position[k].is_none())
+        {
+            header_errors.push(row_error(1, Some(required), "this column is required"));
+        }
+    }
+    if !header_errors.is_empty() {
+        return Err(invalid_csv(header_errors, "the header row is not valid").into());
+    }
+    let width = header.len();
+
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    let mut count = 0;
+    for record in records {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let row = e.position().map_or(0, |p| p.line());
+                errors.push(row_error(row, None, format!("cannot read this row: {e}")));
+                break;
+            }
+        };
+        let row = record.position().map_or(0, |p| p.line());
+        count += 1;
+        if count > MAX_CSV_ROWS {
+            return Err(invalid_csv(
+                vec![row_error(
+                    row,
+                    None,
+                    format!("more than {MAX_CSV_ROWS} rows"),
+                )],
+                &format!("the file has more than {MAX_CSV_ROWS} rows; split it"),
+            )
+            .into());
+        }
+        if record.len() != width {
+            errors.push(row_error(
+                row,
+                None,
+                format!(
+                    "expected {width} fields like the header, found {}",
+                    record.len()
+                ),
+            ));
+            continue;
+        }
+        let before = errors.len();
+        let mut cells = Vec::with_capacity(names.len());
+        for (k, at) in position.iter().enumerate() {
+            let raw = at.and_then(|i| record.get(i));
+            cells.push(match raw.map(std::str::from_utf8) {
+                None => None,
+                Some(Ok(s)) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
+                Some(Err(_)) => {
+                    errors.push(row_error(row, Some(names[k]), "not valid UTF-8 text"));
+                    None
+                }
+            });
+        }
+        if errors.len() == before {
+            rows.push(CsvRow { row, cells });
+        }
+    }
+    if count == 0 {
+        return Err(invalid_csv(
+            vec![row_error(2, None, "the file has a header but no rows")],
+            "the file has no rows to import",
+        )
+        .into());
+    }
+    Ok((rows, errors))
+}
