@@ -120,12 +120,57 @@ impl CsvRow {
 /// encoding).
 pub type Parsed = (Vec<CsvRow>, Vec<RowError>);
 
+/// Line numbers from byte offsets, counted once over the file (records come in order).
+///
+/// Not `csv::Position::line`: a record's position is taken before the reader consumes the
+/// line feed of the previous record's CRLF, so in a file with CRLF line ends (as spreadsheets
+/// save them) every data row was reported one line early; blank lines before a record counted
+/// for the line before them too.
+struct Lines<'b> {
+    bytes: &'b [u8],
+    at: usize,
+    line: u64,
+}
+
+impl<'b> Lines<'b> {
+    fn new(bytes: &'b [u8]) -> Self {
+        Self {
+            bytes,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the record that starts at `pos` (or after the line breaks found there).
+    fn of(&mut self, pos: Option<&csv::Position>) -> u64 {
+        let Some(pos) = pos else { return 0 };
+        let mut target = usize::try_from(pos.byte())
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        while target < self.bytes.len() && matches!(self.bytes[target], b'\r' | b'\n') {
+            target += 1;
+        }
+        if target < self.at {
+            // Not expected (positions only grow); count from the start again.
+            self.at = 0;
+            self.line = 1;
+        }
+        self.line += self.bytes[self.at..target]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        self.at = target;
+        self.line
+    }
+}
+
 /// Read the header and the rows. A bad header, an empty file or too many rows is answered at
 /// once; values are validated by the caller.
 pub fn parse(bytes: &[u8], columns: &Columns<'_>) -> Result<Parsed, HandlerError> {
     let names = columns.names;
     // Spreadsheets often save UTF-8 with a byte-order mark.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut lines = Lines::new(bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -189,12 +234,12 @@ pub fn parse(bytes: &[u8], columns: &Columns<'_>) -> Result<Parsed, HandlerError
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let row = e.position().map_or(0, |p| p.line());
+                let row = lines.of(e.position());
                 errors.push(row_error(row, None, format!("cannot read this row: {e}")));
                 break;
             }
         };
-        let row = record.position().map_or(0, |p| p.line());
+        let row = lines.of(record.position());
         count += 1;
         if count > MAX_CSV_ROWS {
             return Err(invalid_csv(
@@ -243,4 +288,66 @@ pub fn parse(bytes: &[u8], columns: &Columns<'_>) -> Result<Parsed, HandlerError
         .into());
     }
     Ok((rows, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLS: Columns<'static> = Columns {
+        names: &["a", "b"],
+        required: &["a"],
+    };
+
+    fn rows(file: &str) -> Vec<(u64, Option<String>)> {
+        let Ok((rows, errors)) = parse(file.as_bytes(), &COLS) else {
+            panic!("{file:?} is readable");
+        };
+        assert!(errors.is_empty(), "{errors:?}");
+        rows.into_iter().map(|mut r| (r.row, r.take(0))).collect()
+    }
+
+    #[test]
+    fn rows_are_numbered_as_a_spreadsheet_numbers_lines() {
+        let want = |v: &[(u64, &str)]| -> Vec<(u64, Option<String>)> {
+            v.iter().map(|(r, s)| (*r, Some((*s).to_owned()))).collect()
+        };
+        assert_eq!(rows("a,b\n1,2\n3,4\n"), want(&[(2, "1"), (3, "3")]));
+        assert_eq!(
+            rows("a,b\r\n1,2\r\n3,4\r\n"),
+            want(&[(2, "1"), (3, "3")]),
+            "CRLF"
+        );
+        assert_eq!(
+            rows("a,b\r\n\r\n1,2\n\n\n3,4"),
+            want(&[(3, "1"), (6, "3")]),
+            "blank lines count"
+        );
+        assert_eq!(
+            rows("a,b\n\"multi\nline\",2\n3,4\n"),
+            want(&[(2, "multi\nline"), (4, "3")]),
+            "a quoted line break"
+        );
+        assert_eq!(
+            rows("B,A\n, x \n"),
+            vec![(2, Some("x".to_owned()))],
+            "any order and case, trimmed"
+        );
+    }
+
+    #[test]
+    fn structural_problems_are_reported_by_row() {
+        let Ok((rows, errors)) = parse(b"a,b\r\n1,2\r\n1,2,3\r\n4,5\r\n", &COLS) else {
+            panic!("readable");
+        };
+        assert_eq!(rows.iter().map(|r| r.row).collect::<Vec<_>>(), [2, 4]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].row, errors[0].field.as_deref()), (3, None));
+        assert!(
+            parse(b"b\n1\n", &COLS).is_err(),
+            "a required column is missing"
+        );
+        assert!(parse(b"a,c\n1,2\n", &COLS).is_err(), "an unknown column");
+        assert!(parse(b"a\n", &COLS).is_err(), "no rows");
+    }
 }

@@ -162,7 +162,7 @@ macro_rules! baselines_sql {
             ) -> $crate::store::StoreResult<Vec<$crate::store::baselines::ReferenceChange>> {
                 use $crate::store::baselines::{ReferenceChange, ReferenceValue, REFERENCE_COLUMNS};
                 use $crate::store::StoreError;
-                let owned: Option<i64> = sqlx::query_scalar(
+                let owned: Option<i32> = sqlx::query_scalar(
                     "SELECT 1 FROM assets WHERE id = $1 AND building_id = $2 AND org_id = $3",
                 )
                 .bind(asset_id)
