@@ -23,6 +23,14 @@ backend_tests!(
     deleting_a_building_takes_its_reference_values,
 );
 
+/// A server, an organisation and a building of it with `n` extinguishers (EXT-0000, ...).
+async fn setup(b: Backend, n: usize) -> Option<(TestServer, Org, Building)> {
+    let srv = TestServer::start(b).await?;
+    let org = srv.org("Acme").await;
+    let bld = building(&srv, &org, n).await;
+    Some((srv, org, bld))
+}
+
 fn asset_url(b: &Building, i: usize) -> String {
     format!(
         "/v1/buildings/{}/assets/{}/reference-values",
@@ -89,6 +97,34 @@ fn summary(values: &Value) -> Vec<(String, String, f64, String, String, Value)> 
         .collect()
 }
 
+/// (asset identifier, key, value) of every current value of the building, sorted.
+async fn building_values(
+    srv: &TestServer,
+    token: &str,
+    b: &Building,
+) -> Vec<(String, String, f64)> {
+    let all = get_ok(
+        srv,
+        token,
+        &format!("/v1/buildings/{}/reference-values", b.id),
+    )
+    .await;
+    let mut listed: Vec<(String, String, f64)> = all.json["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["asset_identifier"].as_str().unwrap().to_owned(),
+                v["key"].as_str().unwrap().to_owned(),
+                v["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    listed.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    listed
+}
+
 /// Every row ever written for the building's assets (current and superseded), straight from
 /// the store.
 async fn row_count(srv: &TestServer, org: &Org, b: &Building) -> usize {
@@ -116,12 +152,10 @@ async fn audits(srv: &TestServer, token: &str, action: &str) -> Vec<Value> {
 }
 
 async fn set_read_history_and_clear(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else {
+    let Some((srv, org, bld)) = setup(b, 2).await else {
         return;
     };
-    let org = srv.org("Acme").await;
     let t = &org.admin.token;
-    let bld = building(&srv, &org, 2).await;
     let url = asset_url(&bld, 0);
 
     let empty = get_ok(&srv, t, &url).await;
@@ -202,14 +236,9 @@ async fn set_read_history_and_clear(b: Backend) {
     assert!(history[0]["superseded_at"].as_str().is_some());
 
     // A clear supersedes without a replacement.
-    let r = put_ok(
-        &srv,
-        t,
-        &url,
-        json!([{ "kind": "design", "key": "design_flow", "value": null,
-                 "source": "design_document" }]),
-    )
-    .await;
+    let clear = json!([{ "kind": "design", "key": "design_flow", "value": null,
+                         "source": "design_document" }]);
+    let r = put_ok(&srv, t, &url, clear.clone()).await;
     assert_eq!(r.json["changed"], 1);
     let keys: Vec<&str> = r.json["values"]
         .as_array()
@@ -235,14 +264,7 @@ async fn set_read_history_and_clear(b: Backend) {
         .collect();
     assert!(parsed[0] >= parsed[1], "{times:?}");
     // Clearing what is not set changes nothing.
-    let r = put_ok(
-        &srv,
-        t,
-        &url,
-        json!([{ "kind": "design", "key": "design_flow", "value": null,
-                 "source": "design_document" }]),
-    )
-    .await;
+    let r = put_ok(&srv, t, &url, clear).await;
     assert_eq!(r.json["changed"], 0);
     assert_eq!(row_count(&srv, &org, &bld).await, 3);
 
@@ -255,32 +277,20 @@ async fn set_read_history_and_clear(b: Backend) {
                  "source": "manufacturer" }]),
     )
     .await;
+    assert_eq!(
+        building_values(&srv, t, &bld).await,
+        [
+            ("EXT-0000".to_owned(), "churn_pressure".to_owned(), 710.0),
+            ("EXT-0001".to_owned(), "rated_pressure".to_owned(), 1200.0),
+        ]
+    );
     let all = get_ok(
         &srv,
         t,
         &format!("/v1/buildings/{}/reference-values", bld.id),
     )
     .await;
-    let listed: Vec<(String, String, f64)> = all.json["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["asset_identifier"].as_str().unwrap().to_owned(),
-                v["key"].as_str().unwrap().to_owned(),
-                v["value"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    let mut want = vec![
-        ("EXT-0000".to_owned(), "churn_pressure".to_owned(), 710.0),
-        ("EXT-0001".to_owned(), "rated_pressure".to_owned(), 1200.0),
-    ];
-    want.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut got = listed.clone();
-    got.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(got, want);
+    assert_eq!(all.json["building_id"], bld.id.to_string());
     assert_eq!(all.json["values"][0]["set_by"], org.admin.id.to_string());
 
     // Every change is audited with its old and new value.
@@ -310,12 +320,10 @@ async fn set_read_history_and_clear(b: Backend) {
 }
 
 async fn unchanged_values_write_no_history(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else {
+    let Some((srv, org, bld)) = setup(b, 1).await else {
         return;
     };
-    let org = srv.org("Acme").await;
     let t = &org.admin.token;
-    let bld = building(&srv, &org, 1).await;
     let url = asset_url(&bld, 0);
     let value = json!({ "kind": "baseline", "key": "water_supply_pressure", "value": 350.25,
                         "unit": "kPa", "source": "commissioning", "note": "gauge PG-1" });
@@ -616,12 +624,10 @@ async fn other_organisations_and_buildings_answer_404(b: Backend) {
 }
 
 async fn csv_import_dry_run_then_real(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else {
+    let Some((srv, org, bld)) = setup(b, 3).await else {
         return;
     };
-    let org = srv.org("Acme").await;
     let t = &org.admin.token;
-    let bld = building(&srv, &org, 3).await;
     put_ok(
         &srv,
         t,
@@ -684,27 +690,8 @@ async fn csv_import_dry_run_then_real(b: Backend) {
     assert_eq!(real.json["dry_run"], false);
     assert_eq!(real.json["changes"], dry.json["changes"], "as previewed");
     assert_eq!(real.json["unchanged"], dry.json["unchanged"]);
-    let all = get_ok(
-        &srv,
-        t,
-        &format!("/v1/buildings/{}/reference-values", bld.id),
-    )
-    .await;
-    let mut now: Vec<(String, String, f64)> = all.json["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["asset_identifier"].as_str().unwrap().to_owned(),
-                v["key"].as_str().unwrap().to_owned(),
-                v["value"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    now.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(
-        now,
+        building_values(&srv, t, &bld).await,
         [
             ("EXT-0000".to_owned(), "churn_pressure".to_owned(), 700.0),
             ("EXT-0001".to_owned(), "churn_pressure".to_owned(), 712.5),
@@ -740,12 +727,10 @@ async fn csv_import_dry_run_then_real(b: Backend) {
 }
 
 async fn csv_import_errors_by_row_and_column_change_nothing(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else {
+    let Some((srv, org, bld)) = setup(b, 2).await else {
         return;
     };
-    let org = srv.org("Acme").await;
     let t = &org.admin.token;
-    let bld = building(&srv, &org, 2).await;
     put_ok(
         &srv,
         t,
@@ -862,12 +847,10 @@ async fn csv_import_errors_by_row_and_column_change_nothing(b: Backend) {
 }
 
 async fn bad_input_is_refused_with_the_field_and_changes_nothing(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else {
+    let Some((srv, org, bld)) = setup(b, 1).await else {
         return;
     };
-    let org = srv.org("Acme").await;
     let t = &org.admin.token;
-    let bld = building(&srv, &org, 1).await;
     let url = asset_url(&bld, 0);
     let good = json!({ "kind": "baseline", "key": "churn_pressure", "value": 700,
                        "unit": "kPa", "source": "commissioning", "note": "ok" });
@@ -885,85 +868,41 @@ async fn bad_input_is_refused_with_the_field_and_changes_nothing(b: Backend) {
         e
     };
     let second = with("key", json!("flow"));
-    let cases: Vec<(Value, &str)> = vec![
-        (
-            json!({ "values": [with("kind", json!("measured"))] }),
-            "values[0].kind",
-        ),
-        (
-            json!({ "values": [with("kind", json!(1))] }),
-            "values[0].kind",
-        ),
-        (json!({ "values": [without("kind")] }), "values[0].kind"),
-        (
-            json!({ "values": [with("source", json!("guess"))] }),
-            "values[0].source",
-        ),
-        (
-            json!({ "values": [with("source", json!(null))] }),
-            "values[0].source",
-        ),
-        (
-            json!({ "values": [with("key", json!("Churn Pressure"))] }),
-            "values[0].key",
-        ),
-        (
-            json!({ "values": [with("key", json!(""))] }),
-            "values[0].key",
-        ),
-        (
-            json!({ "values": [with("key", json!("k".repeat(101)))] }),
-            "values[0].key",
-        ),
-        (
-            json!({ "values": [with("key", json!("churn\u{0}"))] }),
-            "values[0].key",
-        ),
-        (
-            json!({ "values": [with("value", json!("700"))] }),
-            "values[0].value",
-        ),
-        (
-            json!({ "values": [with("value", json!("NaN"))] }),
-            "values[0].value",
-        ),
-        (
-            json!({ "values": [with("value", json!([1]))] }),
-            "values[0].value",
-        ),
-        (json!({ "values": [without("value")] }), "values[0].value"),
-        (
-            json!({ "values": [with("unit", json!("u".repeat(51)))] }),
-            "values[0].unit",
-        ),
-        (
-            json!({ "values": [with("unit", json!("k\u{0}Pa"))] }),
-            "values[0].unit",
-        ),
-        (
-            json!({ "values": [with("unit", json!("kPa\n"))] }),
-            "values[0].unit",
-        ),
-        (
-            json!({ "values": [with("unit", json!(5))] }),
-            "values[0].unit",
-        ),
-        (
-            json!({ "values": [with("note", json!("n".repeat(2001)))] }),
-            "values[0].note",
-        ),
-        (
-            json!({ "values": [with("note", json!("a\u{0}b"))] }),
-            "values[0].note",
-        ),
-        (
-            json!({ "values": [with("note", json!("bell\u{7}"))] }),
-            "values[0].note",
-        ),
-        (
-            json!({ "values": [with("colour", json!("red"))] }),
-            "values[0].colour",
-        ),
+    // One field of one value changed (or left out): the problem names exactly that field.
+    let one_field: Vec<(&str, Option<Value>)> = vec![
+        ("kind", Some(json!("measured"))),
+        ("kind", Some(json!(1))),
+        ("kind", None),
+        ("source", Some(json!("guess"))),
+        ("source", Some(json!(null))),
+        ("key", Some(json!("Churn Pressure"))),
+        ("key", Some(json!(""))),
+        ("key", Some(json!("k".repeat(101)))),
+        ("key", Some(json!("churn\u{0}"))),
+        ("value", Some(json!("700"))),
+        ("value", Some(json!("NaN"))),
+        ("value", Some(json!([1]))),
+        ("value", None),
+        ("unit", Some(json!("u".repeat(51)))),
+        ("unit", Some(json!("k\u{0}Pa"))),
+        ("unit", Some(json!("kPa\n"))),
+        ("unit", Some(json!(5))),
+        ("note", Some(json!("n".repeat(2001)))),
+        ("note", Some(json!("a\u{0}b"))),
+        ("note", Some(json!("bell\u{7}"))),
+        ("colour", Some(json!("red"))),
+    ];
+    let mut cases: Vec<(Value, String)> = one_field
+        .into_iter()
+        .map(|(field, v)| {
+            let entry = match v {
+                Some(v) => with(field, v),
+                None => without(field),
+            };
+            (json!({ "values": [entry] }), format!("values[0].{field}"))
+        })
+        .collect();
+    let whole: Vec<(Value, &str)> = vec![
         (
             json!({ "values": [second.clone(), with("kind", json!("x"))] }),
             "values[1].kind",
@@ -980,6 +919,7 @@ async fn bad_input_is_refused_with_the_field_and_changes_nothing(b: Backend) {
         (json!({ "values": ["churn_pressure"] }), "values[0]"),
         (json!([good.clone()]), "body"),
     ];
+    cases.extend(whole.into_iter().map(|(b, f)| (b, f.to_owned())));
     for (body, field) in &cases {
         let r = put(&srv, t, &url, body).await;
         assert_problem(&r, 422, "invalid_field");
@@ -988,7 +928,7 @@ async fn bad_input_is_refused_with_the_field_and_changes_nothing(b: Backend) {
             detail.starts_with(&format!("{field}:")),
             "{field}: the detail names the field: {detail}"
         );
-        assert_eq!(r.json["errors"][0]["field"], *field, "{}", r.body);
+        assert_eq!(r.json["errors"][0]["field"], field.as_str(), "{}", r.body);
     }
     // Several problems are all listed.
     let r = put(
@@ -1207,12 +1147,10 @@ async fn store_interface_for_the_projection(b: Backend) {
 }
 
 async fn deleting_a_building_takes_its_reference_values(b: Backend) {
-    let Some(srv) = TestServer::start(b).await else {
+    let Some((srv, org, bld)) = setup(b, 1).await else {
         return;
     };
-    let org = srv.org("Acme").await;
     let t = &org.admin.token;
-    let bld = building(&srv, &org, 1).await;
     let url = asset_url(&bld, 0);
     put_ok(
         &srv,

@@ -337,6 +337,29 @@ fn write_error(e: StoreError) -> ApiError {
     }
 }
 
+/// Write `batch` as `user`, all or nothing: an inspector's write never supersedes a value of
+/// another source (checked again inside the transaction).
+async fn write(
+    state: &AppState,
+    user: &AuthUser,
+    building_id: Uuid,
+    batch: &[AssetValues],
+) -> Result<Vec<ReferenceChange>, ApiError> {
+    let only_over = (user.role == Role::Inspector).then_some(Source::FirstService.as_str());
+    state
+        .store
+        .apply_reference_values(
+            user.org_id,
+            building_id,
+            batch,
+            user.user_id,
+            Utc::now(),
+            only_over,
+        )
+        .await
+        .map_err(write_error)
+}
+
 /// The audit form of a value (no ids: the time and author say which row).
 fn audit_value(r: &ReferenceValue) -> Value {
     json!({
@@ -408,20 +431,13 @@ async fn set_asset_values(
             }
         }
     }
-    let batch = [AssetValues { asset_id, values }];
-    let only_over = inspector.then_some(Source::FirstService.as_str());
-    let changes = state
-        .store
-        .apply_reference_values(
-            user.org_id,
-            building_id,
-            &batch,
-            user.user_id,
-            Utc::now(),
-            only_over,
-        )
-        .await
-        .map_err(write_error)?;
+    let changes = write(
+        &state,
+        &user,
+        building_id,
+        &[AssetValues { asset_id, values }],
+    )
+    .await?;
     if !changes.is_empty() {
         let listed: Vec<Value> = changes
             .iter()
@@ -779,19 +795,7 @@ async fn import(
             }),
         }
     }
-    let only_over = inspector.then_some(Source::FirstService.as_str());
-    let written = state
-        .store
-        .apply_reference_values(
-            user.org_id,
-            building_id,
-            &batch,
-            user.user_id,
-            Utc::now(),
-            only_over,
-        )
-        .await
-        .map_err(write_error)?;
+    let written = write(&state, &user, building_id, &batch).await?;
     // What was written may differ from the preview if someone wrote in between: report it.
     let row_of: HashMap<(Uuid, &str, &str), (u64, &str)> = preview
         .changes

@@ -148,6 +148,24 @@ pub(crate) fn sort_current(rows: &mut [ReferenceValue]) {
 macro_rules! baselines_sql {
     ($store:ty) => {
         impl $store {
+            /// The current row of `v`'s kind and key on an asset, inside `tx`.
+            async fn current_reference_row(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                asset_id: uuid::Uuid,
+                v: &$crate::store::baselines::NewReferenceValue,
+            ) -> $crate::store::StoreResult<Option<$crate::store::baselines::ReferenceValue>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM asset_reference_values \
+                     WHERE asset_id = $1 AND kind = $2 AND key = $3 AND superseded_at IS NULL",
+                    $crate::store::baselines::REFERENCE_COLUMNS
+                ))
+                .bind(asset_id)
+                .bind(&v.kind)
+                .bind(&v.key)
+                .fetch_optional(&mut **tx)
+                .await?)
+            }
+
             /// Write `values` on one asset inside `tx`; what changed.
             #[allow(clippy::too_many_arguments)]
             async fn apply_asset_reference_values(
@@ -175,15 +193,7 @@ macro_rules! baselines_sql {
                 }
                 let mut changes = Vec::new();
                 for v in values {
-                    let current: Option<ReferenceValue> = sqlx::query_as(&format!(
-                        "SELECT {REFERENCE_COLUMNS} FROM asset_reference_values \
-                         WHERE asset_id = $1 AND kind = $2 AND key = $3 AND superseded_at IS NULL"
-                    ))
-                    .bind(asset_id)
-                    .bind(&v.kind)
-                    .bind(&v.key)
-                    .fetch_optional(&mut **tx)
-                    .await?;
+                    let current = Self::current_reference_row(tx, asset_id, v).await?;
                     if !$crate::store::baselines::would_change(current.as_ref(), v) {
                         continue;
                     }
@@ -339,7 +349,6 @@ macro_rules! baselines_sql {
                 set_by: uuid::Uuid,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Vec<$crate::store::baselines::ReferenceValue>> {
-                use $crate::store::baselines::REFERENCE_COLUMNS;
                 let mut tx = self.writer.begin().await?;
                 Self::apply_asset_reference_values(
                     &mut tx, org_id, building_id, asset_id, values, set_by, at, None,
@@ -348,16 +357,7 @@ macro_rules! baselines_sql {
                 // The rows now current for the keys touched (unchanged ones included).
                 let mut current = Vec::new();
                 for v in values {
-                    let row: Option<$crate::store::baselines::ReferenceValue> = sqlx::query_as(&format!(
-                        "SELECT {REFERENCE_COLUMNS} FROM asset_reference_values \
-                         WHERE asset_id = $1 AND kind = $2 AND key = $3 AND superseded_at IS NULL"
-                    ))
-                    .bind(asset_id)
-                    .bind(&v.kind)
-                    .bind(&v.key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    current.extend(row);
+                    current.extend(Self::current_reference_row(&mut tx, asset_id, v).await?);
                 }
                 tx.commit().await?;
                 Ok(current)
