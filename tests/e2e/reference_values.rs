@@ -20,6 +20,7 @@ backend_tests!(
     csv_import_errors_by_row_and_column_change_nothing,
     bad_input_is_refused_with_the_field_and_changes_nothing,
     store_interface_for_the_projection,
+    concurrent_writes_leave_one_current_value,
     deleting_a_building_takes_its_reference_values,
 );
 
@@ -1144,6 +1145,49 @@ async fn store_interface_for_the_projection(b: Backend) {
         "{e:?}"
     );
     assert_eq!(store.reference_history(org.id, a).await.unwrap().len(), 3);
+}
+
+async fn concurrent_writes_leave_one_current_value(b: Backend) {
+    let Some((srv, org, bld)) = setup(b, 1).await else {
+        return;
+    };
+    let url = asset_url(&bld, 0);
+    // Twelve writers at once on one key that has no value yet, then on one that has: each
+    // either wins (200) or is told another write came first (409, nothing written).
+    for round in 0..2 {
+        let writes = (0..12).map(|i| {
+            let (srv, url, t) = (&srv, &url, &org.admin.token);
+            async move {
+                let v = json!({ "values": [{ "kind": "baseline", "key": "churn_pressure",
+                    "value": round * 100 + i, "unit": "kPa", "source": "commissioning" }] });
+                put(srv, t, url, &v).await
+            }
+        });
+        let answers = futures_util::future::join_all(writes).await;
+        for r in &answers {
+            assert!(r.status == 200 || r.status == 409, "{}", r.body);
+            if r.status == 409 {
+                assert_problem(r, 409, "concurrent_update");
+            }
+        }
+        assert!(answers.iter().any(|r| r.status == 200));
+    }
+    let history = srv
+        .store()
+        .reference_history(org.id, bld.assets[0])
+        .await
+        .unwrap();
+    let current: Vec<_> = history
+        .iter()
+        .filter(|r| r.superseded_at.is_none())
+        .collect();
+    assert_eq!(current.len(), 1, "one current value: {history:?}");
+    assert_eq!(
+        current[0].id, history[0].id,
+        "the newest row is the current one"
+    );
+    let audited = audits(&srv, &org.admin.token, "reference_values.set").await;
+    assert_eq!(audited.len(), history.len(), "one row per successful write");
 }
 
 async fn deleting_a_building_takes_its_reference_values(b: Backend) {
