@@ -287,13 +287,7 @@ pub fn build(input: Inputs<'_>) -> Report {
         let mut applicable: Vec<Applicable<'_>> = input
             .rules
             .iter()
-            .filter(|r| {
-                if asset.rule_codes.0.is_empty() {
-                    r.equipment == asset.asset_type
-                } else {
-                    asset.rule_codes.0.contains(&r.code)
-                }
-            })
+            .filter(|r| crate::domain::applicability::applies(&asset.facts(), &r.facts()))
             .filter_map(|rule| {
                 let f = lib.frequency(&rule.frequency)?;
                 Some(Applicable {

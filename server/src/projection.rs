@@ -6,22 +6,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use firemode_sync_core::{Outcome, ProjectedItem, Projection};
+use firemode_sync_core::{ProjectedItem, Projection};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::rules::Classification;
-use crate::store::defects::{DefectFilter, DefectRecord};
+use crate::domain::assess::{assess, Assessment, ItemFacts, RuleView};
+use crate::domain::defects::{self, Action, AssetLabel, Found, Known, Severity};
+use crate::domain::readings::RefKind;
+use crate::store::defects::{DefectRecord, DefectWrite};
 use crate::store::rules::RuleRecord;
 use crate::store::sessions::{ItemRow, ItemsWrite, ProjectionWrite, SessionRow};
-use crate::store::{Page, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 struct Job {
     projection: Projection,
@@ -60,6 +62,17 @@ pub struct Projector {
     written: Arc<tokio::sync::watch::Sender<u64>>,
     /// Item rows written since start (`/metrics`).
     rows: Arc<AtomicU64>,
+    /// Failed projection writes since start, and the last one (`/metrics`, `/ready`).
+    failures: Arc<AtomicU64>,
+    last_failure: Arc<std::sync::Mutex<Option<ProjectionFailure>>>,
+}
+
+/// The last projection write that failed (it is retried by the session's next write).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProjectionFailure {
+    pub session_id: Uuid,
+    pub error: String,
+    pub at: DateTime<Utc>,
 }
 
 impl Projector {
@@ -70,6 +83,8 @@ impl Projector {
             wake: Arc::new(Notify::new()),
             written: Arc::new(tokio::sync::watch::channel(0).0),
             rows: Arc::new(AtomicU64::new(0)),
+            failures: Arc::new(AtomicU64::new(0)),
+            last_failure: Arc::new(std::sync::Mutex::new(None)),
         };
         let worker = p.clone();
         tasks.spawn(async move {
@@ -97,7 +112,15 @@ impl Projector {
                             }
                             // Nothing is remembered: the next write rewrites every row.
                             Err(e) => {
-                                tracing::error!(session = %id, error = %e, "projection failed")
+                                tracing::error!(session = %id, error = %e, "projection failed");
+                                worker.failures.fetch_add(1, Ordering::Relaxed);
+                                if let Ok(mut last) = worker.last_failure.lock() {
+                                    *last = Some(ProjectionFailure {
+                                        session_id: id,
+                                        error: format!("{e:#}"),
+                                        at: Utc::now(),
+                                    });
+                                }
                             }
                         }
                         if let Some(mut v) = worker.versions.get_mut(&id) {
@@ -152,6 +175,16 @@ impl Projector {
         self.rows.load(Ordering::Relaxed)
     }
 
+    /// Projection writes that failed since start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The last projection write that failed, if any.
+    pub fn last_failure(&self) -> Option<ProjectionFailure> {
+        self.last_failure.lock().ok().and_then(|l| l.clone())
+    }
+
     /// Wait until every projection submitted for `session` so far is written.
     pub async fn settled(&self, session: Uuid) {
         let mut rx = self.written.subscribe();
@@ -170,26 +203,11 @@ impl Projector {
     }
 }
 
-/// Classify one item against its rule: the observed condition decides; a pass without one is
-/// compliant; anything else stays unclassified.
-fn classify(
-    rule: Option<&RuleRecord>,
-    outcome: Option<Outcome>,
-    condition: Option<&str>,
-) -> Option<Classification> {
-    let rule = rule?;
-    match (condition, outcome) {
-        (Some(c), _) => crate::rules::classify(rule, c),
-        (None, Some(Outcome::Pass)) => Some(Classification::Compliant),
-        _ => None,
-    }
-}
-
 /// Write a projection. With what this node last wrote for the session (`before`), only the
-/// rows that differ are written — a row differs when its item changed or when the rule it is
-/// classified by has a new version — unless another writer (another node) wrote the session
-/// since, which the store detects by the stored heads; without it, every row is replaced.
-/// Returns what is now written and how many rows were.
+/// rows that differ are written — a row differs when its item changed or when what it is
+/// assessed against (its rule's latest version, the asset's baselines) changed — unless
+/// another writer (another node) wrote the session since, which the store detects by the stored
+/// heads; without it, every row is replaced. Returns what is now written and how many rows were.
 async fn write(
     store: &dyn Store,
     id: Uuid,
@@ -200,7 +218,7 @@ async fn write(
         Some(w) => (w.session, Some((w.rows, w.heads))),
         None => (store.find_session(id).await?.row, None),
     };
-    let mut rules: HashMap<String, Option<RuleRecord>> = HashMap::new();
+    let mut rules: HashMap<String, Option<(RuleRecord, RuleView)>> = HashMap::new();
     for code in job
         .projection
         .items
@@ -209,13 +227,24 @@ async fn write(
     {
         if !rules.contains_key(code) {
             let rule = match store.latest_rule(session.org_id, code).await {
-                Ok(r) => Some(r),
+                Ok(r) => {
+                    let view = r.view();
+                    Some((r, view))
+                }
                 Err(StoreError::NotFound) => None,
                 Err(e) => return Err(e.into()),
             };
             rules.insert(code.clone(), rule);
         }
     }
+    let assets: Vec<Uuid> = job
+        .projection
+        .items
+        .iter()
+        .filter_map(|i| i.asset_id.parse().ok())
+        .collect();
+    let references = reference_values(store, session.org_id, &assets).await?;
+    let mut assessments: HashMap<String, Assessment> = HashMap::new();
     let all: Vec<ItemRow> = job
         .projection
         .items
@@ -226,10 +255,28 @@ async fn write(
                 .as_ref()
                 .and_then(|c| rules.get(c))
                 .and_then(Option::as_ref);
-            item_row(&session, i, rule)
+            let asset = i.asset_id.parse::<Uuid>().ok();
+            let assessment = assess(
+                rule.map(|(_, v)| v),
+                ItemFacts {
+                    outcome: i.outcome,
+                    conditions: &i.observed_conditions,
+                    readings: &i.readings,
+                },
+                |kind, key| asset.and_then(|a| references.get(&(a, kind, key.to_owned())).copied()),
+            );
+            let row = item_row(&session, i, rule.map(|(r, _)| r), &assessment);
+            assessments.insert(i.asset_id.clone(), assessment);
+            row
         })
         .collect();
-    let problems = json!(job.projection.problems);
+    let mut problems = job.projection.problems.clone();
+    for p in &mut problems {
+        if let Some(clean) = storable(&p.message) {
+            p.message = clean;
+        }
+    }
+    let problems = json!(problems);
     let (written_rows, outcome) = match &previous {
         Some((rows, heads)) => {
             let changed: Vec<ItemRow> = all
@@ -272,7 +319,23 @@ async fn write(
         ProjectionWrite::Changed => (&written_rows, written_rows.len() as u64),
         ProjectionWrite::All => (&all, all.len() as u64),
     };
-    sync_defects(store, &session, synced).await?;
+    let had_findings = |asset: &str| {
+        previous.as_ref().is_none_or(|(rows, _)| {
+            rows.get(asset).is_some_and(|r| {
+                r.assessment.0["findings"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty())
+            })
+        })
+    };
+    let findings: Vec<(&ItemRow, &Assessment)> = synced
+        .iter()
+        .filter_map(|r| assessments.get(&r.asset_id).map(|a| (r, a)))
+        .filter(|(r, a)| !a.findings.is_empty() || had_findings(&r.asset_id))
+        .collect();
+    if !findings.is_empty() {
+        sync_defects(store, &session, &rules, &findings).await?;
+    }
     let written = Written {
         session,
         rows: all.into_iter().map(|r| (r.asset_id.clone(), r)).collect(),
@@ -281,8 +344,72 @@ async fn write(
     Ok((written, count))
 }
 
-fn item_row(session: &SessionRow, i: &ProjectedItem, rule: Option<&RuleRecord>) -> ItemRow {
-    ItemRow {
+/// The current baseline and design values of these assets, by (asset, kind, key).
+async fn reference_values(
+    _store: &dyn Store,
+    _org: Uuid,
+    _assets: &[Uuid],
+) -> anyhow::Result<HashMap<(Uuid, RefKind, String), f64>> {
+    Ok(HashMap::new())
+}
+
+/// `text` with every NUL replaced by U+FFFD, when it has one: PostgreSQL text (and JSON) cannot
+/// hold NUL, and one bad value must not stop a session from projecting. The value is also
+/// reported as a schema problem (see [`item_row`]).
+fn storable(text: &str) -> Option<String> {
+    text.contains('\0').then(|| text.replace('\0', "\u{FFFD}"))
+}
+
+/// [`storable`] over every string (keys included) of a JSON value; true when one changed.
+fn storable_json(value: &mut serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => match storable(s) {
+            Some(clean) => {
+                *s = clean;
+                true
+            }
+            None => false,
+        },
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |acc, v| storable_json(v) | acc),
+        serde_json::Value::Object(map) => {
+            let mut changed = false;
+            let old = std::mem::take(map);
+            for (k, mut v) in old {
+                changed |= storable_json(&mut v);
+                let k = match storable(&k) {
+                    Some(clean) => {
+                        changed = true;
+                        clean
+                    }
+                    None => k,
+                };
+                map.insert(k, v);
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+fn item_row(
+    session: &SessionRow,
+    i: &ProjectedItem,
+    rule: Option<&RuleRecord>,
+    assessment: &Assessment,
+) -> ItemRow {
+    let mut problems = json!(i.problems);
+    let base = format!(
+        "/items/{}",
+        i.asset_id.replace('~', "~0").replace('/', "~1")
+    );
+    if let Some(list) = problems.as_array_mut() {
+        for p in &assessment.problems {
+            list.push(json!({ "path": format!("{base}/{}", p.field), "message": p.message }));
+        }
+    }
+    let mut row = ItemRow {
         session_id: session.id,
         asset_id: i.asset_id.clone(),
         org_id: session.org_id,
@@ -290,140 +417,250 @@ fn item_row(session: &SessionRow, i: &ProjectedItem, rule: Option<&RuleRecord>) 
         rule_code: i.rule_code.clone(),
         outcome: i.outcome.map(|o| o.as_str().to_owned()),
         raw_outcome: i.raw_outcome.clone(),
-        observed_condition: i.observed_condition.clone(),
+        observed_condition: i.observed_conditions.first().cloned(),
         readings: sqlx::types::Json(json!(i.readings)),
         notes: i.notes.clone(),
         evidence: sqlx::types::Json(json!(i.evidence)),
         recorded_by: i.recorded_by.clone(),
         recorded_at: i.recorded_at.clone(),
-        classification: classify(rule, i.outcome, i.observed_condition.as_deref())
-            .map(|c| c.as_str().to_owned()),
+        classification: assessment.classification.map(|c| c.as_str().to_owned()),
         rule_version: rule.map(|r| r.version.clone()),
-        problems: sqlx::types::Json(json!(i.problems)),
+        problems: sqlx::types::Json(problems),
+        observed_conditions: sqlx::types::Json(i.observed_conditions.clone()),
+        assessment: sqlx::types::Json(json!(assessment)),
+    };
+    // A NUL anywhere is replaced, and said so, rather than failing the whole write.
+    let mut nul = false;
+    for field in [&mut row.asset_id, &mut row.notes] {
+        if let Some(clean) = storable(field) {
+            *field = clean;
+            nul = true;
+        }
     }
+    for field in [
+        &mut row.rule_code,
+        &mut row.raw_outcome,
+        &mut row.observed_condition,
+        &mut row.recorded_by,
+        &mut row.recorded_at,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(clean) = storable(field) {
+            *field = clean;
+            nul = true;
+        }
+    }
+    for c in &mut row.observed_conditions.0 {
+        if let Some(clean) = storable(c) {
+            *c = clean;
+            nul = true;
+        }
+    }
+    nul |= storable_json(&mut row.readings.0);
+    nul |= storable_json(&mut row.evidence.0);
+    nul |= storable_json(&mut row.assessment.0);
+    storable_json(&mut row.problems.0);
+    if nul {
+        if let Some(list) = row.problems.0.as_array_mut() {
+            list.push(json!({
+                "path": base.replace('\0', "\u{FFFD}"),
+                "message": "a value holds a NUL character, which cannot be stored; it is shown as \u{FFFD}",
+            }));
+        }
+    }
+    row
 }
 
-/// Keep automatic defects in step with the items (those that changed since the last write): a
-/// failed item opens (or refreshes) one, a later pass withdraws it while it is still open.
+/// Keep defects in step with the findings of the items written this time (domain rules in
+/// `crate::domain::defects`): a new finding opens a defect or reconfirms or reopens the one with
+/// the same asset and condition; a finding this session no longer has withdraws its defect (or
+/// drops this session's sighting of it).
 async fn sync_defects(
     store: &dyn Store,
     session: &SessionRow,
-    items: &[ItemRow],
+    rules: &HashMap<String, Option<(RuleRecord, RuleView)>>,
+    items: &[(&ItemRow, &Assessment)],
 ) -> anyhow::Result<()> {
-    if !items
+    let assets: BTreeSet<Uuid> = items
         .iter()
-        .any(|i| matches!(i.outcome.as_deref(), Some("fail" | "pass")))
-    {
-        return Ok(());
-    }
-    let page = Page {
-        after: None,
-        limit: 100_000,
-    };
-    let filter = DefectFilter {
-        session_id: Some(session.id),
-        ..Default::default()
-    };
-    let existing: HashMap<Uuid, DefectRecord> = store
-        .list_defects(session.org_id, &filter, page)
-        .await?
-        .into_iter()
-        .filter(|d| d.source == "automatic")
-        .filter_map(|d| d.asset_id.map(|a| (a, d)))
+        .filter_map(|(r, _)| r.asset_id.parse().ok())
         .collect();
-    let now = Utc::now();
-    for item in items {
-        let Ok(asset) = item.asset_id.parse::<Uuid>() else {
+    let ids: Vec<Uuid> = assets.iter().copied().collect();
+    let stored = store.defects_of_assets(session.org_id, &ids).await?;
+    let known: Vec<Known> = stored
+        .iter()
+        .filter_map(|(d, seen)| {
+            Some(Known {
+                id: d.id,
+                asset_id: d.asset_id?,
+                condition: d.observed_condition.clone(),
+                status: d.status.clone(),
+                severity: Severity::parse(&d.severity)?,
+                severity_overridden: d.severity_overridden,
+                found_in: d.session_id,
+                sighted_in: seen.iter().copied().collect(),
+                evidence: d.evidence.0.clone(),
+                created_at_order: d.created_at.timestamp_micros(),
+            })
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut context: HashMap<Uuid, &ItemRow> = HashMap::new();
+    for (row, assessment) in items {
+        let Ok(asset) = row.asset_id.parse::<Uuid>() else {
             continue;
         };
-        match item.outcome.as_deref() {
-            Some("fail") => {
-                let severity = severity_of(item.classification.as_deref());
-                let evidence: Vec<String> = item
-                    .evidence
-                    .0
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if let Some(d) = existing.get(&asset) {
-                    if d.status != "withdrawn"
-                        && d.severity == severity
-                        && d.observed_condition == item.observed_condition
-                        && d.evidence.0 == evidence
-                    {
-                        continue;
-                    }
-                }
-                let discovered = item
-                    .recorded_at
-                    .as_deref()
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map_or(now, |t| t.with_timezone(&Utc));
-                let rule = item
-                    .rule_code
-                    .clone()
-                    .unwrap_or_else(|| "unknown rule".into());
-                let record = DefectRecord {
+        context.insert(asset, row);
+        let evidence: Vec<String> = row
+            .evidence
+            .0
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for f in &assessment.findings {
+            if let Some(severity) = Severity::of(f.classification) {
+                found.push(Found {
+                    asset_id: asset,
+                    condition: f.condition.clone(),
+                    severity,
+                    evidence: evidence.clone(),
+                });
+            }
+        }
+    }
+    let actions = defects::plan(session.id, &assets, &found, &known);
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let labels: HashMap<Uuid, AssetLabel> = store
+        .building_assets(session.org_id, session.building_id)
+        .await?
+        .into_iter()
+        .filter(|a| assets.contains(&a.id))
+        .map(|a| {
+            let kind = crate::rules::library()
+                .equipment_kind(&a.asset_type)
+                .map_or_else(|| a.asset_type.clone(), |k| k.name.clone());
+            (
+                a.id,
+                AssetLabel {
+                    identifier: a.identifier,
+                    kind,
+                    location: a.location,
+                },
+            )
+        })
+        .collect();
+    let overridden: HashSet<Uuid> = known
+        .iter()
+        .filter(|k| k.severity_overridden)
+        .map(|k| k.id)
+        .collect();
+    let severity_for =
+        |id: Uuid, f: &Found| (!overridden.contains(&id)).then(|| f.severity.as_str().to_owned());
+    let now = Utc::now();
+    let discovered = |asset: Uuid| {
+        context
+            .get(&asset)
+            .and_then(|r| r.recorded_at.as_deref())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or(now, |t| t.with_timezone(&Utc))
+    };
+    let writes: Vec<DefectWrite> = actions
+        .into_iter()
+        .map(|action| match action {
+            Action::Open(f) => {
+                let row = context.get(&f.asset_id);
+                let rule = row
+                    .and_then(|r| r.rule_code.as_ref())
+                    .and_then(|c| rules.get(c))
+                    .and_then(Option::as_ref);
+                let label = labels.get(&f.asset_id).cloned().unwrap_or_default();
+                let at = discovered(f.asset_id);
+                let rule_words = rule.map_or_else(
+                    || "an unknown rule".to_owned(),
+                    |(r, _)| format!("{} ({})", r.name, r.code),
+                );
+                DefectWrite::Open(Box::new(DefectRecord {
                     id: Uuid::now_v7(),
                     org_id: session.org_id,
                     building_id: session.building_id,
-                    asset_id: Some(asset),
+                    asset_id: Some(f.asset_id),
                     session_id: Some(session.id),
-                    rule_code: item.rule_code.clone(),
-                    rule_version: item.rule_version.clone(),
-                    severity: severity.to_owned(),
-                    status: "open".into(),
+                    rule_code: row.and_then(|r| r.rule_code.clone()),
+                    rule_version: rule.map(|(r, _)| r.version.clone()),
+                    severity: f.severity.as_str().to_owned(),
+                    status: defects::status::OPEN.into(),
                     source: "automatic".into(),
-                    title: format!("Failed {rule}"),
-                    description: match &item.observed_condition {
-                        Some(c) => format!(
-                            "Asset failed routine service ({rule}): {}",
-                            c.replace('_', " ")
-                        ),
-                        None => format!("Asset failed routine service ({rule})"),
-                    },
-                    observed_condition: item.observed_condition.clone(),
-                    evidence: sqlx::types::Json(evidence),
-                    discovered_at: discovered,
-                    notify_by: discovered + notification_window(severity),
+                    title: defects::title(&label, f.condition.as_deref()),
+                    description: format!(
+                        "{} failed routine service under {rule_words}: {}.",
+                        label.describe(),
+                        defects::condition_words(f.condition.as_deref())
+                    ),
+                    observed_condition: f.condition.clone(),
+                    evidence: sqlx::types::Json(f.evidence.clone()),
+                    discovered_at: at,
+                    notify_by: at + f.severity.notification_window(),
                     acknowledged_at: None,
                     created_by: None,
                     created_at: now,
                     updated_at: now,
+                    severity_overridden: false,
+                    severity_reason: None,
+                    duplicate_of: None,
+                    asset_identifier: None,
+                    asset_type: None,
+                    asset_location: None,
+                }))
+            }
+            Action::Reconfirm { id, found } => DefectWrite::Reconfirm {
+                id,
+                session: session.id,
+                at: discovered(found.asset_id),
+                severity: severity_for(id, &found),
+                evidence: found.evidence,
+            },
+            Action::Reopen { id, from, found } => {
+                let at = discovered(found.asset_id);
+                let severity = if overridden.contains(&id) {
+                    known
+                        .iter()
+                        .find(|k| k.id == id)
+                        .map_or(found.severity, |k| k.severity)
+                } else {
+                    found.severity
                 };
-                store.upsert_automatic_defect(&record).await?;
+                DefectWrite::Reopen {
+                    id,
+                    from,
+                    session: session.id,
+                    at,
+                    severity: severity_for(id, &found),
+                    evidence: found.evidence,
+                    notify_by: at + severity.notification_window(),
+                }
             }
-            Some("pass") if existing.get(&asset).is_some_and(|d| d.status == "open") => {
-                store
-                    .withdraw_automatic_defect(session.id, asset, now)
-                    .await?;
-            }
-            _ => {}
-        }
-    }
+            Action::Refresh { id, found } => DefectWrite::Refresh {
+                id,
+                at: now,
+                severity: severity_for(id, &found),
+                evidence: found.evidence,
+            },
+            Action::Withdraw { id } => DefectWrite::Withdraw { id, at: now },
+            Action::Unsight { id } => DefectWrite::Unsight {
+                id,
+                session: session.id,
+                at: now,
+            },
+        })
+        .collect();
+    store.write_defects(&writes).await?;
     Ok(())
-}
-
-/// Defect severity from a rule classification. A failure the rule does not classify (no
-/// condition given, or one mapped to compliant) is treated as a non-critical defect: an
-/// impairment someone must look at, not silently nothing.
-pub fn severity_of(classification: Option<&str>) -> &'static str {
-    match classification {
-        Some("critical_defect") => "critical",
-        Some("non_conformance") => "non_conformance",
-        _ => "non_critical",
-    }
-}
-
-/// AS 1851 cl. 1.5.6: critical defects are reported within 24 hours, others within a week.
-pub fn notification_window(severity: &str) -> chrono::Duration {
-    if severity == "critical" {
-        chrono::Duration::hours(24)
-    } else {
-        chrono::Duration::days(7)
-    }
 }

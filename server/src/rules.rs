@@ -19,7 +19,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::store::rules::{NewRule, RuleRecord};
+use crate::store::rules::NewRule;
 use crate::store::Store;
 
 /// The shipped library, as compiled into the binary.
@@ -76,29 +76,6 @@ impl FromStr for Classification {
             other => Err(format!("unknown classification '{other}'")),
         }
     }
-}
-
-/// Classify an observed condition under `rule`. The condition is matched exactly, then
-/// trimmed and ASCII-case-insensitively. `None` when the rule does not know the condition
-/// (list them with [`known_conditions`]).
-pub fn classify(rule: &RuleRecord, observed_condition: &str) -> Option<Classification> {
-    let map = &rule.classification_mappings.0;
-    let hit = map.get(observed_condition).or_else(|| {
-        let wanted = observed_condition.trim();
-        map.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(wanted))
-            .map(|(_, v)| v)
-    })?;
-    hit.parse().ok()
-}
-
-/// The observed conditions `rule` classifies, sorted.
-pub fn known_conditions(rule: &RuleRecord) -> Vec<&str> {
-    rule.classification_mappings
-        .0
-        .keys()
-        .map(String::as_str)
-        .collect()
 }
 
 /// A semantic version `major.minor.patch` (no pre-release or build suffix). Components are
@@ -177,14 +154,7 @@ pub struct Frequency {
     pub tolerance_days: u32,
 }
 
-/// One expected reading of a check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Reading {
-    pub name: String,
-    pub unit: String,
-    pub expected: String,
-}
+pub use crate::domain::readings::ReadingSpec as Reading;
 
 /// A rule version as written in the library file or posted by an admin.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -208,6 +178,10 @@ pub struct RuleDef {
     pub readings: Vec<Reading>,
     /// Observed condition -> classification.
     pub classification_mappings: BTreeMap<String, Classification>,
+    /// Why a condition has the classification it has (the library gives one for every
+    /// critical mapping), by observed condition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rationale: BTreeMap<String, String>,
 }
 
 /// Why a rule definition is invalid: a stable code and a message for the caller.
@@ -287,15 +261,13 @@ impl RuleDef {
                 ),
             ));
         }
+        if self.readings.len() > 100 {
+            return Err(invalid("invalid_field", "a rule has at most 100 readings"));
+        }
         let mut names = BTreeSet::new();
         for r in &self.readings {
-            text("readings[].name", &r.name, 100)?;
-            if r.unit.chars().count() > 50 || r.expected.chars().count() > 200 {
-                return Err(invalid(
-                    "invalid_field",
-                    "a reading's unit must be at most 50 and expected at most 200 characters",
-                ));
-            }
+            r.validate(self.classification_mappings.keys().map(String::as_str))
+                .map_err(|e| invalid("invalid_reading", e.0))?;
             if !names.insert(r.name.as_str()) {
                 return Err(invalid(
                     "invalid_field",
@@ -316,6 +288,15 @@ impl RuleDef {
                     format!("observed condition '{condition}' must be 1-100 characters without surrounding spaces"),
                 ));
             }
+        }
+        for (condition, why) in &self.rationale {
+            if !self.classification_mappings.contains_key(condition) {
+                return Err(invalid(
+                    "invalid_mappings",
+                    format!("rationale for '{condition}', which is not an observed condition"),
+                ));
+            }
+            text("rationale", why, 2000)?;
         }
         if !self
             .classification_mappings
@@ -452,6 +433,9 @@ pub async fn seed(store: &dyn Store, lib: &Library) -> anyhow::Result<u64> {
 }
 
 #[cfg(test)]
+mod library_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -534,6 +518,10 @@ mod tests {
         def.equipment = "toaster".into();
         assert_eq!(def.validate(lib).unwrap_err().code, "invalid_equipment");
         def.equipment = lib.rules[0].equipment.clone();
+        // Without readings or rationale that name the old conditions, so the mappings are
+        // what is refused.
+        def.readings.clear();
+        def.rationale.clear();
         def.classification_mappings =
             BTreeMap::from([("broken".to_string(), Classification::CriticalDefect)]);
         assert_eq!(def.validate(lib).unwrap_err().code, "invalid_mappings");

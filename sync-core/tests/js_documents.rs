@@ -1,7 +1,8 @@
 //! Session documents edited by the JS automerge library, as tablets edit them.
 //!
-//! `fixtures/server-created.automerge` is written by `write_server_created_fixture` below;
-//! `fixtures/js-edited.automerge` is that document after `fixtures/js-edit.js` (run with
+//! `fixtures/server-created.automerge` is written by `write_server_created_fixture` below (the
+//! current schema); `fixtures/js-edited.automerge` is `fixtures/server-created-v1.automerge`,
+//! what the server wrote before schema 2, after `fixtures/js-edit.js` (run with
 //! `@automerge/automerge` 3.x, the version automerge-repo 2.5 uses) edited it as two tablets,
 //! concurrently. automerge 3 stores assigned JS strings as text objects and integers as ints,
 //! so this checks that projection, writes and conflicts cope with what clients really write.
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use firemode_sync_core::automerge::{ActorId, Automerge};
 use firemode_sync_core::{
     apply_results, change_summaries, conflicts, create_session_document, project, to_json,
-    ItemInit, Outcome, ResultInput, SessionInit,
+    ItemInit, Outcome, ReadingValue, ResultInput, SessionInit,
 };
 use uuid::Uuid;
 
@@ -57,6 +58,8 @@ fn the_server_fixture_is_current() {
     assert_eq!(doc.get_heads(), server_created().get_heads());
 }
 
+/// A schema 1 document (what servers created before schema 2), edited by JS tablets: old
+/// documents must still be read.
 fn js_edited() -> Automerge {
     Automerge::load(&std::fs::read(fixture("js-edited.automerge")).unwrap()).unwrap()
 }
@@ -73,9 +76,15 @@ fn js_edits_project() {
         item.outcome,
         Some(Outcome::Fail) | Some(Outcome::Pass)
     ));
-    assert_eq!(item.observed_condition.as_deref(), Some("gauge_in_red"));
-    assert_eq!(item.readings.get("pressure_kpa"), Some(&950.0));
-    assert_eq!(item.readings.get("temperature_c"), Some(&21.5));
+    assert_eq!(item.observed_conditions, vec!["gauge_in_red"]);
+    assert_eq!(
+        item.readings.get("pressure_kpa"),
+        Some(&ReadingValue::Number(950.0))
+    );
+    assert_eq!(
+        item.readings.get("temperature_c"),
+        Some(&ReadingValue::Number(21.5))
+    );
     assert_eq!(item.notes, "Pin missing, tamper seal broken");
     assert_eq!(item.evidence, vec!["5d3a1c1e-8a47-4b7e-9a3c-2f1e0d9c8b7a"]);
     assert_eq!(
@@ -132,8 +141,10 @@ fn server_writes_merge_into_js_edits() {
         asset_id: ASSET.parse().unwrap(),
         rule_code: None,
         outcome: Outcome::Fail,
-        observed_condition: Some("gauge_in_red".into()),
-        readings: [("pressure_kpa".to_string(), 950.0)].into_iter().collect(),
+        observed_conditions: Some(vec!["gauge_in_red".into()]),
+        readings: [("pressure_kpa".to_string(), ReadingValue::Number(950.0))]
+            .into_iter()
+            .collect(),
         notes: Some("Pin missing, tamper seal broken".into()),
         evidence: vec!["5d3a1c1e-8a47-4b7e-9a3c-2f1e0d9c8b7a".parse().unwrap()],
         recorded_by: Uuid::from_u128(50),

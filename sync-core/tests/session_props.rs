@@ -8,7 +8,7 @@ use firemode_sync_core::automerge::{
 };
 use firemode_sync_core::{
     apply_results, change_summaries, conflicts, create_session_document, project, set_name,
-    to_json, ItemInit, Outcome, ResultInput, SessionInit,
+    to_json, ItemInit, Outcome, ReadingValue, ResultInput, SessionInit,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::option;
@@ -55,8 +55,14 @@ fn finite() -> impl Strategy<Value = f64> {
     any::<f64>().prop_filter("finite", |f| f.is_finite())
 }
 
-fn readings() -> impl Strategy<Value = BTreeMap<String, f64>> {
-    btree_map("[a-z_]{1,12}", finite(), 0..4)
+/// Readings of every type a document holds: numbers, yes/no, text.
+fn readings() -> impl Strategy<Value = BTreeMap<String, ReadingValue>> {
+    let value = prop_oneof![
+        finite().prop_map(ReadingValue::Number),
+        any::<bool>().prop_map(ReadingValue::Bool),
+        "\\PC{0,12}".prop_map(ReadingValue::Text),
+    ];
+    btree_map("[a-z_]{1,12}", value, 0..4)
 }
 
 /// A result for asset `i` (assets 0 and 1 are in the session, the others are new).
@@ -81,7 +87,7 @@ fn result_for(i: usize) -> impl Strategy<Value = ResultInput> {
                     rule.or(Some("NEW".into()))
                 },
                 outcome,
-                observed_condition: condition,
+                observed_conditions: condition.map(|c| vec![c]),
                 readings,
                 notes,
                 evidence: evidence.into_iter().map(Uuid::from_u128).collect(),
@@ -294,7 +300,10 @@ proptest! {
             prop_assert_eq!(item.outcome, Some(result.outcome));
             let rule = result.rule_code.clone().unwrap_or("AS1851-10-6M-EXT".into());
             prop_assert_eq!(item.rule_code.as_ref(), Some(&rule));
-            prop_assert_eq!(&item.observed_condition, &result.observed_condition);
+            prop_assert_eq!(
+                &item.observed_conditions,
+                &result.observed_conditions.clone().unwrap_or_default()
+            );
             prop_assert_eq!(&item.readings, &result.readings);
             prop_assert_eq!(&item.notes, &result.notes.clone().unwrap_or_default());
             let mut evidence: Vec<String> = Vec::new();
@@ -324,7 +333,7 @@ proptest! {
             asset_id,
             rule_code: None,
             outcome,
-            observed_condition: None,
+            observed_conditions: None,
             readings: BTreeMap::new(),
             notes: None,
             evidence: vec![],
@@ -332,7 +341,7 @@ proptest! {
             recorded_at: "2024-05-01T00:00:00Z".into(),
         };
         let mut in_a = result(outcome_a);
-        in_a.readings.insert("pressure".into(), reading);
+        in_a.readings.insert("pressure".into(), ReadingValue::Number(reading));
         let mut in_b = result(outcome_b);
         in_b.notes = Some(notes.clone());
         in_b.evidence = vec![Uuid::from_u128(99)];
@@ -342,7 +351,10 @@ proptest! {
 
         let projection = project(&a);
         let item = projection.item(&key(&asset_id)).unwrap();
-        prop_assert_eq!(item.readings.get("pressure"), Some(&reading));
+        prop_assert_eq!(
+            item.readings.get("pressure"),
+            Some(&ReadingValue::Number(reading))
+        );
         prop_assert_eq!(&item.notes, &notes);
         prop_assert_eq!(&item.evidence, &vec![key(&Uuid::from_u128(99))]);
         // A fork writing the value already there (not_tested) makes no edit.

@@ -231,7 +231,7 @@ async fn report_numbers_for_a_crafted_building(be: Backend) {
     assert_eq!(late["interval_days"], 223);
     assert_eq!(late["outside_tolerance"], true);
     assert_eq!(late["outcome"], "fail");
-    assert_eq!(late["classification"], "critical_defect");
+    assert_eq!(late["classification"], "non_critical_defect");
     assert_eq!(late["next_due"], "2025-02-20");
     assert_eq!(late["overdue"], false);
 

@@ -598,13 +598,14 @@ async fn rejected_uploads_leave_nothing(b: Backend) {
         404,
         "not_found",
     );
+    // An unassigned inspector cannot see the session: 404, as on the session itself.
     let stranger = srv.user(org, "inspector").await;
     assert_problem(
         &Upload::photo(session, good.clone())
             .send(c, &stranger.token)
             .await,
-        403,
-        "forbidden",
+        404,
+        "not_found",
     );
     let auditor = srv.user(org, "auditor").await;
     assert_problem(
@@ -755,10 +756,11 @@ async fn roles_and_organisations(b: Backend) {
             404,
             "not_found",
         );
+        // Not assigned: the session is invisible, so is its evidence.
         assert_problem(
             &srv.client.get(p, Some(&stranger.token)).await,
-            403,
-            "forbidden",
+            404,
+            "not_found",
         );
         for u in [&auditor, &office, &admin, &inspector] {
             let r = srv.client.get(p, Some(&u.token)).await;

@@ -175,7 +175,7 @@ async fn upgraded_library_adds_versions_only(b: Backend) {
     let t = Some(org.admin.token.as_str());
     let code = "AS1851-10-6M-EXT";
     let before = srv.client.get(&format!("/v1/rules/{code}"), t).await;
-    assert_eq!(before.json["version"], "2012.1.0");
+    assert_eq!(before.json["version"], "2012.2.0");
 
     // A new library file: one rule gains a version, and one existing version is "edited"
     // (which must not reach the database: versions are immutable).
@@ -186,15 +186,15 @@ async fn upgraded_library_adds_versions_only(b: Backend) {
         .find(|r| r.code == code)
         .unwrap()
         .clone();
-    next.version = "2012.2.0".into();
+    next.version = "2012.3.0".into();
     next.description = "Amended check.".into();
     upgraded.rules.push(next);
     upgraded.rules[0].description = "Silently edited.".into();
     let edited_code = upgraded.rules[0].code.clone();
-    // Another organisation had already published 2012.2.0 of this code privately.
+    // Another organisation had already published 2012.3.0 of this code privately.
     let early = srv.org("Early").await;
-    let mut own = rule_body(code, "2012.2.0");
-    own["description"] = json!("Our own 2012.2.0.");
+    let mut own = rule_body(code, "2012.3.0");
+    own["description"] = json!("Our own 2012.3.0.");
     let r = srv
         .client
         .post("/v1/rules", Some(&early.admin.token), &own)
@@ -211,7 +211,7 @@ async fn upgraded_library_adds_versions_only(b: Backend) {
     );
 
     let after = srv.client.get(&format!("/v1/rules/{code}"), t).await;
-    assert_eq!(after.json["version"], "2012.2.0");
+    assert_eq!(after.json["version"], "2012.3.0");
     assert_eq!(after.json["description"], "Amended check.");
     assert_eq!(after.json["shipped"], true);
     let versions = srv
@@ -220,15 +220,15 @@ async fn upgraded_library_adds_versions_only(b: Backend) {
         .await;
     let items = versions.json["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
-    assert_eq!(items[0]["version"], "2012.2.0", "newest first");
+    assert_eq!(items[0]["version"], "2012.3.0", "newest first");
     assert_eq!(items[1]["description"], before.json["description"]);
     // Where an organisation's own version equals a shipped one, its own wins for it.
     let theirs = srv
         .client
         .get(&format!("/v1/rules/{code}"), Some(&early.admin.token))
         .await;
-    assert_eq!(theirs.json["version"], "2012.2.0");
-    assert_eq!(theirs.json["description"], "Our own 2012.2.0.");
+    assert_eq!(theirs.json["version"], "2012.3.0");
+    assert_eq!(theirs.json["description"], "Our own 2012.3.0.");
     assert_eq!(theirs.json["shipped"], false);
     let their_versions = srv
         .client
@@ -269,13 +269,19 @@ async fn rules_list_get_and_versions(b: Backend) {
 
     let one = c.get("/v1/rules/AS1851-10-6M-EXT", t).await;
     assert_eq!(one.status, 200, "{}", one.body);
-    assert_eq!(one.json["version"], "2012.1.0");
+    assert_eq!(one.json["version"], "2012.2.0");
     assert_eq!(one.json["shipped"], true);
     assert!(one.json["org_id"].is_null());
+    // Context decides (the only extinguisher covering a space): raised by an override.
     assert_eq!(
         one.json["classification_mappings"]["extinguisher_missing"],
-        "critical_defect"
+        "non_critical_defect"
     );
+    assert!(one.json["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["kind"].is_string() && r["expect"]["type"].is_string()));
     let versions = c.get("/v1/rules/AS1851-10-6M-EXT/versions", t).await;
     assert_eq!(versions.json["items"].as_array().unwrap().len(), 1);
 
@@ -345,40 +351,40 @@ async fn admins_publish_private_versions(b: Backend) {
     // A new version of a shipped code: this organisation's latest, nobody else's.
     let shipped = "AS1851-10-6M-EXT";
     let v = c
-        .post("/v1/rules", ta, &rule_body(shipped, "2012.1.1"))
+        .post("/v1/rules", ta, &rule_body(shipped, "2012.2.1"))
         .await;
     assert_eq!(v.status, 201, "{}", v.body);
     assert_eq!(
         c.get(&format!("/v1/rules/{shipped}"), ta).await.json["version"],
-        "2012.1.1"
+        "2012.2.1"
     );
     assert_eq!(
         c.get(&format!("/v1/rules/{shipped}"), tb).await.json["version"],
-        "2012.1.0"
+        "2012.2.0"
     );
     let versions = c.get(&format!("/v1/rules/{shipped}/versions"), ta).await;
     let items = versions.json["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
-    assert_eq!(items[0]["version"], "2012.1.1");
+    assert_eq!(items[0]["version"], "2012.2.1");
     assert_eq!(items[1]["shipped"], true);
-    // Semantic, not textual, order: 2012.1.10 > 2012.1.9 > 2012.1.1.
-    for ver in ["2012.1.10", "2012.1.9"] {
+    // Semantic, not textual, order: 2012.2.10 > 2012.2.9 > 2012.2.1.
+    for ver in ["2012.2.10", "2012.2.9"] {
         let r = c.post("/v1/rules", ta, &rule_body(shipped, ver)).await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
     assert_eq!(
         c.get(&format!("/v1/rules/{shipped}"), ta).await.json["version"],
-        "2012.1.10"
+        "2012.2.10"
     );
     let latest = srv.store().latest_rule(a.id, shipped).await.unwrap();
-    assert_eq!(latest.version, "2012.1.10");
+    assert_eq!(latest.version, "2012.2.10");
     assert_eq!(latest.org_id, Some(a.id));
 
     // Immutable: an existing code+version is a conflict, shipped ones included.
     for (code, ver) in [
         ("ACME-EXT-6M", "1.0.0"),
-        (shipped, "2012.1.1"),
-        (shipped, "2012.1.0"),
+        (shipped, "2012.2.1"),
+        (shipped, "2012.2.0"),
     ] {
         let dup = c.post("/v1/rules", ta, &rule_body(code, ver)).await;
         assert_problem(&dup, 409, "rule_version_exists");
@@ -409,8 +415,8 @@ async fn admins_publish_private_versions(b: Backend) {
         .filter(|a| a["action"] == "rule.create")
         .collect();
     assert_eq!(creates.len(), 4);
-    assert_eq!(creates[1]["target_id"], format!("{shipped}@2012.1.1"));
-    assert_eq!(creates[1]["details"]["latest_before"], "2012.1.0");
+    assert_eq!(creates[1]["target_id"], format!("{shipped}@2012.2.1"));
+    assert_eq!(creates[1]["details"]["latest_before"], "2012.2.0");
 }
 
 async fn deactivation_and_isolation(b: Backend) {
@@ -422,11 +428,11 @@ async fn deactivation_and_isolation(b: Backend) {
     let ta = Some(a.admin.token.as_str());
     let c = &srv.client;
     let shipped = "AS1851-9-6M-HR";
-    let mut body = rule_body(shipped, "2012.1.1");
+    let mut body = rule_body(shipped, "2012.2.1");
     body["equipment"] = json!("fire_hose_reel");
     let r = c.post("/v1/rules", ta, &body).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let url = format!("/v1/rules/{shipped}/versions/2012.1.1/deactivate");
+    let url = format!("/v1/rules/{shipped}/versions/2012.2.1/deactivate");
 
     // Another organisation's private version: 404, exactly like a missing one.
     let foreign = c.post(&url, Some(&other.admin.token), &json!({})).await;
@@ -457,7 +463,7 @@ async fn deactivation_and_isolation(b: Backend) {
     }
     assert_eq!(
         c.get(&format!("/v1/rules/{shipped}"), ta).await.json["version"],
-        "2012.1.1"
+        "2012.2.1"
     );
 
     let d = c.post(&url, ta, &json!({})).await;
@@ -470,7 +476,7 @@ async fn deactivation_and_isolation(b: Backend) {
     // The latest active version is the shipped one again; the history keeps both.
     assert_eq!(
         c.get(&format!("/v1/rules/{shipped}"), ta).await.json["version"],
-        "2012.1.0"
+        "2012.2.0"
     );
     let versions = c.get(&format!("/v1/rules/{shipped}/versions"), ta).await;
     let items = versions.json["items"].as_array().unwrap();
@@ -479,7 +485,7 @@ async fn deactivation_and_isolation(b: Backend) {
     // Shipped versions are read-only.
     let ro = c
         .post(
-            &format!("/v1/rules/{shipped}/versions/2012.1.0/deactivate"),
+            &format!("/v1/rules/{shipped}/versions/2012.2.0/deactivate"),
             ta,
             &json!({}),
         )
@@ -563,6 +569,35 @@ async fn rule_input_is_validated(b: Backend) {
         ),
         (with("name", json!(" ")), "invalid_field"),
         (with("readings", json!([{ "name": "x" }])), "invalid_body"),
+        (
+            with("readings", json!([{ "name": "x", "kind": "dial" }])),
+            "invalid_body",
+        ),
+        (
+            with(
+                "readings",
+                json!([{ "name": "x", "kind": "yes_no", "expect": { "type": "compare", "op": "<", "value": 1 } }]),
+            ),
+            "invalid_reading",
+        ),
+        (
+            with(
+                "readings",
+                json!([{ "name": "x", "kind": "choice", "choices": ["a", "b"], "expect": { "type": "one_of", "values": ["c"] } }]),
+            ),
+            "invalid_reading",
+        ),
+        (
+            with(
+                "readings",
+                json!([{ "name": "x", "kind": "number", "fails_as": "not_a_condition" }]),
+            ),
+            "invalid_reading",
+        ),
+        (
+            with("rationale", json!({ "not_a_condition": "because" })),
+            "invalid_mappings",
+        ),
         (with("extra", json!(1)), "invalid_body"),
         (without("clause"), "invalid_body"),
         (json!("AS1851"), "invalid_body"),
@@ -572,7 +607,7 @@ async fn rule_input_is_validated(b: Backend) {
         assert_problem(&r, 422, code);
     }
     // A new version may not turn a rule into a check of other equipment or frequency.
-    let mut moved = rule_body("AS1851-10-6M-EXT", "2012.2.0");
+    let mut moved = rule_body("AS1851-10-6M-EXT", "2012.3.0");
     moved["frequency"] = json!("yearly");
     assert_problem(
         &c.post("/v1/rules", t, &moved).await,
@@ -612,9 +647,9 @@ async fn classify_uses_the_latest_version_and_audits(b: Backend) {
         };
         let r = c.post("/v1/classify", Some(&token.token), &body).await;
         assert_eq!(r.status, 200, "{role}: {}", r.body);
-        assert_eq!(r.json["classification"], "critical_defect");
+        assert_eq!(r.json["classification"], "non_critical_defect");
         assert_eq!(r.json["rule_code"], "AS1851-10-6M-EXT");
-        assert_eq!(r.json["rule_version"], "2012.1.0");
+        assert_eq!(r.json["rule_version"], "2012.2.0");
         let audit_id = r.uuid("audit_id");
         let audits = c
             .get("/v1/users/me/audits?limit=500", Some(&token.token))
@@ -627,8 +662,8 @@ async fn classify_uses_the_latest_version_and_audits(b: Backend) {
             .cloned()
             .unwrap_or_else(|| panic!("audit row {audit_id} in {}", audits.body));
         assert_eq!(row["action"], "rule.classify");
-        assert_eq!(row["details"]["classification"], "critical_defect");
-        assert_eq!(row["details"]["rule_version"], "2012.1.0");
+        assert_eq!(row["details"]["classification"], "non_critical_defect");
+        assert_eq!(row["details"]["rule_version"], "2012.2.0");
         assert_eq!(row["org_id"], org.id.to_string());
     }
     let t = Some(org.admin.token.as_str());
@@ -692,18 +727,20 @@ async fn classify_uses_the_latest_version_and_audits(b: Backend) {
 
     // The organisation's own newer version decides from now on; other organisations keep the
     // shipped one; a private rule is unknown to them.
-    let mut newer = rule_body("AS1851-10-6M-EXT", "2012.1.1");
-    newer["classification_mappings"]["extinguisher_missing"] = json!("non_critical_defect");
+    // (An organisation whose sites have one extinguisher per space treats a missing one as
+    // critical everywhere.)
+    let mut newer = rule_body("AS1851-10-6M-EXT", "2012.2.1");
+    newer["classification_mappings"]["extinguisher_missing"] = json!("critical_defect");
     assert_eq!(c.post("/v1/rules", t, &newer).await.status, 201);
     let r = c.post("/v1/classify", t, &body).await;
-    assert_eq!(r.json["rule_version"], "2012.1.1");
-    assert_eq!(r.json["classification"], "non_critical_defect");
+    assert_eq!(r.json["rule_version"], "2012.2.1");
+    assert_eq!(r.json["classification"], "critical_defect");
     let other = srv.org("Beta").await;
     let theirs = c
         .post("/v1/classify", Some(&other.admin.token), &body)
         .await;
-    assert_eq!(theirs.json["rule_version"], "2012.1.0");
-    assert_eq!(theirs.json["classification"], "critical_defect");
+    assert_eq!(theirs.json["rule_version"], "2012.2.0");
+    assert_eq!(theirs.json["classification"], "non_critical_defect");
     assert_eq!(
         c.post("/v1/rules", t, &rule_body("ACME-9", "1.0.0"))
             .await

@@ -92,6 +92,16 @@ pub fn put_item_fields(
     asset: Uuid,
     fields: &[(&str, &str)],
 ) {
+    edit_item(doc, asset, fields, &[]);
+}
+
+/// A tablet's edit: set string fields of `asset`'s item and delete others, as one change.
+pub fn edit_item(
+    doc: &mut firemode_sync_core::automerge::Automerge,
+    asset: Uuid,
+    fields: &[(&str, &str)],
+    deleted: &[&str],
+) {
     use firemode_sync_core::automerge::transaction::Transactable;
     use firemode_sync_core::automerge::{ReadDoc, ROOT};
     let mut tx = doc.transaction();
@@ -99,6 +109,9 @@ pub fn put_item_fields(
     let (_, item) = tx.get(&items, asset.to_string()).unwrap().unwrap();
     for (field, value) in fields {
         tx.put(&item, *field, *value).unwrap();
+    }
+    for field in deleted {
+        tx.delete(&item, *field).unwrap();
     }
     tx.commit();
 }

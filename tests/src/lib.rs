@@ -312,7 +312,7 @@ impl TestServer {
         let hash = firemode_server::auth::password::hash(password.clone())
             .await
             .expect("hash");
-        store
+        let rec = store
             .create_user(firemode_server::store::NewUser {
                 org_id: org.id,
                 email: email.clone(),
@@ -323,6 +323,19 @@ impl TestServer {
             })
             .await
             .expect("create admin");
+        // Every test user holds a licence number, as people who sign sessions off do (the
+        // sign-off tests clear it to see the refusal).
+        store
+            .update_user(
+                org.id,
+                rec.id,
+                firemode_server::store::UserPatch {
+                    licence_number: Some(Some(format!("LIC-{}", rec.id.simple()))),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("set admin licence");
         let admin = self.login(&email, &password).await;
         Org { id: org.id, admin }
     }
@@ -364,6 +377,16 @@ impl TestServer {
             )
             .await;
         assert_eq!(r.status, 201, "create user: {}", r.body);
+        let id = r.str("id").to_owned();
+        let p = self
+            .client
+            .patch(
+                &format!("/v1/users/{id}"),
+                Some(&org.admin.token),
+                &json!({ "licence_number": format!("LIC-{id}") }),
+            )
+            .await;
+        assert_eq!(p.status, 200, "set licence: {}", p.body);
         self.login(&email, &password).await
     }
 }

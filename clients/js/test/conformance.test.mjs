@@ -30,7 +30,7 @@ test("finds a server-created session by its document_url; a second client sees t
   const doc = ha.doc()
   // Strings the server wrote are scalar strings (ImmutableString in JS): compare with String().
   assert.equal(String(doc.sessionId), s.id)
-  assert.equal(doc.schema, 1)
+  assert.equal(doc.schema, 2)
   assert.equal(String(doc.status), "in_progress")
   assert.deepEqual(Object.keys(doc.items).sort(), [...assets].sort())
   for (const id of assets) assert.equal(String(doc.items[id].outcome), "not_tested")

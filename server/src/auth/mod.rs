@@ -27,6 +27,15 @@ pub struct AuthUser {
 }
 
 impl AuthUser {
+    /// The caller as the domain layer decides access for it.
+    pub fn caller(&self) -> crate::domain::access::Caller {
+        crate::domain::access::Caller {
+            user_id: self.user_id,
+            org_id: self.org_id,
+            role: self.role,
+        }
+    }
+
     /// Succeeds when the caller has one of `roles`; otherwise 403.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         if roles.contains(&self.role) {

@@ -28,6 +28,7 @@ fn rule(code: &str, equipment: &str, frequency: &str) -> RuleRecord {
         frequency: frequency.into(),
         readings: sqlx::types::Json(serde_json::json!([])),
         classification_mappings: sqlx::types::Json(BTreeMap::new()),
+        rationale: sqlx::types::Json(BTreeMap::new()),
         active: true,
         created_by: None,
         created_at: Utc::now(),

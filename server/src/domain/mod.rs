@@ -1,3 +1,15 @@
-//! Domain rules with no I/O: what the HTTP layer, the hub and the projection share.
+//! The domain layer: AS 1851 rules as the server applies them, with no I/O. REST handlers, the
+//! sync hub and the projection call these functions; none of them decides these things itself.
+//!
+//! - [`access`]: who may see and change a session (one answer for REST and sync).
+//! - [`applicability`]: which rules apply to an asset.
+//! - [`readings`]: typed readings, their expectations and verdicts.
+//! - [`assess`]: an item's classification, contradictions, suggested outcome and findings.
+//! - [`defects`]: severity, notification deadlines, defect identity and titles.
 
+pub mod access;
+pub mod applicability;
+pub mod assess;
+pub mod defects;
+pub mod readings;
 pub mod reference;

@@ -45,22 +45,23 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_for_session))
 }
 
-/// The session `session_id` of the caller's organisation, if the caller may read it
-/// (`write: false`) or upload to it (`write: true`).
+/// The session `session_id`, if the caller may read it (`write: false`) or upload to it
+/// (`write: true`). Access is the session's (`crate::domain::access`): a session the caller
+/// cannot see is 404, as everywhere; uploads to a completed session are 409.
 pub(crate) async fn authorize_session(
     state: &AppState,
     user: &AuthUser,
     session_id: Uuid,
     write: bool,
 ) -> ApiResult<SessionRecord> {
-    let session = state.store.get_session(user.org_id, session_id).await?;
-    match user.role {
-        Role::Auditor if write => Err(ApiError::forbidden("auditors cannot upload evidence")),
-        Role::Inspector if !session.assigned_to.contains(&user.user_id) => Err(
-            ApiError::forbidden("you are not assigned to this test session"),
-        ),
-        _ => Ok(session),
+    let session = super::sessions::visible_session(state, user, session_id).await?;
+    if write {
+        if user.role == Role::Auditor {
+            return Err(ApiError::forbidden("auditors cannot upload evidence"));
+        }
+        super::sessions::require_writer(user, &session)?;
     }
+    Ok(session)
 }
 
 /// An evidence record as the API shows it.

@@ -50,6 +50,9 @@ pub struct RuleView {
     #[schema(value_type = Vec<library::Reading>)]
     pub readings: Value,
     pub classification_mappings: BTreeMap<String, String>,
+    /// Why a condition is classified as it is (every critical mapping of the shipped library
+    /// says why it renders the system inoperative).
+    pub rationale: BTreeMap<String, String>,
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub deactivated_at: Option<DateTime<Utc>>,
@@ -71,6 +74,7 @@ impl From<RuleRecord> for RuleView {
             frequency: r.frequency,
             readings: r.readings.0,
             classification_mappings: r.classification_mappings.0,
+            rationale: r.rationale.0,
             active: r.active,
             created_at: r.created_at,
             deactivated_at: r.deactivated_at,
@@ -349,7 +353,8 @@ async fn classify(
         }
         Err(e) => return Err(ApiError::from(e).into()),
     };
-    let Some(classification) = library::classify(&rule, &req.observed_condition) else {
+    let view = rule.view();
+    let Some((_, classification)) = view.classify(&req.observed_condition) else {
         return Err(ApiError::unprocessable(
             "unknown_condition",
             format!(
@@ -357,7 +362,7 @@ async fn classify(
                 req.observed_condition,
                 rule.code,
                 rule.version,
-                library::known_conditions(&rule).join(", ")
+                view.known_conditions().join(", ")
             ),
         )
         .into());

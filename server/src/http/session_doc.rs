@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use automerge::ChangeHash;
 use axum::extract::State;
 use chrono::Utc;
-use firemode_sync_core::{DocumentId, Outcome, ResultInput};
+use firemode_sync_core::{DocumentId, Outcome, ReadingValue, ResultInput};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -18,9 +18,13 @@ use super::extract::{Json, Path, Query};
 use super::sessions::{hub_error, require_writer, visible_session};
 use crate::audit::Target;
 use crate::auth::AuthUser;
+use crate::domain::applicability;
+use crate::domain::assess::{assess, ItemFacts, RuleView};
 use crate::hub::Origin;
 use crate::state::AppState;
+use crate::store::rules::RuleRecord;
 use crate::store::sessions::ItemRow;
+use crate::store::StoreError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -125,10 +129,18 @@ pub struct ResultIn {
     /// pass, fail, not_tested or not_accessible.
     #[schema(value_type = String)]
     pub outcome: Outcome,
+    /// One observed condition (older clients); use `observed_conditions` for several.
     pub observed_condition: Option<String>,
+    /// The observed conditions of the rule (each becomes its own defect when it is not
+    /// compliant); replaces the item's list. Absent: the list stays as it is.
+    pub observed_conditions: Option<Vec<String>>,
+    /// Readings by name, each of the kind its rule declares: a number, `true`/`false` (or
+    /// "yes"/"no") for yes/no, one of the choices, or text. Readings not named are kept.
     #[serde(default)]
-    pub readings: BTreeMap<String, f64>,
+    #[schema(value_type = Object)]
+    pub readings: BTreeMap<String, Value>,
     pub notes: Option<String>,
+    /// Evidence of this session to attach.
     #[serde(default)]
     pub evidence: Vec<Uuid>,
 }
@@ -148,11 +160,21 @@ pub struct RecordedResults {
     pub heads: Vec<String>,
 }
 
+/// Longest item notes, in characters.
+const MAX_NOTES: usize = 10_000;
+/// Most observed conditions on one item.
+const MAX_CONDITIONS: usize = 20;
+
 /// Record results as an automerge change by the server's actor: they merge with tablet edits,
-/// and connected tablets receive them at once. `Idempotency-Key` required.
+/// and connected tablets receive them at once. `Idempotency-Key` required. Each result is
+/// checked against its rule before anything is written: readings must be readings of the rule
+/// and of its kind, conditions must be the rule's, and outcome and conditions must agree (a
+/// pass with a defect condition, or a fail whose conditions are all compliant, is refused with
+/// 422 naming both). A completed session answers 409.
 #[utoipa::path(post, path = "/v1/tests/sessions/{id}/results", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("Idempotency-Key" = String, Header)), request_body = RecordResults,
-    responses((status = 200, body = RecordedResults), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = RecordedResults), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn record_results(
     State(state): State<AppState>,
     user: AuthUser,
@@ -167,95 +189,250 @@ async fn record_results(
             "results must hold 1-1000 entries",
         ));
     }
-    // Which rule each asset is tested against: the document's item, else the building's asset.
-    let doc_rules: HashMap<String, Option<String>> = state
+    // Each item's rule and conditions as the document has them now.
+    let doc_items: HashMap<String, (Option<String>, Vec<String>)> = state
         .hub
         .read(id, |doc| {
             firemode_sync_core::project(doc)
                 .items
                 .into_iter()
-                .map(|i| (i.asset_id, i.rule_code))
+                .map(|i| (i.asset_id, (i.rule_code, i.observed_conditions)))
                 .collect()
         })
         .await
         .map_err(hub_error)?;
     let mut assets = None;
+    let mut rules: HashMap<String, RuleView> = HashMap::new();
     let now = Utc::now();
     let mut inputs = Vec::with_capacity(req.results.len());
+    let mut seen = std::collections::HashSet::new();
     for (n, r) in req.results.into_iter().enumerate() {
-        let mut rule_code = doc_rules.get(&r.asset_id.to_string()).cloned().flatten();
-        let mut new_item_rule = None;
-        if !doc_rules.contains_key(&r.asset_id.to_string()) {
-            if assets.is_none() {
-                assets = Some(
-                    state
-                        .store
-                        .building_assets(user.org_id, session.row.building_id)
-                        .await?,
-                );
+        let at = |field: &str| format!("results[{n}].{field}");
+        if !seen.insert(r.asset_id) {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                format!(
+                    "{}: asset {} appears twice in this request",
+                    at("asset_id"),
+                    r.asset_id
+                ),
+            ));
+        }
+        let key = r.asset_id.to_string();
+        let (rule_code, new_item) = match doc_items.get(&key) {
+            Some((Some(code), _)) => (code.clone(), false),
+            Some((None, _)) => {
+                return Err(ApiError::unprocessable(
+                    "no_rule",
+                    format!(
+                        "{}: the item has no rule code in the document",
+                        at("asset_id")
+                    ),
+                ))
             }
-            let asset = assets
-                .as_ref()
-                .and_then(|a| a.iter().find(|a| a.id == r.asset_id))
-                .ok_or_else(|| {
-                    ApiError::unprocessable(
-                        "unknown_asset",
-                        format!(
-                            "results[{n}]: asset {} is not in this session's building",
-                            r.asset_id
-                        ),
-                    )
-                })?;
-            let rules = state
-                .store
-                .latest_rules(
-                    user.org_id,
-                    Some(&asset.asset_type),
-                    Some(&session.row.frequency),
+            None => {
+                if assets.is_none() {
+                    assets = Some(
+                        state
+                            .store
+                            .building_assets(user.org_id, session.row.building_id)
+                            .await?,
+                    );
+                }
+                let asset = assets
+                    .as_ref()
+                    .and_then(|a| a.iter().find(|a| a.id == r.asset_id))
+                    .ok_or_else(|| {
+                        ApiError::unprocessable(
+                            "unknown_asset",
+                            format!(
+                                "{}: asset {} is not in this session's building",
+                                at("asset_id"),
+                                r.asset_id
+                            ),
+                        )
+                    })?;
+                let candidates = state
+                    .store
+                    .latest_rules(user.org_id, None, Some(&session.row.frequency))
+                    .await?;
+                let code = applicability::session_rule(
+                    &asset.facts(),
+                    &session.row.frequency,
+                    &candidates,
+                    RuleRecord::facts,
                 )
-                .await?;
-            let code = rules
-                .iter()
                 .map(|r| r.code.clone())
-                .filter(|c| asset.rule_codes.0.is_empty() || asset.rule_codes.0.contains(c))
-                .min()
                 .ok_or_else(|| {
                     ApiError::unprocessable(
                         "no_rule",
                         format!(
-                            "results[{n}]: no rule applies to asset {} at this frequency",
+                            "{}: no rule applies to asset {} at this frequency",
+                            at("asset_id"),
                             r.asset_id
                         ),
                     )
                 })?;
-            rule_code = Some(code.clone());
-            new_item_rule = Some(code);
-        }
-        if let (Some(cond), Some(code)) = (&r.observed_condition, &rule_code) {
-            if let Ok(rule) = state.store.latest_rule(user.org_id, code).await {
-                if crate::rules::classify(&rule, cond).is_none() {
+                (code, true)
+            }
+        };
+        if !rules.contains_key(&rule_code) {
+            let rule = match state.store.latest_rule(user.org_id, &rule_code).await {
+                Ok(rule) => rule.view(),
+                Err(StoreError::NotFound) => {
                     return Err(ApiError::unprocessable(
-                        "unknown_condition",
+                        "unknown_rule",
                         format!(
-                            "results[{n}]: '{cond}' is not a condition of rule {code}; known: {}",
-                            crate::rules::known_conditions(&rule).join(", ")
+                            "{}: the item's rule {rule_code} is not an active rule",
+                            at("asset_id")
                         ),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            rules.insert(rule_code.clone(), rule);
+        }
+        let rule = &rules[&rule_code];
+
+        let conditions = match (r.observed_condition, r.observed_conditions) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::unprocessable(
+                    "invalid_field",
+                    format!(
+                        "{}: give observed_condition or observed_conditions, not both",
+                        at("observed_conditions")
+                    ),
+                ))
+            }
+            (Some(one), None) => Some(vec![one]),
+            (None, many) => many,
+        };
+        let conditions = match conditions {
+            None => None,
+            Some(list) => {
+                if list.len() > MAX_CONDITIONS {
+                    return Err(ApiError::unprocessable(
+                        "invalid_field",
+                        format!("{}: at most {MAX_CONDITIONS}", at("observed_conditions")),
                     ));
                 }
+                let mut canonical: Vec<String> = Vec::new();
+                for (i, c) in list.iter().enumerate() {
+                    let (name, _) = rule.classify(c).ok_or_else(|| {
+                        ApiError::unprocessable(
+                            "unknown_condition",
+                            format!(
+                                "{}: '{}' is not an observed condition of rule {}; known: {}",
+                                at(&format!("observed_conditions[{i}]")),
+                                c.chars().take(100).collect::<String>(),
+                                rule.code,
+                                rule.known_conditions().join(", ")
+                            ),
+                        )
+                    })?;
+                    if !canonical.iter().any(|k| k == name) {
+                        canonical.push(name.to_owned());
+                    }
+                }
+                Some(canonical)
+            }
+        };
+
+        let mut readings = BTreeMap::new();
+        for (name, raw) in r.readings {
+            let field = at(&format!(
+                "readings.{}",
+                name.chars().take(100).collect::<String>()
+            ));
+            let spec = rule.reading(&name).ok_or_else(|| {
+                let known: Vec<&str> = rule.readings.iter().map(|s| s.name.as_str()).collect();
+                ApiError::unprocessable(
+                    "unknown_reading",
+                    format!(
+                        "{field}: not a reading of rule {}; known: {}",
+                        rule.code,
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            let value = match raw {
+                Value::Bool(b) => ReadingValue::Bool(b),
+                Value::Number(x) => ReadingValue::Number(x.as_f64().unwrap_or(f64::NAN)),
+                Value::String(t) => ReadingValue::Text(t),
+                _ => {
+                    return Err(ApiError::unprocessable(
+                        "invalid_reading",
+                        format!("{field}: must be a number, true/false or a string"),
+                    ))
+                }
+            };
+            let value = spec.accept(&value).map_err(|why| {
+                ApiError::unprocessable(
+                    "invalid_reading",
+                    format!("{field} ({} reading): {why}", spec.kind.as_str()),
+                )
+            })?;
+            readings.insert(name, value);
+        }
+
+        if let Some(notes) = &r.notes {
+            if notes.chars().count() > MAX_NOTES {
+                return Err(ApiError::unprocessable(
+                    "invalid_field",
+                    format!("{}: at most {MAX_NOTES} characters", at("notes")),
+                ));
             }
         }
-        if let Some((name, _)) = r.readings.iter().find(|(_, v)| !v.is_finite()) {
+        for (i, e) in r.evidence.iter().enumerate() {
+            match state.store.get_evidence(user.org_id, *e).await {
+                Ok(rec) if rec.session_id == id => {}
+                Ok(_) | Err(StoreError::NotFound) => {
+                    return Err(ApiError::unprocessable(
+                        "unknown_evidence",
+                        format!(
+                            "{}: no evidence {e} in this session",
+                            at(&format!("evidence[{i}]"))
+                        ),
+                    ))
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+
+        // Outcome and conditions as the item will hold them must agree.
+        let effective: Vec<String> = match &conditions {
+            Some(c) => c.clone(),
+            None => doc_items
+                .get(&key)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default(),
+        };
+        let assessment = assess(
+            Some(rule),
+            ItemFacts {
+                outcome: Some(r.outcome),
+                conditions: &effective,
+                readings: &BTreeMap::new(),
+            },
+            |_, _| None,
+        );
+        if let Some(contradiction) = assessment.contradiction {
             return Err(ApiError::unprocessable(
-                "invalid_reading",
-                format!("results[{n}]: reading '{name}' is not a number"),
+                "contradictory_result",
+                format!(
+                    "{} and {}: {contradiction}",
+                    at("outcome"),
+                    at("observed_conditions")
+                ),
             ));
         }
+
         inputs.push(ResultInput {
             asset_id: r.asset_id,
-            rule_code: new_item_rule,
+            rule_code: new_item.then_some(rule_code),
             outcome: r.outcome,
-            observed_condition: r.observed_condition,
-            readings: r.readings,
+            observed_conditions: conditions,
+            readings,
             notes: r.notes,
             evidence: r.evidence,
             recorded_by: user.user_id,
@@ -299,9 +476,18 @@ pub struct ResultView {
     pub outcome: Option<String>,
     /// The outcome as written when it is not one of the four known ones.
     pub raw_outcome: Option<String>,
+    /// The first observed condition (see `observed_conditions`).
     pub observed_condition: Option<String>,
-    /// critical_defect, non_critical_defect, non_conformance or compliant, from the rule library.
+    pub observed_conditions: Vec<String>,
+    /// The worst classification of the item's findings (critical_defect, non_critical_defect,
+    /// non_conformance), or compliant for a pass without any.
     pub classification: Option<String>,
+    /// Each reading's verdict (within, outside, no_baseline, no_design_value, not_evaluated)
+    /// with what it was compared against; the outcome the readings suggest; whether the
+    /// recorded outcome overrides that suggestion; the findings (future defects); a
+    /// contradiction between outcome and conditions.
+    #[schema(value_type = Object)]
+    pub assessment: Value,
     #[schema(value_type = Object)]
     pub readings: Value,
     pub notes: String,
@@ -323,7 +509,9 @@ impl From<ItemRow> for ResultView {
             outcome: i.outcome,
             raw_outcome: i.raw_outcome,
             observed_condition: i.observed_condition,
+            observed_conditions: i.observed_conditions.0,
             classification: i.classification,
+            assessment: i.assessment.0,
             readings: i.readings.0,
             notes: i.notes,
             evidence: i.evidence.0,

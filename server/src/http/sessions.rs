@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use firemode_sync_core::{DocumentId, ItemInit, SessionInit};
+use firemode_sync_core::{DocumentId, ItemInit, SessionInit, SignOff};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -18,9 +18,14 @@ use super::extract::{Json, Path, Query};
 use super::pagination::{PageQuery, Paginated};
 use crate::audit::Target;
 use crate::auth::AuthUser;
+use crate::domain::access::{self, ReadOnlyReason, SessionAccess};
+use crate::domain::applicability;
 use crate::hub::{HubError, Origin};
 use crate::state::AppState;
-use crate::store::sessions::{NewChange, SessionFilter, SessionPatch, SessionRecord, SessionRow};
+use crate::store::rules::RuleRecord;
+use crate::store::sessions::{
+    NewChange, SessionFilter, SessionPatch, SessionRecord, SessionRow, SignOffRow,
+};
 use crate::store::{Role, StoreError};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -44,9 +49,19 @@ pub struct SessionView {
     pub status: String,
     pub rule_set: RuleSetRef,
     pub assigned_to: Vec<Uuid>,
+    /// Who signed the completed session off, with their licence number and the time.
+    pub signed_off: Option<SignOffView>,
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct SignOffView {
+    pub user_id: Uuid,
+    /// Licence or accreditation number.
+    pub licence: String,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -71,6 +86,18 @@ impl From<SessionRecord> for SessionView {
                 version: s.row.rule_set_version,
             },
             assigned_to: s.assigned_to,
+            signed_off: match (
+                s.row.signed_off_by,
+                s.row.signed_off_licence,
+                s.row.signed_off_at,
+            ) {
+                (Some(user_id), Some(licence), Some(at)) => Some(SignOffView {
+                    user_id,
+                    licence,
+                    at,
+                }),
+                _ => None,
+            },
             created_by: s.row.created_by,
             created_at: s.row.created_at,
             updated_at: s.row.updated_at,
@@ -78,27 +105,37 @@ impl From<SessionRecord> for SessionView {
     }
 }
 
-/// Load a session the caller may see: other organisations' sessions, and sessions not
-/// assigned to an inspector caller, are 404 exactly like missing ones.
+/// Load a session the caller may see (`crate::domain::access`): other organisations'
+/// sessions, and sessions not assigned to an inspector caller, are 404 exactly like missing
+/// ones — here, for evidence, defects and the sync hub alike.
 pub async fn visible_session(
     state: &AppState,
     user: &AuthUser,
     id: Uuid,
 ) -> ApiResult<SessionRecord> {
     let s = state.store.get_session(user.org_id, id).await?;
-    if user.role == Role::Inspector && !s.assigned_to.contains(&user.user_id) {
+    if access::session_access(&user.caller(), &s.facts()) == SessionAccess::None {
         return Err(ApiError::NotFound);
     }
     Ok(s)
 }
 
-/// The caller may change this session's content (results, status).
+/// The caller may change this session's content (results, status): 403 for a role that only
+/// reads, 409 for a completed session.
 pub fn require_writer(user: &AuthUser, s: &SessionRecord) -> ApiResult<()> {
-    match user.role {
-        Role::Admin | Role::Office => Ok(()),
-        Role::Inspector if s.assigned_to.contains(&user.user_id) => Ok(()),
-        _ => Err(ApiError::forbidden("this session is read-only for you")),
+    match access::read_only_reason(&user.caller(), &s.facts()) {
+        None => Ok(()),
+        Some(ReadOnlyReason::Role) => Err(ApiError::forbidden("this session is read-only for you")),
+        Some(ReadOnlyReason::Completed) => Err(completed()),
     }
+}
+
+/// The answer to a change of a completed session.
+fn completed() -> ApiError {
+    ApiError::conflict(
+        "session_completed",
+        "the session is completed (signed off) and read-only; an admin can reopen it with a reason",
+    )
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -226,6 +263,9 @@ async fn create(
         created_by: user.user_id,
         created_at: now,
         updated_at: now,
+        signed_off_by: None,
+        signed_off_licence: None,
+        signed_off_at: None,
     };
     let assigned: Vec<Uuid> = assigned.into_iter().collect();
     state
@@ -256,8 +296,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(rec.into())))
 }
 
-/// One item per asset of the building that has a rule at this frequency: the asset's own rule
-/// codes when it lists some, otherwise every rule for its equipment kind (first by code).
+/// One item per asset of the building that has a rule at this frequency
+/// (`crate::domain::applicability`).
 async fn session_items(
     state: &AppState,
     user: &AuthUser,
@@ -269,27 +309,17 @@ async fn session_items(
         .store
         .latest_rules(user.org_id, None, Some(frequency))
         .await?;
-    let mut items = Vec::new();
-    for a in assets {
-        let rule = rules
-            .iter()
-            .filter(|r| {
-                if a.rule_codes.0.is_empty() {
-                    r.equipment == a.asset_type
-                } else {
-                    a.rule_codes.0.contains(&r.code)
-                }
-            })
-            .map(|r| r.code.clone())
-            .min();
-        if let Some(rule_code) = rule {
-            items.push(ItemInit {
+    Ok(assets
+        .iter()
+        .filter_map(|a| {
+            let rule =
+                applicability::session_rule(&a.facts(), frequency, &rules, RuleRecord::facts)?;
+            Some(ItemInit {
                 asset_id: a.id,
-                rule_code,
-            });
-        }
-    }
-    Ok(items)
+                rule_code: rule.code.clone(),
+            })
+        })
+        .collect())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -373,16 +403,22 @@ async fn get(
 #[serde(deny_unknown_fields)]
 pub struct UpdateSession {
     pub name: Option<String>,
-    /// `in_progress` <-> `completed`.
+    /// `completed` signs the session off (the caller's licence number is recorded with it);
+    /// `in_progress` reopens a completed session (admins only, with `reason`).
     pub status: Option<String>,
     pub assigned_to: Option<Vec<Uuid>>,
+    /// Why a completed session is reopened (required then).
+    pub reason: Option<String>,
 }
 
-/// Rename, reassign (admin, office) or complete/reopen (also the assigned inspector). Name and
-/// status are written into the document as well, so tablets see them.
+/// Rename, reassign (admin, office), sign off (anyone who may write the session) or reopen a
+/// completed one (admin, with a reason). Name, status and sign-off are written into the
+/// document as well, so tablets see them. A completed session is read-only: every other change
+/// answers 409.
 #[utoipa::path(patch, path = "/v1/tests/sessions/{id}", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = UpdateSession,
-    responses((status = 200, body = SessionView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = SessionView), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn update(
     State(state): State<AppState>,
     user: AuthUser,
@@ -390,12 +426,6 @@ async fn update(
     Json(req): Json<UpdateSession>,
 ) -> ApiResult<Json<SessionView>> {
     let before = visible_session(&state, &user, id).await?;
-    require_writer(&user, &before)?;
-    if user.role == Role::Inspector && (req.name.is_some() || req.assigned_to.is_some()) {
-        return Err(ApiError::forbidden(
-            "inspectors may only change a session's status",
-        ));
-    }
     if let Some(s) = &req.status {
         if s != "in_progress" && s != "completed" {
             return Err(ApiError::unprocessable(
@@ -403,6 +433,22 @@ async fn update(
                 "status must be in_progress or completed",
             ));
         }
+    }
+    let reopening = before.row.completed() && req.status.as_deref() == Some("in_progress");
+    if reopening {
+        return reopen(&state, &user, before, &req).await;
+    }
+    require_writer(&user, &before)?;
+    if req.reason.is_some() {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "reason is only for reopening a completed session",
+        ));
+    }
+    if user.role == Role::Inspector && (req.name.is_some() || req.assigned_to.is_some()) {
+        return Err(ApiError::forbidden(
+            "inspectors may only change a session's status",
+        ));
     }
     if let Some(n) = &req.name {
         if n.trim().is_empty() || n.len() > 200 {
@@ -425,30 +471,41 @@ async fn update(
             }
         }
     }
-    let name = req.name.as_ref().map(|n| n.trim().to_owned());
-    let status = req.status.clone();
-    if name.is_some() || status.is_some() {
-        let (n2, s2) = (name.clone(), status.clone());
-        let origin = Origin {
-            user_id: user.user_id,
-            request_id: super::error::current_request_id(),
+    let signing = req.status.as_deref() == Some("completed");
+    let sign_off = if signing {
+        let me = state.store.get_user(user.user_id).await?;
+        let Some(licence) = me.licence_number.filter(|l| !l.trim().is_empty()) else {
+            return Err(ApiError::unprocessable(
+                "licence_required",
+                "signing a session off records your licence or accreditation number; an admin sets it on your user (PATCH /v1/users/{id}, licence_number)",
+            ));
         };
-        state
-            .hub
-            .write(id, origin, move |doc, actor| {
-                let ts = Utc::now().timestamp();
-                if let Some(n) = &n2 {
-                    firemode_sync_core::set_name(doc, n, actor.clone(), ts)
-                        .map_err(|e| HubError::Rejected(e.to_string()))?;
-                }
-                if let Some(s) = &s2 {
-                    firemode_sync_core::set_status(doc, s, actor, ts)
-                        .map_err(|e| HubError::Rejected(e.to_string()))?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(hub_error)?;
+        Some(SignOffRow {
+            by: user.user_id,
+            licence,
+            at: Utc::now(),
+        })
+    } else {
+        None
+    };
+    let name = req.name.as_ref().map(|n| n.trim().to_owned());
+    if name.is_some() || sign_off.is_some() {
+        let (n2, s2) = (name.clone(), sign_off.clone());
+        write_document(&state, &user, id, move |doc, actor, ts| {
+            if let Some(n) = &n2 {
+                firemode_sync_core::set_name(doc, n, actor.clone(), ts)?;
+            }
+            if let Some(s) = &s2 {
+                let signed = SignOff {
+                    user_id: s.by.hyphenated().to_string(),
+                    licence: s.licence.clone(),
+                    at: s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                firemode_sync_core::set_sign_off(doc, Some(&signed), actor, ts)?;
+            }
+            Ok(())
+        })
+        .await?;
     }
     let after = state
         .store
@@ -457,26 +514,119 @@ async fn update(
             id,
             &SessionPatch {
                 name,
-                status,
+                status: req.status.clone(),
                 assigned_to: req.assigned_to.clone(),
+                sign_off: sign_off.clone().map(Some),
             },
         )
         .await?;
-    if req.assigned_to.is_some() {
+    if req.assigned_to.is_some() || signing {
+        // Completed: every socket goes read-only; reassigned: some lose access.
         state.hub.reauthorize(id).await;
     }
+    let action = if signing {
+        "session.sign_off"
+    } else {
+        "session.update"
+    };
     state
         .audit(
             &user,
-            "session.update",
+            action,
             Some(Target::new("session", id)),
             json!({
                 "old": { "name": before.row.name, "status": before.row.status, "assigned_to": before.assigned_to },
                 "new": { "name": after.row.name, "status": after.row.status, "assigned_to": after.assigned_to },
+                "licence": sign_off.map(|s| s.licence),
             }),
         )
         .await?;
     Ok(Json(after.into()))
+}
+
+/// Reopen a completed session: admins only, with a reason; the sign-off is removed from the
+/// document and the registry, and the reopening is audited.
+async fn reopen(
+    state: &AppState,
+    user: &AuthUser,
+    before: SessionRecord,
+    req: &UpdateSession,
+) -> ApiResult<Json<SessionView>> {
+    let id = before.row.id;
+    if !access::may_reopen(&user.caller(), &before.facts()) {
+        return Err(ApiError::forbidden(
+            "only an admin can reopen a completed session",
+        ));
+    }
+    if req.name.is_some() || req.assigned_to.is_some() {
+        return Err(completed());
+    }
+    let reason = req.reason.as_deref().map(str::trim).unwrap_or_default();
+    if reason.is_empty() || reason.chars().count() > 2000 {
+        return Err(ApiError::unprocessable(
+            "reason_required",
+            "reopening a completed session needs a reason of 1-2000 characters",
+        ));
+    }
+    write_document(state, user, id, |doc, actor, ts| {
+        firemode_sync_core::set_sign_off(doc, None, actor, ts)?;
+        Ok(())
+    })
+    .await?;
+    let after = state
+        .store
+        .update_session(
+            user.org_id,
+            id,
+            &SessionPatch {
+                status: Some("in_progress".into()),
+                sign_off: Some(None),
+                ..Default::default()
+            },
+        )
+        .await?;
+    state.hub.reauthorize(id).await;
+    state
+        .audit(
+            user,
+            "session.reopen",
+            Some(Target::new("session", id)),
+            json!({
+                "reason": reason,
+                "signed_off": {
+                    "by": before.row.signed_off_by,
+                    "licence": before.row.signed_off_licence,
+                    "at": before.row.signed_off_at,
+                },
+            }),
+        )
+        .await?;
+    Ok(Json(after.into()))
+}
+
+/// Write to the session document as the server's actor, attributed to the caller.
+async fn write_document<F>(state: &AppState, user: &AuthUser, id: Uuid, f: F) -> ApiResult<()>
+where
+    F: FnOnce(
+            &mut automerge::Automerge,
+            automerge::ActorId,
+            i64,
+        ) -> Result<(), firemode_sync_core::SessionError>
+        + Send
+        + 'static,
+{
+    let origin = Origin {
+        user_id: user.user_id,
+        request_id: super::error::current_request_id(),
+    };
+    state
+        .hub
+        .write(id, origin, move |doc, actor| {
+            f(doc, actor, Utc::now().timestamp()).map_err(|e| HubError::Rejected(e.to_string()))
+        })
+        .await
+        .map_err(hub_error)?;
+    Ok(())
 }
 
 pub fn hub_error(e: HubError) -> ApiError {

@@ -34,6 +34,8 @@ pub struct UserView {
     pub role: Role,
     pub full_name: Option<String>,
     pub phone: Option<String>,
+    /// The licence or accreditation number the user signs completed sessions with.
+    pub licence_number: Option<String>,
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -45,6 +47,7 @@ impl AppState {
             full_name: self.pii.decrypt_opt(u.full_name_enc.as_deref()),
             phone: self.pii.decrypt_opt(u.phone_enc.as_deref()),
             role: u.role(),
+            licence_number: u.licence_number,
             id: u.id,
             org_id: u.org_id,
             email: u.email,
@@ -189,6 +192,11 @@ pub struct UpdateUser {
     #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<String>)]
     pub phone: Option<Option<String>>,
+    /// Licence or accreditation number (e.g. a state licence or FPA Australia accreditation),
+    /// needed to sign sessions off; `null` clears it.
+    #[serde(default, deserialize_with = "super::extract::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub licence_number: Option<Option<String>>,
 }
 
 /// Change a user (admin). Role changes, deactivation and password changes revoke the user's
@@ -217,6 +225,15 @@ async fn update(
     if let Some(Some(v)) = &req.phone {
         check_pii("phone", &Some(v.clone()))?;
     }
+    if let Some(Some(l)) = &req.licence_number {
+        let l = l.trim();
+        if l.is_empty() || l.chars().count() > 64 || l.chars().any(char::is_control) {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "licence_number must be 1-64 characters without control characters",
+            ));
+        }
+    }
     let before = state.store.get_user(id).await?;
     if before.org_id != user.org_id {
         return Err(ApiError::NotFound);
@@ -238,6 +255,7 @@ async fn update(
         password_hash,
         full_name_enc: req.full_name.map(|v| state.pii.encrypt_opt(v.as_deref())),
         phone_enc: req.phone.map(|v| state.pii.encrypt_opt(v.as_deref())),
+        licence_number: req.licence_number.map(|v| v.map(|l| l.trim().to_owned())),
     };
     let after = state.store.update_user(user.org_id, id, patch).await?;
     if changes_access {
@@ -252,8 +270,8 @@ async fn update(
             "user.update",
             Some(Target::new("user", id)),
             json!({
-                "old": { "role": before.role, "active": before.active },
-                "new": { "role": after.role, "active": after.active },
+                "old": { "role": before.role, "active": before.active, "licence_number": before.licence_number },
+                "new": { "role": after.role, "active": after.active, "licence_number": after.licence_number },
                 "password_changed": changes_access && after.password_hash != before.password_hash,
                 "pii_changed": after.full_name_enc != before.full_name_enc || after.phone_enc != before.phone_enc,
             }),

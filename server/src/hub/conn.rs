@@ -17,6 +17,7 @@ use super::doc::DocCmd;
 use super::{Access, CloseReason, ConnInfo, Hub};
 use crate::auth::revocation::RevocationList;
 use crate::auth::AuthUser;
+use crate::domain::access::SessionAccess;
 use crate::store::{Role, StoreError};
 
 /// Close codes: 1000 normal, 1001 going away, 1002 protocol error, 1008 policy violation,
@@ -56,8 +57,9 @@ pub enum Frame {
     TooBig,
 }
 
-/// The access a user has to a session document; None means unavailable (no such session,
-/// another organisation, not assigned). Every case looks the same to the client.
+/// The access a user has to a session document (`crate::domain::access`, the same answer REST
+/// gives); None means unavailable (no such session, another organisation, not assigned).
+/// Every case looks the same to the client. A completed session is read-only for everyone.
 pub(crate) async fn access_for(
     hub: &Hub,
     user: Uuid,
@@ -73,14 +75,15 @@ pub(crate) async fn access_for(
             return None;
         }
     };
-    if session.row.org_id != org {
-        return None;
-    }
-    match role {
-        Role::Admin | Role::Office => Some(Access::ReadWrite),
-        Role::Inspector if session.assigned_to.contains(&user) => Some(Access::ReadWrite),
-        Role::Inspector => None,
-        Role::Auditor => Some(Access::ReadOnly),
+    let caller = crate::domain::access::Caller {
+        user_id: user,
+        org_id: org,
+        role,
+    };
+    match crate::domain::access::session_access(&caller, &session.facts()) {
+        SessionAccess::None => None,
+        SessionAccess::Read => Some(Access::ReadOnly),
+        SessionAccess::Write => Some(Access::ReadWrite),
     }
 }
 

@@ -70,6 +70,16 @@ pub struct AssetRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl AssetRecord {
+    /// The asset as applicability sees it.
+    pub fn facts(&self) -> crate::domain::applicability::AssetFacts<'_> {
+        crate::domain::applicability::AssetFacts {
+            asset_type: &self.asset_type,
+            rule_codes: &self.rule_codes.0,
+        }
+    }
+}
+
 /// A partial asset update; `None` leaves the column alone, `Some(None)` clears it.
 #[derive(Debug, Clone, Default)]
 pub struct AssetPatch {

@@ -1,4 +1,6 @@
-//! Defects: automatic ones kept in step with the projection, manual ones, and their lifecycle.
+//! Defects: the rows the projection keeps in step with findings, manual ones, sightings (each
+//! session that found a defect), severity overrides and the lifecycle, every step recorded.
+//! What happens to them is decided in `crate::domain::defects`; this is only their storage.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,6 +15,7 @@ pub struct DefectRecord {
     pub org_id: Uuid,
     pub building_id: Uuid,
     pub asset_id: Option<Uuid>,
+    /// The session that first found it.
     pub session_id: Option<Uuid>,
     pub rule_code: Option<String>,
     pub rule_version: Option<String>,
@@ -29,6 +32,18 @@ pub struct DefectRecord {
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Someone set the severity by hand (with `severity_reason`); findings no longer change it.
+    pub severity_overridden: bool,
+    pub severity_reason: Option<String>,
+    /// The defect this one duplicates (status `duplicate`).
+    pub duplicate_of: Option<Uuid>,
+    /// The asset's identifier, type and location (read with the defect, never stored on it).
+    #[sqlx(default)]
+    pub asset_identifier: Option<String>,
+    #[sqlx(default)]
+    pub asset_type: Option<String>,
+    #[sqlx(default)]
+    pub asset_location: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -42,14 +57,26 @@ pub struct DefectEvent {
     pub at: DateTime<Utc>,
 }
 
+/// A session that found a defect.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Sighting {
+    pub session_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DefectFilter {
     pub building_id: Option<Uuid>,
+    /// Defects this session found (first or again).
     pub session_id: Option<Uuid>,
+    pub asset_id: Option<Uuid>,
     pub status: Option<String>,
     pub severity: Option<String>,
-    /// Past `notify_by`, never acknowledged, still open.
+    /// Past `notify_by`, never acknowledged, still active.
     pub overdue_at: Option<DateTime<Utc>>,
+    /// Only what this inspector may see: defects without a session, or found by a session
+    /// assigned to them.
+    pub visible_to: Option<Uuid>,
 }
 
 /// One lifecycle step, stamped with who and when.
@@ -60,30 +87,83 @@ pub struct Transition<'a> {
     pub actor: Uuid,
     pub note: Option<&'a str>,
     pub at: DateTime<Utc>,
+    /// The defect a `duplicate` duplicates.
+    pub duplicate_of: Option<Uuid>,
+    /// A reopen starts a new notification period ending here (and clears the acknowledgement).
+    pub notify_by: Option<DateTime<Utc>>,
 }
 
-/// What became of an automatic defect when a projection was applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoOutcome {
-    Created,
-    Updated,
-    Withdrawn,
-    Unchanged,
+/// A severity set by hand.
+#[derive(Debug, Clone)]
+pub struct SeverityOverride<'a> {
+    pub severity: &'a str,
+    pub reason: &'a str,
+    pub actor: Uuid,
+    pub at: DateTime<Utc>,
+    pub notify_by: DateTime<Utc>,
+}
+
+/// A change the projection makes to the defects of a session's items, in storage terms (see
+/// `crate::domain::defects::Action`).
+#[derive(Debug, Clone)]
+pub enum DefectWrite {
+    /// Insert this defect, sighted by its session.
+    Open(Box<DefectRecord>),
+    /// Record that `session` found it again; refresh severity (unless `None`), evidence, rule.
+    Reconfirm {
+        id: Uuid,
+        session: Uuid,
+        at: DateTime<Utc>,
+        severity: Option<String>,
+        evidence: Vec<String>,
+    },
+    /// Back to open from `from`, sighted by `session`, a new notification period.
+    Reopen {
+        id: Uuid,
+        from: String,
+        session: Uuid,
+        at: DateTime<Utc>,
+        severity: Option<String>,
+        evidence: Vec<String>,
+        notify_by: DateTime<Utc>,
+    },
+    /// Same session, new severity (unless `None`) or evidence.
+    Refresh {
+        id: Uuid,
+        at: DateTime<Utc>,
+        severity: Option<String>,
+        evidence: Vec<String>,
+    },
+    /// The only session that found it no longer does.
+    Withdraw { id: Uuid, at: DateTime<Utc> },
+    /// `session` no longer finds it (others did).
+    Unsight {
+        id: Uuid,
+        session: Uuid,
+        at: DateTime<Utc>,
+    },
 }
 
 #[async_trait]
 pub trait DefectStore: Send + Sync {
+    /// Insert a defect (a manual one), with a sighting when it names a session. An active
+    /// defect with the same asset and condition is a `Conflict`.
     async fn insert_defect(&self, d: &DefectRecord) -> StoreResult<()>;
-    /// Open (or refresh, or reopen if withdrawn) the automatic defect of a failed item.
-    async fn upsert_automatic_defect(&self, d: &DefectRecord) -> StoreResult<AutoOutcome>;
-    /// Withdraw the open automatic defect of an item that no longer fails.
-    async fn withdraw_automatic_defect(
+    /// Every defect of these assets (any status) with the sessions that found each.
+    async fn defects_of_assets(
         &self,
-        session_id: Uuid,
-        asset_id: Uuid,
-        at: DateTime<Utc>,
-    ) -> StoreResult<AutoOutcome>;
-    async fn get_defect(&self, org_id: Uuid, id: Uuid) -> StoreResult<DefectRecord>;
+        org_id: Uuid,
+        assets: &[Uuid],
+    ) -> StoreResult<Vec<(DefectRecord, Vec<Uuid>)>>;
+    /// Apply the projection's defect changes in one transaction.
+    async fn write_defects(&self, writes: &[DefectWrite]) -> StoreResult<()>;
+    /// A defect of the organisation (filtered by `visible_to` as in [`DefectFilter`]).
+    async fn get_defect(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        visible_to: Option<Uuid>,
+    ) -> StoreResult<DefectRecord>;
     async fn list_defects(
         &self,
         org_id: Uuid,
@@ -97,13 +177,62 @@ pub trait DefectStore: Send + Sync {
         id: Uuid,
         step: &Transition<'_>,
     ) -> StoreResult<bool>;
+    /// Set the severity by hand (recorded as an event with the reason).
+    async fn override_severity(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        o: &SeverityOverride<'_>,
+    ) -> StoreResult<()>;
     async fn defect_events(&self, id: Uuid) -> StoreResult<Vec<DefectEvent>>;
+    async fn defect_sightings(&self, id: Uuid) -> StoreResult<Vec<Sighting>>;
 }
 
+/// Columns of `defects` as inserted.
 pub(crate) const DEFECT_COLUMNS: &str =
     "id, org_id, building_id, asset_id, session_id, rule_code, \
      rule_version, severity, status, source, title, description, observed_condition, evidence, \
-     discovered_at, notify_by, acknowledged_at, created_by, created_at, updated_at";
+     discovered_at, notify_by, acknowledged_at, created_by, created_at, updated_at, \
+     severity_overridden, severity_reason, duplicate_of";
+
+/// What a defect read selects (`defects d LEFT JOIN assets a`).
+pub(crate) const DEFECT_SELECT: &str =
+    "d.id, d.org_id, d.building_id, d.asset_id, d.session_id, d.rule_code, \
+     d.rule_version, d.severity, d.status, d.source, d.title, d.description, d.observed_condition, \
+     d.evidence, d.discovered_at, d.notify_by, d.acknowledged_at, d.created_by, d.created_at, \
+     d.updated_at, d.severity_overridden, d.severity_reason, d.duplicate_of, \
+     a.identifier AS asset_identifier, a.asset_type AS asset_type, a.location AS asset_location \
+     FROM defects d LEFT JOIN assets a ON a.id = d.asset_id";
+
+/// `d` is visible to inspector `$n` (or `$n` is NULL).
+fn visible(n: usize) -> String {
+    format!(
+        "(${n} IS NULL OR d.session_id IS NULL OR EXISTS (SELECT 1 FROM defect_sightings s \
+         JOIN session_assignees sa ON sa.session_id = s.session_id \
+         WHERE s.defect_id = d.id AND sa.user_id = ${n}))"
+    )
+}
+
+pub(crate) static GET_DEFECT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {DEFECT_SELECT} WHERE d.id = $1 AND d.org_id = $2 AND {}",
+        visible(3)
+    )
+});
+
+pub(crate) static LIST_DEFECTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {DEFECT_SELECT} WHERE d.org_id = $1 \
+         AND ($2 IS NULL OR d.building_id = $2) \
+         AND ($3 IS NULL OR EXISTS (SELECT 1 FROM defect_sightings s WHERE s.defect_id = d.id AND s.session_id = $3)) \
+         AND ($4 IS NULL OR d.status = $4) AND ($5 IS NULL OR d.severity = $5) \
+         AND ($6 IS NULL OR (d.notify_by < $6 AND d.acknowledged_at IS NULL \
+              AND d.status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified'))) \
+         AND ($7 IS NULL OR d.id > $7) AND ($9 IS NULL OR d.asset_id = $9) AND {} \
+         ORDER BY d.id LIMIT $8",
+        visible(10)
+    )
+});
 
 macro_rules! defects_sql {
     ($store:ty) => {
@@ -132,110 +261,198 @@ macro_rules! defects_sql {
                 .await?;
                 Ok(())
             }
+
+            async fn defect_sighting(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                defect: uuid::Uuid,
+                session: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO defect_sightings (defect_id, session_id, at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (defect_id, session_id) DO NOTHING",
+                )
+                .bind(defect)
+                .bind(session)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn defect_status(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<String> {
+                sqlx::query_scalar("SELECT status FROM defects WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or($crate::store::StoreError::NotFound)
+            }
         }
 
         #[async_trait::async_trait]
         impl $crate::store::defects::DefectStore for $store {
             async fn insert_defect(&self, d: &$crate::store::defects::DefectRecord) -> $crate::store::StoreResult<()> {
                 let mut tx = self.writer.begin().await?;
-                insert_defect_row(&mut tx, d, "").await?;
+                insert_defect_row(&mut tx, d).await?;
                 Self::defect_event(&mut tx, d.id, None, &d.status, d.created_by, None, d.created_at).await?;
+                if let Some(session) = d.session_id {
+                    Self::defect_sighting(&mut tx, d.id, session, d.discovered_at).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
 
-            async fn upsert_automatic_defect(
+            async fn defects_of_assets(
                 &self,
-                d: &$crate::store::defects::DefectRecord,
-            ) -> $crate::store::StoreResult<$crate::store::defects::AutoOutcome> {
-                use $crate::store::defects::AutoOutcome;
-                let mut tx = self.writer.begin().await?;
-                let existing: Option<(uuid::Uuid, String, String, Option<String>, sqlx::types::Json<Vec<String>>)> = sqlx::query_as(
-                    "SELECT id, status, severity, observed_condition, evidence FROM defects \
-                     WHERE session_id = $1 AND asset_id = $2 AND source = 'automatic'",
-                )
-                .bind(d.session_id)
-                .bind(d.asset_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let outcome = match existing {
-                    None => {
-                        insert_defect_row(&mut tx, d, " ON CONFLICT DO NOTHING").await?;
-                        Self::defect_event(&mut tx, d.id, None, "open", None, Some("opened from a failed item"), d.created_at).await?;
-                        AutoOutcome::Created
+                org_id: uuid::Uuid,
+                assets: &[uuid::Uuid],
+            ) -> $crate::store::StoreResult<Vec<($crate::store::defects::DefectRecord, Vec<uuid::Uuid>)>> {
+                let mut out = Vec::new();
+                // Chunks keep the statement under SQLite's variable limit.
+                for chunk in assets.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<<$store as $crate::store::Backend>::Db>::new(format!(
+                        "SELECT {} WHERE d.org_id = ",
+                        $crate::store::defects::DEFECT_SELECT
+                    ));
+                    q.push_bind(org_id).push(" AND d.asset_id IN (");
+                    let mut list = q.separated(", ");
+                    for a in chunk {
+                        list.push_bind(*a);
                     }
-                    Some((id, status, severity, cond, evidence)) => {
-                        let reopen = status == "withdrawn";
-                        let changed = severity != d.severity || cond != d.observed_condition || evidence.0 != d.evidence.0;
-                        if !reopen && !changed {
-                            AutoOutcome::Unchanged
-                        } else {
+                    q.push(") ORDER BY d.id");
+                    let rows: Vec<$crate::store::defects::DefectRecord> =
+                        q.build_query_as().fetch_all(&self.writer).await?;
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let mut q = sqlx::QueryBuilder::<<$store as $crate::store::Backend>::Db>::new(
+                        "SELECT defect_id, session_id FROM defect_sightings WHERE defect_id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for d in &rows {
+                        list.push_bind(d.id);
+                    }
+                    q.push(")");
+                    let sightings: Vec<(uuid::Uuid, uuid::Uuid)> =
+                        q.build_query_as().fetch_all(&self.writer).await?;
+                    for d in rows {
+                        let seen = sightings.iter().filter(|(id, _)| *id == d.id).map(|(_, s)| *s).collect();
+                        out.push((d, seen));
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn write_defects(
+                &self,
+                writes: &[$crate::store::defects::DefectWrite],
+            ) -> $crate::store::StoreResult<()> {
+                use $crate::store::defects::DefectWrite;
+                if writes.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.writer.begin().await?;
+                for w in writes {
+                    match w {
+                        DefectWrite::Open(d) => {
+                            insert_defect_row(&mut tx, d).await?;
+                            let note = d.session_id.map(|s| format!("found in session {s}"));
+                            Self::defect_event(&mut tx, d.id, None, "open", None, note.as_deref(), d.created_at).await?;
+                            if let Some(session) = d.session_id {
+                                Self::defect_sighting(&mut tx, d.id, session, d.discovered_at).await?;
+                            }
+                        }
+                        DefectWrite::Reconfirm { id, session, at, severity, evidence } => {
+                            let status = Self::defect_status(&mut tx, *id).await?;
                             sqlx::query(
-                                "UPDATE defects SET severity = $1, observed_condition = $2, evidence = $3, \
-                                 rule_code = $4, rule_version = $5, description = $6, updated_at = $7, \
-                                 status = CASE WHEN status = 'withdrawn' THEN 'open' ELSE status END, \
-                                 notify_by = CASE WHEN status = 'withdrawn' THEN $8 ELSE notify_by END \
-                                 WHERE id = $9",
+                                "UPDATE defects SET severity = COALESCE($1, severity), evidence = $2, \
+                                 updated_at = $3 WHERE id = $4",
                             )
-                            .bind(&d.severity)
-                            .bind(&d.observed_condition)
-                            .bind(&d.evidence)
-                            .bind(&d.rule_code)
-                            .bind(&d.rule_version)
-                            .bind(&d.description)
-                            .bind(d.updated_at)
-                            .bind(d.notify_by)
+                            .bind(severity)
+                            .bind(sqlx::types::Json(evidence))
+                            .bind(at)
                             .bind(id)
                             .execute(&mut *tx)
                             .await?;
-                            if reopen {
-                                Self::defect_event(&mut tx, id, Some("withdrawn"), "open", None, Some("the item failed again"), d.updated_at).await?;
+                            Self::defect_sighting(&mut tx, *id, *session, *at).await?;
+                            let note = format!("found again in session {session}");
+                            Self::defect_event(&mut tx, *id, Some(&status), &status, None, Some(&note), *at).await?;
+                        }
+                        DefectWrite::Reopen { id, from, session, at, severity, evidence, notify_by } => {
+                            sqlx::query(
+                                "UPDATE defects SET status = 'open', severity = COALESCE($1, severity), \
+                                 evidence = $2, updated_at = $3, notify_by = $4, acknowledged_at = NULL, \
+                                 duplicate_of = NULL WHERE id = $5",
+                            )
+                            .bind(severity)
+                            .bind(sqlx::types::Json(evidence))
+                            .bind(at)
+                            .bind(notify_by)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                            Self::defect_sighting(&mut tx, *id, *session, *at).await?;
+                            let note = format!("found again in session {session}");
+                            Self::defect_event(&mut tx, *id, Some(from), "open", None, Some(&note), *at).await?;
+                        }
+                        DefectWrite::Refresh { id, at, severity, evidence } => {
+                            sqlx::query(
+                                "UPDATE defects SET severity = COALESCE($1, severity), evidence = $2, \
+                                 updated_at = $3 WHERE id = $4",
+                            )
+                            .bind(severity)
+                            .bind(sqlx::types::Json(evidence))
+                            .bind(at)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        DefectWrite::Withdraw { id, at } => {
+                            let done = sqlx::query(
+                                "UPDATE defects SET status = 'withdrawn', updated_at = $1 \
+                                 WHERE id = $2 AND status = 'open'",
+                            )
+                            .bind(at)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                            if done.rows_affected() > 0 {
+                                Self::defect_event(&mut tx, *id, Some("open"), "withdrawn", None,
+                                    Some("the item no longer fails"), *at).await?;
                             }
-                            AutoOutcome::Updated
+                        }
+                        DefectWrite::Unsight { id, session, at } => {
+                            let status = Self::defect_status(&mut tx, *id).await?;
+                            sqlx::query("DELETE FROM defect_sightings WHERE defect_id = $1 AND session_id = $2")
+                                .bind(id)
+                                .bind(session)
+                                .execute(&mut *tx)
+                                .await?;
+                            let note = format!("no longer found in session {session}");
+                            Self::defect_event(&mut tx, *id, Some(&status), &status, None, Some(&note), *at).await?;
                         }
                     }
-                };
-                tx.commit().await?;
-                Ok(outcome)
+                }
+                tx.commit().await.map_err($crate::store::StoreError::from)?;
+                Ok(())
             }
 
-            async fn withdraw_automatic_defect(
+            async fn get_defect(
                 &self,
-                session_id: uuid::Uuid,
-                asset_id: uuid::Uuid,
-                at: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<$crate::store::defects::AutoOutcome> {
-                let mut tx = self.writer.begin().await?;
-                let id: Option<uuid::Uuid> = sqlx::query_scalar(
-                    "UPDATE defects SET status = 'withdrawn', updated_at = $1 WHERE session_id = $2 \
-                     AND asset_id = $3 AND source = 'automatic' AND status = 'open' RETURNING id",
-                )
-                .bind(at)
-                .bind(session_id)
-                .bind(asset_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let outcome = match id {
-                    Some(id) => {
-                        Self::defect_event(&mut tx, id, Some("open"), "withdrawn", None, Some("the item no longer fails"), at).await?;
-                        $crate::store::defects::AutoOutcome::Withdrawn
-                    }
-                    None => $crate::store::defects::AutoOutcome::Unchanged,
-                };
-                tx.commit().await?;
-                Ok(outcome)
-            }
-
-            async fn get_defect(&self, org_id: uuid::Uuid, id: uuid::Uuid) -> $crate::store::StoreResult<$crate::store::defects::DefectRecord> {
-                sqlx::query_as(&format!(
-                    "SELECT {} FROM defects WHERE id = $1 AND org_id = $2",
-                    $crate::store::defects::DEFECT_COLUMNS
-                ))
-                .bind(id)
-                .bind(org_id)
-                .fetch_optional(&self.reader)
-                .await?
-                .ok_or($crate::store::StoreError::NotFound)
+                org_id: uuid::Uuid,
+                id: uuid::Uuid,
+                visible_to: Option<uuid::Uuid>,
+            ) -> $crate::store::StoreResult<$crate::store::defects::DefectRecord> {
+                sqlx::query_as($crate::store::defects::GET_DEFECT_SQL.as_str())
+                    .bind(id)
+                    .bind(org_id)
+                    .bind(visible_to)
+                    .fetch_optional(&self.reader)
+                    .await?
+                    .ok_or($crate::store::StoreError::NotFound)
             }
 
             async fn list_defects(
@@ -244,25 +461,19 @@ macro_rules! defects_sql {
                 f: &$crate::store::defects::DefectFilter,
                 page: $crate::store::Page,
             ) -> $crate::store::StoreResult<Vec<$crate::store::defects::DefectRecord>> {
-                Ok(sqlx::query_as(&format!(
-                    "SELECT {} FROM defects WHERE org_id = $1 \
-                     AND ($2 IS NULL OR building_id = $2) AND ($3 IS NULL OR session_id = $3) \
-                     AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR severity = $5) \
-                     AND ($6 IS NULL OR (notify_by < $6 AND acknowledged_at IS NULL \
-                          AND status NOT IN ('closed', 'withdrawn'))) \
-                     AND ($7 IS NULL OR id > $7) ORDER BY id LIMIT $8",
-                    $crate::store::defects::DEFECT_COLUMNS
-                ))
-                .bind(org_id)
-                .bind(f.building_id)
-                .bind(f.session_id)
-                .bind(&f.status)
-                .bind(&f.severity)
-                .bind(f.overdue_at)
-                .bind(page.after)
-                .bind(page.limit)
-                .fetch_all(&self.reader)
-                .await?)
+                Ok(sqlx::query_as($crate::store::defects::LIST_DEFECTS_SQL.as_str())
+                    .bind(org_id)
+                    .bind(f.building_id)
+                    .bind(f.session_id)
+                    .bind(&f.status)
+                    .bind(&f.severity)
+                    .bind(f.overdue_at)
+                    .bind(page.after)
+                    .bind(page.limit)
+                    .bind(f.asset_id)
+                    .bind(f.visible_to)
+                    .fetch_all(&self.reader)
+                    .await?)
             }
 
             async fn transition_defect(
@@ -275,7 +486,10 @@ macro_rules! defects_sql {
                 let mut tx = self.writer.begin().await?;
                 let done = sqlx::query(
                     "UPDATE defects SET status = $1, updated_at = $2, \
-                     acknowledged_at = CASE WHEN $1 = 'acknowledged' THEN $2 ELSE acknowledged_at END \
+                     acknowledged_at = CASE WHEN $1 = 'acknowledged' THEN $2 \
+                                            WHEN $6 IS NOT NULL THEN NULL ELSE acknowledged_at END, \
+                     notify_by = COALESCE($6, notify_by), \
+                     duplicate_of = CASE WHEN $1 = 'duplicate' THEN $7 ELSE NULL END \
                      WHERE id = $3 AND org_id = $4 AND status = $5",
                 )
                 .bind(to)
@@ -283,14 +497,51 @@ macro_rules! defects_sql {
                 .bind(id)
                 .bind(org_id)
                 .bind(from)
+                .bind(step.notify_by)
+                .bind(step.duplicate_of)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(|e| $crate::store::StoreError::unique(e, "an active defect for this asset and condition"))?;
                 if done.rows_affected() == 0 {
                     return Ok(false);
                 }
                 Self::defect_event(&mut tx, id, Some(from), to, Some(step.actor), step.note, at).await?;
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn override_severity(
+                &self,
+                org_id: uuid::Uuid,
+                id: uuid::Uuid,
+                o: &$crate::store::defects::SeverityOverride<'_>,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.writer.begin().await?;
+                let before: Option<(String, String)> = sqlx::query_as(
+                    "SELECT severity, status FROM defects WHERE id = $1 AND org_id = $2",
+                )
+                .bind(id)
+                .bind(org_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((old, status)) = before else {
+                    return Err($crate::store::StoreError::NotFound);
+                };
+                sqlx::query(
+                    "UPDATE defects SET severity = $1, severity_overridden = TRUE, severity_reason = $2, \
+                     notify_by = $3, updated_at = $4 WHERE id = $5",
+                )
+                .bind(o.severity)
+                .bind(o.reason)
+                .bind(o.notify_by)
+                .bind(o.at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                let note = format!("severity {old} -> {}: {}", o.severity, o.reason);
+                Self::defect_event(&mut tx, id, Some(&status), &status, Some(o.actor), Some(&note), o.at).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn defect_events(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::defects::DefectEvent>> {
@@ -302,16 +553,24 @@ macro_rules! defects_sql {
                 .fetch_all(&self.reader)
                 .await?)
             }
+
+            async fn defect_sightings(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::defects::Sighting>> {
+                Ok(sqlx::query_as(
+                    "SELECT session_id, at FROM defect_sightings WHERE defect_id = $1 ORDER BY at, session_id",
+                )
+                .bind(id)
+                .fetch_all(&self.reader)
+                .await?)
+            }
         }
 
         async fn insert_defect_row(
             tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
             d: &$crate::store::defects::DefectRecord,
-            suffix: &str,
         ) -> $crate::store::StoreResult<()> {
             sqlx::query(&format!(
                 "INSERT INTO defects ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                 $15, $16, $17, $18, $19, $20){suffix}",
+                 $15, $16, $17, $18, $19, $20, $21, $22, $23)",
                 $crate::store::defects::DEFECT_COLUMNS
             ))
             .bind(d.id)
@@ -334,8 +593,12 @@ macro_rules! defects_sql {
             .bind(d.created_by)
             .bind(d.created_at)
             .bind(d.updated_at)
+            .bind(d.severity_overridden)
+            .bind(&d.severity_reason)
+            .bind(d.duplicate_of)
             .execute(&mut **tx)
-            .await?;
+            .await
+            .map_err(|e| $crate::store::StoreError::unique(e, "an active defect for this asset and condition"))?;
             Ok(())
         }
     };

@@ -157,6 +157,9 @@ pub struct UserRecord {
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The licence or accreditation number the user signs sessions off with.
+    #[sqlx(default)]
+    pub licence_number: Option<String>,
 }
 
 impl UserRecord {
@@ -185,6 +188,7 @@ pub struct UserPatch {
     pub password_hash: Option<String>,
     pub full_name_enc: Option<Option<Vec<u8>>>,
     pub phone_enc: Option<Option<Vec<u8>>>,
+    pub licence_number: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -43,8 +43,8 @@ pub trait ReportStore: Send + Sync {
         per_rule: i64,
     ) -> StoreResult<Vec<ServiceRow>>;
 
-    /// Open defects (status other than `closed` and `withdrawn`) of a building of `org_id`,
-    /// counted per asset and severity.
+    /// Active defects (open through verified) of a building of `org_id`, counted per asset and
+    /// severity.
     async fn open_defect_counts(
         &self,
         org_id: Uuid,
@@ -67,7 +67,8 @@ pub(crate) const LATEST_SERVICES_SQL: &str = "SELECT asset_id, rule_code, outcom
 
 pub(crate) const OPEN_DEFECT_COUNTS_SQL: &str = "SELECT asset_id, severity, COUNT(*) AS open \
      FROM defects WHERE building_id = $1 AND org_id = $2 \
-     AND status NOT IN ('closed', 'withdrawn') GROUP BY asset_id, severity";
+     AND status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified') \
+     GROUP BY asset_id, severity";
 
 macro_rules! reports_sql {
     ($store:ty) => {

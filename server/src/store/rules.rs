@@ -28,11 +28,14 @@ pub struct RuleRecord {
     pub clause: String,
     pub equipment: String,
     pub frequency: String,
-    /// `[{name, unit, expected}]`.
+    /// The readings (`crate::domain::readings::ReadingSpec`; rows stored before readings had
+    /// kinds hold `{name, unit, expected}`, read with an inferred kind).
     pub readings: sqlx::types::Json<serde_json::Value>,
     /// Observed condition -> `critical_defect` | `non_critical_defect` | `non_conformance` |
     /// `compliant`.
     pub classification_mappings: sqlx::types::Json<BTreeMap<String, String>>,
+    /// Why a condition is classified as it is (condition -> text).
+    pub rationale: sqlx::types::Json<BTreeMap<String, String>>,
     pub active: bool,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
@@ -120,20 +123,20 @@ pub trait RuleStore: Send + Sync {
 
 /// Columns of `rules`, in `RuleRecord` order.
 pub(crate) const RULE_COLUMNS: &str = "id, code, version, org_id, name, description, standard, \
-     section, clause, equipment, frequency, readings, classification_mappings, active, \
+     section, clause, equipment, frequency, readings, classification_mappings, rationale, active, \
      created_by, created_at, deactivated_at";
 
-/// Columns written on insert; 20 binds per row.
+/// Columns written on insert; 21 binds per row.
 pub(crate) const RULE_INSERT_COLUMNS: &str = "id, code, version, v_major, v_minor, v_patch, \
      org_id, name, description, standard, section, clause, equipment, frequency, readings, \
-     classification_mappings, active, created_by, created_at, deactivated_at";
+     classification_mappings, rationale, active, created_by, created_at, deactivated_at";
 
 /// The latest active version per code visible to `$1`, filtered by `$2` equipment, `$3`
 /// frequency, `$4` one code, codes after `$5`, at most `$6`. Own rows sort before shipped rows
 /// of the same version (`org_id IS NULL` is false for them).
 pub(crate) const LATEST_RULES_SQL: &str = "SELECT id, code, version, org_id, name, description, \
-     standard, section, clause, equipment, frequency, readings, classification_mappings, active, \
-     created_by, created_at, deactivated_at FROM (\
+     standard, section, clause, equipment, frequency, readings, classification_mappings, rationale, \
+     active, created_by, created_at, deactivated_at FROM (\
        SELECT r.*, ROW_NUMBER() OVER (PARTITION BY code \
          ORDER BY v_major DESC, v_minor DESC, v_patch DESC, (org_id IS NULL)) AS rn \
        FROM rules r WHERE active AND (org_id IS NULL OR org_id = $1)\
@@ -142,7 +145,7 @@ pub(crate) const LATEST_RULES_SQL: &str = "SELECT id, code, version, org_id, nam
      AND ($4 IS NULL OR code = $4) AND ($5 IS NULL OR code > $5) \
      ORDER BY code LIMIT $6";
 
-/// Rows per multi-row INSERT: 100 x 20 binds stays far below both drivers' limits.
+/// Rows per multi-row INSERT: 100 x 21 binds stays far below both drivers' limits.
 pub(crate) const RULE_INSERT_CHUNK: usize = 100;
 
 /// `($1, ..., $20), ($21, ...)` for `rows` rows of `cols` binds.
@@ -154,6 +157,40 @@ pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+impl RuleRecord {
+    /// The rule as applicability sees it.
+    pub fn facts(&self) -> crate::domain::applicability::RuleFacts<'_> {
+        crate::domain::applicability::RuleFacts {
+            code: &self.code,
+            equipment: &self.equipment,
+            frequency: &self.frequency,
+        }
+    }
+
+    /// The rule as the domain layer assesses items with it. Readings that cannot be read are
+    /// left out (they were validated when the rule was stored).
+    pub fn view(&self) -> crate::domain::assess::RuleView {
+        crate::domain::assess::RuleView {
+            code: self.code.clone(),
+            version: self.version.clone(),
+            name: self.name.clone(),
+            mappings: self
+                .classification_mappings
+                .0
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
+                .collect(),
+            readings: match &self.readings.0 {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .filter_map(|r| serde_json::from_value(r.clone()).ok())
+                    .collect(),
+                _ => Vec::new(),
+            },
+        }
+    }
 }
 
 impl NewRule<'_> {
@@ -179,6 +216,7 @@ impl NewRule<'_> {
                     .map(|(k, v)| (k.clone(), v.as_str().to_owned()))
                     .collect(),
             ),
+            rationale: sqlx::types::Json(d.rationale.clone()),
             active: true,
             created_by: self.created_by,
             created_at: now,
@@ -218,7 +256,7 @@ macro_rules! rules_sql {
                     let sql = format!(
                         "INSERT INTO rules ({}) VALUES {}{suffix}",
                         $crate::store::rules::RULE_INSERT_COLUMNS,
-                        $crate::store::rules::placeholders(chunk.len(), 20)
+                        $crate::store::rules::placeholders(chunk.len(), 21)
                     );
                     let mut q = sqlx::query(&sql);
                     for new in chunk {
@@ -240,6 +278,7 @@ macro_rules! rules_sql {
                             .bind(r.frequency.clone())
                             .bind(r.readings.clone())
                             .bind(r.classification_mappings.clone())
+                            .bind(r.rationale.clone())
                             .bind(r.active)
                             .bind(r.created_by)
                             .bind(r.created_at)

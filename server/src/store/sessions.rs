@@ -21,6 +21,28 @@ pub struct SessionRow {
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Who signed the completed session off, under which licence number, when.
+    #[sqlx(default)]
+    pub signed_off_by: Option<Uuid>,
+    #[sqlx(default)]
+    pub signed_off_licence: Option<String>,
+    #[sqlx(default)]
+    pub signed_off_at: Option<DateTime<Utc>>,
+}
+
+impl SessionRow {
+    /// Signed off: read-only until an admin reopens it.
+    pub fn completed(&self) -> bool {
+        self.status == "completed"
+    }
+}
+
+/// A sign-off as stored in the registry.
+#[derive(Debug, Clone)]
+pub struct SignOffRow {
+    pub by: Uuid,
+    pub licence: String,
+    pub at: DateTime<Utc>,
 }
 
 /// A session with the users assigned to it.
@@ -28,6 +50,17 @@ pub struct SessionRow {
 pub struct SessionRecord {
     pub row: SessionRow,
     pub assigned_to: Vec<Uuid>,
+}
+
+impl SessionRecord {
+    /// What access to the session is decided from (`crate::domain::access`).
+    pub fn facts(&self) -> crate::domain::access::SessionFacts<'_> {
+        crate::domain::access::SessionFacts {
+            org_id: self.row.org_id,
+            assigned_to: &self.assigned_to,
+            completed: self.row.completed(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -42,6 +75,8 @@ pub struct SessionPatch {
     pub name: Option<String>,
     pub status: Option<String>,
     pub assigned_to: Option<Vec<Uuid>>,
+    /// `Some(Some(_))` records a sign-off, `Some(None)` clears it (reopen).
+    pub sign_off: Option<Option<SignOffRow>>,
 }
 
 /// A change to append, with who sent it.
@@ -110,6 +145,11 @@ pub struct ItemRow {
     pub classification: Option<String>,
     pub rule_version: Option<String>,
     pub problems: sqlx::types::Json<serde_json::Value>,
+    /// Every observed condition (`observed_condition` is the first).
+    pub observed_conditions: sqlx::types::Json<Vec<String>>,
+    /// Verdicts per reading, the suggestion, the findings, a contradiction
+    /// (`crate::domain::assess::Assessment`).
+    pub assessment: sqlx::types::Json<serde_json::Value>,
 }
 
 /// Which projection rows a write touches.
@@ -238,9 +278,14 @@ pub trait SessionStore: Send + Sync {
 pub(crate) const SESSION_COLUMNS: &str = "id, org_id, building_id, name, frequency, status, \
      rule_set_code, rule_set_version, created_by, created_at, updated_at";
 
+/// What a session read selects: the inserted columns and the sign-off.
+pub(crate) const SESSION_SELECT: &str = "id, org_id, building_id, name, frequency, status, \
+     rule_set_code, rule_set_version, created_by, created_at, updated_at, signed_off_by, \
+     signed_off_licence, signed_off_at";
+
 pub(crate) const ITEM_COLUMNS: &str = "session_id, asset_id, org_id, building_id, rule_code, \
      outcome, raw_outcome, observed_condition, readings, notes, evidence, recorded_by, \
-     recorded_at, classification, rule_version, problems";
+     recorded_at, classification, rule_version, problems, observed_conditions, assessment";
 
 /// The `DO UPDATE SET` list of a projection-row upsert: every column but the key (same SQL on
 /// both databases).
@@ -370,7 +415,7 @@ macro_rules! sessions_sql {
             ) -> $crate::store::StoreResult<$crate::store::sessions::SessionRecord> {
                 let row: $crate::store::sessions::SessionRow = sqlx::query_as(&format!(
                     "SELECT {} FROM test_sessions WHERE id = $1 AND org_id = $2",
-                    $crate::store::sessions::SESSION_COLUMNS
+                    $crate::store::sessions::SESSION_SELECT
                 ))
                 .bind(id)
                 .bind(org_id)
@@ -386,7 +431,7 @@ macro_rules! sessions_sql {
             ) -> $crate::store::StoreResult<$crate::store::sessions::SessionRecord> {
                 let row: $crate::store::sessions::SessionRow = sqlx::query_as(&format!(
                     "SELECT {} FROM test_sessions WHERE id = $1",
-                    $crate::store::sessions::SESSION_COLUMNS
+                    $crate::store::sessions::SESSION_SELECT
                 ))
                 .bind(id)
                 .fetch_optional(&self.reader)
@@ -406,7 +451,7 @@ macro_rules! sessions_sql {
                      AND ($2 IS NULL OR building_id = $2) AND ($3 IS NULL OR status = $3) \
                      AND ($4 IS NULL OR EXISTS (SELECT 1 FROM session_assignees a WHERE a.session_id = s.id AND a.user_id = $4)) \
                      AND ($5 IS NULL OR id > $5) ORDER BY id LIMIT $6",
-                    $crate::store::sessions::SESSION_COLUMNS
+                    $crate::store::sessions::SESSION_SELECT
                 ))
                 .bind(org_id)
                 .bind(f.building_id)
@@ -439,6 +484,18 @@ macro_rules! sessions_sql {
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::store::StoreError::NotFound);
+                }
+                if let Some(sign_off) = &p.sign_off {
+                    sqlx::query(
+                        "UPDATE test_sessions SET signed_off_by = $1, signed_off_licence = $2, \
+                         signed_off_at = $3 WHERE id = $4",
+                    )
+                    .bind(sign_off.as_ref().map(|s| s.by))
+                    .bind(sign_off.as_ref().map(|s| s.licence.clone()))
+                    .bind(sign_off.as_ref().map(|s| s.at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 if let Some(users) = &p.assigned_to {
                     sqlx::query("DELETE FROM session_assignees WHERE session_id = $1")
@@ -794,7 +851,9 @@ macro_rules! sessions_sql {
                             .push_bind(&i.recorded_at)
                             .push_bind(&i.classification)
                             .push_bind(&i.rule_version)
-                            .push_bind(&i.problems);
+                            .push_bind(&i.problems)
+                            .push_bind(&i.observed_conditions)
+                            .push_bind(&i.assessment);
                     });
                     q.push(" ON CONFLICT (session_id, asset_id) DO UPDATE SET ");
                     q.push($crate::store::sessions::ITEM_UPSERT_SET.as_str());

@@ -1,9 +1,13 @@
 //! The SQL both backends run. `sql_store!` expands to `impl Store` for a type with `writer` and
 //! `reader` pools of one sqlx driver; the statements are the same text for both drivers.
 
-/// Columns of `users`, in `UserRecord` order.
+/// Columns of `users` as inserted, in `UserRecord` order.
 pub(crate) const USER_COLUMNS: &str = "id, org_id, email, password_hash, role, full_name_enc, \
      phone_enc, active, created_at, updated_at";
+
+/// Columns of a `users` read: the inserted ones and the licence number.
+pub(crate) const USER_SELECT: &str = "id, org_id, email, password_hash, role, full_name_enc, \
+     phone_enc, active, created_at, updated_at, licence_number";
 
 macro_rules! sql_store {
     ($store:ty, $backend:literal) => {
@@ -54,6 +58,7 @@ macro_rules! sql_store {
                     active: true,
                     created_at: now,
                     updated_at: now,
+                    licence_number: None,
                 };
                 sqlx::query(&format!(
                     "INSERT INTO users ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -78,7 +83,7 @@ macro_rules! sql_store {
             async fn get_user(&self, id: uuid::Uuid) -> $crate::store::StoreResult<$crate::store::UserRecord> {
                 sqlx::query_as(&format!(
                     "SELECT {} FROM users WHERE id = $1",
-                    $crate::store::sql::USER_COLUMNS
+                    $crate::store::sql::USER_SELECT
                 ))
                 .bind(id)
                 .fetch_optional(&self.reader)
@@ -89,7 +94,7 @@ macro_rules! sql_store {
             async fn get_user_by_email(&self, email: &str) -> $crate::store::StoreResult<$crate::store::UserRecord> {
                 sqlx::query_as(&format!(
                     "SELECT {} FROM users WHERE email = $1",
-                    $crate::store::sql::USER_COLUMNS
+                    $crate::store::sql::USER_SELECT
                 ))
                 .bind(email)
                 .fetch_optional(&self.reader)
@@ -105,7 +110,7 @@ macro_rules! sql_store {
                 Ok(sqlx::query_as(&format!(
                     "SELECT {} FROM users WHERE org_id = $1 AND ($2 IS NULL OR id > $2) \
                      ORDER BY id LIMIT $3",
-                    $crate::store::sql::USER_COLUMNS
+                    $crate::store::sql::USER_SELECT
                 ))
                 .bind(org_id)
                 .bind(page.after)
@@ -123,7 +128,7 @@ macro_rules! sql_store {
                 let mut tx = self.writer.begin().await?;
                 let current: $crate::store::UserRecord = sqlx::query_as(&format!(
                     "SELECT {} FROM users WHERE id = $1 AND org_id = $2",
-                    $crate::store::sql::USER_COLUMNS
+                    $crate::store::sql::USER_SELECT
                 ))
                 .bind(id)
                 .bind(org_id)
@@ -135,10 +140,12 @@ macro_rules! sql_store {
                 let password_hash = patch.password_hash.unwrap_or(current.password_hash);
                 let full_name_enc = patch.full_name_enc.unwrap_or(current.full_name_enc);
                 let phone_enc = patch.phone_enc.unwrap_or(current.phone_enc);
+                let licence_number = patch.licence_number.unwrap_or(current.licence_number);
                 let now = chrono::Utc::now();
                 sqlx::query(
                     "UPDATE users SET role = $1, active = $2, password_hash = $3, \
-                     full_name_enc = $4, phone_enc = $5, updated_at = $6 WHERE id = $7",
+                     full_name_enc = $4, phone_enc = $5, updated_at = $6, licence_number = $8 \
+                     WHERE id = $7",
                 )
                 .bind(&role)
                 .bind(active)
@@ -147,6 +154,7 @@ macro_rules! sql_store {
                 .bind(&phone_enc)
                 .bind(now)
                 .bind(id)
+                .bind(&licence_number)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -156,6 +164,7 @@ macro_rules! sql_store {
                     password_hash,
                     full_name_enc,
                     phone_enc,
+                    licence_number,
                     updated_at: now,
                     ..current
                 })

@@ -1,12 +1,19 @@
-//! The session document, schema 1 (docs/protocol.md, "The session document").
+//! The session document, schema 2 (docs/protocol.md, "The session document").
 //!
 //! ```text
-//! { schema: 1, sessionId, buildingId, orgId, ruleSet: {code, version}, frequency, name,
+//! { schema: 2, sessionId, buildingId, orgId, ruleSet: {code, version}, frequency, name,
 //!   status: "in_progress" | "completed",
-//!   items: { <assetId>: { assetId, ruleCode, outcome, observedCondition?, readings: {<name>: number},
+//!   signedOff?: { userId, licence, at },
+//!   items: { <assetId>: { assetId, ruleCode, outcome, observedConditions: [<condition>],
+//!                         readings: {<name>: number | boolean | string},
 //!                         notes: Text, evidence: [<evidenceId>], recordedBy, recordedAt } },
 //!   notes: Text }
 //! ```
+//!
+//! Schema 1 documents (readings numbers only, one `observedCondition` string per item) are
+//! still read: an item's `observedCondition` counts as a one-element `observedConditions` when
+//! the list is absent. The server writes the list (and drops the single field) when it records
+//! conditions on an item.
 //!
 //! JS clients edit the same document, and automerge-repo 2.x stores a plain JS string as a
 //! text object, not a scalar. So every reader here accepts a string field as either, and a
@@ -27,10 +34,13 @@ use uuid::Uuid;
 pub use incremental::ProjectionCache;
 pub use json::{heads_known, to_json};
 pub use project::{project, ProjectedItem, Projection, SchemaProblem};
-pub use write::{apply_results, create_session_document, set_name, set_status};
+pub use write::{apply_results, create_session_document, set_name, set_sign_off, set_status};
 
 /// The schema version this module writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The oldest schema version still read.
+pub const OLDEST_SCHEMA_VERSION: i64 = 1;
 
 /// `status` of a session still being worked on.
 pub const STATUS_IN_PROGRESS: &str = "in_progress";
@@ -56,6 +66,11 @@ pub(crate) mod keys {
     pub const RULE_CODE: &str = "ruleCode";
     pub const OUTCOME: &str = "outcome";
     pub const OBSERVED_CONDITION: &str = "observedCondition";
+    pub const OBSERVED_CONDITIONS: &str = "observedConditions";
+    pub const SIGNED_OFF: &str = "signedOff";
+    pub const USER_ID: &str = "userId";
+    pub const LICENCE: &str = "licence";
+    pub const AT: &str = "at";
     pub const READINGS: &str = "readings";
     pub const EVIDENCE: &str = "evidence";
     pub const RECORDED_BY: &str = "recordedBy";
@@ -148,6 +163,19 @@ impl FromStr for Outcome {
     }
 }
 
+/// A recorded reading: a number, yes/no, or text (a choice is its text). What a reading must
+/// be is the rule's business (the server's domain layer); the document holds any of these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReadingValue {
+    /// Yes (`true`) or no.
+    Bool(bool),
+    /// A measured number.
+    Number(f64),
+    /// Text, or one of a choice reading's values.
+    Text(String),
+}
+
 /// One test result to record, e.g. from `POST /v1/tests/sessions/{id}/results`.
 ///
 /// `None` and absent entries leave the document as it is: results merge into what tablets
@@ -160,10 +188,11 @@ pub struct ResultInput {
     pub rule_code: Option<String>,
     /// The outcome.
     pub outcome: Outcome,
-    /// The observed condition (a key of the rule's classification mappings), if given.
-    pub observed_condition: Option<String>,
+    /// The observed conditions (keys of the rule's classification mappings), replacing the
+    /// item's list, if given.
+    pub observed_conditions: Option<Vec<String>>,
     /// Readings to set; readings not named here are kept.
-    pub readings: BTreeMap<String, f64>,
+    pub readings: BTreeMap<String, ReadingValue>,
     /// New content of the item's notes, replacing the old content, if given.
     pub notes: Option<String>,
     /// Evidence ids to add to the item's list (ids already listed are not repeated).
@@ -172,6 +201,18 @@ pub struct ResultInput {
     pub recorded_by: Uuid,
     /// When it was recorded, RFC 3339.
     pub recorded_at: String,
+}
+
+/// The sign-off of a completed session: who signed, under which licence or accreditation
+/// number, and when (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignOff {
+    /// The signing user's id.
+    pub user_id: String,
+    /// Their licence or accreditation number.
+    pub licence: String,
+    /// When they signed, RFC 3339.
+    pub at: String,
 }
 
 /// Why a write to a session document was refused.

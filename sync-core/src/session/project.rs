@@ -11,7 +11,10 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::keys::*;
-use super::{Outcome, SCHEMA_VERSION, STATUS_COMPLETED, STATUS_IN_PROGRESS};
+use super::{
+    Outcome, ReadingValue, SignOff, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, STATUS_COMPLETED,
+    STATUS_IN_PROGRESS,
+};
 use crate::read::{kind, pointer_segment, scalar_f64, Reader};
 
 /// A place where the document does not follow the schema.
@@ -45,6 +48,8 @@ pub struct Projection {
     pub rule_set: Option<(String, String)>,
     /// The session's `notes` text.
     pub notes: String,
+    /// `signedOff`, when it is complete.
+    pub signed_off: Option<SignOff>,
     /// The items that are maps, sorted by asset id.
     pub items: Vec<ProjectedItem>,
     /// Problems outside the items, and items that could not be read at all.
@@ -76,10 +81,10 @@ pub struct ProjectedItem {
     pub outcome: Option<Outcome>,
     /// `outcome` as written, known or not.
     pub raw_outcome: Option<String>,
-    /// `observedCondition`.
-    pub observed_condition: Option<String>,
-    /// The readings that are finite numbers.
-    pub readings: BTreeMap<String, f64>,
+    /// `observedConditions` (or, in a schema 1 item, its one `observedCondition`).
+    pub observed_conditions: Vec<String>,
+    /// The readings that are finite numbers, booleans or strings.
+    pub readings: BTreeMap<String, ReadingValue>,
     /// The item's notes.
     pub notes: String,
     /// The evidence ids that are strings, in list order.
@@ -119,6 +124,7 @@ pub fn project(doc: &Automerge) -> Projection {
         code.zip(version)
     });
     let notes = read_text(&reader, &root, NOTES, &mut problems).unwrap_or_default();
+    let signed_off = read_sign_off(&reader, &root, &mut problems);
 
     let mut items = Vec::new();
     if let Some(items_obj) = read_map(&reader, &root, ITEMS, &mut problems) {
@@ -147,8 +153,28 @@ pub fn project(doc: &Automerge) -> Projection {
         frequency,
         rule_set,
         notes,
+        signed_off,
         items,
         problems: problems.0,
+    }
+}
+
+/// `signedOff`, when present and complete.
+fn read_sign_off(reader: &Reader<'_>, root: &Field, problems: &mut Problems) -> Option<SignOff> {
+    match reader.get(&root.obj, SIGNED_OFF) {
+        None => None,
+        Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Null) => None,
+        _ => {
+            let field = read_map(reader, root, SIGNED_OFF, problems)?;
+            let user_id = read_string(reader, &field, USER_ID, Need::Required, problems);
+            let licence = read_string(reader, &field, LICENCE, Need::Required, problems);
+            let at = read_string(reader, &field, AT, Need::Required, problems);
+            Some(SignOff {
+                user_id: user_id?,
+                licence: licence?,
+                at: at?,
+            })
+        }
     }
 }
 
@@ -176,13 +202,7 @@ pub(super) fn project_item(reader: &Reader<'_>, item: Field, asset_id: String) -
             None
         }
     });
-    let observed_condition = read_string(
-        reader,
-        &item,
-        OBSERVED_CONDITION,
-        Need::Optional,
-        &mut problems,
-    );
+    let observed_conditions = read_conditions(reader, &item, &mut problems);
     let readings = read_readings(reader, &item, &mut problems);
     let notes = read_text(reader, &item, NOTES, &mut problems).unwrap_or_default();
     let evidence = read_evidence(reader, &item, &mut problems);
@@ -194,7 +214,7 @@ pub(super) fn project_item(reader: &Reader<'_>, item: Field, asset_id: String) -
         rule_code,
         outcome,
         raw_outcome,
-        observed_condition,
+        observed_conditions,
         readings,
         notes,
         evidence,
@@ -375,7 +395,7 @@ fn read_schema(reader: &Reader<'_>, problems: &mut Problems) -> Option<i64> {
     };
     match schema {
         None => problems.push(field, "expected an integer".to_string()),
-        Some(v) if v != SCHEMA_VERSION => {
+        Some(v) if !(OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&v) => {
             problems.push(field, format!("unsupported schema version {v}"))
         }
         Some(_) => {}
@@ -387,25 +407,80 @@ fn read_readings(
     reader: &Reader<'_>,
     item: &Field,
     problems: &mut Problems,
-) -> BTreeMap<String, f64> {
+) -> BTreeMap<String, ReadingValue> {
     let mut readings = BTreeMap::new();
     let Some(map) = read_map(reader, item, READINGS, problems) else {
         return readings;
     };
     for name in reader.keys(&map.obj) {
-        let number = match reader.get(&map.obj, name.as_str()) {
-            Some((Value::Scalar(s), _)) => scalar_f64(&s),
-            _ => None,
+        let value = match reader.get(&map.obj, name.as_str()) {
+            Some((Value::Scalar(s), _)) => match s.as_ref() {
+                ScalarValue::Boolean(b) => Ok(ReadingValue::Bool(*b)),
+                ScalarValue::Str(t) => Ok(ReadingValue::Text(t.to_string())),
+                other => match scalar_f64(other) {
+                    Some(n) if n.is_finite() => Ok(ReadingValue::Number(n)),
+                    Some(_) => Err("not a finite number".to_string()),
+                    None => Err(format!(
+                        "expected a number, boolean or string, found {}",
+                        kind(&Value::Scalar(s.clone()))
+                    )),
+                },
+            },
+            Some((Value::Object(ObjType::Text), id)) => reader
+                .text(&id)
+                .map(ReadingValue::Text)
+                .ok_or_else(|| "unreadable text".to_string()),
+            Some((other, _)) => Err(format!(
+                "expected a number, boolean or string, found {}",
+                kind(&other)
+            )),
+            None => continue,
         };
-        match number {
-            Some(n) if n.is_finite() => {
-                readings.insert(name, n);
+        match value {
+            Ok(v) => {
+                readings.insert(name, v);
             }
-            Some(_) => problems.push(map.child(&name), "not a finite number".to_string()),
-            None => problems.push(map.child(&name), "expected a number".to_string()),
+            Err(message) => problems.push(map.child(&name), message),
         }
     }
     readings
+}
+
+/// `observedConditions` (a list of strings), and a schema 1 item's `observedCondition` (which
+/// tablet apps written for schema 1 still set) when the list does not hold it already.
+fn read_conditions(reader: &Reader<'_>, item: &Field, problems: &mut Problems) -> Vec<String> {
+    let field = item.child(OBSERVED_CONDITIONS);
+    let mut out = Vec::new();
+    match reader.get(&item.obj, OBSERVED_CONDITIONS) {
+        Some((Value::Object(ObjType::List), obj)) => {
+            let list = field.with_obj(obj);
+            for index in 0..reader.length(&list.obj) {
+                let text = match reader.get(&list.obj, index) {
+                    Some((Value::Scalar(s), _)) => s.as_str().map(str::to_string),
+                    Some((Value::Object(ObjType::Text), id)) => reader.text(&id),
+                    _ => None,
+                };
+                match text {
+                    Some(t) if !out.contains(&t) => out.push(t),
+                    Some(_) => {}
+                    None => problems.push(
+                        list.child(&index.to_string()),
+                        "expected an observed condition string".to_string(),
+                    ),
+                }
+            }
+        }
+        Some((other, _)) => {
+            problems.push(field, format!("expected a list, found {}", kind(&other)));
+        }
+        None => {}
+    }
+    if let Some(single) = read_string(reader, item, OBSERVED_CONDITION, Need::Optional, problems) {
+        if !out.contains(&single) {
+            out.push(single);
+        }
+    }
+    out
 }
 
 fn read_evidence(reader: &Reader<'_>, item: &Field, problems: &mut Problems) -> Vec<String> {

@@ -42,8 +42,8 @@ fn result(asset: u128) -> ResultInput {
         asset_id: uuid(asset),
         rule_code: None,
         outcome: Outcome::Fail,
-        observed_condition: Some("gauge_in_red".into()),
-        readings: BTreeMap::from([("pressure_kpa".to_string(), 950.5)]),
+        observed_conditions: Some(vec!["gauge_in_red".into()]),
+        readings: BTreeMap::from([("pressure_kpa".to_string(), ReadingValue::Number(950.5))]),
         notes: Some("Pin missing".into()),
         evidence: vec![uuid(100), uuid(101)],
         recorded_by: uuid(50),
@@ -61,7 +61,7 @@ fn a_new_document_projects_cleanly() {
 
     let p = project(&doc);
     assert_eq!(p.all_problems().count(), 0, "{:?}", p.problems);
-    assert_eq!(p.schema, Some(1));
+    assert_eq!(p.schema, Some(2));
     assert_eq!(p.session_id.as_deref(), Some(id_string(&uuid(1)).as_str()));
     assert_eq!(p.status.as_deref(), Some("in_progress"));
     assert_eq!(
@@ -77,7 +77,7 @@ fn a_new_document_projects_cleanly() {
     assert_eq!(item.recorded_at, None);
 
     let json = to_json(&doc, None);
-    assert_eq!(json["schema"], json!(1));
+    assert_eq!(json["schema"], json!(2));
     assert_eq!(json["notes"], json!(""));
     assert_eq!(
         json["items"][id_string(&uuid(11))]["evidence"],
@@ -111,8 +111,11 @@ fn results_are_written_once() {
 
     let item = project(&doc).item(&id_string(&uuid(10))).unwrap().clone();
     assert_eq!(item.outcome, Some(Outcome::Fail));
-    assert_eq!(item.observed_condition.as_deref(), Some("gauge_in_red"));
-    assert_eq!(item.readings.get("pressure_kpa"), Some(&950.5));
+    assert_eq!(item.observed_conditions, vec!["gauge_in_red"]);
+    assert_eq!(
+        item.readings.get("pressure_kpa"),
+        Some(&ReadingValue::Number(950.5))
+    );
     assert_eq!(item.notes, "Pin missing");
     assert_eq!(
         item.evidence,
@@ -143,7 +146,8 @@ fn new_assets_need_a_rule_code_and_failures_leave_no_trace() {
     assert_eq!(doc.get_heads(), heads);
 
     let mut bad = result(10);
-    bad.readings.insert("x".into(), f64::NAN);
+    bad.readings
+        .insert("x".into(), ReadingValue::Number(f64::NAN));
     assert!(matches!(
         apply_results(&mut doc, &[bad], actor(2), 1),
         Err(SessionError::InvalidReading { .. })
@@ -198,12 +202,15 @@ fn js_shaped_values_are_read_and_kept() {
 
     let p = project(&doc);
     assert_eq!(p.item(&key).unwrap().outcome, Some(Outcome::Pass));
-    assert_eq!(p.item(&key).unwrap().readings["pressure_kpa"], 950.0);
+    assert_eq!(
+        p.item(&key).unwrap().readings["pressure_kpa"],
+        ReadingValue::Number(950.0)
+    );
 
     // Writing the same values creates nothing; writing a new outcome edits the text object.
     let mut same = result(10);
     same.outcome = Outcome::Pass;
-    same.readings = BTreeMap::from([("pressure_kpa".to_string(), 950.0)]);
+    same.readings = BTreeMap::from([("pressure_kpa".to_string(), ReadingValue::Number(950.0))]);
     apply_results(&mut doc, &[same.clone()], actor(2), 1).unwrap();
     assert_eq!(apply_results(&mut doc, &[same], actor(2), 2).unwrap(), None);
     apply_results(&mut doc, &[result(10)], actor(2), 3).unwrap();
@@ -220,7 +227,7 @@ fn schema_problems_are_flagged_not_fatal() {
     let mut doc = create_session_document(&init(), actor(1), 0).unwrap();
     let key = id_string(&uuid(10));
     let mut tx = doc.transaction();
-    tx.put(ROOT, "schema", 2_i64).unwrap();
+    tx.put(ROOT, "schema", 3_i64).unwrap();
     tx.put(ROOT, "status", "archived").unwrap();
     tx.put(ROOT, "orgId", 42_i64).unwrap();
     tx.put(ROOT, "notes", "plain").unwrap();
@@ -231,7 +238,7 @@ fn schema_problems_are_flagged_not_fatal() {
     tx.put(&item, "evidence", ScalarValue::Bytes(vec![1]))
         .unwrap();
     let readings = tx.get(&item, "readings").unwrap().unwrap().1;
-    tx.put(&readings, "colour", "red").unwrap();
+    tx.put_object(&readings, "colour", ObjType::List).unwrap();
     tx.put(&readings, "ok", 1.5).unwrap();
     tx.commit();
 
@@ -240,13 +247,16 @@ fn schema_problems_are_flagged_not_fatal() {
     for expected in ["/schema", "/status", "/orgId", "/notes", "/items/not-a-map"] {
         assert!(paths.contains(&expected), "{expected} in {paths:?}");
     }
-    assert_eq!(p.schema, Some(2));
+    assert_eq!(p.schema, Some(3));
     assert_eq!(p.status.as_deref(), Some("archived"));
     assert_eq!(p.notes, "plain");
     let item = p.item(&key).unwrap();
     assert_eq!(item.outcome, None);
     assert_eq!(item.raw_outcome.as_deref(), Some("exploded"));
-    assert_eq!(item.readings, BTreeMap::from([("ok".to_string(), 1.5)]));
+    assert_eq!(
+        item.readings,
+        BTreeMap::from([("ok".to_string(), ReadingValue::Number(1.5))])
+    );
     let item_paths: Vec<&str> = item.problems.iter().map(|pr| pr.path.as_str()).collect();
     for suffix in ["/outcome", "/evidence", "/readings/colour"] {
         assert!(
@@ -295,4 +305,77 @@ fn outcomes_parse_and_serialise_as_snake_case() {
         );
     }
     assert!("PASS".parse::<Outcome>().is_err());
+}
+
+#[test]
+fn schema_1_items_are_read_and_rewritten_as_lists() {
+    let mut doc = create_session_document(&init(), actor(1), 0).unwrap();
+    let key = id_string(&uuid(10));
+    // A schema 1 document: one observedCondition string, numeric readings, no list.
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "schema", 1_i64).unwrap();
+    let items = tx.get(ROOT, "items").unwrap().unwrap().1;
+    let item = tx.get(&items, key.as_str()).unwrap().unwrap().1;
+    tx.delete(&item, "observedConditions").unwrap();
+    tx.put(&item, "observedCondition", "gauge_in_red").unwrap();
+    tx.commit();
+    let p = project(&doc);
+    assert_eq!(p.all_problems().count(), 0, "{:?}", p.problems);
+    assert_eq!(
+        p.item(&key).unwrap().observed_conditions,
+        vec!["gauge_in_red"]
+    );
+
+    // Recording two conditions writes the list and drops the single field.
+    let mut r = result(10);
+    r.observed_conditions = Some(vec!["gauge_in_red".into(), "pin_missing".into()]);
+    apply_results(&mut doc, &[r.clone()], actor(2), 1).unwrap();
+    let p = project(&doc);
+    assert_eq!(
+        p.item(&key).unwrap().observed_conditions,
+        vec!["gauge_in_red", "pin_missing"]
+    );
+    assert!(doc.get(&item, "observedCondition").unwrap().is_none());
+    assert_eq!(
+        apply_results(&mut doc, &[r.clone()], actor(2), 2).unwrap(),
+        None
+    );
+
+    // Removing one keeps the other; typed readings come back typed.
+    r.observed_conditions = Some(vec!["pin_missing".into()]);
+    r.readings = BTreeMap::from([
+        ("legend_legible".to_string(), ReadingValue::Bool(true)),
+        ("gauge".to_string(), ReadingValue::Text("in_green".into())),
+    ]);
+    apply_results(&mut doc, &[r.clone()], actor(2), 3).unwrap();
+    assert_eq!(apply_results(&mut doc, &[r], actor(2), 4).unwrap(), None);
+    let item = project(&doc).item(&key).unwrap().clone();
+    assert_eq!(item.observed_conditions, vec!["pin_missing"]);
+    assert_eq!(item.readings["legend_legible"], ReadingValue::Bool(true));
+    assert_eq!(
+        item.readings["gauge"],
+        ReadingValue::Text("in_green".into())
+    );
+}
+
+#[test]
+fn sign_off_completes_and_reopening_removes_it() {
+    let mut doc = create_session_document(&init(), actor(1), 0).unwrap();
+    let s = SignOff {
+        user_id: id_string(&uuid(50)),
+        licence: "FPA-12345".into(),
+        at: "2026-12-06T01:02:03Z".into(),
+    };
+    assert!(set_sign_off(&mut doc, Some(&s), actor(2), 5)
+        .unwrap()
+        .is_some());
+    let p = project(&doc);
+    assert_eq!(p.status.as_deref(), Some(STATUS_COMPLETED));
+    assert_eq!(p.signed_off.as_ref(), Some(&s));
+    assert_eq!(p.all_problems().count(), 0, "{:?}", p.problems);
+    assert_eq!(set_sign_off(&mut doc, Some(&s), actor(2), 6).unwrap(), None);
+    set_sign_off(&mut doc, None, actor(2), 7).unwrap();
+    let p = project(&doc);
+    assert_eq!(p.status.as_deref(), Some(STATUS_IN_PROGRESS));
+    assert_eq!(p.signed_off, None);
 }

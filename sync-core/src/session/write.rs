@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::keys::*;
 use super::{
-    id_string, Outcome, ResultInput, SessionError, SessionInit, SCHEMA_VERSION, STATUS_COMPLETED,
-    STATUS_IN_PROGRESS,
+    id_string, Outcome, ReadingValue, ResultInput, SessionError, SessionInit, SignOff,
+    SCHEMA_VERSION, STATUS_COMPLETED, STATUS_IN_PROGRESS,
 };
 use crate::read::scalar_f64;
 
@@ -70,7 +70,11 @@ pub fn apply_results(
     timestamp_secs: i64,
 ) -> Result<Option<ChangeHash>, SessionError> {
     for result in results {
-        if let Some((name, _)) = result.readings.iter().find(|(_, v)| !v.is_finite()) {
+        if let Some((name, _)) = result
+            .readings
+            .iter()
+            .find(|(_, v)| matches!(v, ReadingValue::Number(x) if !x.is_finite()))
+        {
             return Err(SessionError::InvalidReading {
                 asset_id: result.asset_id,
                 name: name.clone(),
@@ -102,6 +106,39 @@ pub fn set_status(
     doc.set_actor(actor);
     commit(doc, "set status", timestamp_secs, |tx| {
         set_string(tx, &ROOT, STATUS, status)
+    })
+}
+
+/// Completes the session with its sign-off (`status: completed` and `signedOff` in one change),
+/// or with `None` reopens it (`status: in_progress`, `signedOff` removed).
+pub fn set_sign_off(
+    doc: &mut Automerge,
+    sign_off: Option<&SignOff>,
+    actor: ActorId,
+    timestamp_secs: i64,
+) -> Result<Option<ChangeHash>, SessionError> {
+    doc.set_actor(actor);
+    let message = if sign_off.is_some() {
+        "sign off session"
+    } else {
+        "reopen session"
+    };
+    commit(doc, message, timestamp_secs, |tx| match sign_off {
+        Some(s) => {
+            set_string(tx, &ROOT, STATUS, STATUS_COMPLETED)?;
+            let map = ensure_object(tx, &ROOT, SIGNED_OFF, ObjType::Map)?;
+            set_string(tx, &map, USER_ID, &s.user_id)?;
+            set_string(tx, &map, LICENCE, &s.licence)?;
+            set_string(tx, &map, AT, &s.at)?;
+            Ok(())
+        }
+        None => {
+            set_string(tx, &ROOT, STATUS, STATUS_IN_PROGRESS)?;
+            if tx.get(&ROOT, SIGNED_OFF)?.is_some() {
+                tx.delete(&ROOT, SIGNED_OFF)?;
+            }
+            Ok(())
+        }
     })
 }
 
@@ -152,6 +189,7 @@ fn new_item(
     tx.put(&item, ASSET_ID, id.as_str())?;
     tx.put(&item, RULE_CODE, rule_code)?;
     tx.put(&item, OUTCOME, Outcome::NotTested.as_str())?;
+    tx.put_object(&item, OBSERVED_CONDITIONS, ObjType::List)?;
     tx.put_object(&item, READINGS, ObjType::Map)?;
     tx.put_object(&item, NOTES, ObjType::Text)?;
     tx.put_object(&item, EVIDENCE, ObjType::List)?;
@@ -180,13 +218,23 @@ fn apply_result(
         set_string(tx, &item, RULE_CODE, rule_code)?;
     }
     set_string(tx, &item, OUTCOME, result.outcome.as_str())?;
-    if let Some(condition) = &result.observed_condition {
-        set_string(tx, &item, OBSERVED_CONDITION, condition)?;
+    if let Some(conditions) = &result.observed_conditions {
+        set_conditions(tx, &item, conditions)?;
     }
     if !result.readings.is_empty() {
         let readings = ensure_object(tx, &item, READINGS, ObjType::Map)?;
         for (name, value) in &result.readings {
-            set_number(tx, &readings, name, *value)?;
+            match value {
+                ReadingValue::Number(x) => set_number(tx, &readings, name, *x)?,
+                ReadingValue::Text(t) => set_string(tx, &readings, name, t)?,
+                ReadingValue::Bool(b) => {
+                    let same = matches!(tx.get_all(&readings, name.as_str())?.as_slice(),
+                        [(Value::Scalar(s), _)] if s.as_bool() == Some(*b));
+                    if !same {
+                        tx.put(&readings, name.as_str(), *b)?;
+                    }
+                }
+            }
         }
     }
     if let Some(notes) = &result.notes {
@@ -281,6 +329,47 @@ fn set_text(
                 tx.splice_text(&id, 0, 0, value)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Makes the item's `observedConditions` list hold exactly `conditions` (in that order when it
+/// is rewritten): elements not wanted are deleted, missing ones appended, so a tablet's
+/// concurrent additions to the same list survive. A schema 1 `observedCondition` is removed.
+fn set_conditions(
+    tx: &mut Transaction<'_>,
+    item: &ObjId,
+    conditions: &[String],
+) -> Result<(), SessionError> {
+    let list = ensure_object(tx, item, OBSERVED_CONDITIONS, ObjType::List)?;
+    let mut present: Vec<Option<String>> = Vec::new();
+    for index in 0..tx.length(&list) {
+        present.push(match tx.get(&list, index)? {
+            Some((Value::Scalar(s), _)) => s.as_str().map(str::to_string),
+            Some((Value::Object(ObjType::Text), id)) => tx.text(&id).ok(),
+            _ => None,
+        });
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    for index in (0..present.len()).rev() {
+        let keep = present[index].as_deref().filter(|p| {
+            conditions.iter().any(|c| c == p)
+                && !present[..index].iter().any(|q| q.as_deref() == Some(p))
+        });
+        match keep {
+            Some(p) => kept.push(p),
+            None => tx.delete(&list, index)?,
+        }
+    }
+    for c in conditions {
+        if !kept.contains(&c.as_str()) {
+            let end = tx.length(&list);
+            tx.insert(&list, end, c.as_str())?;
+            kept.push(c);
+        }
+    }
+    if tx.get(item, OBSERVED_CONDITION)?.is_some() {
+        tx.delete(item, OBSERVED_CONDITION)?;
     }
     Ok(())
 }

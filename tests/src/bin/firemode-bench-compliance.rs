@@ -200,6 +200,9 @@ async fn seed(
             created_by: admin.id,
             created_at: visit,
             updated_at: visit,
+            signed_off_by: None,
+            signed_off_licence: None,
+            signed_off_at: None,
         };
         store.create_session(&session, &[], &[]).await?;
         let items: Vec<ItemRow> = assets
@@ -241,6 +244,8 @@ async fn seed(
                     classification: classification.map(str::to_owned),
                     rule_version: Some("2012.1.0".into()),
                     problems: sqlx::types::Json(json!([])),
+                    observed_conditions: sqlx::types::Json(Vec::new()),
+                    assessment: sqlx::types::Json(json!({})),
                 }
             })
             .collect();

@@ -1,0 +1,359 @@
+//! Invariants of the shipped rule library (`server/rules/as1851.json`). `docs/rules.md`
+//! explains the file; the severity review lives in each rule's `rationale`.
+
+use super::*;
+use crate::domain::readings::{valid_key, Expectation, ReadingKind};
+
+/// The version every shipped rule carries after the typed-readings and severity review.
+const REVIEWED_VERSION: &str = "2012.2.0";
+
+/// Single-item faults whose weight depends on context (the only extinguisher or blanket for a
+/// space, a luminaire on a stair, the only exit sign to an exit): never critical by default;
+/// an inspector or office user raises one with a severity override. Each entry names a rule
+/// that has the condition.
+const CONTEXT_DEPENDENT: &[(&str, &str)] = &[
+    ("AS1851-10-6M-EXT", "extinguisher_missing"),
+    ("AS1851-10-6M-EXT", "extinguisher_discharged_or_empty"),
+    ("AS1851-10-12M-EXT", "extinguisher_missing"),
+    ("AS1851-10-12M-EXT", "extinguisher_discharged_or_empty"),
+    ("AS1851-10-5Y-EXT", "extinguisher_discharged_or_empty"),
+    ("AS1851-10-6M-WEXT", "extinguisher_missing"),
+    ("AS1851-10-6M-WEXT", "extinguisher_discharged_or_empty"),
+    ("AS1851-10-12M-WEXT", "extinguisher_discharged_or_empty"),
+    ("AS1851-10-12M-WEXT", "discharge_valve_seized"),
+    ("AS1851-11-6M-BLK", "fire_blanket_missing"),
+    ("AS1851-8-6M-LFH", "hose_missing"),
+    ("AS1851-8-12M-LFH", "hose_missing"),
+    ("AS1851-8-12M-LFH", "hose_bursts_under_test"),
+    ("AS2293-6M-EL", "luminaire_fails_to_illuminate"),
+    ("AS2293-12M-EL", "luminaire_fails_to_illuminate"),
+    ("AS2293-6M-EXIT", "exit_sign_not_illuminated"),
+    ("AS2293-12M-EXIT", "exit_sign_not_illuminated"),
+];
+
+fn rule(code: &str) -> &'static RuleDef {
+    library()
+        .rules
+        .iter()
+        .find(|r| r.code == code)
+        .unwrap_or_else(|| panic!("no rule {code} in the library"))
+}
+
+fn class_of(code: &str, condition: &str) -> Classification {
+    *rule(code)
+        .classification_mappings
+        .get(condition)
+        .unwrap_or_else(|| panic!("{code} has no condition {condition}"))
+}
+
+/// The library file as plain JSON, to see what is written rather than what is inferred.
+fn raw_rules() -> Vec<serde_json::Value> {
+    let raw: serde_json::Value = serde_json::from_str(LIBRARY_JSON).unwrap();
+    raw["rules"].as_array().unwrap().clone()
+}
+
+#[test]
+fn every_rule_has_a_serviceable_condition() {
+    for rule in &library().rules {
+        assert_eq!(
+            rule.classification_mappings.get("serviceable"),
+            Some(&Classification::Compliant),
+            "{}",
+            rule.code
+        );
+    }
+}
+
+#[test]
+fn every_rule_is_at_the_reviewed_version() {
+    for rule in &library().rules {
+        assert_eq!(rule.version, REVIEWED_VERSION, "{}", rule.code);
+    }
+}
+
+#[test]
+fn every_reading_declares_its_kind_and_expectation_in_the_file() {
+    for rule in raw_rules() {
+        let code = rule["code"].as_str().unwrap();
+        for reading in rule["readings"].as_array().unwrap() {
+            let name = reading["name"].as_str().unwrap_or("?");
+            let obj = reading.as_object().unwrap();
+            assert!(
+                obj.get("kind").is_some_and(|k| k.is_string()),
+                "{code} {name}: no explicit kind"
+            );
+            assert!(
+                obj.get("expect").is_some_and(|e| e.is_object()),
+                "{code} {name}: no explicit expect"
+            );
+            assert!(
+                !obj.contains_key("expected"),
+                "{code} {name}: still has the free-text expected"
+            );
+        }
+    }
+    // What is written is what the server reads: the parsed kind equals the written one.
+    for (raw, rule) in raw_rules().iter().zip(&library().rules) {
+        for (r, spec) in raw["readings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(&rule.readings)
+        {
+            assert_eq!(
+                r["kind"].as_str(),
+                Some(spec.kind.as_str()),
+                "{}",
+                rule.code
+            );
+        }
+    }
+}
+
+#[test]
+fn every_reading_and_expectation_validates() {
+    // `library()` parses and validates the whole file (panics otherwise); check each reading
+    // again here so a failure names it.
+    let lib = Library::from_json(LIBRARY_JSON).expect("the library validates");
+    for rule in &lib.rules {
+        for r in &rule.readings {
+            r.validate(rule.classification_mappings.keys().map(String::as_str))
+                .unwrap_or_else(|e| panic!("{} {}: {e}", rule.code, r.name));
+            match (&r.expect, r.kind) {
+                (Expectation::None, _) => {
+                    panic!("{} {}: not evaluated (none)", rule.code, r.name)
+                }
+                (Expectation::OneOf { values }, ReadingKind::Choice) => assert!(
+                    values.len() < r.choices.len(),
+                    "{} {}: every choice is acceptable",
+                    rule.code,
+                    r.name
+                ),
+                _ => {}
+            }
+            if r.kind == ReadingKind::Number {
+                assert!(
+                    !r.unit.is_empty(),
+                    "{} {}: a number needs a unit",
+                    rule.code,
+                    r.name
+                );
+                assert!(r.decimals.is_some(), "{} {}: decimals", rule.code, r.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn reading_names_are_unique_within_a_rule() {
+    for rule in &library().rules {
+        let mut seen = BTreeSet::new();
+        for r in &rule.readings {
+            assert!(seen.insert(&r.name), "{}: {} twice", rule.code, r.name);
+        }
+    }
+}
+
+#[test]
+fn every_evaluated_reading_fails_as_a_defect_condition_of_its_rule() {
+    for rule in &library().rules {
+        for r in &rule.readings {
+            if r.expect == Expectation::None {
+                continue;
+            }
+            let condition = r
+                .fails_as
+                .as_deref()
+                .unwrap_or_else(|| panic!("{} {}: no fails_as", rule.code, r.name));
+            let class = rule
+                .classification_mappings
+                .get(condition)
+                .unwrap_or_else(|| panic!("{} {}: unknown {condition}", rule.code, r.name));
+            assert_ne!(
+                *class,
+                Classification::Compliant,
+                "{} {}: fails as the compliant {condition}",
+                rule.code,
+                r.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_critical_mapping_has_a_rationale() {
+    for rule in &library().rules {
+        for (condition, class) in &rule.classification_mappings {
+            if *class == Classification::CriticalDefect {
+                let why = rule.rationale.get(condition).map(|s| s.trim());
+                assert!(
+                    why.is_some_and(|w| w.len() >= 40),
+                    "{} {condition}: critical without a rationale",
+                    rule.code
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_condition_has_one_classification_across_the_library() {
+    let mut seen: BTreeMap<&str, (Classification, &str)> = BTreeMap::new();
+    for rule in &library().rules {
+        for (condition, class) in &rule.classification_mappings {
+            let (first, in_rule) = *seen
+                .entry(condition.as_str())
+                .or_insert((*class, rule.code.as_str()));
+            assert_eq!(
+                first, *class,
+                "{condition} is {first} in {in_rule} but {class} in {}",
+                rule.code
+            );
+        }
+    }
+}
+
+#[test]
+fn design_keys_are_snake_case_with_one_unit_each() {
+    let mut units: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for rule in &library().rules {
+        for r in &rule.readings {
+            if let Expectation::Design { key, .. } = &r.expect {
+                assert!(
+                    valid_key(key) && !key.starts_with('_') && !key.ends_with('_'),
+                    "{} {}: design key '{key}' is not snake_case",
+                    rule.code,
+                    r.name
+                );
+                assert!(!key.contains("__"), "{key}");
+                assert_eq!(r.kind, ReadingKind::Number, "{} {}", rule.code, r.name);
+                let (unit, first) = *units
+                    .entry(key.as_str())
+                    .or_insert((r.unit.as_str(), rule.code.as_str()));
+                assert_eq!(
+                    unit, r.unit,
+                    "design key {key} is in {unit} in {first} but {} in {} {}",
+                    r.unit, rule.code, r.name
+                );
+            }
+        }
+    }
+    assert!(units.contains_key("required_test_pressure"));
+}
+
+#[test]
+fn baseline_readings_have_a_missing_baseline_condition() {
+    for rule in &library().rules {
+        let uses_baseline = rule
+            .readings
+            .iter()
+            .any(|r| matches!(r.expect, Expectation::Baseline { .. }));
+        if uses_baseline {
+            assert_eq!(
+                rule.classification_mappings.get("baseline_data_missing"),
+                Some(&Classification::NonConformance),
+                "{}",
+                rule.code
+            );
+        }
+    }
+}
+
+#[test]
+fn not_in_automatic_is_classified_alike_for_pumps_and_fire_fans() {
+    assert_eq!(
+        class_of("AS1851-3-1M-PMP", "pump_controller_not_in_automatic"),
+        Classification::CriticalDefect
+    );
+    assert_eq!(
+        class_of("AS1851-13-6M-SMC", "fire_fan_control_panel_not_in_auto"),
+        Classification::CriticalDefect
+    );
+    // Both are recorded through a yes/no reading that suggests them.
+    for (code, reading, condition) in [
+        (
+            "AS1851-3-1M-PMP",
+            "controller_in_automatic",
+            "pump_controller_not_in_automatic",
+        ),
+        (
+            "AS1851-13-6M-SMC",
+            "ffcp_switches_in_auto",
+            "fire_fan_control_panel_not_in_auto",
+        ),
+    ] {
+        let r = rule(code)
+            .readings
+            .iter()
+            .find(|r| r.name == reading)
+            .unwrap();
+        assert_eq!(r.kind, ReadingKind::YesNo);
+        assert_eq!(r.fails_as.as_deref(), Some(condition));
+    }
+}
+
+#[test]
+fn a_door_that_does_not_close_is_critical_whatever_the_cause_or_interval() {
+    for code in ["AS1851-12-6M-FD", "AS1851-12-12M-FD"] {
+        for condition in [
+            "door_closer_removed_or_disconnected",
+            "door_fails_to_self_close",
+            "door_leaf_or_frame_breached",
+        ] {
+            assert_eq!(
+                class_of(code, condition),
+                Classification::CriticalDefect,
+                "{code} {condition}"
+            );
+        }
+        // Closing but not latching stays an impairment.
+        assert_eq!(
+            class_of(code, "door_fails_to_latch"),
+            Classification::NonCriticalDefect
+        );
+    }
+    assert_eq!(
+        class_of("AS1851-12-6M-FD", "hold_open_device_fails_to_release"),
+        Classification::CriticalDefect
+    );
+    for code in ["AS1851-12-6M-SD", "AS1851-12-12M-SD", "AS1851-12-3M-SFD"] {
+        assert_eq!(
+            class_of(code, "door_fails_to_close"),
+            Classification::CriticalDefect,
+            "{code}"
+        );
+    }
+}
+
+#[test]
+fn context_dependent_single_item_faults_are_not_critical_by_default() {
+    for (code, condition) in CONTEXT_DEPENDENT {
+        assert_eq!(
+            class_of(code, condition),
+            Classification::NonCriticalDefect,
+            "{code} {condition}"
+        );
+        let why = rule(code)
+            .rationale
+            .get(*condition)
+            .unwrap_or_else(|| panic!("{code} {condition}: no rationale"));
+        assert!(
+            why.contains("severity override"),
+            "{code} {condition}: the rationale should say how it is raised to critical"
+        );
+    }
+    // Wherever else these conditions appear, they are not critical either.
+    let names: BTreeSet<&str> = CONTEXT_DEPENDENT.iter().map(|(_, c)| *c).collect();
+    for rule in &library().rules {
+        for (condition, class) in &rule.classification_mappings {
+            if names.contains(condition.as_str()) {
+                assert_ne!(
+                    *class,
+                    Classification::CriticalDefect,
+                    "{} {condition}",
+                    rule.code
+                );
+            }
+        }
+    }
+}
