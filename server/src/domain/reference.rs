@@ -14,25 +14,12 @@ pub const MAX_UNIT_CHARS: usize = 50;
 /// Longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 2000;
 
-/// Which reference a value is: measured on the installation, or specified for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    /// Recorded on the installation (commissioning data, a first service).
-    Baseline,
-    /// Specified for it (design documents, manufacturer's data).
-    Design,
-}
+/// Which reference a value is: recorded on the installation (`baseline`) or specified for it
+/// (`design`). The same kind a reading's `baseline` or `design` expectation looks up.
+pub use super::readings::RefKind as Kind;
 
-impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Baseline, Kind::Design];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Baseline => "baseline",
-            Kind::Design => "design",
-        }
-    }
-}
+/// Every kind, in the order messages list them.
+pub const KINDS: [Kind; 2] = [Kind::Baseline, Kind::Design];
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -43,10 +30,10 @@ impl fmt::Display for Kind {
 impl FromStr for Kind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Kind::ALL
+        KINDS
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("must be one of {}", names(Kind::ALL.map(Kind::as_str))))
+            .ok_or_else(|| format!("must be one of {}", names(KINDS.map(Kind::as_str))))
     }
 }
 
@@ -342,7 +329,7 @@ mod tests {
 
     #[test]
     fn enums_round_trip() {
-        for k in Kind::ALL {
+        for k in KINDS {
             assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
             assert_eq!(k.to_string(), k.as_str());
         }
