@@ -609,7 +609,11 @@ fn import_rows(
         let identifier = r.take(0);
         let asset = match &identifier {
             None => {
-                errors.push(row_error(row, Some("asset_identifier"), "is required"));
+                errors.push(row_error(
+                    row,
+                    Some("asset_identifier"),
+                    "the identifier of an asset of this building is required",
+                ));
                 None
             }
             Some(id) => match assets.get(id) {
