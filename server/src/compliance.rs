@@ -121,6 +121,10 @@ pub struct ReportRow {
     pub outcome: Option<String>,
     /// The last service's classification from the rule library.
     pub classification: Option<String>,
+    /// What the last service's readings suggested (`pass` or `fail`), if anything.
+    pub suggested_outcome: Option<String>,
+    /// The last service's recorded outcome differs from what its readings suggested.
+    pub overrides_suggestion: bool,
     /// The service before the last one (another day).
     pub previous_service: Option<DateTime<Utc>>,
     /// Days between the previous and the last service.
@@ -206,6 +210,27 @@ pub struct Report {
     pub summary: Summary,
     /// Ordered by asset identifier, then interval, then rule code.
     pub items: Vec<ReportRow>,
+    /// The building's active defects (open to verified), most severe first, with severity
+    /// overrides and their reasons.
+    pub defects: Vec<ReportDefect>,
+}
+
+/// An active defect as the report lists it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportDefect {
+    pub id: Uuid,
+    pub title: String,
+    pub asset_id: Option<Uuid>,
+    pub identifier: Option<String>,
+    pub location: Option<String>,
+    pub severity: String,
+    /// Set by hand, for `severity_reason`, instead of from the rule library.
+    pub severity_overridden: bool,
+    pub severity_reason: Option<String>,
+    pub status: String,
+    pub discovered_at: DateTime<Utc>,
+    pub notify_by: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
 /// What the report is computed from.
@@ -217,6 +242,8 @@ pub struct Inputs<'a> {
     /// The latest services per (asset, rule code), see `ReportStore::latest_services`.
     pub services: &'a [ServiceRow],
     pub defects: &'a [DefectCountRow],
+    /// The building's active defects, listed in the report.
+    pub active_defects: Vec<ReportDefect>,
     pub as_of: NaiveDate,
     pub generated_at: DateTime<Utc>,
 }
@@ -328,6 +355,9 @@ pub fn build(input: Inputs<'_>) -> Report {
                 row.last_session_id = Some(last.row.session_id);
                 row.outcome = Some(last.row.outcome.clone());
                 row.classification = last.row.classification.clone();
+                let assessment = &last.row.assessment.0;
+                row.suggested_outcome = assessment["suggested_outcome"].as_str().map(str::to_owned);
+                row.overrides_suggestion = assessment["overrides_suggestion"] == true;
                 row.next_due = last.at.date_naive().checked_add_months(months);
             } else {
                 row.next_due = asset
@@ -396,6 +426,16 @@ pub fn build(input: Inputs<'_>) -> Report {
         status: all_defects.status().max(overdue),
         summary,
         items,
+        defects: {
+            let mut d = input.active_defects;
+            d.sort_by_key(|d| {
+                (
+                    crate::domain::defects::Severity::parse(&d.severity),
+                    d.discovered_at,
+                )
+            });
+            d
+        },
     }
 }
 
@@ -413,6 +453,8 @@ fn row_for(asset: &AssetRecord, rule: Option<&RuleRecord>) -> ReportRow {
         last_session_id: None,
         outcome: None,
         classification: None,
+        suggested_outcome: None,
+        overrides_suggestion: false,
         previous_service: None,
         interval_days: None,
         outside_tolerance: false,

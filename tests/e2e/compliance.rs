@@ -385,6 +385,8 @@ async fn csv_has_the_same_rows(be: Backend) {
             "last_session_id",
             "outcome",
             "classification",
+            "suggested_outcome",
+            "overrides_suggestion",
             "previous_service",
             "interval_days",
             "outside_tolerance",
@@ -423,6 +425,8 @@ async fn csv_has_the_same_rows(be: Backend) {
             "due_by",
             "interval_days",
             "outside_tolerance",
+            "suggested_outcome",
+            "overrides_suggestion",
             "overdue",
             "status",
         ] {

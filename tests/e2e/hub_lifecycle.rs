@@ -175,7 +175,8 @@ async fn two_nodes_share_documents_through_postgres() {
     // Node B's tablet edits; node A's tablet hears of it.
     put_item_field(&mut db2, bld.assets[0], "outcome", "fail");
     b.sync(doc_id, &mut db2, &mut sb, false).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    // Liveness, not latency (the benchmark measures that): the whole suite shares two cores.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while da.get_heads() != db2.get_heads() {
         assert!(
             std::time::Instant::now() < deadline,

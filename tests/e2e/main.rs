@@ -23,6 +23,7 @@ mod idempotency;
 mod js_conformance;
 mod multinode;
 mod pii;
+mod readings;
 mod reference_values;
 mod roles;
 mod rules;

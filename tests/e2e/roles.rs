@@ -68,6 +68,7 @@ const PROBES: &[&str] = &[
     "`GET /v1/tests/sessions/{id}`",
     "`PATCH /v1/tests/sessions/{id}` with `name` or `assigned_to`",
     "`PATCH /v1/tests/sessions/{id}` with `status` only",
+    "`PATCH /v1/tests/sessions/{id}` reopening a completed session",
     "`GET /v1/tests/sessions/{id}/document`",
     "`POST /v1/tests/sessions/{id}/results`",
     "`GET /v1/tests/sessions/{id}/results`",
@@ -82,7 +83,8 @@ const PROBES: &[&str] = &[
     "`POST /v1/defects`",
     "`GET /v1/defects`",
     "`GET /v1/defects/{id}`",
-    "`PATCH /v1/defects/{id}`",
+    "`PATCH /v1/defects/{id}` with `status`",
+    "`PATCH /v1/defects/{id}` with `severity`",
     "`GET /v1/sync` reading a document",
     "`GET /v1/sync` changing a document",
 ];
@@ -467,10 +469,25 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
             let d = w.defect().await;
             allowed(key, &c.get(&format!("/v1/defects/{d}"), t).await)
         }
-        "`PATCH /v1/defects/{id}`" => {
+        "`PATCH /v1/defects/{id}` with `status`" => {
             let d = w.defect().await;
             let body = json!({ "status": "acknowledged" });
             allowed(key, &c.patch(&format!("/v1/defects/{d}"), t, &body).await)
+        }
+        "`PATCH /v1/defects/{id}` with `severity`" => {
+            let d = w.defect().await;
+            let body = json!({ "severity": "critical", "reason": "the only door to the stair" });
+            allowed(key, &c.patch(&format!("/v1/defects/{d}"), t, &body).await)
+        }
+        "`PATCH /v1/tests/sessions/{id}` reopening a completed session" => {
+            let (s, _) = w.session(to).await;
+            let url = format!("/v1/tests/sessions/{s}");
+            let done = c
+                .patch(&url, Some(&w.admin().token), &json!({ "status": "completed" }))
+                .await;
+            assert_eq!(done.status, 200, "{key}: {}", done.body);
+            let body = json!({ "status": "in_progress", "reason": "signed off too early" });
+            allowed(key, &c.patch(&url, t, &body).await)
         }
         "`GET /v1/sync` reading a document" | "`GET /v1/sync` changing a document" => {
             let (s, doc_id) = w.session(to).await;

@@ -46,23 +46,28 @@ import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websoc
 
 /**
  * Record a result on a session item the way the server writes it: enumerations and ids as
- * scalar strings (ImmutableString; a plain JS string would become a text object), readings as
- * numbers, and a note APPENDED to the item's collaborative text so concurrent notes merge.
+ * scalar strings (ImmutableString; a plain JS string would become a text object), readings of
+ * their rule's kind (a number, a boolean for yes/no, a string for a choice or text), and a note
+ * APPENDED to the item's collaborative text so concurrent notes merge.
  * @param {import("@automerge/automerge-repo").DocHandle<any>} handle
  * @param {string} assetId
  * @param {object} r
  * @param {"pass"|"fail"|"not_tested"|"not_accessible"} [r.outcome]
  * @param {string} [r.observedCondition]  a condition of the item's rule, e.g. "extinguisher_missing"
- * @param {Record<string, number>} [r.readings]
+ *                                         (schema 1 apps; counted with the list)
+ * @param {string[]} [r.observedConditions] the item's conditions (schema 2), each its own defect
+ * @param {Record<string, number|boolean|string>} [r.readings]
  * @param {string} [r.note]
  * @param {string} [r.recordedBy]          the user id
  */
-export function recordResult(handle, assetId, { outcome, observedCondition, readings, note, recordedBy }) {
+export function recordResult(handle, assetId, { outcome, observedCondition, observedConditions, readings, note, recordedBy }) {
   handle.change(d => {
     const item = d.items[assetId]
     if (!item) throw new Error(`no item for asset ${assetId} in this session`)
     if (outcome !== undefined) item.outcome = new ImmutableString(outcome)
+    // Schema 1 apps set one `observedCondition`; schema 2 keeps a list (each becomes a defect).
     if (observedCondition !== undefined) item.observedCondition = new ImmutableString(observedCondition)
+    if (observedConditions !== undefined) item.observedConditions = observedConditions.map(c => new ImmutableString(c))
     for (const [name, value] of Object.entries(readings ?? {})) item.readings[name] = value
     if (note) {
       if (typeof item.notes !== "string") item.notes = ""

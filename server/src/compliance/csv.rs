@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::{Report, ReportRow};
 
 /// Column names, in order.
-pub const COLUMNS: [&str; 23] = [
+pub const COLUMNS: [&str; 25] = [
     "asset_id",
     "identifier",
     "asset_type",
@@ -19,6 +19,8 @@ pub const COLUMNS: [&str; 23] = [
     "last_session_id",
     "outcome",
     "classification",
+    "suggested_outcome",
+    "overrides_suggestion",
     "previous_service",
     "interval_days",
     "outside_tolerance",
@@ -44,7 +46,7 @@ pub fn render(report: &Report) -> Vec<u8> {
     w.into_inner().unwrap_or_default()
 }
 
-fn fields(r: &ReportRow) -> [String; 23] {
+fn fields(r: &ReportRow) -> [String; 25] {
     let opt = |s: &Option<String>| s.clone().unwrap_or_default();
     let time = |t: &Option<DateTime<Utc>>| {
         t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
@@ -64,6 +66,8 @@ fn fields(r: &ReportRow) -> [String; 23] {
         r.last_session_id.map(|s| s.to_string()).unwrap_or_default(),
         opt(&r.outcome),
         opt(&r.classification),
+        opt(&r.suggested_outcome),
+        r.overrides_suggestion.to_string(),
         time(&r.previous_service),
         r.interval_days.map(|d| d.to_string()).unwrap_or_default(),
         r.outside_tolerance.to_string(),

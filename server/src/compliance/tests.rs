@@ -92,6 +92,10 @@ fn service(a: &AssetRecord, code: &str, at: &str, outcome: &str) -> ServiceRow {
         ),
         recorded_at: at.into(),
         session_id: Uuid::new_v4(),
+        assessment: sqlx::types::Json(serde_json::json!({
+            "suggested_outcome": "pass",
+            "overrides_suggestion": outcome == "fail",
+        })),
     }
 }
 
@@ -116,6 +120,7 @@ fn run(
         rules: &rules(),
         services,
         defects,
+        active_defects: Vec::new(),
         as_of: day(as_of),
         generated_at: Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
     })
@@ -156,12 +161,16 @@ fn due_dates_tolerance_and_overdue() {
     assert_eq!(a.due_by, Some(day("2025-02-03")));
     assert!(!a.overdue);
     assert_eq!(a.outcome.as_deref(), Some("pass"));
+    assert!(!a.overrides_suggestion);
     assert_eq!(a.serviced_under.as_deref(), Some(EXT_6M));
     assert_eq!(a.status, Status::Compliant);
 
     let b = row(&r, &late, EXT_6M);
     assert!(b.outside_tolerance);
     assert_eq!(b.outcome.as_deref(), Some("fail"));
+    // The readings suggested a pass; the inspector's fail overrides it, and the report says so.
+    assert_eq!(b.suggested_outcome.as_deref(), Some("pass"));
+    assert!(b.overrides_suggestion);
     assert_eq!(b.classification.as_deref(), Some("critical_defect"));
     assert!(
         row(&r, &early, EXT_6M).outside_tolerance,

@@ -80,11 +80,13 @@ pub fn may_reopen(caller: &Caller, s: &SessionFacts<'_>) -> bool {
     caller.org_id == s.org_id && caller.role == Role::Admin
 }
 
-/// Whether a defect is visible to the caller: defects tied to sessions follow the visibility of
-/// those sessions (any one of them: the session that found it or one that found it again);
-/// defects not tied to a session are visible to the whole organisation.
-pub fn defect_visible(caller: &Caller, defect_sessions_visible: Option<bool>) -> bool {
-    caller.role != Role::Inspector || defect_sessions_visible.unwrap_or(true)
+/// Which defects a caller sees: defects tied to sessions follow the visibility of those
+/// sessions (any one of them: the session that found it or one that found it again), defects
+/// not tied to a session are visible to the whole organisation. `Some(user)`: only those found
+/// by a session assigned to `user` (or by none) — the store applies it; `None`: all of the
+/// organisation's.
+pub fn defect_visibility(caller: &Caller) -> Option<Uuid> {
+    (caller.role == Role::Inspector).then_some(caller.user_id)
 }
 
 #[cfg(test)]
@@ -149,8 +151,7 @@ mod tests {
             read_only_reason(&caller(Role::Inspector), &facts(mine, true)),
             Some(ReadOnlyReason::Completed)
         );
-        assert!(defect_visible(&caller(Role::Auditor), Some(false)));
-        assert!(!defect_visible(&caller(Role::Inspector), Some(false)));
-        assert!(defect_visible(&caller(Role::Inspector), Option::None));
+        assert_eq!(defect_visibility(&caller(Role::Auditor)), Option::None);
+        assert_eq!(defect_visibility(&caller(Role::Inspector)), Some(me));
     }
 }

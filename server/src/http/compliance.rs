@@ -13,8 +13,10 @@ use uuid::Uuid;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Json, Path, Query};
 use crate::auth::AuthUser;
-use crate::compliance::{self, Inputs, Report};
+use crate::compliance::{self, Inputs, Report, ReportDefect};
 use crate::state::AppState;
+use crate::store::defects::DefectFilter;
+use crate::store::Page;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get))
@@ -72,12 +74,44 @@ async fn get(
         store.latest_services(user.org_id, id, &before, compliance::SERVICES_PER_RULE),
         store.open_defect_counts(user.org_id, id),
     )?;
+    let listed = store
+        .list_defects(
+            user.org_id,
+            &DefectFilter {
+                building_id: Some(id),
+                ..Default::default()
+            },
+            Page {
+                after: None,
+                limit: 100_000,
+            },
+        )
+        .await?;
+    let active_defects = listed
+        .into_iter()
+        .filter(|d| crate::domain::defects::is_active(&d.status))
+        .map(|d| ReportDefect {
+            id: d.id,
+            title: d.title,
+            asset_id: d.asset_id,
+            identifier: d.asset_identifier,
+            location: d.asset_location,
+            severity: d.severity,
+            severity_overridden: d.severity_overridden,
+            severity_reason: d.severity_reason,
+            status: d.status,
+            discovered_at: d.discovered_at,
+            notify_by: d.notify_by,
+            acknowledged_at: d.acknowledged_at,
+        })
+        .collect();
     let report = compliance::build(Inputs {
         building: &building,
         assets: &assets,
         rules: &rules,
         services: &services,
         defects: &defects,
+        active_defects,
         as_of,
         generated_at: now,
     });

@@ -133,9 +133,10 @@ impl From<DefectRecord> for DefectView {
     }
 }
 
-/// Inspectors see defects not tied to a session and those found by sessions assigned to them.
+/// Inspectors see defects not tied to a session and those found by sessions assigned to them
+/// (`crate::domain::access::defect_visibility`).
 fn visible_to(user: &AuthUser) -> Option<Uuid> {
-    (user.role == Role::Inspector).then_some(user.user_id)
+    crate::domain::access::defect_visibility(&user.caller())
 }
 
 fn severity(raw: &str, field: &str) -> ApiResult<Severity> {

@@ -243,7 +243,10 @@ type RawConflict = (
     Vec<(serde_json::Value, bool, Option<String>)>,
 );
 
-fn collect_conflicts(doc: &Automerge) -> Vec<RawConflict> {
+/// Concurrent edits and schema violations of the document, then `extra` problems (path,
+/// message) found by assessing items against their rules (a reading of the wrong kind, an
+/// unknown condition, an outcome contradicting its conditions).
+fn collect_conflicts(doc: &Automerge, extra: &[(String, String)]) -> Vec<RawConflict> {
     let mut out: Vec<RawConflict> = Vec::new();
     let describe = |path: &str| -> Vec<(serde_json::Value, bool, Option<String>)> {
         let Some((obj, prop)) = resolve_pointer(doc, path) else {
@@ -266,23 +269,24 @@ fn collect_conflicts(doc: &Automerge) -> Vec<RawConflict> {
         let values = describe(&c.path);
         out.push((c.path, "concurrent_edits", None, c.winner, values));
     }
-    for p in firemode_sync_core::project(doc).all_problems() {
-        if out.iter().any(|c| c.0 == p.path) {
+    let document_problems = firemode_sync_core::project(doc);
+    let problems = document_problems
+        .all_problems()
+        .map(|p| (p.path.clone(), p.message.clone()))
+        .chain(extra.iter().cloned());
+    for (path, message) in problems {
+        if out.iter().any(|c| {
+            c.0 == path && (c.1 == "concurrent_edits" || c.2.as_deref() == Some(message.as_str()))
+        }) {
             continue;
         }
-        let values = describe(&p.path);
+        let values = describe(&path);
         let winner = values
             .iter()
             .find(|v| v.1)
             .map(|v| v.0.clone())
             .unwrap_or(serde_json::Value::Null);
-        out.push((
-            p.path.clone(),
-            "schema_violation",
-            Some(p.message.clone()),
-            winner,
-            values,
-        ));
+        out.push((path, "schema_violation", Some(message), winner, values));
     }
     out
 }
@@ -297,9 +301,24 @@ async fn conflicts(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Conflicts>> {
     visible_session(&state, &user, id).await?;
+    // What the projection found against the rules, beyond the document's own schema.
+    state.hub.settled(id).await;
+    let extra: Vec<(String, String)> = state
+        .store
+        .list_items(id)
+        .await?
+        .iter()
+        .flat_map(|row| row.problems.0.as_array().cloned().unwrap_or_default())
+        .filter_map(|p| {
+            Some((
+                p["path"].as_str()?.to_owned(),
+                p["message"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
     let raw = state
         .hub
-        .read(id, collect_conflicts)
+        .read(id, move |doc| collect_conflicts(doc, &extra))
         .await
         .map_err(hub_error)?;
     let mut authors = Authors::load(&state, &user, id).await?;
@@ -398,7 +417,7 @@ async fn resolve(
     let (_, heads) = state
         .hub
         .write(id, origin, move |doc, actor| {
-            let conflicted = collect_conflicts(doc).into_iter().any(|c| c.0 == path);
+            let conflicted = collect_conflicts(doc, &[]).into_iter().any(|c| c.0 == path);
             if !conflicted {
                 return Err(HubError::Rejected(format!(
                     "there is no conflict at {path}"

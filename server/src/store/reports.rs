@@ -19,6 +19,9 @@ pub struct ServiceRow {
     /// RFC 3339, as the document has it.
     pub recorded_at: String,
     pub session_id: Uuid,
+    /// The item's assessment (suggested outcome, whether the outcome overrides it).
+    #[sqlx(default)]
+    pub assessment: sqlx::types::Json<serde_json::Value>,
 }
 
 /// How many open defects of one severity an asset has (`asset_id` NULL: building-level).
@@ -56,8 +59,8 @@ pub trait ReportStore: Send + Sync {
 /// `session_items_report_idx` (migration 0008): the rows of one building come out of the index
 /// already in partition order.
 pub(crate) const LATEST_SERVICES_SQL: &str = "SELECT asset_id, rule_code, outcome, \
-     classification, recorded_at, session_id FROM (\
-       SELECT asset_id, rule_code, outcome, classification, recorded_at, session_id, \
+     classification, recorded_at, session_id, assessment FROM (\
+       SELECT asset_id, rule_code, outcome, classification, recorded_at, session_id, assessment, \
          ROW_NUMBER() OVER (PARTITION BY asset_id, rule_code \
            ORDER BY recorded_at DESC, session_id) AS rn \
        FROM session_items \
