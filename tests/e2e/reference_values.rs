@@ -22,6 +22,7 @@ backend_tests!(
     store_interface_for_the_projection,
     concurrent_writes_leave_one_current_value,
     deleting_a_building_takes_its_reference_values,
+    readings_are_compared_with_stored_baselines,
 );
 
 /// A server, an organisation and a building of it with `n` extinguishers (EXT-0000, ...).
@@ -1217,4 +1218,114 @@ async fn deleting_a_building_takes_its_reference_values(b: Backend) {
     assert_eq!(r.status, 204, "{}", r.body);
     assert_problem(&srv.client.get(&url, Some(t)).await, 404, "not_found");
     assert_eq!(row_count(&srv, &org, &bld).await, 0);
+}
+
+async fn readings_are_compared_with_stored_baselines(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let t = &org.admin.token;
+    let c = &srv.client;
+    let r = c
+        .post(
+            "/v1/buildings",
+            Some(t),
+            &json!({ "name": "Sprinkler House", "address": "2 Valve St, Perth WA",
+                     "building_type": "Class 5" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let building = r.uuid("id");
+    let mut assets = Vec::new();
+    for n in 0..2 {
+        let r = c
+            .post(
+                &format!("/v1/buildings/{building}/assets"),
+                Some(t),
+                &json!({ "asset_type": "sprinkler_system", "location": format!("Valve room {n}"),
+                         "identifier": format!("SPR-{n}"), "rule_codes": ["AS1851-2-1M-SPR"] }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        assets.push(r.uuid("id"));
+    }
+    // Baselines for the first installation only.
+    let csv = "asset_identifier,kind,key,value,unit,source\n\
+        SPR-0,baseline,water_supply_pressure,500,kPa,commissioning\n\
+        SPR-0,baseline,installation_pressure,700,kPa,commissioning\n";
+    let r = c
+        .post_raw(
+            &format!("/v1/buildings/{building}/reference-values/import"),
+            Some(t),
+            "text/csv",
+            csv.into(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = c
+        .post(
+            "/v1/tests/sessions",
+            Some(t),
+            &json!({ "building_id": building, "name": "March monthly", "frequency": "monthly" }),
+        )
+        .await;
+    assert_eq!(s.status, 201, "{}", s.body);
+    let sid = s.str("id").to_owned();
+    let readings = json!({ "water_supply_pressure": 480, "installation_pressure": 700 });
+    let body: Vec<Value> = assets
+        .iter()
+        .map(|a| json!({ "asset_id": a, "outcome": "pass", "readings": readings }))
+        .collect();
+    let r = Client::send(
+        c.request(
+            Method::POST,
+            &format!("/v1/tests/sessions/{sid}/results"),
+            Some(t),
+        )
+        .header("idempotency-key", Uuid::new_v4().to_string())
+        .json(&json!({ "results": body })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let res = get_ok(&srv, t, &format!("/v1/tests/sessions/{sid}/results")).await;
+    let row = |a: Uuid| {
+        res.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["asset_id"] == a.to_string())
+            .cloned()
+            .expect("the asset's result")
+    };
+    let findings = |row: &Value| -> Vec<String> {
+        row["assessment"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["condition"].as_str().map(str::to_owned))
+            .collect()
+    };
+    // Compared with the stored baselines (480 kPa is within 10 % below 500).
+    let with = row(assets[0]);
+    for reading in ["water_supply_pressure", "installation_pressure"] {
+        assert_eq!(
+            with["assessment"]["readings"][reading]["verdict"], "within",
+            "{reading}: {with}"
+        );
+    }
+    assert!(
+        !findings(&with).contains(&"baseline_data_missing".to_owned()),
+        "{with}"
+    );
+    // Without baselines: not evaluated against anything, and the missing data is a finding.
+    let without = row(assets[1]);
+    assert_eq!(
+        without["assessment"]["readings"]["water_supply_pressure"]["verdict"], "no_baseline",
+        "{without}"
+    );
+    assert!(
+        findings(&without).contains(&"baseline_data_missing".to_owned()),
+        "{without}"
+    );
 }
