@@ -1183,6 +1183,12 @@ async fn concurrent_writes_leave_one_current_value(b: Backend) {
         .filter(|r| r.superseded_at.is_none())
         .collect();
     assert_eq!(current.len(), 1, "one current value: {history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|r| r.superseded_at.is_none_or(|s| s >= r.set_at)),
+        "times never run backwards: {history:?}"
+    );
     assert_eq!(
         current[0].id, history[0].id,
         "the newest row is the current one"

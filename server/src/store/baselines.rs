@@ -98,7 +98,9 @@ pub trait ReferenceStore: Send + Sync {
     /// In one transaction: for each value, supersede the current (kind, key) row and insert the
     /// new one; a value equal to the current one (value, unit, source, note) writes nothing;
     /// `value: None` supersedes without replacement (clears). Returns the rows now current for
-    /// the keys touched. NotFound unless the asset belongs to this building of this org.
+    /// the keys touched. NotFound unless the asset belongs to this building of this org. A
+    /// key's times never run backwards: when `at` is earlier than the current row's `set_at`
+    /// (a concurrent write, another node's clock), that `set_at` is used instead.
     async fn set_reference_values(
         &self,
         org_id: Uuid,
@@ -197,6 +199,13 @@ macro_rules! baselines_sql {
                     if !$crate::store::baselines::would_change(current.as_ref(), v) {
                         continue;
                     }
+                    // Times never run backwards along a key's history: a write that took its
+                    // time before a concurrent one committed (or on a node whose clock is
+                    // behind) is stamped no earlier than the row it supersedes.
+                    let at = match &current {
+                        Some(c) if c.set_at > at => c.set_at,
+                        _ => at,
+                    };
                     if let (Some(c), Some(only)) = (&current, only_over) {
                         if c.source != only {
                             return Err(StoreError::Conflict("reference_source"));
