@@ -72,7 +72,7 @@ haproxy -f $D/haproxy.cfg > haproxy.log 2>&1 & PIDS+=($!)
 sleep 1
 
 export FIREMODE_ADMIN_PASSWORD='Harbour-lights-glow-at-9pm'
-ORG=$($BIN admin create-org --name "Acme Fire" --admin-email admin@acme.test)
+ORG=$($BIN admin --json create-org --name "Acme Fire" --admin-email admin@acme.test | jq -r .org_id)
 echo "org $ORG"
 head -c 300000 /dev/urandom > rand.bin
 printf '\xff\xd8\xff\xe0\x00\x10JFIF\x00' | cat - rand.bin > gauge.jpg

@@ -48,10 +48,14 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// Administrative commands.
+    /// Administrative commands. They find the database as `serve` does (--config,
+    /// FIREMODE_* variables, --data-dir, --database-url) and say on stderr which one they use.
     Admin {
         #[command(flatten)]
         common: CommonArgs,
+        /// Print the result as one JSON object on stdout (for scripts).
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         command: AdminCommand,
     },
@@ -96,6 +100,17 @@ enum AdminCommand {
     RotatePiiKey,
     /// Print a random key suitable for FIREMODE_PII_KEYS (as 1:<key>) or FIREMODE_JWT_SECRET.
     GenKey,
+    /// Back up a zero-setup server (SQLite, local evidence, generated secrets) into an empty
+    /// folder, consistently, while it runs.
+    Backup {
+        /// Where to write the backup (created; must be empty if it exists).
+        dir: PathBuf,
+    },
+    /// Restore a backup made by `admin backup` into an empty data folder (the server stopped).
+    Restore {
+        /// The backup folder.
+        dir: PathBuf,
+    },
     /// Check that every change whose stored bytes a compaction dropped is in its document's
     /// snapshot. Reports what is not (exit status 1); repairs nothing.
     VerifyDocuments,
@@ -154,13 +169,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let _telemetry = crate::telemetry::init(config.log_format);
             run_server(config).await
         }
-        Command::Admin { common, command } => {
+        Command::Admin {
+            common,
+            json,
+            command,
+        } => {
+            let out = Output { json };
             if let AdminCommand::GenKey = command {
-                println!("{}", random_b64(32));
+                let key = random_b64(32);
+                out.print(&key, serde_json::json!({ "key": key }));
                 return Ok(());
             }
             let config = load_config(&common, None)?;
-            admin(config, command).await
+            admin(config, command, out, common.config.as_deref()).await
         }
     }
 }
@@ -223,7 +244,122 @@ fn read_password(prompt: &str) -> anyhow::Result<String> {
     Ok(p)
 }
 
-async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+/// How an admin command answers: labelled lines for people, or one JSON object.
+#[derive(Clone, Copy)]
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print(self, text: &str, json: serde_json::Value) {
+        if self.json {
+            println!("{json}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+/// Say which data folder and database an admin command works on, and refuse to run anything
+/// but `create-org` against a database that does not exist yet (a command run from the wrong
+/// folder used to create an empty one there and then report a missing organisation).
+async fn locate(
+    config: &Config,
+    command: &AdminCommand,
+    config_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let folder = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    let database = match &config.database_url {
+        crate::config::DatabaseUrl::Sqlite(p) => {
+            crate::config::DatabaseUrl::Sqlite(std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+        }
+        other => other.clone(),
+    };
+    let from = config_file
+        .map(|f| format!(" (config file {})", f.display()))
+        .unwrap_or_default();
+    eprintln!(
+        "firemode admin: data folder {}, database {database}{from}",
+        folder.display()
+    );
+    if matches!(
+        command,
+        AdminCommand::CreateOrg { .. } | AdminCommand::Restore { .. }
+    ) {
+        return Ok(());
+    }
+    let exists = match &config.database_url {
+        crate::config::DatabaseUrl::Sqlite(p) => p.exists(),
+        crate::config::DatabaseUrl::Postgres(url) => postgres_has_schema(url.expose()).await?,
+    };
+    if !exists {
+        anyhow::bail!(
+            "there is no FireMode database at {database}: nothing to do. Point the command at the \
+             server's data with --data-dir, --database-url or --config (the same settings as \
+             `firemode serve`), or run `firemode admin create-org` to start a new one"
+        );
+    }
+    Ok(())
+}
+
+/// Whether FireMode's migrations ever ran on this PostgreSQL database.
+async fn postgres_has_schema(url: &str) -> anyhow::Result<bool> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .context("cannot connect to the PostgreSQL database")?;
+    let (found,): (bool,) =
+        sqlx::query_as("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await?;
+    let _ = conn.close().await;
+    Ok(found)
+}
+
+async fn admin(
+    config: Config,
+    command: AdminCommand,
+    out: Output,
+    config_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    locate(&config, &command, config_file).await?;
+    // Backup and restore work on files: no migrations, no generated secrets.
+    match &command {
+        AdminCommand::Backup { dir } => {
+            let m = crate::backup::backup(&config, dir).await?;
+            out.print(
+                &format!(
+                    "backed up into {}: the database as of {}, {} evidence objects ({} bytes){}",
+                    dir.display(),
+                    m.created_at.to_rfc3339(),
+                    m.evidence_objects,
+                    m.evidence_bytes,
+                    if m.secrets_file {
+                        ", secrets.toml"
+                    } else {
+                        "; the secrets are configured, keep them with the backup yourself"
+                    }
+                ),
+                serde_json::to_value(&m)?,
+            );
+            return Ok(());
+        }
+        AdminCommand::Restore { dir } => {
+            let m = crate::backup::restore(&config, dir).await?;
+            out.print(
+                &format!(
+                    "restored the backup of {} into {}: {} evidence objects{}",
+                    m.created_at.to_rfc3339(),
+                    config.data_dir.display(),
+                    m.evidence_objects,
+                    if m.secrets_file { ", secrets.toml" } else { "" }
+                ),
+                serde_json::to_value(&m)?,
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     let store = store::connect(&config.database_url).await?;
     let secrets = Secrets::resolve(&config)?;
     match command {
@@ -277,7 +413,16 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 user.id.to_string(),
             )
             .await?;
-            println!("{}", org.id);
+            out.print(
+                &format!(
+                    "created organisation \"{}\"\norganisation id: {}\nadmin user id:   {} ({})",
+                    org.name, org.id, user.id, user.email
+                ),
+                serde_json::json!({
+                    "org_id": org.id, "org_name": org.name,
+                    "admin_user_id": user.id, "admin_email": user.email,
+                }),
+            );
         }
         AdminCommand::CreateUser {
             org,
@@ -323,7 +468,18 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 user.id.to_string(),
             )
             .await?;
-            println!("{}", user.id);
+            out.print(
+                &format!(
+                    "created user {} ({}) in \"{}\"\nuser id: {}",
+                    user.email,
+                    role.as_str(),
+                    organisation.name,
+                    user.id
+                ),
+                serde_json::json!({
+                    "user_id": user.id, "org_id": org, "email": user.email, "role": role.as_str(),
+                }),
+            );
         }
         AdminCommand::RevokeTokens { email } => {
             let user = store
@@ -341,7 +497,10 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 user.id.to_string(),
             )
             .await?;
-            println!("revoked all tokens of {}", user.email);
+            out.print(
+                &format!("revoked all tokens of {}", user.email),
+                serde_json::json!({ "user_id": user.id, "email": user.email, "revoked": true }),
+            );
         }
         AdminCommand::Unlock { email } => {
             let email = email.trim().to_lowercase();
@@ -361,7 +520,10 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             }
-            println!("unlocked {email} ({cleared} throttled client addresses cleared)");
+            out.print(
+                &format!("unlocked {email} ({cleared} throttled client addresses cleared)"),
+                serde_json::json!({ "email": email, "cleared_addresses": cleared }),
+            );
         }
         AdminCommand::RotatePiiKey => {
             let cipher = if config.zero_setup() && config.pii_keys.is_none() {
@@ -391,31 +553,50 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 cipher.active_key().to_string(),
             )
             .await?;
-            println!("re-encrypted {n} values under key {}", cipher.active_key());
+            out.print(
+                &format!("re-encrypted {n} values under key {}", cipher.active_key()),
+                serde_json::json!({ "reencrypted": n, "active_key": cipher.active_key() }),
+            );
         }
-        AdminCommand::GenKey => unreachable!("handled before connecting"),
-        AdminCommand::VerifyDocuments => verify_documents(store.as_ref()).await?,
+        AdminCommand::GenKey | AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
+            unreachable!("handled before connecting")
+        }
+        AdminCommand::VerifyDocuments => verify_documents(store.as_ref(), out).await?,
     }
     Ok(())
 }
 
-async fn verify_documents(store: &dyn Store) -> anyhow::Result<()> {
+async fn verify_documents(store: &dyn Store, out: Output) -> anyhow::Result<()> {
     let report = crate::hub::verify::verify_documents(store).await?;
+    let mut text = String::new();
     for lost in &report.lost {
-        println!(
-            "LOST session {} change {}: its bytes were dropped and the snapshot does not hold it",
+        text.push_str(&format!(
+            "LOST session {} change {}: its bytes were dropped and the snapshot does not hold it\n",
             lost.session_id, lost.change_hash
-        );
+        ));
     }
     for id in &report.unreadable_snapshots {
-        println!("UNREADABLE session {id}: the snapshot does not load");
+        text.push_str(&format!(
+            "UNREADABLE session {id}: the snapshot does not load\n"
+        ));
     }
-    println!(
+    text.push_str(&format!(
         "checked {} sessions, {} compacted changes: {} lost, {} unreadable snapshots",
         report.sessions,
         report.compacted_changes,
         report.lost.len(),
         report.unreadable_snapshots.len()
+    ));
+    out.print(
+        &text,
+        serde_json::json!({
+            "sessions": report.sessions,
+            "compacted_changes": report.compacted_changes,
+            "lost": report.lost.iter().map(|l| serde_json::json!({
+                "session_id": l.session_id, "change_hash": l.change_hash,
+            })).collect::<Vec<_>>(),
+            "unreadable_snapshots": report.unreadable_snapshots,
+        }),
     );
     if !report.lost.is_empty() || !report.unreadable_snapshots.is_empty() {
         anyhow::bail!("document verification found problems (nothing was changed)");

@@ -175,6 +175,12 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// An in-flight idempotency claim older than this may be taken over by a retry.
     pub idempotency_stale_after: Duration,
+    /// Browser origins (`https://app.example.com`) allowed to call the API cross-origin
+    /// (CORS). Empty: no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed for the client address (login throttling,
+    /// logs). Empty: the socket's peer is the client.
+    pub trusted_proxies: Vec<Cidr>,
     /// Warnings found while loading (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -216,6 +222,8 @@ impl Config {
             evidence_s3_allow_http: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             idempotency_stale_after: Duration::from_secs(5 * 60),
+            cors_allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -295,13 +303,7 @@ impl Config {
             })
         };
         match key {
-            "listen" => {
-                self.listen = value.parse().with_context(|| {
-                    format!(
-                        "setting 'listen' must be an address like 127.0.0.1:8080, got '{value}'"
-                    )
-                })?
-            }
+            "listen" => self.listen = resolve_listen(value)?,
             "database_url" => self.database_url = DatabaseUrl::parse(value)?,
             "db_acquire_timeout_ms" => {
                 self.db_acquire_timeout = Duration::from_millis(number(value)?.max(50))
@@ -364,6 +366,19 @@ impl Config {
             }
             "idempotency_ttl_secs" => self.idempotency_ttl = secs(value)?,
             "idempotency_stale_after_secs" => self.idempotency_stale_after = secs(value)?,
+            "cors_allowed_origins" => self.cors_allowed_origins = parse_origins(value)?,
+            "trusted_proxies" => {
+                self.trusted_proxies = list(value)
+                    .map(|item| {
+                        item.parse::<Cidr>().with_context(|| {
+                            format!(
+                                "setting 'trusted_proxies' takes IP addresses or CIDR blocks \
+                                 (10.0.0.0/8, ::1), got '{item}'"
+                            )
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            }
             other => warnings.push(format!("unknown setting '{other}' ignored")),
         }
         Ok(())
@@ -373,6 +388,108 @@ impl Config {
     pub fn zero_setup(&self) -> bool {
         matches!(self.database_url, DatabaseUrl::Sqlite(_))
             && (self.jwt_secret.is_none() || self.pii_keys.is_none())
+    }
+}
+
+/// `host:port` or `ip:port`. A host name is resolved once, at start-up; its first IPv4
+/// address is used (else its first address), so `localhost:8080` listens on 127.0.0.1.
+fn resolve_listen(value: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let hint = || {
+        format!(
+            "setting 'listen' must be an address and port like 127.0.0.1:8080 or localhost:8080, got '{value}'"
+        )
+    };
+    let (host, port) = value.rsplit_once(':').with_context(hint)?;
+    let port: u16 = port.parse().ok().with_context(hint)?;
+    if host.is_empty() {
+        bail!(hint());
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .with_context(|| format!("setting 'listen': cannot resolve host '{host}'"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .with_context(|| format!("setting 'listen': host '{host}' has no address"))
+}
+
+/// The comma-separated items of a list setting, trimmed, empty ones skipped.
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Origins as a browser sends them: `scheme://host[:port]`, no path; `*` is refused (list the
+/// origins: a wildcard would let any web page drive the API with a user's pasted token).
+fn parse_origins(value: &str) -> anyhow::Result<Vec<String>> {
+    list(value)
+        .map(|o| {
+            let origin = o.trim_end_matches('/').to_ascii_lowercase();
+            let ok = origin.split_once("://").is_some_and(|(scheme, host)| {
+                (scheme == "http" || scheme == "https") && !host.is_empty() && !host.contains('/')
+            });
+            if !ok {
+                bail!(
+                    "setting 'cors_allowed_origins' takes origins like https://app.example.com \
+                     (scheme, host, optional port; no path, no wildcard), got '{o}'"
+                );
+            }
+            Ok(origin)
+        })
+        .collect()
+}
+
+/// An IP address block: `10.0.0.0/8`, `2001:db8::/32`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr.trim().parse()?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>()?,
+            None => max,
+        };
+        if prefix > max {
+            bail!("prefix /{prefix} is longer than {max} bits");
+        }
+        Ok(Self { addr, prefix })
     }
 }
 
@@ -429,6 +546,52 @@ mod tests {
         let flags = BTreeMap::from([("listen", "127.0.0.1:3000".to_string())]);
         let cfg = Config::load(Some(&file), &env, &flags).unwrap();
         assert_eq!(cfg.listen.port(), 3000);
+    }
+
+    #[test]
+    fn listen_takes_host_names() {
+        let env = BTreeMap::from([("FIREMODE_LISTEN".to_string(), "localhost:18931".to_string())]);
+        let cfg = Config::load(None, &env, &BTreeMap::new()).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:18931".parse().unwrap());
+        for bad in [
+            "localhost",
+            ":80",
+            "localhost:http",
+            "no-such-host.invalid:80",
+        ] {
+            let env = BTreeMap::from([("FIREMODE_LISTEN".to_string(), bad.to_string())]);
+            let err = Config::load(None, &env, &BTreeMap::new()).unwrap_err();
+            assert!(err.to_string().contains("listen"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cidr_blocks() {
+        let c: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(c.contains("10.1.200.3".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.0.9".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        let one: Cidr = "::1".parse().unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("192.0.2.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("example.com".parse::<Cidr>().is_err());
+        let env = BTreeMap::from([(
+            "FIREMODE_CORS_ALLOWED_ORIGINS".to_string(),
+            "https://App.example.com/, http://localhost:5173".to_string(),
+        )]);
+        let cfg = Config::load(None, &env, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            cfg.cors_allowed_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        for bad in ["*", "app.example.com", "https://a.example/path"] {
+            let env =
+                BTreeMap::from([("FIREMODE_CORS_ALLOWED_ORIGINS".to_string(), bad.to_string())]);
+            assert!(Config::load(None, &env, &BTreeMap::new()).is_err(), "{bad}");
+        }
     }
 
     #[test]

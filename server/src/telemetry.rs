@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -115,6 +115,19 @@ pub struct Metrics {
     pub sync_changes: IntCounter,
     pub sync_remote_catch_ups: IntCounter,
     pub projection_rows: IntCounter,
+    /// `firemode_db_pool_connections{pool, state}`: open connections, idle or in use.
+    pub db_pool_connections: IntGaugeVec,
+    pub db_pool_max: IntGaugeVec,
+    /// Serialises bringing the mirrored counters up to the hub's totals: two scrapes at once
+    /// would each add the same difference (the old over-count).
+    mirror: std::sync::Mutex<()>,
+}
+
+/// Totals the hub counts itself, mirrored into Prometheus counters at each scrape.
+pub struct HubTotals {
+    pub changes_stored: u64,
+    pub remote_catch_ups: u64,
+    pub projection_rows: u64,
 }
 
 impl Default for Metrics {
@@ -156,6 +169,24 @@ impl Default for Metrics {
             "Session item rows written by the projection (rows that changed, or all of a session)",
         )
         .expect("static metric definition");
+        let db_pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "db_pool_connections",
+                "Database connections open, by pool (writer, reader) and state (idle, in_use)",
+            ),
+            &["pool", "state"],
+        )
+        .expect("static metric definition");
+        let db_pool_max = IntGaugeVec::new(
+            Opts::new(
+                "db_pool_max_connections",
+                "Largest size of each database pool",
+            ),
+            &["pool"],
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(db_pool_connections.clone()));
+        let _ = registry.register(Box::new(db_pool_max.clone()));
         let _ = registry.register(Box::new(http_requests.clone()));
         let _ = registry.register(Box::new(http_duration.clone()));
         let _ = registry.register(Box::new(sync_connections.clone()));
@@ -172,6 +203,9 @@ impl Default for Metrics {
             sync_changes,
             sync_remote_catch_ups,
             projection_rows,
+            db_pool_connections,
+            db_pool_max,
+            mirror: std::sync::Mutex::new(()),
         }
     }
 }
@@ -190,11 +224,147 @@ impl Metrics {
         &self.registry
     }
 
-    pub fn render(&self) -> String {
+    /// Bring the mirrored counters up to the hub's totals, one scrape at a time.
+    pub fn mirror_hub(&self, totals: HubTotals) {
+        let _one_at_a_time = self.mirror.lock().unwrap_or_else(|e| e.into_inner());
+        for (counter, total) in [
+            (&self.sync_changes, totals.changes_stored),
+            (&self.sync_remote_catch_ups, totals.remote_catch_ups),
+            (&self.projection_rows, totals.projection_rows),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
+    pub fn set_pools(&self, pools: &[crate::store::PoolStats]) {
+        for p in pools {
+            let idle = i64::from(p.idle.min(p.open));
+            self.db_pool_connections
+                .with_label_values(&[p.pool, "idle"])
+                .set(idle);
+            self.db_pool_connections
+                .with_label_values(&[p.pool, "in_use"])
+                .set(i64::from(p.open) - idle);
+            self.db_pool_max
+                .with_label_values(&[p.pool])
+                .set(i64::from(p.max));
+        }
+    }
+
+    /// The registry in text format, then the process metrics and the build info (standard
+    /// names, without the `firemode_` prefix for the process ones, as Prometheus' own clients
+    /// name them).
+    pub fn render(&self, backend: &str) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        let mut text = String::from_utf8(buf).unwrap_or_default();
+        text.push_str(&build_info(backend));
+        text.push_str(&process_metrics());
+        text
     }
+}
+
+fn build_info(backend: &str) -> String {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    format!(
+        "# HELP firemode_build_info The running binary: version, build profile, database backend\n\
+         # TYPE firemode_build_info gauge\n\
+         firemode_build_info{{version=\"{}\",profile=\"{profile}\",backend=\"{backend}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Linux's USER_HZ: the unit of the CPU times in `/proc/<pid>/stat` (100 on every mainstream
+/// architecture; the kernel scales to it whatever its internal tick rate).
+const USER_HZ: f64 = 100.0;
+
+/// `process_*` metrics read from `/proc/self` (Linux; nothing elsewhere).
+fn process_metrics() -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name (which is in parentheses and may contain spaces).
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+        // rest[0] is field 3 (state): utime is field 14, stime 15, starttime 22, vsize 23.
+        if let (Some(u), Some(s)) = (num(11), num(12)) {
+            metric(
+                "process_cpu_seconds_total",
+                "counter",
+                "User and system CPU time spent, in seconds",
+                (u + s) / USER_HZ,
+            );
+        }
+        if let Some(v) = num(20) {
+            metric(
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size in bytes",
+                v,
+            );
+        }
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        });
+        if let (Some(start), Some(boot)) = (num(19), boot) {
+            metric(
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since the Unix epoch, in seconds",
+                boot + start / USER_HZ,
+            );
+        }
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+        if let Some(kib) = rss_kib {
+            metric(
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes",
+                kib * 1024.0,
+            );
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        metric(
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors",
+            fds.count() as f64,
+        );
+    }
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<f64>().ok())
+        });
+    if let Some(max) = max_fds {
+        metric(
+            "process_max_fds",
+            "gauge",
+            "Limit on open file descriptors",
+            max,
+        );
+    }
+    out
 }
 
 #[cfg(test)]

@@ -59,10 +59,37 @@ async fn readme_flow_on_zero_setup_sqlite() {
 
     let pw = "readme-password-1";
     let env = [("FIREMODE_ADMIN_PASSWORD", pw)];
+    // Run from another folder with no data: refused, nothing created, the folder named.
+    let elsewhere = dir.path().join("elsewhere");
+    let (ok, _, err) = admin(
+        &[
+            "--data-dir",
+            elsewhere.to_str().unwrap(),
+            "create-user",
+            "--org",
+            &uuid::Uuid::new_v4().to_string(),
+            "--email",
+            "lost@acme.test",
+            "--role",
+            "office",
+        ],
+        &env,
+    );
+    assert!(!ok, "no database, no user: {err}");
+    assert!(
+        err.contains("no FireMode database") && err.contains(elsewhere.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(
+        !elsewhere.join("firemode.db").exists(),
+        "no empty database was created"
+    );
+
     let (ok, org, err) = admin(
         &[
             "--data-dir",
             data_s,
+            "--json",
             "create-org",
             "--name",
             "Acme Fire",
@@ -72,8 +99,16 @@ async fn readme_flow_on_zero_setup_sqlite() {
         &env,
     );
     assert!(ok, "{err}");
-    let org_id: uuid::Uuid = org.parse().expect("create-org prints the org id");
-    let (ok, _, err) = admin(
+    assert!(
+        err.contains(&format!("data folder {data_s}")) && err.contains("firemode.db"),
+        "admin commands say which data they use: {err}"
+    );
+    let created: serde_json::Value = serde_json::from_str(&org).expect("--json prints JSON");
+    assert_eq!(created["org_name"], "Acme Fire");
+    assert_eq!(created["admin_email"], "admin@acme.test");
+    let org_id: uuid::Uuid = created["org_id"].as_str().unwrap().parse().unwrap();
+    let org = org_id.to_string();
+    let (ok, out, err) = admin(
         &[
             "--data-dir",
             data_s,
@@ -90,6 +125,11 @@ async fn readme_flow_on_zero_setup_sqlite() {
         &[("FIREMODE_ADMIN_PASSWORD", "inspector-pass-1")],
     );
     assert!(ok, "{err}");
+    assert!(
+        out.contains("created user ivy@acme.test (inspector) in \"Acme Fire\"")
+            && out.contains("user id: "),
+        "labelled output: {out}"
+    );
     let (ok, _, err) = admin(
         &[
             "--data-dir",
@@ -226,6 +266,62 @@ async fn postgres_secrets_stay_out_of_logs() {
     }
     drop(db);
     let _ = postgres_admin_url;
+}
+
+/// On PostgreSQL too, admin commands refuse a database FireMode never set up (and leave it
+/// empty), name it with the password masked, and work once `create-org` has set it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_refuses_an_empty_postgres_database() {
+    let Some(db) = TestDb::new(firemode_tests::Backend::Postgres).await else {
+        return;
+    };
+    let url = db
+        .raw_url()
+        .replacen("postgres@", "postgres:pg-password-xyzzy@", 1);
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        (
+            "FIREMODE_JWT_SECRET",
+            "an-explicit-jwt-secret-of-enough-length-1234",
+        ),
+        (
+            "FIREMODE_PII_KEYS",
+            "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+        ("FIREMODE_ADMIN_PASSWORD", "Harbour-lights-glow-at-9pm"),
+    ];
+    let (ok, _, err) = admin(&["unlock", "--email", "x@example.test"], &env);
+    assert!(!ok, "{err}");
+    assert!(err.contains("no FireMode database"), "{err}");
+    assert!(
+        !err.contains("pg-password-xyzzy") && err.contains("***"),
+        "{err}"
+    );
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.raw_url()).await.unwrap();
+    let (tables,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "nothing was created");
+    let (ok, out, err) = admin(
+        &[
+            "--json",
+            "create-org",
+            "--name",
+            "Pg Org",
+            "--admin-email",
+            "pg@org.test",
+        ],
+        &env,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\"org_id\""), "{out}");
+    let (ok, out, err) = admin(&["unlock", "--email", "pg@org.test"], &env);
+    assert!(ok, "{err}");
+    assert!(out.contains("unlocked pg@org.test"), "{out}");
 }
 
 /// Bad configuration stops start-up with one line that says what to fix.

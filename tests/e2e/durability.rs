@@ -48,6 +48,7 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
             "admin",
             "--data-dir",
             &data_s,
+            "--json",
             "create-org",
             "--name",
             "Durable",
@@ -67,7 +68,8 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let org: Uuid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let org: Uuid = created["org_id"].as_str().unwrap().parse().unwrap();
     let url = match b {
         Backend::Sqlite => firemode_server::config::DatabaseUrl::Sqlite(data.join("firemode.db")),
         Backend::Postgres => db.url.clone(),

@@ -240,13 +240,15 @@ async fn upload_download_verify_list(b: Backend) {
         admin,
         inspector,
         session,
+        building,
         ..
     }) = world(b).await
     else {
         return;
     };
     let bytes = jpeg(300 * 1024, 1);
-    let asset = Uuid::now_v7();
+    // An asset of the session's building (any other id is refused: input_rules.rs).
+    let asset = building.assets[0];
     let mut up = Upload::photo(session, bytes.clone());
     up.asset_id = Some(asset.to_string());
     up.metadata = Some(r#"{"caption":"FIP panel","gps":[-37.8,144.9]}"#.into());

@@ -3,8 +3,11 @@
 //! checks the documentation against the repository and the code.
 
 mod auth;
+mod backup;
+mod browsers_and_proxies;
 mod buildings;
 mod cli;
+mod cli_backoffice;
 mod cli_tool;
 mod compliance;
 mod conflicts;
@@ -20,8 +23,11 @@ mod http_basics;
 mod hub_lifecycle;
 mod hub_without_sockets;
 mod idempotency;
+mod input_rules;
 mod js_conformance;
 mod multinode;
+mod openapi_contract;
+mod operations;
 mod pii;
 mod readings;
 mod reference_values;

@@ -483,7 +483,11 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
             let (s, _) = w.session(to).await;
             let url = format!("/v1/tests/sessions/{s}");
             let done = c
-                .patch(&url, Some(&w.admin().token), &json!({ "status": "completed" }))
+                .patch(
+                    &url,
+                    Some(&w.admin().token),
+                    &json!({ "status": "completed" }),
+                )
                 .await;
             assert_eq!(done.status, 200, "{key}: {}", done.body);
             let body = json!({ "status": "in_progress", "reason": "signed off too early" });

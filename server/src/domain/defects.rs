@@ -231,7 +231,7 @@ pub struct Known {
     pub severity_overridden: bool,
     /// The session that first found it.
     pub found_in: Option<Uuid>,
-    /// The sessions that found it (the first included).
+    /// The sessions that find it now (since it last opened).
     pub sighted_in: BTreeSet<Uuid>,
     pub evidence: Vec<String>,
     pub created_at_order: i64,
@@ -261,7 +261,8 @@ pub enum Action {
     },
     /// Already sighted by this session; its severity (unless overridden) or evidence changed.
     Refresh { id: Uuid, found: Found },
-    /// This session no longer finds it and was the only one that did, nobody acted on it yet.
+    /// This session no longer finds it and was the only one that did, nobody acted on it yet
+    /// (its sighting goes too).
     Withdraw { id: Uuid },
     /// This session no longer finds it, but others did: drop this session's sighting.
     Unsight { id: Uuid },
@@ -336,7 +337,7 @@ pub fn plan(
         {
             continue;
         }
-        if k.found_in == Some(session) && k.sighted_in.len() == 1 {
+        if k.sighted_in.len() == 1 {
             actions.push(Action::Withdraw { id: k.id });
         } else {
             actions.push(Action::Unsight { id: k.id });

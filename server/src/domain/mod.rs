@@ -13,3 +13,6 @@ pub mod assess;
 pub mod defects;
 pub mod readings;
 pub mod reference;
+
+#[cfg(test)]
+mod defects_model;

@@ -1,8 +1,8 @@
 //! `/v1/auth`: login, refresh (rotating), logout.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use chrono::Utc;
@@ -27,17 +27,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
 }
 
-/// The client's address, when the server was started with connect info.
+/// The client's address (behind a trusted proxy, the one it forwarded for), when the server
+/// was started with connect info.
 pub struct ClientAddr(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ext = &parts.extensions;
         Ok(ClientAddr(
-            ext.get::<ConnectInfo<super::early::PeerAddr>>()
-                .map(|c| c.0 .0.ip())
-                .or_else(|| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())),
+            parts
+                .extensions
+                .get::<super::middleware::ClientIp>()
+                .map(|c| c.0),
         ))
     }
 }

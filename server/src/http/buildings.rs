@@ -3,7 +3,7 @@
 //! organisation's building answers 404 exactly like a missing one.
 
 mod assets;
-mod import;
+pub mod import;
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -9,8 +9,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::http::error::ApiError;
-use crate::http::rules::{CustomProblem, HandlerError};
+use crate::http::error::{ApiError, CustomProblem, HandlerError};
+use crate::http::extract::nul_in;
 
 /// Largest accepted file.
 pub const MAX_CSV_BYTES: usize = 5 * 1024 * 1024;
@@ -19,19 +19,20 @@ pub const MAX_CSV_ROWS: usize = 10_000;
 /// Most row errors listed in one answer (the detail says how many there were).
 const MAX_LISTED_ERRORS: usize = 1_000;
 
-/// One problem in the file.
+/// One problem in a file (or, without `row`, in a JSON body).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RowError {
-    /// Line where the record starts; the header is row 1.
-    pub row: u64,
-    /// The column, or null for a problem with the whole row.
+    /// Line where the record starts; the header is row 1. Absent for a problem of a JSON body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<u64>,
+    /// The column (the field of a JSON body), or null for a problem with the whole row.
     pub field: Option<String>,
     pub message: String,
 }
 
 pub fn row_error(row: u64, field: Option<&str>, message: impl Into<String>) -> RowError {
     RowError {
-        row,
+        row: Some(row),
         field: field.map(str::to_owned),
         message: message.into(),
     }
@@ -74,7 +75,7 @@ pub async fn read_csv_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Api
 pub fn invalid_csv(mut errors: Vec<RowError>, what: &str) -> CustomProblem {
     let total = errors.len();
     let rows = {
-        let mut r: Vec<u64> = errors.iter().map(|e| e.row).collect();
+        let mut r: Vec<Option<u64>> = errors.iter().map(|e| e.row).collect();
         r.dedup();
         r.len()
     };
@@ -269,6 +270,14 @@ pub fn parse(bytes: &[u8], columns: &Columns<'_>) -> Result<Parsed, HandlerError
             let raw = at.and_then(|i| record.get(i));
             cells.push(match raw.map(std::str::from_utf8) {
                 None => None,
+                Some(Ok(s)) if nul_in(s) => {
+                    errors.push(row_error(
+                        row,
+                        Some(names[k]),
+                        "text must not contain the NUL character (U+0000)",
+                    ));
+                    None
+                }
                 Some(Ok(s)) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
                 Some(Err(_)) => {
                     errors.push(row_error(row, Some(names[k]), "not valid UTF-8 text"));
@@ -342,7 +351,7 @@ mod tests {
         };
         assert_eq!(rows.iter().map(|r| r.row).collect::<Vec<_>>(), [2, 4]);
         assert_eq!(errors.len(), 1);
-        assert_eq!((errors[0].row, errors[0].field.as_deref()), (3, None));
+        assert_eq!((errors[0].row, errors[0].field.as_deref()), (Some(3), None));
         assert!(
             parse(b"b\n1\n", &COLS).is_err(),
             "a required column is missing"

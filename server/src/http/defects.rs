@@ -82,7 +82,8 @@ pub struct DefectView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub history: Option<Vec<DefectEvent>>,
-    /// The sessions that found it, first and again (only on `GET /v1/defects/{id}`).
+    /// The sessions that find it now — since it last opened — with when (only on
+    /// `GET /v1/defects/{id}`; `history` names every visit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sightings: Option<Vec<Sighting>>,
 }

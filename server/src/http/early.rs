@@ -105,6 +105,7 @@ fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
         code: code.to_owned(),
         request_id: Some(request_id.clone()),
         retryable: false,
+        errors: None,
     })
     .ok()?;
     let mut out = format!(

@@ -50,6 +50,10 @@ pub enum ApiError {
         detail: String,
         retry_after_secs: u64,
     },
+    /// A problem `ApiError`'s other variants cannot express: a specific code on another status
+    /// (`rule_not_found` on a 404) or extension members (the CSV import's `errors`).
+    #[error("{}", .0.detail)]
+    Custom(Box<CustomProblem>),
     /// Not `#[from]`: `From<anyhow::Error>` below first looks for an outage or a full password
     /// hasher inside the error, so every `?` on the way maps them to 503, not 500.
     #[error(transparent)]
@@ -93,6 +97,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Custom(p) => p.status,
         }
     }
 
@@ -111,6 +116,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => "rate_limited",
             Self::Unavailable(_) | Self::Overloaded { .. } => "unavailable",
             Self::Internal(_) => "internal_error",
+            Self::Custom(p) => p.code,
         }
     }
 
@@ -137,17 +143,68 @@ impl ApiError {
     }
 }
 
+/// A problem with its own status, code and extension members; answered through
+/// [`ApiError::Custom`], so every problem+json body is written by one function.
+#[derive(Debug)]
+pub struct CustomProblem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub extensions: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CustomProblem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            extensions: serde_json::Map::new(),
+        }
+    }
+
+    pub fn with(mut self, member: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(member.to_owned(), value);
+        self
+    }
+}
+
+impl From<CustomProblem> for ApiError {
+    fn from(p: CustomProblem) -> Self {
+        ApiError::Custom(Box::new(p))
+    }
+}
+
+/// Handlers that answer custom problems used to have an error type of their own; it is the
+/// same type now.
+pub type HandlerError = ApiError;
+
 /// The problem+json body (RFC 9457 members plus our extensions).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// A URI naming the problem type: `https://firemode.dev/problems/<code with dashes>`.
     #[serde(rename = "type")]
+    #[schema(example = "https://firemode.dev/problems/not-found")]
     pub type_: String,
+    /// The HTTP status's reason phrase.
+    #[schema(example = "Not Found")]
     pub title: String,
+    #[schema(example = 404)]
     pub status: u16,
+    /// For people; may change between versions.
+    #[schema(example = "no such resource")]
     pub detail: String,
+    /// Stable, for programs: `not_found`, `invalid_body`, `invalid_csv`, `rate_limited`...
+    #[schema(example = "not_found")]
     pub code: String,
+    /// Also the `x-request-id` response header and in the server's log lines.
     pub request_id: Option<String>,
+    /// Whether the same request may succeed later (429, 503, 500, `in_flight`).
     pub retryable: bool,
+    /// `invalid_csv`: every problem found in the file (with its row); `invalid_field` from the
+    /// reference-value routes: every problem of the body (field and message only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<crate::http::csv_upload::RowError>>,
 }
 
 impl IntoResponse for ApiError {
@@ -158,7 +215,7 @@ impl IntoResponse for ApiError {
             tracing::error!(error = ?err, request_id = request_id.as_deref(), "internal error");
         }
         let code = self.code();
-        let body = Problem {
+        let problem = Problem {
             type_: format!("https://firemode.dev/problems/{}", code.replace('_', "-")),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
@@ -166,7 +223,15 @@ impl IntoResponse for ApiError {
             code: code.to_owned(),
             request_id,
             retryable: self.retryable(),
+            errors: None,
         };
+        let mut body = match serde_json::to_value(problem) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        if let Self::Custom(p) = &self {
+            body.extend(p.extensions.clone());
+        }
         let mut res = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
         let h = res.headers_mut();
         h.insert(

@@ -1,17 +1,100 @@
-//! Our own extractors: axum's, with rejections turned into problem+json.
+//! Our own extractors: axum's, with rejections turned into problem+json, and one rule for text
+//! applied to everything they hand a handler.
+//!
+//! **Text rule.** PostgreSQL `text` and `jsonb` cannot hold U+0000 (NUL); SQLite can. So that
+//! both databases store exactly the same inputs, text containing NUL is refused where it
+//! arrives, naming the field, before a handler runs: in JSON bodies (every string and every
+//! object key, at any depth) 422 `invalid_text`; in query parameters 400 `invalid_query`; in
+//! path parameters 400 `invalid_path` (the codes of those extractors' other refusals). NUL is
+//! the only character concerned: lone surrogates cannot reach a handler (Rust strings are valid
+//! UTF-8 and the JSON parser refuses `\ud800` alone), and every other code point is valid
+//! `text`. The CSV import, the evidence form and its metadata apply [`nul_in`] /
+//! [`nul_in_json`] themselves.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::error::ApiError;
 
+/// Whether `s` holds a character a database text column cannot store.
+pub fn nul_in(s: &str) -> bool {
+    s.contains('\0')
+}
+
+/// The path (`results[0].notes`, `readings.<key>` for a key) of the first string or object key
+/// in `v` that holds a NUL; `prefix` names `v` itself.
+pub fn nul_in_json(v: &Value, prefix: &str) -> Option<String> {
+    match v {
+        Value::String(s) => nul_in(s).then(|| prefix.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in_json(item, &format!("{prefix}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if nul_in(k) {
+                Some(format!("{} (a key)", path.replace('\0', "\\u0000")))
+            } else {
+                nul_in_json(item, &path)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The refusal of a text with NUL in a body field.
+pub fn nul_refused(field: &str) -> ApiError {
+    ApiError::unprocessable(
+        "invalid_text",
+        format!(
+            "{}: text must not contain the NUL character (U+0000)",
+            display_field(field)
+        ),
+    )
+}
+
+fn display_field(field: &str) -> &str {
+    if field.is_empty() {
+        "the body"
+    } else {
+        field
+    }
+}
+
+/// `application/json` or any `application/*+json`, as axum's `Json` accepts.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => false,
+    }
+}
+
 /// JSON body in, JSON body out. Malformed JSON is 400 `malformed_json`; a well-formed body of
-/// the wrong shape (types, missing or unknown fields) is 422 `invalid_body`.
+/// the wrong shape (types, missing or unknown fields) is 422 `invalid_body`; a NUL in any text
+/// 422 `invalid_text`.
 pub struct Json<T>(pub T);
 
 impl<S, T> FromRequest<S> for Json<T>
@@ -22,18 +105,43 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected a JSON body with Content-Type: application/json".into(),
+            ));
         }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::bad_request("invalid_body", r.body_text())
+            }
+        })?;
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes).map_err(json_rejection)?;
+        // JSON spells NUL only as the escape \u0000 (a raw control character is malformed), so
+        // bodies without that sequence skip the walk.
+        if memchr_seq(&bytes, b"\\u0000") {
+            if let Ok(tree) = serde_json::from_slice::<Value>(&bytes) {
+                if let Some(field) = nul_in_json(&tree, "") {
+                    return Err(nul_refused(&field));
+                }
+            }
+        }
+        Ok(Json(value))
     }
+}
+
+fn memchr_seq(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge("the request body is larger than this endpoint accepts".into())
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::PayloadTooLarge(
-            "the request body is larger than this endpoint accepts".into(),
-        );
+        return too_large();
     }
     match r {
         JsonRejection::JsonDataError(e) => ApiError::unprocessable("invalid_body", e.body_text()),
@@ -51,7 +159,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// Path parameters; a bad UUID or number is 400 `invalid_path`.
+/// Path parameters; a bad UUID or number, or a NUL in any parameter, is 400 `invalid_path`.
 pub struct Path<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for Path<T>
@@ -62,14 +170,28 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let bad = |e: PathRejection| ApiError::bad_request("invalid_path", e.body_text());
+        // Parameters arrive percent-encoded: a NUL can only be `%00`.
+        if parts.uri.path().contains("%00") {
+            let axum::extract::Path(params) =
+                axum::extract::Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+                    .await
+                    .map_err(bad)?;
+            if let Some((name, _)) = params.iter().find(|(_, v)| nul_in(v)) {
+                return Err(ApiError::bad_request(
+                    "invalid_path",
+                    format!("path parameter `{name}` must not contain the NUL character (U+0000)"),
+                ));
+            }
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))
-            .map_err(|e: PathRejection| ApiError::bad_request("invalid_path", e.body_text()))
+            .map_err(bad)
     }
 }
 
-/// Query string; bad values are 400 `invalid_query`.
+/// Query string; bad values, or a NUL in any parameter, are 400 `invalid_query`.
 pub struct Query<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for Query<T>
@@ -80,10 +202,26 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let bad = |e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text());
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            let axum::extract::Query(pairs) =
+                axum::extract::Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+                    .await
+                    .map_err(bad)?;
+            if let Some((name, _)) = pairs.iter().find(|(k, v)| nul_in(k) || nul_in(v)) {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "query parameter `{}` must not contain the NUL character (U+0000)",
+                        name.replace('\0', "\\u0000")
+                    ),
+                ));
+            }
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Query(v))
-            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))
+            .map_err(bad)
     }
 }
 

@@ -77,28 +77,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .sync_documents
         .set(state.hub.loaded_documents() as i64);
-    catch_up(&state.metrics.sync_changes, state.hub.changes_stored());
-    catch_up(
-        &state.metrics.sync_remote_catch_ups,
-        state.hub.remote_hints(),
-    );
-    catch_up(
-        &state.metrics.projection_rows,
-        state.hub.projection_rows_written(),
-    );
+    state.metrics.mirror_hub(crate::telemetry::HubTotals {
+        changes_stored: state.hub.changes_stored(),
+        remote_catch_ups: state.hub.remote_hints(),
+        projection_rows: state.hub.projection_rows_written(),
+    });
+    state.metrics.set_pools(&state.store.pool_stats());
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.render(),
+        state.metrics.render(state.store.backend()),
     )
         .into_response()
-}
-
-/// Bring a Prometheus counter up to a total the hub counts itself.
-fn catch_up(counter: &prometheus::IntCounter, total: u64) {
-    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// `/openapi.json` and `/docs`, built once from the generated spec.
@@ -207,4 +199,272 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// The generated OpenAPI document, finished in one place so that every operation follows the
+/// same contract without repeating it in each `#[utoipa::path]`:
+///
+/// - `operationId`s from method and path, named after the resource (`listBuildings`,
+///   `getBuilding`, `createBuildingAsset`, `importBuildingAssets`, `revokeUserTokens`):
+///   utoipa's default is the handler's name, which repeats (`list`, `get`, `create`) and breaks
+///   client generators;
+/// - error responses (4xx, 5xx) as `application/problem+json` with the `Problem` schema, and a
+///   `401` on every operation that takes a token;
+/// - downloaded bodies (PDF, CSV, octet-stream) as `type: string, format: binary`;
+/// - a description on every response (the status's reason phrase where none was written);
+/// - `GET /v1/sync`, the WebSocket endpoint, which is not an axum route utoipa sees.
+pub fn finish_spec(spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let Ok(mut doc) = serde_json::to_value(&spec) else {
+        return spec;
+    };
+    finish_value(&mut doc);
+    serde_json::from_value(doc).unwrap_or(spec)
+}
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+fn finish_value(doc: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let problem_ref = json!({ "$ref": "#/components/schemas/Problem" });
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        paths.insert("/v1/sync".into(), sync_path());
+        for (path, item) in paths.iter_mut() {
+            for method in METHODS {
+                let Some(op) = item.get_mut(method).and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                op.insert(
+                    "operationId".into(),
+                    Value::String(operation_id(method, path)),
+                );
+                let secured = op
+                    .get("security")
+                    .and_then(Value::as_array)
+                    .is_some_and(|s| !s.is_empty());
+                let responses = op
+                    .entry("responses")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut();
+                let Some(responses) = responses else { continue };
+                if secured && !responses.contains_key("401") {
+                    responses.insert(
+                        "401".into(),
+                        json!({ "description": "Missing, invalid, revoked or expired token (`unauthorized`, `token_expired`)" }),
+                    );
+                }
+                for (status, response) in responses.iter_mut() {
+                    let code: u16 = status.parse().unwrap_or(0);
+                    let Some(response) = response.as_object_mut() else {
+                        continue;
+                    };
+                    let empty = response
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .is_none_or(|d| d.trim().is_empty());
+                    if empty {
+                        let reason = axum::http::StatusCode::from_u16(code)
+                            .ok()
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("Response");
+                        response.insert("description".into(), Value::String(reason.into()));
+                    }
+                    if code >= 400 {
+                        response.insert(
+                            "content".into(),
+                            json!({ "application/problem+json": { "schema": problem_ref.clone() } }),
+                        );
+                        continue;
+                    }
+                    if let Some(content) =
+                        response.get_mut("content").and_then(Value::as_object_mut)
+                    {
+                        for (media, body) in content.iter_mut() {
+                            // Downloads: generated clients should hand over bytes (a
+                            // CSV report is a file to save, not a string to parse).
+                            let binary = media == "application/pdf"
+                                || media.starts_with("text/csv")
+                                || media == "application/octet-stream"
+                                || media.starts_with("image/")
+                                || media.starts_with("video/");
+                            if binary {
+                                if let Some(body) = body.as_object_mut() {
+                                    body.insert(
+                                        "schema".into(),
+                                        json!({ "type": "string", "format": "binary" }),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /v1/sync`, described for readers of the document (its protocol is in
+/// docs/protocol.md).
+fn sync_path() -> serde_json::Value {
+    serde_json::json!({ "get": {
+        "tags": ["sync"],
+        "summary": "The sync WebSocket (automerge-repo network protocol 1)",
+        "description": "Upgrade to a WebSocket (`Connection: Upgrade`, `Upgrade: websocket`) and \
+            speak the automerge-repo network protocol, version 1, in CBOR binary frames: `join` \
+            with senderId `<user id>:<device id>`, then `request`/`sync` per session document \
+            (document id = the session's `document_url` without `automerge:`). The token is the \
+            access token from `/v1/auth/login`, as `Authorization: Bearer` or, for browsers, \
+            `?token=`. Close codes and the document schema: docs/protocol.md.",
+        "parameters": [
+            { "name": "token", "in": "query", "required": false,
+              "description": "The access token, where a header cannot be set (browsers)",
+              "schema": { "type": "string" } },
+            { "name": "Authorization", "in": "header", "required": false,
+              "description": "`Bearer <access token>` (or use `token`)",
+              "schema": { "type": "string" } }
+        ],
+        "responses": {
+            "101": { "description": "Switching Protocols: the socket speaks the sync protocol" },
+            "400": { "description": "Not a WebSocket upgrade (`websocket_required`)" },
+            "401": { "description": "Missing, invalid, revoked or expired token" }
+        }
+    }})
+}
+
+/// `operationId` from the method and the path: the path's words in camel case, a word followed
+/// by a `{parameter}` in the singular, and a verb: `list`/`create` on a collection,
+/// `get`/`update`/`replace`/`delete` on an item, `get` on a singular resource, and for `POST`
+/// to an action (`/import`, `/resolve`, `/revoke-tokens`) the action itself.
+pub fn operation_id(method: &str, path: &str) -> String {
+    let segs: Vec<&str> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != "v1")
+        .collect();
+    let is_param = |s: &str| s.starts_with('{');
+    let mut words: Vec<String> = Vec::new();
+    for (i, seg) in segs.iter().enumerate() {
+        if is_param(seg) {
+            continue;
+        }
+        let before_param = segs.get(i + 1).is_some_and(|s| is_param(s));
+        for (k, w) in seg.split('-').enumerate() {
+            let last_part = k == seg.split('-').count() - 1;
+            words.push(if before_param && last_part {
+                singular(w)
+            } else {
+                w.to_owned()
+            });
+        }
+    }
+    let last = segs.last().copied().unwrap_or("");
+    let item = is_param(last);
+    let plural = !item && is_collection(last);
+    let (verb, mut words) = match (method, item) {
+        ("get", true) => ("get".to_owned(), words),
+        ("patch", true) => ("update".to_owned(), words),
+        ("put", true) => ("replace".to_owned(), words),
+        ("delete", true) => ("delete".to_owned(), words),
+        ("get", false) if plural => ("list".to_owned(), words),
+        ("post", false) if plural => {
+            if let Some(w) = words.last_mut() {
+                *w = singular(w);
+            }
+            ("create".to_owned(), words)
+        }
+        ("post", false) => {
+            // An action: its (first) word is the verb, the rest names what it acts on.
+            let action = last.split('-').count();
+            let mut action_words: Vec<String> = words.split_off(words.len().saturating_sub(action));
+            let verb = if action_words.is_empty() {
+                "post".to_owned()
+            } else {
+                action_words.remove(0)
+            };
+            words.extend(action_words);
+            (verb, words)
+        }
+        (m, _) => (m.to_owned(), words),
+    };
+    let mut id = verb;
+    for w in words.iter_mut() {
+        let mut cs = w.chars();
+        if let Some(first) = cs.next() {
+            id.push(first.to_ascii_uppercase());
+            id.push_str(cs.as_str());
+        }
+    }
+    id
+}
+
+/// Collections (listed with GET, added to with POST): plural nouns, and `evidence`.
+fn is_collection(seg: &str) -> bool {
+    !seg.contains('-') && seg != "metrics" && (seg == "evidence" || seg.ends_with('s'))
+}
+
+fn singular(w: &str) -> String {
+    match w {
+        "evidence" | "tests" => w.to_owned(),
+        _ => w.strip_suffix('s').unwrap_or(w).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::operation_id;
+
+    #[test]
+    fn operation_ids_are_named_after_resources() {
+        for (method, path, id) in [
+            ("get", "/v1/buildings", "listBuildings"),
+            ("post", "/v1/buildings", "createBuilding"),
+            ("get", "/v1/buildings/{id}", "getBuilding"),
+            ("patch", "/v1/buildings/{id}", "updateBuilding"),
+            ("delete", "/v1/buildings/{id}", "deleteBuilding"),
+            ("get", "/v1/buildings/{id}/assets", "listBuildingAssets"),
+            ("post", "/v1/buildings/{id}/assets", "createBuildingAsset"),
+            (
+                "post",
+                "/v1/buildings/{id}/assets/import",
+                "importBuildingAssets",
+            ),
+            (
+                "get",
+                "/v1/buildings/{id}/assets/{asset_id}",
+                "getBuildingAsset",
+            ),
+            (
+                "get",
+                "/v1/buildings/{id}/compliance",
+                "getBuildingCompliance",
+            ),
+            ("post", "/v1/users/{id}/revoke-tokens", "revokeUserTokens"),
+            (
+                "post",
+                "/v1/rules/{code}/versions/{version}/deactivate",
+                "deactivateRuleVersion",
+            ),
+            (
+                "post",
+                "/v1/tests/sessions/{id}/conflicts/resolve",
+                "resolveTestsSessionConflicts",
+            ),
+            (
+                "post",
+                "/v1/tests/sessions/{id}/results",
+                "createTestsSessionResult",
+            ),
+            (
+                "get",
+                "/v1/tests/sessions/{id}/evidence",
+                "listTestsSessionEvidence",
+            ),
+            ("post", "/v1/evidence", "createEvidence"),
+            ("get", "/v1/evidence/{id}/content", "getEvidenceContent"),
+            ("post", "/v1/auth/login", "loginAuth"),
+            ("post", "/v1/classify", "classify"),
+            ("get", "/metrics", "getMetrics"),
+            ("get", "/health", "getHealth"),
+        ] {
+            assert_eq!(operation_id(method, path), id, "{method} {path}");
+        }
+    }
 }

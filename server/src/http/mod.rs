@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod buildings;
 pub mod compliance;
+mod cors;
 pub mod csv_upload;
 pub mod defects;
 pub mod early;
@@ -11,7 +12,7 @@ pub mod evidence;
 pub mod extract;
 pub mod idempotency;
 pub mod meta;
-mod middleware;
+pub mod middleware;
 pub mod pagination;
 pub mod reference_values;
 pub mod rules;
@@ -82,12 +83,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document for the routes this server serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    meta::finish_spec(api_routes().into_openapi())
 }
 
 /// The complete application router.
 pub fn app(state: AppState) -> Router {
     let (router, spec) = api_routes().split_for_parts();
+    let spec = meta::finish_spec(spec);
     let docs = meta::DocsPage::new(&spec);
     router
         .merge(meta::spec_routes(spec, docs))
@@ -99,6 +101,10 @@ pub fn app(state: AppState) -> Router {
             idempotency::layer,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_json_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,

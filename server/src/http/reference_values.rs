@@ -25,9 +25,8 @@ use uuid::Uuid;
 
 use super::buildings::building_of;
 use super::csv_upload::{self, invalid_csv, row_error, Columns, RowError};
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, CustomProblem, HandlerError, Problem};
 use super::extract::{Json, Path, Query};
-use super::rules::{CustomProblem, HandlerError};
 use crate::audit::Target;
 use crate::auth::AuthUser;
 use crate::domain::reference::{self, FieldError, Source, ValidValue, ValueInput, MAX_VALUES};
@@ -288,12 +287,17 @@ fn invalid_fields(errors: Vec<FieldError>) -> CustomProblem {
         [first, rest @ ..] => format!("{first} (and {} more problem(s))", rest.len()),
         [] => "invalid body".into(),
     };
-    let listed: Vec<Value> = errors
-        .iter()
-        .map(|e| json!({ "field": e.field, "message": e.message }))
+    // The `errors` member of `Problem`, without rows.
+    let listed: Vec<RowError> = errors
+        .into_iter()
+        .map(|e| RowError {
+            row: None,
+            field: Some(e.field),
+            message: e.message,
+        })
         .collect();
     CustomProblem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", detail)
-        .with("errors", Value::Array(listed))
+        .with("errors", serde_json::to_value(listed).unwrap_or_default())
 }
 
 fn to_new(v: ValidValue) -> NewReferenceValue {
@@ -701,7 +705,7 @@ async fn import(
     let dry_run = q.dry_run == Some(true);
     let bytes = csv_upload::read_csv_body(&headers, body).await?;
     let (rows, mut errors) = csv_upload::parse(&bytes, &IMPORT_COLUMNS)?;
-    let unreadable: HashSet<u64> = errors.iter().map(|e| e.row).collect();
+    let unreadable: HashSet<Option<u64>> = errors.iter().map(|e| e.row).collect();
     let read = rows.len() + unreadable.len();
 
     let assets: HashMap<String, Uuid> = state

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -13,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{current_request_id, ApiError, ApiResult, Problem};
+use super::error::{ApiError, ApiResult, CustomProblem, HandlerError, Problem};
 use super::extract::{Json, Path, Query};
 use super::pagination::{Paginated, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::audit::Target;
@@ -351,7 +350,7 @@ async fn classify(
             )
             .into())
         }
-        Err(e) => return Err(ApiError::from(e).into()),
+        Err(e) => return Err(ApiError::from(e)),
     };
     let view = rule.view();
     let Some((_, classification)) = view.classify(&req.observed_condition) else {
@@ -364,8 +363,7 @@ async fn classify(
                 rule.version,
                 view.known_conditions().join(", ")
             ),
-        )
-        .into());
+        ));
     };
     let audit_id = state
         .audit(
@@ -390,98 +388,4 @@ async fn classify(
         rule_version: rule.version,
         audit_id,
     }))
-}
-
-/// A problem+json answer `ApiError` cannot express: a specific code on a 404 (`rule_not_found`)
-/// or extension members (the CSV import's per-row `errors`).
-#[derive(Debug)]
-pub struct CustomProblem {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub detail: String,
-    pub extensions: serde_json::Map<String, Value>,
-}
-
-impl CustomProblem {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            detail: detail.into(),
-            extensions: serde_json::Map::new(),
-        }
-    }
-
-    pub fn with(mut self, member: &str, value: Value) -> Self {
-        self.extensions.insert(member.to_owned(), value);
-        self
-    }
-}
-
-impl IntoResponse for CustomProblem {
-    fn into_response(self) -> Response {
-        let problem = Problem {
-            type_: format!(
-                "https://firemode.dev/problems/{}",
-                self.code.replace('_', "-")
-            ),
-            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: self.status.as_u16(),
-            detail: self.detail,
-            code: self.code.to_owned(),
-            request_id: current_request_id(),
-            retryable: false,
-        };
-        let mut body = match serde_json::to_value(problem) {
-            Ok(Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        body.extend(self.extensions);
-        let mut res = (self.status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        res
-    }
-}
-
-/// The error of handlers that may answer with a [`CustomProblem`].
-#[derive(Debug)]
-pub enum HandlerError {
-    Api(ApiError),
-    Custom(CustomProblem),
-}
-
-impl From<ApiError> for HandlerError {
-    fn from(e: ApiError) -> Self {
-        Self::Api(e)
-    }
-}
-
-impl From<StoreError> for HandlerError {
-    fn from(e: StoreError) -> Self {
-        Self::Api(e.into())
-    }
-}
-
-impl From<anyhow::Error> for HandlerError {
-    fn from(e: anyhow::Error) -> Self {
-        Self::Api(e.into())
-    }
-}
-
-impl From<CustomProblem> for HandlerError {
-    fn from(p: CustomProblem) -> Self {
-        Self::Custom(p)
-    }
-}
-
-impl IntoResponse for HandlerError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Api(e) => e.into_response(),
-            Self::Custom(p) => p.into_response(),
-        }
-    }
 }

@@ -215,11 +215,7 @@ fn prop_for(typ: ObjType, seg: &str) -> Option<Prop> {
 fn value_json(doc: &Automerge, v: &Value<'_>, id: &ObjId) -> serde_json::Value {
     match v {
         Value::Object(ObjType::Text) => json!(doc.text(id).unwrap_or_default()),
-        Value::Object(_) => {
-            let full = firemode_sync_core::to_json(doc, None);
-            let _ = full;
-            json!({ "object": id.to_string() })
-        }
+        Value::Object(_) => json!({ "object": id.to_string() }),
         Value::Scalar(s) => match s.as_ref() {
             ScalarValue::Str(s) => json!(s.to_string()),
             ScalarValue::Int(i) => json!(i),

@@ -7,11 +7,14 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::error::ApiError;
 use crate::auth::bearer;
 use crate::hub::conn::{self, Frame};
 use crate::state::AppState;
+use firemode_sync_core::wire;
 
 /// Initial read buffer of a sync socket (it grows for larger messages).
 const SOCKET_BUFFER: usize = 8 * 1024;
@@ -64,26 +67,76 @@ pub async fn upgrade(
         .max_frame_size(max)
         .read_buffer_size(SOCKET_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| conn::run(hub, revocations, user, frames(socket)))
+        .on_upgrade(move |socket| async move {
+            // One line when a socket opens and one when it closes, with who and how much; the
+            // token never (it is in the query string or a header, neither logged).
+            let user_id = user.user_id;
+            let stats = Arc::new(SocketStats::default());
+            let started = std::time::Instant::now();
+            tracing::info!(user_id = %user_id, "sync socket open");
+            conn::run(hub, revocations, user, frames(socket, stats.clone())).await;
+            let device = stats
+                .device
+                .lock()
+                .map(|d| d.clone().unwrap_or_default())
+                .unwrap_or_default();
+            tracing::info!(
+                user_id = %user_id,
+                device = %device,
+                messages_in = stats.received.load(Ordering::Relaxed),
+                messages_out = stats.sent.load(Ordering::Relaxed),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "sync socket closed"
+            );
+        })
         .into_response()
+}
+
+/// What one socket carried, for its closing log line.
+#[derive(Default)]
+struct SocketStats {
+    received: AtomicU64,
+    sent: AtomicU64,
+    /// The device part of the peer id its `join` announced.
+    device: Mutex<Option<String>>,
+}
+
+impl SocketStats {
+    fn saw(&self, frame: &Frame) {
+        let Frame::Binary(bytes) = frame else {
+            return;
+        };
+        self.received.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut device) = self.device.lock() else {
+            return;
+        };
+        if device.is_none() {
+            if let Ok(msg @ wire::Message::Join { .. }) = wire::decode(bytes) {
+                let peer = msg.sender_id();
+                *device = Some(peer.split_once(':').map_or(peer, |(_, d)| d).to_owned());
+            }
+        }
+    }
 }
 
 /// The axum socket as a stream and sink of hub frames.
 fn frames(
     socket: WebSocket,
+    stats: Arc<SocketStats>,
 ) -> impl futures_util::Stream<Item = Result<Frame, axum::Error>>
        + futures_util::Sink<Frame, Error = axum::Error>
        + Send
        + 'static {
+    let sent = stats.clone();
     socket
-        .map(|m| {
+        .map(move |m| {
             // Over the size limit: tungstenite reports a capacity error (wrapped by axum); the
             // hub answers it with close code 1009.
             let m = match m {
                 Err(e) if message_too_big(&e) => return Ok(Frame::TooBig),
                 other => other,
             };
-            m.map(|m| match m {
+            let frame = m.map(|m| match m {
                 WsMessage::Binary(b) => Frame::Binary(b.into()),
                 WsMessage::Text(t) => Frame::Text(t.as_str().to_owned()),
                 WsMessage::Ping(p) => Frame::Ping(p.into()),
@@ -91,21 +144,30 @@ fn frames(
                 WsMessage::Close(c) => {
                     Frame::Close(c.map(|c| (c.code, c.reason.as_str().to_owned())))
                 }
-            })
+            });
+            if let Ok(f) = &frame {
+                stats.saw(f);
+            }
+            frame
         })
-        .with(|f: Frame| async move {
-            Ok::<_, axum::Error>(match f {
-                Frame::Binary(b) => WsMessage::Binary(b.into()),
-                Frame::Text(t) => WsMessage::Text(t.into()),
-                Frame::Ping(p) => WsMessage::Ping(p.into()),
-                Frame::Pong(p) => WsMessage::Pong(p.into()),
-                Frame::Close(c) => WsMessage::Close(c.map(|(code, reason)| CloseFrame {
-                    code,
-                    reason: reason.into(),
-                })),
-                // Read side only; never sent.
-                Frame::TooBig => WsMessage::Close(None),
-            })
+        .with(move |f: Frame| {
+            if matches!(f, Frame::Binary(_)) {
+                sent.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            async move {
+                Ok::<_, axum::Error>(match f {
+                    Frame::Binary(b) => WsMessage::Binary(b.into()),
+                    Frame::Text(t) => WsMessage::Text(t.into()),
+                    Frame::Ping(p) => WsMessage::Ping(p.into()),
+                    Frame::Pong(p) => WsMessage::Pong(p.into()),
+                    Frame::Close(c) => WsMessage::Close(c.map(|(code, reason)| CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })),
+                    // Read side only; never sent.
+                    Frame::TooBig => WsMessage::Close(None),
+                })
+            }
         })
 }
 

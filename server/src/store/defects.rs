@@ -57,7 +57,8 @@ pub struct DefectEvent {
     pub at: DateTime<Utc>,
 }
 
-/// A session that found a defect.
+/// A session that finds a defect (since it last opened: a reopen starts over with the session
+/// that found it again, and a withdrawal removes the last one; the events keep every visit).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Sighting {
     pub session_id: Uuid,
@@ -67,15 +68,15 @@ pub struct Sighting {
 #[derive(Debug, Clone, Default)]
 pub struct DefectFilter {
     pub building_id: Option<Uuid>,
-    /// Defects this session found (first or again).
+    /// Defects this session found first or finds again.
     pub session_id: Option<Uuid>,
     pub asset_id: Option<Uuid>,
     pub status: Option<String>,
     pub severity: Option<String>,
     /// Past `notify_by`, never acknowledged, still active.
     pub overdue_at: Option<DateTime<Utc>>,
-    /// Only what this inspector may see: defects without a session, or found by a session
-    /// assigned to them.
+    /// Only what this inspector may see: defects without a session, or found first or again
+    /// by a session assigned to them.
     pub visible_to: Option<Uuid>,
 }
 
@@ -207,9 +208,12 @@ pub(crate) const DEFECT_SELECT: &str =
 /// `d` is visible to inspector `$n` (or `$n` is NULL).
 fn visible(n: usize) -> String {
     format!(
-        "(${n} IS NULL OR d.session_id IS NULL OR EXISTS (SELECT 1 FROM defect_sightings s \
-         JOIN session_assignees sa ON sa.session_id = s.session_id \
-         WHERE s.defect_id = d.id AND sa.user_id = ${n}))"
+        "(${n} IS NULL OR d.session_id IS NULL \
+         OR EXISTS (SELECT 1 FROM session_assignees sa WHERE sa.session_id = d.session_id \
+                    AND sa.user_id = ${n}) \
+         OR EXISTS (SELECT 1 FROM defect_sightings s \
+                    JOIN session_assignees sa ON sa.session_id = s.session_id \
+                    WHERE s.defect_id = d.id AND sa.user_id = ${n}))"
     )
 }
 
@@ -224,7 +228,8 @@ pub(crate) static LIST_DEFECTS_SQL: std::sync::LazyLock<String> = std::sync::Laz
     format!(
         "SELECT {DEFECT_SELECT} WHERE d.org_id = $1 \
          AND ($2 IS NULL OR d.building_id = $2) \
-         AND ($3 IS NULL OR EXISTS (SELECT 1 FROM defect_sightings s WHERE s.defect_id = d.id AND s.session_id = $3)) \
+         AND ($3 IS NULL OR d.session_id = $3 \
+              OR EXISTS (SELECT 1 FROM defect_sightings s WHERE s.defect_id = d.id AND s.session_id = $3)) \
          AND ($4 IS NULL OR d.status = $4) AND ($5 IS NULL OR d.severity = $5) \
          AND ($6 IS NULL OR (d.notify_by < $6 AND d.acknowledged_at IS NULL \
               AND d.status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified'))) \
@@ -394,6 +399,11 @@ macro_rules! defects_sql {
                             .bind(id)
                             .execute(&mut *tx)
                             .await?;
+                            // A new cycle: the sessions that found it before are history (events).
+                            sqlx::query("DELETE FROM defect_sightings WHERE defect_id = $1")
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
                             Self::defect_sighting(&mut tx, *id, *session, *at).await?;
                             let note = format!("found again in session {session}");
                             Self::defect_event(&mut tx, *id, Some(from), "open", None, Some(&note), *at).await?;
@@ -420,6 +430,10 @@ macro_rules! defects_sql {
                             .execute(&mut *tx)
                             .await?;
                             if done.rows_affected() > 0 {
+                                sqlx::query("DELETE FROM defect_sightings WHERE defect_id = $1")
+                                    .bind(id)
+                                    .execute(&mut *tx)
+                                    .await?;
                                 Self::defect_event(&mut tx, *id, Some("open"), "withdrawn", None,
                                     Some("the item no longer fails"), *at).await?;
                             }

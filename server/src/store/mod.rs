@@ -231,6 +231,17 @@ impl RevocationKind {
     }
 }
 
+/// One connection pool's state.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    /// `writer` or `reader`.
+    pub pool: &'static str,
+    /// Connections open (idle or in use).
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// One login-throttle counter: a (email, address) pair, or an address as a whole (email "").
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ThrottleRow {
@@ -313,6 +324,8 @@ pub trait Store:
 {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
+    /// The connection pools' current sizes (for `/metrics`).
+    fn pool_stats(&self) -> Vec<PoolStats>;
     /// Cheap round trip to the database (readiness).
     async fn ping(&self) -> StoreResult<()>;
 

@@ -337,18 +337,24 @@ macro_rules! sessions_sql {
         }
 
         impl $store {
+            /// The assignees of many sessions in one query (a list page used to run one per
+            /// session). Empty input, no query.
             async fn assignees_of(&self, ids: &[uuid::Uuid]) -> $crate::store::StoreResult<Vec<(uuid::Uuid, uuid::Uuid)>> {
-                let mut out = Vec::new();
-                for id in ids {
-                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
-                        "SELECT session_id, user_id FROM session_assignees WHERE session_id = $1 ORDER BY user_id",
-                    )
-                    .bind(id)
-                    .fetch_all(&self.reader)
-                    .await?;
-                    out.extend(rows);
+                if ids.is_empty() {
+                    return Ok(Vec::new());
                 }
-                Ok(out)
+                let placeholders = (1..=ids.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "SELECT session_id, user_id FROM session_assignees WHERE session_id IN ({placeholders}) ORDER BY session_id, user_id"
+                );
+                let mut query = sqlx::query_as::<_, (uuid::Uuid, uuid::Uuid)>(&sql);
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                Ok(query.fetch_all(&self.reader).await?)
             }
 
             async fn with_assignees(
@@ -356,11 +362,15 @@ macro_rules! sessions_sql {
                 rows: Vec<$crate::store::sessions::SessionRow>,
             ) -> $crate::store::StoreResult<Vec<$crate::store::sessions::SessionRecord>> {
                 let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
-                let pairs = self.assignees_of(&ids).await?;
+                let mut by_session: std::collections::HashMap<uuid::Uuid, Vec<uuid::Uuid>> =
+                    std::collections::HashMap::new();
+                for (session, user) in self.assignees_of(&ids).await? {
+                    by_session.entry(session).or_default().push(user);
+                }
                 Ok(rows
                     .into_iter()
                     .map(|row| {
-                        let assigned_to = pairs.iter().filter(|(s, _)| *s == row.id).map(|(_, u)| *u).collect();
+                        let assigned_to = by_session.remove(&row.id).unwrap_or_default();
                         $crate::store::sessions::SessionRecord { row, assigned_to }
                     })
                     .collect())

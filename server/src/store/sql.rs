@@ -17,6 +17,18 @@ macro_rules! sql_store {
                 $backend
             }
 
+            fn pool_stats(&self) -> Vec<$crate::store::PoolStats> {
+                [("writer", &self.writer), ("reader", &self.reader)]
+                    .into_iter()
+                    .map(|(pool, p)| $crate::store::PoolStats {
+                        pool,
+                        open: p.size(),
+                        idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+                        max: p.options().get_max_connections(),
+                    })
+                    .collect()
+            }
+
             async fn ping(&self) -> $crate::store::StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.reader).await?;
                 Ok(())

@@ -12,6 +12,7 @@
 //! Exit status: 0 on success, 1 on any error (one line on stderr; with `--json`, one JSON
 //! object `{"error": {...}}` on stderr), 2 on bad usage.
 
+mod backoffice;
 mod credentials;
 mod sessions;
 mod table;
@@ -46,7 +47,7 @@ pub enum Command {
     /// Log in and store the tokens. Password from FIREMODE_PASSWORD, else prompted (or read
     /// as one line from stdin when it is not a terminal).
     Login {
-        /// Server base URL, e.g. http://127.0.0.1:8080
+        /// Server base URL, e.g. http://127.0.0.1:8080 (without a scheme, http:// is added)
         #[arg(long, env = "FIREMODE_URL")]
         url: String,
         /// Login email.
@@ -84,6 +85,21 @@ pub enum Command {
         /// Session UUID, document id (base58check) or automerge: URL.
         session: String,
     },
+    /// List the buildings of your organisation (names, addresses, ids).
+    Buildings,
+    /// Assets of a building.
+    #[command(subcommand)]
+    Assets(backoffice::AssetsCommand),
+    /// List defects, with building names; filter by building, status, overdue.
+    Defects(backoffice::DefectsArgs),
+    /// Act on one defect.
+    #[command(subcommand)]
+    Defect(backoffice::DefectCommand),
+    /// Download a building's compliance report (PDF, CSV or JSON).
+    Report(backoffice::ReportArgs),
+    /// Upload evidence, or verify stored evidence.
+    #[command(subcommand)]
+    Evidence(backoffice::EvidenceCommand),
 }
 
 /// The command line of a binary carrying only these commands.
@@ -91,7 +107,7 @@ pub enum Command {
 #[command(
     name = "firemode-cli",
     version,
-    about = "FireMode command line: log in, sessions, conflicts, history",
+    about = "FireMode command line: log in, sessions, conflicts, history, buildings, assets, defects, reports",
     after_help = "Exit status: 0 success, 1 error (one line on stderr), 2 bad usage."
 )]
 struct Cli {
@@ -142,6 +158,12 @@ pub async fn run(command: &Command, global: &GlobalArgs) -> anyhow::Result<()> {
             value,
         } => sessions::resolve(&store()?, session, path, value, json).await,
         Command::History { session } => sessions::history(&store()?, session, json).await,
+        Command::Buildings => backoffice::buildings(&store()?, json).await,
+        Command::Assets(cmd) => backoffice::assets(&store()?, cmd, json).await,
+        Command::Defects(args) => backoffice::defects(&store()?, args, json).await,
+        Command::Defect(cmd) => backoffice::defect(&store()?, cmd, json).await,
+        Command::Report(args) => backoffice::report(&store()?, args, json).await,
+        Command::Evidence(cmd) => backoffice::evidence(&store()?, cmd, json).await,
     }
 }
 
@@ -212,8 +234,19 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// A server address as people type it: `127.0.0.1:8080` or `localhost:8080` get `http://`
+/// (the server speaks plain HTTP unless a proxy terminates TLS in front of it).
+pub fn with_scheme(url: &str) -> String {
+    let url = url.trim();
+    if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    }
+}
+
 async fn login(store: &CredentialStore, url: &str, email: &str, json: bool) -> anyhow::Result<()> {
-    let client = Client::new(url)?;
+    let client = Client::new(&with_scheme(url))?;
     let password = read_password()?;
     client.login(email, &password).await?;
     let tokens = client.tokens().context("the server sent no tokens")?;
@@ -242,7 +275,7 @@ async fn login(store: &CredentialStore, url: &str, email: &str, json: bool) -> a
     Ok(())
 }
 
-fn load_or_hint(store: &CredentialStore) -> anyhow::Result<Credentials> {
+pub(super) fn load_or_hint(store: &CredentialStore) -> anyhow::Result<Credentials> {
     match store.load()? {
         Some(c) => Ok(c),
         None => bail!(

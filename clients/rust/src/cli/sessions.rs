@@ -108,9 +108,24 @@ pub(super) async fn list(
         status: args.status.map(SessionStatus::from),
         assigned_to_me: args.mine,
     };
-    let sessions = authed(store, |c| async move { c.list_all_sessions(&filter).await })
-        .await
-        .context("cannot list sessions")?;
+    let (sessions, names) = authed(store, |c| async move {
+        let sessions = c.list_all_sessions(&filter).await?;
+        // Names for the table, best effort: only admins may list users, and a table with
+        // ids is still a table.
+        let names = if json {
+            Names::default()
+        } else {
+            Names {
+                buildings: super::backoffice::building_names(&c)
+                    .await
+                    .unwrap_or_default(),
+                users: super::backoffice::user_names(&c).await.unwrap_or_default(),
+            }
+        };
+        Ok((sessions, names))
+    })
+    .await
+    .context("cannot list sessions")?;
     if json {
         // The API's page shape, with every page in it.
         return print_json(&Page {
@@ -118,11 +133,30 @@ pub(super) async fn list(
             next_cursor: None,
         });
     }
-    print!("{}", render_sessions(&sessions));
+    print!("{}", render_sessions(&sessions, &names));
     Ok(())
 }
 
-fn render_sessions(sessions: &[Session]) -> String {
+/// What the sessions table shows instead of ids, where known.
+#[derive(Default)]
+struct Names {
+    buildings: std::collections::HashMap<Uuid, String>,
+    users: std::collections::HashMap<Uuid, String>,
+}
+
+/// The assignees by name when every one is known, else how many there are.
+fn assignees(ids: &[Uuid], names: &Names) -> String {
+    let known: Option<Vec<&str>> = ids
+        .iter()
+        .map(|id| names.users.get(id).map(String::as_str))
+        .collect();
+    match known {
+        Some(list) if !list.is_empty() => truncate(&list.join(", "), 30),
+        _ => ids.len().to_string(),
+    }
+}
+
+fn render_sessions(sessions: &[Session], names: &Names) -> String {
     if sessions.is_empty() {
         return "no sessions\n".to_owned();
     }
@@ -144,8 +178,12 @@ fn render_sessions(sessions: &[Session]) -> String {
             truncate(&s.name, 40),
             s.status.clone(),
             s.frequency.clone(),
-            s.building_id.to_string(),
-            s.assigned_to.len().to_string(),
+            names
+                .buildings
+                .get(&s.building_id)
+                .map(|n| truncate(n, 24))
+                .unwrap_or_else(|| s.building_id.to_string()),
+            assignees(&s.assigned_to, names),
             local_time(s.updated_at),
         ]);
     }

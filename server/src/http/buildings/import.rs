@@ -23,9 +23,8 @@ use super::{building_of, WRITERS};
 use crate::audit::Target;
 use crate::auth::AuthUser;
 use crate::http::csv_upload::{self, invalid_csv, row_error, Columns};
-use crate::http::error::Problem;
+use crate::http::error::{HandlerError, Problem};
 use crate::http::extract::Path;
-use crate::http::rules::HandlerError;
 use crate::state::AppState;
 use crate::store::buildings::AssetRecord;
 

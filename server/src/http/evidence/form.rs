@@ -14,6 +14,7 @@ use crate::auth::AuthUser;
 use crate::evidence::sniff::{self, Kind, SNIFF_LEN};
 use crate::evidence::spool::{Spool, SpoolError, SpooledFile};
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{nul_in, nul_in_json, nul_refused};
 use crate::state::AppState;
 use crate::store::sessions::SessionRecord;
 
@@ -144,6 +145,10 @@ pub async fn receive(
                 if !v.is_object() {
                     return Err(invalid("metadata must be a JSON object".into()));
                 }
+                // `\u0000` escapes decode to NUL, which PostgreSQL's jsonb cannot hold.
+                if let Some(path) = nul_in_json(&v, "metadata") {
+                    return Err(nul_refused(&path));
+                }
                 metadata = Some(v);
             }
             "sha256" => {
@@ -200,7 +205,12 @@ async fn text(field: &mut axum::extract::multipart::Field<'_>, name: &str) -> Ap
         }
         buf.extend_from_slice(&chunk);
     }
-    String::from_utf8(buf).map_err(|_| invalid(format!("field '{name}' is not UTF-8 text")))
+    let text =
+        String::from_utf8(buf).map_err(|_| invalid(format!("field '{name}' is not UTF-8 text")))?;
+    if nul_in(&text) {
+        return Err(nul_refused(name));
+    }
+    Ok(text)
 }
 
 fn parse_uuid(name: &str, v: &str) -> ApiResult<Uuid> {

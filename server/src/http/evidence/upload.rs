@@ -36,7 +36,8 @@ use crate::http::error::{current_request_id, ApiError, ApiResult, Problem};
 use crate::http::idempotency::{self, closing, Begin, Fingerprint};
 use crate::state::AppState;
 use crate::store::evidence::EvidenceRecord;
-use crate::store::{NewAudit, Role};
+use crate::store::sessions::SessionRecord;
+use crate::store::{NewAudit, Role, StoreError};
 
 /// Room for the form fields and multipart framing around the file.
 const FORM_OVERHEAD: u64 = 1024 * 1024;
@@ -149,6 +150,9 @@ async fn accept(
     let key = idempotency::key_from_headers(headers)?.ok_or_else(idempotency::key_required)?;
     let header_digests = form::digests_from_headers(headers)?;
     let form = form::receive(state, user, multipart, state.config.evidence_max_bytes).await?;
+    if let Some(asset_id) = form.asset_id {
+        check_asset(state, user, &form.session, asset_id).await?;
+    }
 
     // Integrity: at least one declared digest, and every declared digest must match.
     let declared: Vec<[u8; 32]> = form
@@ -254,6 +258,28 @@ async fn accept(
         h.insert(header::LOCATION, loc);
     }
     Ok(res)
+}
+
+/// The asset an upload names must be one of the session's building (so of the caller's
+/// organisation): 422 `unknown_asset` naming `asset_id` otherwise, foreign and missing alike.
+async fn check_asset(
+    state: &AppState,
+    user: &AuthUser,
+    session: &SessionRecord,
+    asset_id: Uuid,
+) -> ApiResult<()> {
+    match state
+        .store
+        .get_asset(user.org_id, session.row.building_id, asset_id)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(StoreError::NotFound) => Err(ApiError::unprocessable(
+            "unknown_asset",
+            format!("asset_id {asset_id} is not an asset of this session's building"),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn file_size(record: &EvidenceRecord) -> u64 {
