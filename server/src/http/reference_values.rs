@@ -414,8 +414,7 @@ async fn set_asset_values(
             return Err(inspector_only_first_service(&format!(
                 "values[{i}] (source {})",
                 valid[i].source
-            ))
-            .into());
+            )));
         }
     }
     let values: Vec<NewReferenceValue> = valid.into_iter().map(to_new).collect();
@@ -430,8 +429,7 @@ async fn set_asset_values(
                 return Err(inspector_over_other_source(&format!(
                     "values[{i}] ({} {})",
                     v.kind, v.key
-                ))
-                .into());
+                )));
             }
         }
     }
@@ -725,9 +723,10 @@ async fn import(
             .map(|r| r.row.to_string())
             .collect();
         if !refused.is_empty() {
-            return Err(
-                inspector_only_first_service(&format!("rows {}", refused.join(", "))).into(),
-            );
+            return Err(inspector_only_first_service(&format!(
+                "rows {}",
+                refused.join(", ")
+            )));
         }
     }
 
@@ -771,9 +770,10 @@ async fn import(
         });
     }
     if !over_other_source.is_empty() {
-        return Err(
-            inspector_over_other_source(&format!("rows {}", over_other_source.join(", "))).into(),
-        );
+        return Err(inspector_over_other_source(&format!(
+            "rows {}",
+            over_other_source.join(", ")
+        )));
     }
     errors.sort_by_key(|e| e.row);
     let mut preview = ImportPreview {
