@@ -794,14 +794,16 @@ async fn import(
     // Only the rows that change anything, grouped by asset (in file order).
     let changing: HashSet<u64> = preview.changes.iter().map(|c| c.row).collect();
     let mut batch: Vec<AssetValues> = Vec::new();
+    let mut slot: HashMap<Uuid, usize> = HashMap::new();
     for r in valid.into_iter().filter(|r| changing.contains(&r.row)) {
-        match batch.iter_mut().find(|a| a.asset_id == r.asset_id) {
-            Some(a) => a.values.push(r.value),
-            None => batch.push(AssetValues {
+        let i = *slot.entry(r.asset_id).or_insert_with(|| {
+            batch.push(AssetValues {
                 asset_id: r.asset_id,
-                values: vec![r.value],
-            }),
-        }
+                values: Vec::new(),
+            });
+            batch.len() - 1
+        });
+        batch[i].values.push(r.value);
     }
     let written = write(&state, &user, building_id, &batch).await?;
     // What was written may differ from the preview if someone wrote in between: report it.
