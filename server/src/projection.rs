@@ -345,12 +345,23 @@ async fn write(
 }
 
 /// The current baseline and design values of these assets, by (asset, kind, key).
+/// One query for the whole session (see `store::baselines`).
 async fn reference_values(
-    _store: &dyn Store,
-    _org: Uuid,
-    _assets: &[Uuid],
+    store: &dyn Store,
+    org: Uuid,
+    assets: &[Uuid],
 ) -> anyhow::Result<HashMap<(Uuid, RefKind, String), f64>> {
-    Ok(HashMap::new())
+    Ok(store
+        .current_reference_values(org, assets)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                (r.asset_id, r.kind.parse::<RefKind>().ok()?, r.key),
+                r.value,
+            ))
+        })
+        .collect())
 }
 
 /// `text` with every NUL replaced by U+FFFD, when it has one: PostgreSQL text (and JSON) cannot

@@ -30,6 +30,7 @@ mod openapi_contract;
 mod operations;
 mod pii;
 mod readings;
+mod reference_values;
 mod roles;
 mod rules;
 mod samod_client;

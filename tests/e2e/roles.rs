@@ -49,6 +49,12 @@ const PROBES: &[&str] = &[
     "`GET /v1/buildings/{id}/assets/{asset_id}`",
     "`PATCH /v1/buildings/{id}/assets/{asset_id}`",
     "`POST /v1/buildings/{id}/assets/import`",
+    "`GET /v1/buildings/{id}/assets/{asset_id}/reference-values`",
+    "`PUT /v1/buildings/{id}/assets/{asset_id}/reference-values` with `source` `first_service`",
+    "`PUT /v1/buildings/{id}/assets/{asset_id}/reference-values` with another `source`",
+    "`GET /v1/buildings/{id}/reference-values`",
+    "`POST /v1/buildings/{id}/reference-values/import` with `first_service` rows only",
+    "`POST /v1/buildings/{id}/reference-values/import` with other sources",
     "`GET /v1/buildings/{id}/compliance`",
     "`GET /v1/rules`",
     "`GET /v1/rules/{code}`",
@@ -286,6 +292,48 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
                 &c.post_raw(&path, t, "text/csv", csv.as_bytes().to_vec())
                     .await,
             )
+        }
+        "`GET /v1/buildings/{id}/assets/{asset_id}/reference-values`" => allowed(
+            key,
+            &c.get(
+                &format!("/v1/buildings/{b}/assets/{asset}/reference-values?history=true"),
+                t,
+            )
+            .await,
+        ),
+        "`PUT /v1/buildings/{id}/assets/{asset_id}/reference-values` with `source` `first_service`"
+        | "`PUT /v1/buildings/{id}/assets/{asset_id}/reference-values` with another `source`" => {
+            // Each row its own key, so one row's values never stand in the other's way.
+            let (k, source) = if key.contains("first_service") {
+                ("probe_first_service", "first_service")
+            } else {
+                ("probe_commissioning", "commissioning")
+            };
+            let body = json!({ "values": [{ "kind": "baseline", "key": k, "value": 1.5,
+                                            "unit": "kPa", "source": source }] });
+            let rb = c
+                .request(
+                    Method::PUT,
+                    &format!("/v1/buildings/{b}/assets/{asset}/reference-values"),
+                    t,
+                )
+                .json(&body);
+            allowed(key, &Client::send(rb).await)
+        }
+        "`GET /v1/buildings/{id}/reference-values`" => allowed(
+            key,
+            &c.get(&format!("/v1/buildings/{b}/reference-values"), t).await,
+        ),
+        "`POST /v1/buildings/{id}/reference-values/import` with `first_service` rows only"
+        | "`POST /v1/buildings/{id}/reference-values/import` with other sources" => {
+            let row = if key.contains("first_service") {
+                "EXT-0000,baseline,probe_import_first_service,2,kPa,first_service"
+            } else {
+                "EXT-0000,design,probe_import_design,2,kPa,design_document"
+            };
+            let csv = format!("asset_identifier,kind,key,value,unit,source\n{row}\n");
+            let path = format!("/v1/buildings/{b}/reference-values/import");
+            allowed(key, &c.post_raw(&path, t, "text/csv", csv.into()).await)
         }
         "`GET /v1/buildings/{id}/compliance`" => allowed(
             key,

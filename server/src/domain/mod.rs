@@ -12,6 +12,7 @@ pub mod applicability;
 pub mod assess;
 pub mod defects;
 pub mod readings;
+pub mod reference;
 
 #[cfg(test)]
 mod defects_model;

@@ -201,9 +201,10 @@ pub struct Problem {
     pub request_id: Option<String>,
     /// Whether the same request may succeed later (429, 503, 500, `in_flight`).
     pub retryable: bool,
-    /// `invalid_csv` only: every problem found in the file.
+    /// `invalid_csv`: every problem found in the file (with its row); `invalid_field` from the
+    /// reference-value routes: every problem of the body (field and message only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<crate::http::buildings::import::RowError>>,
+    pub errors: Option<Vec<crate::http::csv_upload::RowError>>,
 }
 
 impl IntoResponse for ApiError {

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod buildings;
 pub mod compliance;
 mod cors;
+pub mod csv_upload;
 pub mod defects;
 pub mod early;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod idempotency;
 pub mod meta;
 pub mod middleware;
 pub mod pagination;
+pub mod reference_values;
 pub mod rules;
 mod session_doc;
 mod session_history;
@@ -71,6 +73,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(users::router())
         .merge(buildings::router())
+        .merge(reference_values::router())
         .merge(compliance::router())
         .merge(rules::router())
         .merge(sessions::router())

@@ -114,9 +114,10 @@ pub trait BuildingStore: Send + Sync {
         id: Uuid,
         patch: &BuildingPatch,
     ) -> StoreResult<BuildingRecord>;
-    /// Delete a building and its assets in one transaction; returns the deleted row and how
-    /// many assets went with it. NotFound as for `get_building`; `Conflict("sessions")` when
-    /// test sessions refer to it (checked inside the transaction).
+    /// Delete a building and its assets (with their reference values) in one transaction;
+    /// returns the deleted row and how many assets went with it. NotFound as for
+    /// `get_building`; `Conflict("sessions")` when test sessions refer to it (checked inside
+    /// the transaction).
     async fn delete_building(&self, org_id: Uuid, id: Uuid) -> StoreResult<(BuildingRecord, u64)>;
 
     /// Every building's contact PII, for key rotation: (id, contact_name_enc, contact_phone_enc).
@@ -351,6 +352,14 @@ macro_rules! buildings_sql {
                 if sessions > 0 {
                     return Err($crate::store::StoreError::Conflict("sessions"));
                 }
+                // The assets' reference values (current and history) go with their assets.
+                sqlx::query(
+                    "DELETE FROM asset_reference_values WHERE building_id = $1 AND org_id = $2",
+                )
+                .bind(id)
+                .bind(org_id)
+                .execute(&mut *tx)
+                .await?;
                 let assets = sqlx::query("DELETE FROM assets WHERE building_id = $1 AND org_id = $2")
                     .bind(id)
                     .bind(org_id)

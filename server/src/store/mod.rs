@@ -4,6 +4,7 @@
 //! schema differs only in column types (see `migrations/`). Backend-specific behaviour (pool
 //! set-up, pragmas, LISTEN/NOTIFY) lives in `sqlite.rs` and `postgres.rs`.
 
+pub mod baselines;
 pub mod buildings;
 pub mod defects;
 pub mod evidence;
@@ -310,6 +311,7 @@ pub struct Page {
 #[async_trait]
 pub trait Store:
     buildings::BuildingStore
+    + baselines::ReferenceStore
     + defects::DefectStore
     + rules::RuleStore
     + reports::ReportStore

@@ -150,3 +150,4 @@ super::evidence::evidence_sql!(PgStore);
 super::idempotency::idempotency_sql!(PgStore);
 super::reports::reports_sql!(PgStore);
 super::defects::defects_sql!(PgStore);
+super::baselines::baselines_sql!(PgStore);

@@ -86,3 +86,4 @@ super::evidence::evidence_sql!(SqliteStore);
 super::idempotency::idempotency_sql!(SqliteStore);
 super::reports::reports_sql!(SqliteStore);
 super::defects::defects_sql!(SqliteStore);
+super::baselines::baselines_sql!(SqliteStore);
