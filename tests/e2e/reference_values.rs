@@ -1342,4 +1342,64 @@ async fn readings_are_compared_with_stored_baselines(b: Backend) {
         findings(&without).contains(&"baseline_data_missing".to_owned()),
         "{without}"
     );
+    let missing = get_ok(
+        &srv,
+        t,
+        &format!("/v1/defects?session_id={sid}&asset_id={}", assets[1]),
+    )
+    .await;
+    let missing = missing.json["items"][0].clone();
+    assert_eq!(
+        missing["observed_condition"], "baseline_data_missing",
+        "{missing}"
+    );
+    assert_eq!(missing["severity"], "non_conformance");
+
+    // Recording the baselines re-evaluates the open session at once: the readings are now
+    // compared (one outside: 400 kPa is more than 10 % below 500), the missing-data finding is
+    // gone and its defect withdrawn, and the outcome now overrides what the readings suggest.
+    let r = put_ok(
+        &srv,
+        t,
+        &format!("/v1/buildings/{building}/assets/{}/reference-values", assets[1]),
+        json!([
+            { "kind": "baseline", "key": "water_supply_pressure", "value": 600, "unit": "kPa", "source": "first_service" },
+            { "kind": "baseline", "key": "installation_pressure", "value": 700, "unit": "kPa", "source": "first_service" }
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let res = get_ok(&srv, t, &format!("/v1/tests/sessions/{sid}/results")).await;
+    let now = res.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["asset_id"] == assets[1].to_string())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        now["assessment"]["readings"]["water_supply_pressure"]["verdict"], "outside",
+        "{now}"
+    );
+    assert_eq!(
+        now["assessment"]["readings"]["water_supply_pressure"]["reference"],
+        600.0
+    );
+    assert_eq!(
+        now["assessment"]["readings"]["installation_pressure"]["verdict"],
+        "within"
+    );
+    assert_eq!(now["assessment"]["suggested_outcome"], "fail");
+    assert_eq!(now["assessment"]["overrides_suggestion"], true);
+    assert!(
+        !findings(&now).contains(&"baseline_data_missing".to_owned()),
+        "{now}"
+    );
+    let gone = get_ok(
+        &srv,
+        t,
+        &format!("/v1/defects/{}", missing["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(gone.json["status"], "withdrawn", "{}", gone.body);
 }

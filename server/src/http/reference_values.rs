@@ -350,7 +350,7 @@ async fn write(
     batch: &[AssetValues],
 ) -> Result<Vec<ReferenceChange>, ApiError> {
     let only_over = (user.role == Role::Inspector).then_some(Source::FirstService.as_str());
-    state
+    let changes = state
         .store
         .apply_reference_values(
             user.org_id,
@@ -361,7 +361,41 @@ async fn write(
             only_over,
         )
         .await
-        .map_err(write_error)
+        .map_err(write_error)?;
+    if !changes.is_empty() {
+        reassess_open_sessions(state, user, building_id).await?;
+    }
+    Ok(changes)
+}
+
+/// Readings are evaluated against the values current when a session is projected: after a
+/// change, the building's sessions still in progress are projected again (their verdicts and
+/// missing-baseline findings follow at once). Completed sessions keep what was signed off.
+async fn reassess_open_sessions(
+    state: &AppState,
+    user: &AuthUser,
+    building_id: Uuid,
+) -> Result<(), ApiError> {
+    let filter = crate::store::sessions::SessionFilter {
+        building_id: Some(building_id),
+        status: Some("in_progress".into()),
+        assigned_to: None,
+    };
+    let mut after = None;
+    loop {
+        let page = crate::store::Page { after, limit: 200 };
+        let sessions = state
+            .store
+            .list_sessions(user.org_id, &filter, page)
+            .await?;
+        for s in &sessions {
+            state.hub.reassess(s.row.id).await;
+        }
+        match sessions.last() {
+            Some(last) if sessions.len() == 200 => after = Some(last.row.id),
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// The audit form of a value (no ids: the time and author say which row).

@@ -64,6 +64,8 @@ pub(crate) enum DocCmd {
     /// Catch up with the store, project, and answer once the projection is submitted.
     Refresh(oneshot::Sender<()>),
     ProjectNow(oneshot::Sender<()>),
+    /// Project even without a change to the document (its baselines or rules changed).
+    Reassess(oneshot::Sender<()>),
     /// Submit a projection that is waiting for its debounce, if there is one (a REST read
     /// wants what was acknowledged).
     FlushProjection(oneshot::Sender<()>),
@@ -107,6 +109,7 @@ async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, why: &str) {
             DocCmd::Sync { conn, .. } => conn.close(CloseReason::StorageFailed),
             DocCmd::Unload(done)
             | DocCmd::ProjectNow(done)
+            | DocCmd::Reassess(done)
             | DocCmd::FlushProjection(done)
             | DocCmd::Refresh(done) => {
                 let _ = done.send(());
@@ -215,6 +218,7 @@ impl Actor {
 
     async fn handle(&mut self, batch: Vec<DocCmd>) {
         let mut waiting: Vec<(oneshot::Sender<()>, bool)> = Vec::new();
+        let mut reassess = false;
         let mut unload: Vec<oneshot::Sender<()>> = Vec::new();
         for cmd in batch {
             if self.replica.is_unloading() || self.replica.is_stopped() {
@@ -292,6 +296,11 @@ impl Actor {
                     waiting.push((done, true));
                     Vec::new()
                 }
+                DocCmd::Reassess(done) => {
+                    reassess = true;
+                    waiting.push((done, true));
+                    Vec::new()
+                }
                 DocCmd::FlushProjection(done) => {
                     waiting.push((done, false));
                     Vec::new()
@@ -308,7 +317,9 @@ impl Actor {
         self.execute(effects).await;
         if !waiting.is_empty() {
             let now = self.now();
-            let effects = if waiting.iter().any(|(_, force)| *force) {
+            let effects = if reassess {
+                self.replica.reproject(now)
+            } else if waiting.iter().any(|(_, force)| *force) {
                 self.replica.project_now(now)
             } else {
                 self.replica.flush_projection(now)
@@ -525,7 +536,7 @@ impl Actor {
                 DocCmd::Unload(d) => done.push(d),
                 // Nothing to detach from once unloaded: no need to load it again for that.
                 DocCmd::Detach(_) => {}
-                DocCmd::ProjectNow(d) | DocCmd::FlushProjection(d) => {
+                DocCmd::ProjectNow(d) | DocCmd::Reassess(d) | DocCmd::FlushProjection(d) => {
                     let _ = d.send(());
                 }
                 other => self.hub.send(self.id, other).await,

@@ -204,6 +204,15 @@ impl Hub {
         self.inner.projector.settled(doc).await;
     }
 
+    /// Project the document again (loading it if needed) although it did not change — what its
+    /// items are assessed against did (baselines, design values) — and wait for the rows.
+    pub async fn reassess(&self, doc: Uuid) {
+        let (tx, rx) = oneshot::channel();
+        self.send(doc, DocCmd::Reassess(tx)).await;
+        let _ = rx.await;
+        self.inner.projector.settled(doc).await;
+    }
+
     /// Catch the document up with the store (loading it if needed), project it and wait until
     /// the rows are written.
     pub async fn refresh(&self, doc: Uuid) {

@@ -779,6 +779,14 @@ impl<C> Replica<C> {
         self.take()
     }
 
+    /// Project now even when the document has not changed since the last projection: what it
+    /// is assessed against outside the document changed (a baseline, a rule).
+    pub fn reproject(&mut self, now: u64) -> Vec<Effect<C>> {
+        self.project_due = Some(now);
+        self.advance(now);
+        self.take()
+    }
+
     /// Finish: persist what is staged, project, compact, close the peers, then [`Effect::Stop`].
     pub fn unload(&mut self, now: u64) -> Vec<Effect<C>> {
         self.unloading = true;
