@@ -17,11 +17,13 @@
 //!   rules; `serviced_under` names the rule it was recorded under.
 //! - Two services on one (UTC) day count as one visit, so a six-monthly and a yearly session on
 //!   the same visit do not make a zero-day interval.
-//! - Next due = last service date + the frequency's months (calendar months, clamped to the
-//!   month's end). Never serviced: the install date + months when the asset has one, else due
-//!   now. Overdue when the report date is past next due + the tolerance.
-//! - Outside tolerance: the last service fell outside previous service + months ± tolerance
-//!   days (early or late; cl. 1.11 asks for both to be reported).
+//! - Due dates and tolerance are `crate::domain::schedule`'s: services sit on a grid anchored at
+//!   the first service known (anchor + k × interval), a service inside the tolerance window of
+//!   its scheduled date keeps the grid (no drift), one outside every window is reported as
+//!   outside tolerance and restarts the grid; windows are the standard's table (working days
+//!   for monthly and three-monthly routines, months for longer ones). Never serviced: due one
+//!   interval after the install date when the asset has one, else now. Overdue when the report
+//!   date is past the next due date's window.
 //! - Dates are UTC calendar dates: buildings carry no time zone yet.
 
 pub mod csv;
@@ -29,11 +31,12 @@ pub mod pdf;
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Days, Months, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::domain::schedule::{self, Routine};
 use crate::store::buildings::{AssetRecord, BuildingRecord};
 use crate::store::reports::{DefectCountRow, ServiceRow};
 use crate::store::rules::RuleRecord;
@@ -129,7 +132,11 @@ pub struct ReportRow {
     pub previous_service: Option<DateTime<Utc>>,
     /// Days between the previous and the last service.
     pub interval_days: Option<i64>,
-    /// The last service fell outside the previous one + the interval ± its tolerance.
+    /// The scheduled date the last service met (its window held it); none when it was outside
+    /// tolerance.
+    pub scheduled_for: Option<NaiveDate>,
+    /// The last service fell outside the tolerance window (AS 1851 cl. 1.11) of every
+    /// scheduled date.
     pub outside_tolerance: bool,
     pub next_due: Option<NaiveDate>,
     /// The last day of the tolerance window after `next_due`.
@@ -262,11 +269,11 @@ struct Service<'a> {
     row: &'a ServiceRow,
 }
 
-/// A rule with its interval.
+/// A rule with its interval and tolerance.
 struct Applicable<'a> {
     rule: &'a RuleRecord,
     months: u32,
-    tolerance_days: u64,
+    routine: Routine,
 }
 
 pub fn build(input: Inputs<'_>) -> Report {
@@ -320,7 +327,10 @@ pub fn build(input: Inputs<'_>) -> Report {
                 Some(Applicable {
                     rule,
                     months: f.months,
-                    tolerance_days: u64::from(f.tolerance_days),
+                    routine: Routine {
+                        months: f.months,
+                        tolerance: f.tolerance,
+                    },
                 })
             })
             .collect();
@@ -347,8 +357,6 @@ pub fn build(input: Inputs<'_>) -> Report {
             let last = history.first();
             let previous = history.get(1);
             let mut row = row_for(asset, Some(a.rule));
-            let months = Months::new(a.months);
-            let tolerance = Days::new(a.tolerance_days);
             if let Some(last) = last {
                 row.last_service = Some(last.at);
                 row.serviced_under = Some(last.row.rule_code.clone());
@@ -358,33 +366,26 @@ pub fn build(input: Inputs<'_>) -> Report {
                 let assessment = &last.row.assessment.0;
                 row.suggested_outcome = assessment["suggested_outcome"].as_str().map(str::to_owned);
                 row.overrides_suggestion = assessment["overrides_suggestion"] == true;
-                row.next_due = last.at.date_naive().checked_add_months(months);
-            } else {
-                row.next_due = asset
-                    .install_date
-                    .and_then(|d| d.checked_add_months(months));
             }
             if let (Some(last), Some(prev)) = (last, previous) {
-                let (last_day, prev_day) = (last.at.date_naive(), prev.at.date_naive());
                 row.previous_service = Some(prev.at);
-                row.interval_days = Some((last_day - prev_day).num_days());
-                row.outside_tolerance = match prev_day.checked_add_months(months) {
-                    Some(expected) => {
-                        let early = expected
-                            .checked_sub_days(tolerance)
-                            .unwrap_or(NaiveDate::MIN);
-                        let late = expected
-                            .checked_add_days(tolerance)
-                            .unwrap_or(NaiveDate::MAX);
-                        last_day < early || last_day > late
-                    }
-                    None => false,
-                };
+                row.interval_days = Some((last.at.date_naive() - prev.at.date_naive()).num_days());
             }
-            row.due_by = row
-                .next_due
-                .map(|d| d.checked_add_days(tolerance).unwrap_or(NaiveDate::MAX));
-            row.overdue = row.due_by.is_none_or(|d| input.as_of > d);
+            // Scheduled on the grid of the services known (domain::schedule): on-time services
+            // do not move the next due date.
+            let days: Vec<NaiveDate> = history.iter().map(|s| s.at.date_naive()).collect();
+            let standing = schedule::standing(
+                a.routine,
+                &days,
+                asset.install_date,
+                input.as_of,
+                &schedule::Calendar::default(),
+            );
+            row.next_due = standing.next_due;
+            row.due_by = standing.due_by;
+            row.scheduled_for = standing.last_scheduled;
+            row.outside_tolerance = standing.outside_tolerance;
+            row.overdue = standing.overdue;
             row.open_defects = asset_defects;
             row.status = asset_defects.status().max(if row.overdue {
                 Status::Overdue
@@ -457,6 +458,7 @@ fn row_for(asset: &AssetRecord, rule: Option<&RuleRecord>) -> ReportRow {
         overrides_suggestion: false,
         previous_service: None,
         interval_days: None,
+        scheduled_for: None,
         outside_tolerance: false,
         next_due: None,
         due_by: None,

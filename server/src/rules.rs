@@ -145,13 +145,15 @@ pub struct EquipmentKind {
     pub section: String,
 }
 
-/// A service frequency with its interval and the tolerance of AS 1851 cl. 1.11.
+/// A service frequency with its interval and the tolerance of AS 1851 cl. 1.11 (the
+/// standard's table: working days for monthly and three-monthly routines, months for longer
+/// ones).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Frequency {
     pub code: String,
     pub months: u32,
-    pub tolerance_days: u32,
+    pub tolerance: crate::domain::schedule::Tolerance,
 }
 
 pub use crate::domain::readings::ReadingSpec as Reading;
@@ -373,9 +375,9 @@ pub fn frequency_months(code: &str) -> Option<u32> {
     library().frequency(code).map(|f| f.months)
 }
 
-/// The tolerance (AS 1851 cl. 1.11) of a frequency code in days; `None` if unknown.
-pub fn frequency_tolerance_days(code: &str) -> Option<u32> {
-    library().frequency(code).map(|f| f.tolerance_days)
+/// The tolerance (AS 1851 cl. 1.11) of a frequency code; `None` if unknown.
+pub fn frequency_tolerance(code: &str) -> Option<crate::domain::schedule::Tolerance> {
+    library().frequency(code).map(|f| f.tolerance)
 }
 
 /// The rule set a building is serviced under unless it says otherwise: the shipped library's.
@@ -454,7 +456,28 @@ mod tests {
             );
         }
         assert_eq!(frequency_months("six_monthly"), Some(6));
-        assert_eq!(frequency_tolerance_days("yearly"), Some(30));
+        use crate::domain::schedule::Tolerance;
+        assert_eq!(frequency_tolerance("yearly"), Some(Tolerance::Months(2)));
+        assert_eq!(
+            frequency_tolerance("monthly"),
+            Some(Tolerance::WorkingDays(5))
+        );
+        assert_eq!(
+            frequency_tolerance("three_monthly"),
+            Some(Tolerance::WorkingDays(10))
+        );
+        assert_eq!(
+            frequency_tolerance("six_monthly"),
+            Some(Tolerance::Months(1))
+        );
+        assert_eq!(
+            frequency_tolerance("five_yearly"),
+            Some(Tolerance::Months(3))
+        );
+        assert_eq!(
+            frequency_tolerance("thirty_yearly"),
+            Some(Tolerance::Months(6))
+        );
         assert_eq!(frequency_months("fortnightly"), None);
         assert_eq!(default_rule_set(), ("AS1851", "2012.1.0"));
     }

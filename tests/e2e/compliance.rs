@@ -158,8 +158,10 @@ fn day(v: &Value) -> String {
 }
 
 /// EXT-0000..2 are six-monthly only, EXT-0003 has every extinguisher rule:
-/// - EXT-0000: serviced 2024-01-10 and 2024-07-15 (on time), passed.
-/// - EXT-0001: 2024-01-10 then 2024-08-20 (27 days past the 14-day tolerance), failed.
+/// - EXT-0000: serviced 2024-01-10 and 2024-07-15 (on time, 5 days after its scheduled date),
+///   passed: the schedule stays on the 10th.
+/// - EXT-0001: 2024-01-10 then 2024-08-20 (41 days late, past the ±1 month six-monthly
+///   tolerance), failed: outside tolerance, and counted again from 2024-08-20.
 /// - EXT-0002: last serviced 2023-12-01 (not tested in the second session): overdue.
 /// - EXT-0003: not accessible, so never serviced, under three rules: overdue.
 async fn crafted(srv: &TestServer, org: &Org) -> Building {
@@ -219,8 +221,9 @@ async fn report_numbers_for_a_crafted_building(be: Backend) {
     assert_eq!(ok["interval_days"], 187);
     assert_eq!(ok["outcome"], "pass");
     assert_eq!(ok["classification"], "compliant");
-    assert_eq!(ok["next_due"], "2025-01-15");
-    assert_eq!(ok["due_by"], "2025-01-29");
+    assert_eq!(ok["scheduled_for"], "2024-07-10");
+    assert_eq!(ok["next_due"], "2025-01-10");
+    assert_eq!(ok["due_by"], "2025-02-10");
     assert_eq!(ok["outside_tolerance"], false);
     assert_eq!(ok["overdue"], false);
     assert_eq!(ok["status"], "compliant");

@@ -142,9 +142,9 @@ fn due_dates_tolerance_and_overdue() {
     let services = [
         service(&on_time, EXT_6M, "2024-01-10T01:00:00.000Z", "pass"),
         service(&on_time, EXT_6M, "2024-07-20T01:00:00.000Z", "pass"),
-        // Expected 2024-07-10 +/- 14 days: 2024-08-01 is 22 days late.
+        // Scheduled 2024-07-10, six-monthly tolerance ±1 month: 2024-08-20 is 41 days late.
         service(&late, EXT_6M, "2024-01-10T01:00:00Z", "pass"),
-        service(&late, EXT_6M, "2024-08-01T01:00:00Z", "fail"),
+        service(&late, EXT_6M, "2024-08-20T01:00:00Z", "fail"),
         service(&early, EXT_6M, "2024-01-10T01:00:00Z", "pass"),
         service(&early, EXT_6M, "2024-05-01T01:00:00Z", "pass"),
         service(&lapsed, EXT_6M, "2023-10-01T01:00:00Z", "pass"),
@@ -156,9 +156,11 @@ fn due_dates_tolerance_and_overdue() {
     assert_eq!(a.last_service.unwrap().date_naive(), day("2024-07-20"));
     assert_eq!(a.previous_service.unwrap().date_naive(), day("2024-01-10"));
     assert_eq!(a.interval_days, Some(192));
+    // Ten days late but inside the window: the schedule stays on the 10th (no drift).
     assert!(!a.outside_tolerance);
-    assert_eq!(a.next_due, Some(day("2025-01-20")));
-    assert_eq!(a.due_by, Some(day("2025-02-03")));
+    assert_eq!(a.scheduled_for, Some(day("2024-07-10")));
+    assert_eq!(a.next_due, Some(day("2025-01-10")));
+    assert_eq!(a.due_by, Some(day("2025-02-10")));
     assert!(!a.overdue);
     assert_eq!(a.outcome.as_deref(), Some("pass"));
     assert!(!a.overrides_suggestion);
@@ -167,6 +169,9 @@ fn due_dates_tolerance_and_overdue() {
 
     let b = row(&r, &late, EXT_6M);
     assert!(b.outside_tolerance);
+    assert_eq!(b.scheduled_for, None);
+    // Counted again from when it was done.
+    assert_eq!(b.next_due, Some(day("2025-02-20")));
     assert_eq!(b.outcome.as_deref(), Some("fail"));
     // The readings suggested a pass; the inspector's fail overrides it, and the report says so.
     assert_eq!(b.suggested_outcome.as_deref(), Some("pass"));
@@ -177,9 +182,10 @@ fn due_dates_tolerance_and_overdue() {
         "early is outside too"
     );
 
-    // Last 2023-10-01: due 2024-04-01, tolerance to 2024-04-15.
+    // Last 2023-10-01: due 2024-04-01, tolerance to 2024-05-01.
     let d = row(&r, &lapsed, EXT_6M);
     assert_eq!(d.next_due, Some(day("2024-04-01")));
+    assert_eq!(d.due_by, Some(day("2024-05-01")));
     assert!(d.overdue);
     assert_eq!(d.status, Status::Overdue);
     assert!(
@@ -204,10 +210,10 @@ fn due_dates_tolerance_and_overdue() {
 fn tolerance_window_after_due_is_not_overdue() {
     let a = asset("EXT-1", "portable_extinguisher");
     let services = [service(&a, EXT_6M, "2023-06-20T00:00:00Z", "pass")];
-    // Due 2023-12-20, tolerance (14 days) to 2024-01-03.
-    let r = run(std::slice::from_ref(&a), &services, &[], "2024-01-03");
+    // Due 2023-12-20, six-monthly tolerance (±1 month) to 2024-01-20.
+    let r = run(std::slice::from_ref(&a), &services, &[], "2024-01-20");
     assert!(!row(&r, &a, EXT_6M).overdue);
-    let r = run(std::slice::from_ref(&a), &services, &[], "2024-01-04");
+    let r = run(std::slice::from_ref(&a), &services, &[], "2024-01-21");
     assert!(row(&r, &a, EXT_6M).overdue);
 }
 
@@ -256,7 +262,8 @@ fn a_longer_interval_service_counts_for_the_shorter_rules() {
     let six = row(&r, &a, EXT_6M);
     assert_eq!(six.serviced_under.as_deref(), Some(EXT_12M));
     assert_eq!(six.outcome.as_deref(), Some("fail"));
-    assert_eq!(six.next_due, Some(day("2025-01-15")));
+    // On the six-monthly grid from 2024-01-10 (07-15 is inside 07-10's window).
+    assert_eq!(six.next_due, Some(day("2025-01-10")));
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub mod assess;
 pub mod defects;
 pub mod readings;
 pub mod reference;
+pub mod schedule;
 
 #[cfg(test)]
 mod defects_model;
