@@ -29,21 +29,29 @@ ALTER TABLE defects ADD COLUMN duplicate_of UUID REFERENCES defects(id);
 DROP INDEX defects_automatic_key;
 CREATE INDEX defects_asset_idx ON defects (asset_id);
 
--- Earlier versions opened a new defect per visit: of active defects with one identity, the
--- newest stays and the others become duplicates of it.
-WITH ranked AS (
-    SELECT id, first_value(id) OVER w AS keep, row_number() OVER w AS n
-    FROM defects
-    WHERE asset_id IS NOT NULL
-      AND status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified')
-    WINDOW w AS (PARTITION BY asset_id, COALESCE(observed_condition, '')
-                 ORDER BY created_at DESC, id DESC)
-)
-UPDATE defects SET status = 'duplicate', duplicate_of = ranked.keep
-    FROM ranked WHERE defects.id = ranked.id AND ranked.n > 1;
+-- Earlier versions opened a new defect per visit: of the active defects with one identity
+-- (asset and condition; defects without a condition have none), the most advanced (then the
+-- oldest) stays and the others become duplicates of it, each with an event saying so.
+CREATE TEMP TABLE defect_keep AS
+    SELECT id, keep FROM (
+        SELECT id, first_value(id) OVER w AS keep
+        FROM defects
+        WHERE asset_id IS NOT NULL AND observed_condition IS NOT NULL
+          AND status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified')
+        WINDOW w AS (PARTITION BY asset_id, observed_condition
+                     ORDER BY CASE status WHEN 'verified' THEN 5 WHEN 'repaired' THEN 4
+                              WHEN 'repair_scheduled' THEN 3 WHEN 'acknowledged' THEN 2 ELSE 1 END DESC,
+                              created_at, id)
+    ) ranked WHERE id <> keep;
+INSERT INTO defect_events (id, defect_id, from_status, to_status, actor_id, note, at)
+    SELECT gen_random_uuid(), k.id, d.status, 'duplicate', NULL,
+        'duplicate of ' || k.keep || ' (one defect per asset and condition, migration 0012)', now()
+    FROM defect_keep k JOIN defects d ON d.id = k.id;
+UPDATE defects SET status = 'duplicate', duplicate_of = k.keep
+    FROM defect_keep k WHERE defects.id = k.id;
 -- Identity: one active defect per asset and condition.
-CREATE UNIQUE INDEX defects_identity_key ON defects (asset_id, COALESCE(observed_condition, ''))
-    WHERE asset_id IS NOT NULL
+CREATE UNIQUE INDEX defects_identity_key ON defects (asset_id, observed_condition)
+    WHERE asset_id IS NOT NULL AND observed_condition IS NOT NULL
     AND status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified');
 
 -- The sessions that found a defect (the first, and each visit that found it again).
@@ -56,3 +64,9 @@ CREATE TABLE defect_sightings (
 CREATE INDEX defect_sightings_session_idx ON defect_sightings (session_id);
 INSERT INTO defect_sightings (defect_id, session_id, at)
     SELECT id, session_id, discovered_at FROM defects WHERE session_id IS NOT NULL;
+-- The sessions that found a duplicate found the defect it duplicates.
+INSERT INTO defect_sightings (defect_id, session_id, at)
+    SELECT k.keep, d.session_id, d.discovered_at FROM defect_keep k JOIN defects d ON d.id = k.id
+    WHERE d.session_id IS NOT NULL
+    ON CONFLICT (defect_id, session_id) DO NOTHING;
+DROP TABLE defect_keep;

@@ -73,22 +73,33 @@ CREATE INDEX defects_building_idx ON defects (building_id, status);
 CREATE INDEX defects_asset_idx ON defects (asset_id);
 CREATE INDEX defect_events_defect_idx ON defect_events (defect_id, at);
 
--- Earlier versions opened a new defect per visit: of active defects with one identity, the
--- newest stays and the others become duplicates of it.
+-- Earlier versions opened a new defect per visit: of the active defects with one identity
+-- (asset and condition; defects without a condition have none), the most advanced (then the
+-- oldest) stays and the others become duplicates of it, each with an event saying so.
+CREATE TEMP TABLE defect_keep AS
+    SELECT d.id AS id,
+        (SELECT d2.id FROM defects d2 WHERE d2.asset_id = d.asset_id
+            AND d2.observed_condition = d.observed_condition
+            AND d2.status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified')
+            ORDER BY CASE d2.status WHEN 'verified' THEN 5 WHEN 'repaired' THEN 4
+                     WHEN 'repair_scheduled' THEN 3 WHEN 'acknowledged' THEN 2 ELSE 1 END DESC,
+                     d2.created_at, d2.id
+            LIMIT 1) AS keep
+    FROM defects d
+    WHERE d.asset_id IS NOT NULL AND d.observed_condition IS NOT NULL
+      AND d.status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified');
+DELETE FROM defect_keep WHERE id = keep;
+INSERT INTO defect_events (id, defect_id, from_status, to_status, actor_id, note, at)
+    SELECT randomblob(16), k.id, d.status, 'duplicate', NULL,
+        'duplicate of ' || lower(hex(k.keep)) || ' (one defect per asset and condition, migration 0012)',
+        strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')
+    FROM defect_keep k JOIN defects d ON d.id = k.id;
 UPDATE defects SET status = 'duplicate',
-    duplicate_of = (SELECT d2.id FROM defects d2 WHERE d2.asset_id = defects.asset_id
-        AND COALESCE(d2.observed_condition, '') = COALESCE(defects.observed_condition, '')
-        AND d2.status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified')
-        ORDER BY d2.created_at DESC, d2.id DESC LIMIT 1)
-    WHERE asset_id IS NOT NULL
-    AND status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified')
-    AND id <> (SELECT d2.id FROM defects d2 WHERE d2.asset_id = defects.asset_id
-        AND COALESCE(d2.observed_condition, '') = COALESCE(defects.observed_condition, '')
-        AND d2.status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified')
-        ORDER BY d2.created_at DESC, d2.id DESC LIMIT 1);
+    duplicate_of = (SELECT keep FROM defect_keep WHERE defect_keep.id = defects.id)
+    WHERE id IN (SELECT id FROM defect_keep);
 -- Identity: one active defect per asset and condition.
-CREATE UNIQUE INDEX defects_identity_key ON defects (asset_id, COALESCE(observed_condition, ''))
-    WHERE asset_id IS NOT NULL
+CREATE UNIQUE INDEX defects_identity_key ON defects (asset_id, observed_condition)
+    WHERE asset_id IS NOT NULL AND observed_condition IS NOT NULL
     AND status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified');
 
 -- The sessions that found a defect (the first, and each visit that found it again).
@@ -101,3 +112,9 @@ CREATE TABLE defect_sightings (
 CREATE INDEX defect_sightings_session_idx ON defect_sightings (session_id);
 INSERT INTO defect_sightings (defect_id, session_id, at)
     SELECT id, session_id, discovered_at FROM defects WHERE session_id IS NOT NULL;
+-- The sessions that found a duplicate found the defect it duplicates.
+INSERT INTO defect_sightings (defect_id, session_id, at)
+    SELECT k.keep, d.session_id, d.discovered_at FROM defect_keep k JOIN defects d ON d.id = k.id
+    WHERE d.session_id IS NOT NULL
+    ON CONFLICT (defect_id, session_id) DO NOTHING;
+DROP TABLE defect_keep;

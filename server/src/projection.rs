@@ -510,6 +510,7 @@ async fn sync_defects(
                 status: d.status.clone(),
                 severity: Severity::parse(&d.severity)?,
                 severity_overridden: d.severity_overridden,
+                automatic: d.source == "automatic",
                 found_in: d.session_id,
                 sighted_in: seen.iter().copied().collect(),
                 evidence: d.evidence.0.clone(),

@@ -268,8 +268,14 @@ impl RuleDef {
         }
         let mut names = BTreeSet::new();
         for r in &self.readings {
-            r.validate(self.classification_mappings.keys().map(String::as_str))
-                .map_err(|e| invalid("invalid_reading", e.0))?;
+            // `fails_as` must name a condition that is a defect (not a compliant one).
+            r.validate(
+                self.classification_mappings
+                    .iter()
+                    .filter(|(_, c)| **c != Classification::Compliant)
+                    .map(|(k, _)| k.as_str()),
+            )
+            .map_err(|e| invalid("invalid_reading", e.0))?;
             if !names.insert(r.name.as_str()) {
                 return Err(invalid(
                     "invalid_field",

@@ -699,6 +699,12 @@ async fn sign_off_makes_a_session_read_only(b: Backend) {
         inspector.id.to_string()
     );
     let signed_heads = doc.json["heads"].clone();
+    // The tablet that stayed connected through the sign-off edits: nothing of it is stored
+    // (its socket was made read-only, or closed to reconnect read-only).
+    firemode_tests::fixtures::put_item_field(&mut d, a, "outcome", "not_accessible");
+    let _ = tab.sync(&doc_id, &mut d, &mut st, false).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(heads(&srv, &org.admin.token, &sid).await, signed_heads);
 
     // Read-only over REST, for everyone.
     for token in [&inspector.token, &office.token, &org.admin.token] {

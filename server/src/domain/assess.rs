@@ -30,6 +30,9 @@ use crate::rules::Classification;
 pub const BASELINE_MISSING: &str = "baseline_data_missing";
 /// The server's condition for a reading whose design or manufacturer value is not recorded.
 pub const DESIGN_MISSING: &str = "design_data_missing";
+/// The server's condition for a failure recorded without a defect condition (so that it, too,
+/// is one defect per asset that later visits reconfirm).
+pub const FAILED_UNSPECIFIED: &str = "failed_condition_not_recorded";
 
 /// A rule as assessment needs it.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +68,11 @@ impl RuleView {
             .into_iter()
             .find(|k| k.eq_ignore_ascii_case(wanted))
             .map(|k| (k, Classification::NonConformance))
+            .or_else(|| {
+                FAILED_UNSPECIFIED
+                    .eq_ignore_ascii_case(wanted)
+                    .then_some((FAILED_UNSPECIFIED, Classification::NonCriticalDefect))
+            })
     }
 
     /// The rule's observed conditions, sorted, then the server's own.
@@ -72,7 +80,7 @@ impl RuleView {
         self.mappings
             .keys()
             .map(String::as_str)
-            .chain([BASELINE_MISSING, DESIGN_MISSING])
+            .chain([BASELINE_MISSING, DESIGN_MISSING, FAILED_UNSPECIFIED])
             .collect()
     }
 }
@@ -88,7 +96,7 @@ pub struct ItemFacts<'a> {
 /// One finding of an item: a future defect, identified by its condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Finding {
-    /// The observed condition (`None`: a failure recorded without one).
+    /// The observed condition ([`FAILED_UNSPECIFIED`] for a failure recorded without one).
     pub condition: Option<String>,
     pub classification: Classification,
 }
@@ -256,7 +264,7 @@ pub fn assess(
         }
         if item.outcome == Some(Outcome::Fail) && faults.is_empty() {
             a.findings.push(Finding {
-                condition: None,
+                condition: Some(FAILED_UNSPECIFIED.to_owned()),
                 classification: Classification::NonCriticalDefect,
             });
         }
@@ -366,7 +374,7 @@ mod tests {
         assert_eq!(
             a.findings,
             vec![Finding {
-                condition: None,
+                condition: Some(FAILED_UNSPECIFIED.into()),
                 classification: Classification::NonCriticalDefect
             }]
         );

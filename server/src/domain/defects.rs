@@ -205,8 +205,8 @@ impl AssetLabel {
 /// A condition in words: `pressure_gauge_not_in_green` → `pressure gauge not in green`.
 pub fn condition_words(condition: Option<&str>) -> String {
     match condition {
+        Some(super::assess::FAILED_UNSPECIFIED) | None => "failed, no condition recorded".into(),
         Some(c) => c.replace('_', " "),
-        None => "failed, no condition recorded".into(),
     }
 }
 
@@ -229,6 +229,9 @@ pub struct Known {
     pub severity: Severity,
     /// Someone overrode the severity: findings no longer change it.
     pub severity_overridden: bool,
+    /// Opened by the projection from a finding (not recorded by hand): only those are withdrawn
+    /// when no session finds them any more.
+    pub automatic: bool,
     /// The session that first found it.
     pub found_in: Option<Uuid>,
     /// The sessions that find it now (since it last opened).
@@ -269,8 +272,10 @@ pub enum Action {
 }
 
 /// The defect an identity (asset, condition) refers to among `known`: an active one, else the
-/// most recent closed or withdrawn one. Cancelled and duplicate defects are never chosen.
+/// most recent closed or withdrawn one. Cancelled and duplicate defects are never chosen, and a
+/// defect without a condition (recorded by hand without one) has no identity.
 pub fn current<'a>(known: &'a [Known], asset: Uuid, condition: Option<&str>) -> Option<&'a Known> {
+    condition?;
     let same = known
         .iter()
         .filter(|k| k.asset_id == asset && k.condition.as_deref() == condition);
@@ -311,6 +316,14 @@ pub fn plan(
     for ((asset, condition), f) in &found_keys {
         let f = (*f).clone();
         match current(known, *asset, *condition) {
+            // The office cancelled it or marked it a duplicate while this session held it:
+            // that decision stands for this session's finding.
+            None if known.iter().any(|k| {
+                k.asset_id == *asset
+                    && k.condition.as_deref() == *condition
+                    && (k.status == status::CANCELLED || k.status == status::DUPLICATE)
+                    && k.sighted_in.contains(&session)
+            }) => {}
             None => actions.push(Action::Open(f)),
             Some(k) if is_active(&k.status) => {
                 if !k.sighted_in.contains(&session) {
@@ -337,7 +350,9 @@ pub fn plan(
         {
             continue;
         }
-        if k.sighted_in.len() == 1 {
+        // Only a defect the projection opened is withdrawn, when its last finder drops it; one
+        // recorded by hand stays (this session's sighting of it goes).
+        if k.automatic && k.sighted_in.len() == 1 {
             actions.push(Action::Withdraw { id: k.id });
         } else {
             actions.push(Action::Unsight { id: k.id });
@@ -358,6 +373,7 @@ mod tests {
             status: st.into(),
             severity: Severity::NonCritical,
             severity_overridden: false,
+            automatic: true,
             found_in: Some(found_in),
             sighted_in: sighted.iter().copied().collect(),
             evidence: vec![],

@@ -4,10 +4,13 @@
 //! the database applies them. After every step:
 //! - at most one active defect per asset and condition;
 //! - every finding a session holds has an active defect that the session is a sighting of
-//!   (nothing recorded is ever without its defect);
+//!   (nothing recorded is ever without its defect), unless the office closed, cancelled or
+//!   marked as duplicate the defect that session found (its decision stands until the session
+//!   records again; a cancelled one is never reopened by that session's finding);
 //! - a defect still `open` (nobody acted on it) is found by at least one session, and only by
 //!   sessions that hold the finding now;
-//! - an overridden severity is never changed by findings.
+//! - an overridden severity is never changed by findings;
+//! - a defect recorded by hand (which sessions may reconfirm) is never withdrawn by them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,6 +41,9 @@ enum Op {
     Office { n: usize, cancel: bool },
     /// Someone overrides the n-th defect's severity to critical.
     Override { n: usize },
+    /// The office records a defect by hand for asset `a` and condition `c` (refused, as the API
+    /// does, when one is active for that identity).
+    Manual { a: u128, c: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -45,6 +51,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..SESSIONS, 0..ASSETS, 0u8..8).prop_map(|(s, a, mask)| Op::Record { s, a, mask }),
         2 => (0usize..16, any::<bool>()).prop_map(|(n, cancel)| Op::Office { n, cancel }),
         1 => (0usize..16).prop_map(|n| Op::Override { n }),
+        1 => (0..ASSETS, 0usize..3).prop_map(|(a, c)| Op::Manual { a, c }),
     ]
 }
 
@@ -74,6 +81,7 @@ impl Model {
                     status: status::OPEN.into(),
                     severity: f.severity,
                     severity_overridden: false,
+                    automatic: true,
                     found_in: Some(session),
                     sighted_in: BTreeSet::from([session]),
                     evidence: f.evidence,
@@ -109,6 +117,10 @@ impl Model {
                 let i = find(&mut self.defects, id);
                 let k = &mut self.defects[i];
                 assert_eq!(k.status, status::OPEN);
+                assert!(
+                    k.automatic,
+                    "a defect recorded by hand is never withdrawn: {k:?}"
+                );
                 k.status = status::WITHDRAWN.into();
                 k.sighted_in.clear();
             }
@@ -130,6 +142,20 @@ impl Model {
         }
         for ((s, a), conditions) in &self.findings {
             for c in conditions {
+                // The office's decision covers a finding: a cancelled or duplicate defect this
+                // session found, or a closed one (until the session records again).
+                let decided = self.defects.iter().any(|k| {
+                    k.asset_id == *a
+                        && k.condition.as_deref() == Some(*c)
+                        && k.sighted_in.contains(s)
+                        && matches!(
+                            k.status.as_str(),
+                            status::CANCELLED | status::DUPLICATE | status::CLOSED
+                        )
+                });
+                if decided {
+                    continue;
+                }
                 let k = defects::current(&self.defects, *a, Some(c)).expect("a defect");
                 assert!(
                     is_active(&k.status),
@@ -141,7 +167,11 @@ impl Model {
                 );
             }
         }
-        for k in self.defects.iter().filter(|k| k.status == status::OPEN) {
+        for k in self
+            .defects
+            .iter()
+            .filter(|k| k.status == status::OPEN && k.automatic)
+        {
             assert!(
                 !k.sighted_in.is_empty(),
                 "open with nobody finding it: {k:?}"
@@ -204,19 +234,44 @@ proptest! {
                     };
                     if let Ok(to) = apply_move(&k.status, &mv, Some("office")) {
                         k.status = to.to_owned();
-                        // A cancelled or closed defect no longer stands for its findings: the
-                        // sessions that still hold them open a new defect or reopen it when
-                        // they record next; until then the finding is, by design, uncovered.
+                        // Closing or cancelling settles the findings of the sessions that found
+                        // it: until they record again, they need no active defect.
                         if !is_active(to) {
                             let (asset, condition) = (k.asset_id, k.condition.clone());
-                            for ((_, a), f) in m.findings.iter_mut() {
-                                if *a == asset {
+                            let finders = k.sighted_in.clone();
+                            for ((s, a), f) in m.findings.iter_mut() {
+                                if *a == asset && finders.contains(s) {
                                     if let Some(c) = &condition {
                                         f.remove(c.as_str());
                                     }
                                 }
                             }
                         }
+                    }
+                }
+                Op::Manual { a, c } => {
+                    let asset = uuid(2, a);
+                    let condition = CONDITIONS[c];
+                    let clash = m.defects.iter().any(|k| {
+                        k.asset_id == asset
+                            && k.condition.as_deref() == Some(condition)
+                            && is_active(&k.status)
+                    });
+                    if !clash {
+                        m.next += 1;
+                        m.defects.push(Known {
+                            id: uuid(9, m.next),
+                            asset_id: asset,
+                            condition: Some(condition.to_owned()),
+                            status: status::OPEN.into(),
+                            severity: severity_of(condition),
+                            severity_overridden: false,
+                            automatic: false,
+                            found_in: None,
+                            sighted_in: BTreeSet::new(),
+                            evidence: vec![],
+                            created_at_order: m.next as i64,
+                        });
                     }
                 }
                 Op::Override { n } => {

@@ -479,7 +479,7 @@ impl ReadingSpec {
         if let Some(c) = &self.fails_as {
             if !conditions.any(|k| k == c) {
                 return Err(SpecError(format!(
-                    "reading '{name}': fails_as '{c}' is not an observed condition of the rule"
+                    "reading '{name}': fails_as '{c}' is not a defect condition of the rule"
                 )));
             }
         }

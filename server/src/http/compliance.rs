@@ -79,6 +79,9 @@ async fn get(
             user.org_id,
             &DefectFilter {
                 building_id: Some(id),
+                active_only: true,
+                // The list follows defect visibility (counts are the building's).
+                visible_to: crate::domain::access::defect_visibility(&user.caller()),
                 ..Default::default()
             },
             Page {
@@ -89,7 +92,6 @@ async fn get(
         .await?;
     let active_defects = listed
         .into_iter()
-        .filter(|d| crate::domain::defects::is_active(&d.status))
         .map(|d| ReportDefect {
             id: d.id,
             title: d.title,

@@ -398,6 +398,7 @@ async fn list(
         severity: q.severity,
         overdue_at: q.overdue.unwrap_or(false).then(Utc::now),
         visible_to: visible_to(&user),
+        active_only: false,
     };
     let rows = state.store.list_defects(user.org_id, &filter, page).await?;
     Ok(Json(Paginated::from_rows(

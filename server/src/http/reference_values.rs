@@ -362,9 +362,6 @@ async fn write(
         )
         .await
         .map_err(write_error)?;
-    if !changes.is_empty() {
-        reassess_open_sessions(state, user, building_id).await?;
-    }
     Ok(changes)
 }
 
@@ -487,6 +484,8 @@ async fn set_asset_values(
                 json!({ "building_id": building_id, "asset_id": asset_id, "changes": listed }),
             )
             .await?;
+        // Audited first: the reassessment that follows is derived work.
+        reassess_open_sessions(&state, &user, building_id).await?;
     }
     let current = state
         .store
@@ -884,6 +883,7 @@ async fn import(
                 }),
             )
             .await?;
+        reassess_open_sessions(&state, &user, building_id).await?;
     }
     done.sort_by_key(|c| c.row);
     preview.changes = done;

@@ -409,6 +409,7 @@ async fn resolve(
     let origin = Origin {
         user_id: user.user_id,
         request_id: super::error::current_request_id(),
+        on_completed: false,
     };
     let (_, heads) = state
         .hub

@@ -489,25 +489,33 @@ async fn update(
         None
     };
     let name = req.name.as_ref().map(|n| n.trim().to_owned());
-    if name.is_some() || sign_off.is_some() {
-        let (n2, s2) = (name.clone(), sign_off.clone());
-        write_document(&state, &user, id, move |doc, actor, ts| {
-            if let Some(n) = &n2 {
-                firemode_sync_core::set_name(doc, n, actor.clone(), ts)?;
-            }
-            if let Some(s) = &s2 {
-                let signed = SignOff {
-                    user_id: s.by.hyphenated().to_string(),
-                    licence: s.licence.clone(),
-                    at: s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                };
-                firemode_sync_core::set_sign_off(doc, Some(&signed), actor, ts)?;
-            }
+    if let Some(n) = name.clone() {
+        write_document(&state, &user, id, false, move |doc, actor, ts| {
+            firemode_sync_core::set_name(doc, &n, actor, ts)?;
             Ok(())
         })
         .await?;
     }
-    let after = state
+    if let Some(s) = sign_off.clone() {
+        // The document actor goes read-only first: from here no tablet edit or other server
+        // write is taken, so nothing lands after the sign-off; then the sign-off is written.
+        state.hub.set_completed(id, true).await;
+        let signed = SignOff {
+            user_id: s.by.hyphenated().to_string(),
+            licence: s.licence.clone(),
+            at: s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let written = write_document(&state, &user, id, true, move |doc, actor, ts| {
+            firemode_sync_core::set_sign_off(doc, Some(&signed), actor, ts)?;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = written {
+            state.hub.set_completed(id, false).await;
+            return Err(e);
+        }
+    }
+    let updated = state
         .store
         .update_session(
             user.org_id,
@@ -517,9 +525,26 @@ async fn update(
                 status: req.status.clone(),
                 assigned_to: req.assigned_to.clone(),
                 sign_off: sign_off.clone().map(Some),
+                // Only from the status it had: a concurrent sign-off or reopen wins once.
+                expect_status: Some(before.row.status.clone()),
             },
         )
-        .await?;
+        .await;
+    let after = match updated {
+        Ok(after) => after,
+        Err(e) => {
+            if signing {
+                state.hub.reauthorize(id).await;
+            }
+            return Err(match e {
+                StoreError::Conflict(_) => ApiError::conflict(
+                    "status_changed",
+                    "the session's status changed meanwhile; reload and retry",
+                ),
+                other => other.into(),
+            });
+        }
+    };
     if req.assigned_to.is_some() || signing {
         // Completed: every socket goes read-only; reassigned: some lose access.
         state.hub.reauthorize(id).await;
@@ -568,11 +593,6 @@ async fn reopen(
             "reopening a completed session needs a reason of 1-2000 characters",
         ));
     }
-    write_document(state, user, id, |doc, actor, ts| {
-        firemode_sync_core::set_sign_off(doc, None, actor, ts)?;
-        Ok(())
-    })
-    .await?;
     let after = state
         .store
         .update_session(
@@ -581,10 +601,24 @@ async fn reopen(
             &SessionPatch {
                 status: Some("in_progress".into()),
                 sign_off: Some(None),
+                expect_status: Some("completed".into()),
                 ..Default::default()
             },
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::conflict(
+                "status_changed",
+                "the session's status changed meanwhile; reload and retry",
+            ),
+            other => other.into(),
+        })?;
+    write_document(state, user, id, true, |doc, actor, ts| {
+        firemode_sync_core::set_sign_off(doc, None, actor, ts)?;
+        Ok(())
+    })
+    .await?;
+    state.hub.set_completed(id, false).await;
     state.hub.reauthorize(id).await;
     state
         .audit(
@@ -604,8 +638,16 @@ async fn reopen(
     Ok(Json(after.into()))
 }
 
-/// Write to the session document as the server's actor, attributed to the caller.
-async fn write_document<F>(state: &AppState, user: &AuthUser, id: Uuid, f: F) -> ApiResult<()>
+/// Write to the session document as the server's actor, attributed to the caller;
+/// `on_completed` for the writes that sign off or reopen (any other write to a completed
+/// session is refused, 409).
+async fn write_document<F>(
+    state: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+    on_completed: bool,
+    f: F,
+) -> ApiResult<()>
 where
     F: FnOnce(
             &mut automerge::Automerge,
@@ -618,6 +660,7 @@ where
     let origin = Origin {
         user_id: user.user_id,
         request_id: super::error::current_request_id(),
+        on_completed,
     };
     state
         .hub
@@ -631,6 +674,7 @@ where
 
 pub fn hub_error(e: HubError) -> ApiError {
     match e {
+        HubError::Completed => completed(),
         HubError::Rejected(m) => ApiError::unprocessable("invalid_change", m),
         HubError::Unavailable => {
             ApiError::Unavailable("the document is being reloaded; retry".into())

@@ -59,6 +59,9 @@ pub(crate) enum DocCmd {
         origin: Origin,
     },
     Reauthorize,
+    /// The session was signed off (true) or reopened (false): while completed, every peer is
+    /// read-only and server writes are refused unless their origin allows a completed session.
+    SetCompleted(bool, oneshot::Sender<()>),
     /// Another node stored changes to this document (a hint).
     Remote,
     /// Catch up with the store, project, and answer once the projection is submitted.
@@ -109,6 +112,7 @@ async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, why: &str) {
             DocCmd::Sync { conn, .. } => conn.close(CloseReason::StorageFailed),
             DocCmd::Unload(done)
             | DocCmd::ProjectNow(done)
+            | DocCmd::SetCompleted(_, done)
             | DocCmd::Reassess(done)
             | DocCmd::FlushProjection(done)
             | DocCmd::Refresh(done) => {
@@ -129,10 +133,14 @@ struct Actor {
     epoch: Instant,
     /// Commands that arrived while the replica was unloading: a fresh actor takes them.
     deferred: Vec<DocCmd>,
+    /// The session is signed off: read-only for every peer, and for server writes that do not
+    /// sign off or reopen it.
+    completed: bool,
 }
 
 impl Actor {
     async fn load(hub: Hub, id: Uuid, gen: u64) -> Result<Self, HubError> {
+        let completed = session_completed(&hub, id).await?;
         let stored = hub
             .inner
             .store
@@ -170,6 +178,7 @@ impl Actor {
             conns: Default::default(),
             epoch: Instant::now(),
             deferred: Vec::new(),
+            completed,
         };
         actor.execute(effects).await;
         Ok(actor)
@@ -232,6 +241,12 @@ impl Actor {
             let now = self.now();
             let effects = match cmd {
                 DocCmd::Sync { conn, access, data } => {
+                    // Signed off: read-only whatever the socket was allowed when it asked.
+                    let access = if self.completed {
+                        Access::ReadOnly
+                    } else {
+                        access
+                    };
                     let info = PeerInfo {
                         key: conn.id,
                         peer_id: conn.peer_id.clone(),
@@ -270,6 +285,28 @@ impl Actor {
                     self.replica.touch(now);
                     job(Ok(self.replica.doc()));
                     Vec::new()
+                }
+                DocCmd::Write { job, origin } if self.completed && !origin.on_completed => {
+                    (job.cancel)(Err(HubError::Completed));
+                    Vec::new()
+                }
+                DocCmd::SetCompleted(completed, done) => {
+                    self.completed = completed;
+                    let mut effects = Vec::new();
+                    if completed {
+                        // Sockets that could write reconnect read-only.
+                        let writers: Vec<ConnId> = self
+                            .replica
+                            .peers()
+                            .filter(|p| p.access == replica::Access::ReadWrite)
+                            .map(|p| p.key)
+                            .collect();
+                        for key in writers {
+                            effects.extend(self.replica.revoke(key, now));
+                        }
+                    }
+                    let _ = done.send(());
+                    effects
                 }
                 DocCmd::Write { job, origin } => self.replica.write(
                     Write {
@@ -492,6 +529,10 @@ impl Actor {
 
     async fn reauthorize(&mut self) -> Vec<Effect<Completion>> {
         let mut effects = Vec::new();
+        // Signed off or reopened through another node.
+        if let Ok(completed) = session_completed(&self.hub, self.id).await {
+            self.completed = completed;
+        }
         let peers: Vec<(ConnId, bool)> = self
             .replica
             .peers()
@@ -546,6 +587,15 @@ impl Actor {
             let _ = d.send(());
         }
         tracing::debug!(doc = %self.id, "document unloaded");
+    }
+}
+
+/// Whether the session is signed off, as the registry says.
+async fn session_completed(hub: &Hub, id: Uuid) -> Result<bool, HubError> {
+    match hub.inner.store.find_session(id).await {
+        Ok(s) => Ok(s.row.completed()),
+        Err(crate::store::StoreError::NotFound) => Ok(false),
+        Err(e) => Err(HubError::Load(e.to_string())),
     }
 }
 

@@ -98,6 +98,8 @@ pub enum HubError {
     Unavailable,
     #[error("{0}")]
     Rejected(String),
+    #[error("the session is completed (signed off) and read-only")]
+    Completed,
 }
 
 /// Who made a server-side change (REST writes).
@@ -105,6 +107,9 @@ pub enum HubError {
 pub struct Origin {
     pub user_id: Uuid,
     pub request_id: Option<String>,
+    /// The write signs the session off or reopens it: allowed on a completed session (every
+    /// other write to one is refused with [`HubError::Completed`]).
+    pub on_completed: bool,
 }
 
 pub(crate) struct HubInner {
@@ -202,6 +207,14 @@ impl Hub {
         self.send(doc, DocCmd::ProjectNow(tx)).await;
         let _ = rx.await;
         self.inner.projector.settled(doc).await;
+    }
+
+    /// Mark the session signed off (or reopened) in its document actor, which from then on
+    /// serves every peer read-only and refuses other server writes; waits until applied.
+    pub async fn set_completed(&self, doc: Uuid, completed: bool) {
+        let (tx, rx) = oneshot::channel();
+        self.send(doc, DocCmd::SetCompleted(completed, tx)).await;
+        let _ = rx.await;
     }
 
     /// Project the document again (loading it if needed) although it did not change — what its

@@ -78,6 +78,8 @@ pub struct DefectFilter {
     /// Only what this inspector may see: defects without a session, or found first or again
     /// by a session assigned to them.
     pub visible_to: Option<Uuid>,
+    /// Only active defects (open to verified).
+    pub active_only: bool,
 }
 
 /// One lifecycle step, stamped with who and when.
@@ -234,6 +236,7 @@ pub(crate) static LIST_DEFECTS_SQL: std::sync::LazyLock<String> = std::sync::Laz
          AND ($6 IS NULL OR (d.notify_by < $6 AND d.acknowledged_at IS NULL \
               AND d.status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified'))) \
          AND ($7 IS NULL OR d.id > $7) AND ($9 IS NULL OR d.asset_id = $9) AND {} \
+         AND ($11 = 0 OR d.status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified')) \
          ORDER BY d.id LIMIT $8",
         visible(10)
     )
@@ -486,6 +489,7 @@ macro_rules! defects_sql {
                     .bind(page.limit)
                     .bind(f.asset_id)
                     .bind(f.visible_to)
+                    .bind(i32::from(f.active_only))
                     .fetch_all(&self.reader)
                     .await?)
             }
@@ -518,6 +522,13 @@ macro_rules! defects_sql {
                 .map_err(|e| $crate::store::StoreError::unique(e, "an active defect for this asset and condition"))?;
                 if done.rows_affected() == 0 {
                     return Ok(false);
+                }
+                if step.notify_by.is_some() {
+                    // A reopen starts a new cycle: the sessions of the last one are history.
+                    sqlx::query("DELETE FROM defect_sightings WHERE defect_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 Self::defect_event(&mut tx, id, Some(from), to, Some(step.actor), step.note, at).await?;
                 tx.commit().await?;

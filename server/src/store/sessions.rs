@@ -77,6 +77,8 @@ pub struct SessionPatch {
     pub assigned_to: Option<Vec<Uuid>>,
     /// `Some(Some(_))` records a sign-off, `Some(None)` clears it (reopen).
     pub sign_off: Option<Option<SignOffRow>>,
+    /// Apply only while the status is still this one (else `Conflict`).
+    pub expect_status: Option<String>,
 }
 
 /// A change to append, with who sent it.
@@ -483,17 +485,28 @@ macro_rules! sessions_sql {
                 let mut tx = self.writer.begin().await?;
                 let done = sqlx::query(
                     "UPDATE test_sessions SET name = COALESCE($1, name), status = COALESCE($2, status), \
-                     updated_at = $3 WHERE id = $4 AND org_id = $5",
+                     updated_at = $3 WHERE id = $4 AND org_id = $5 AND ($6 IS NULL OR status = $6)",
                 )
                 .bind(&p.name)
                 .bind(&p.status)
                 .bind(chrono::Utc::now())
                 .bind(id)
                 .bind(org_id)
+                .bind(&p.expect_status)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
-                    return Err($crate::store::StoreError::NotFound);
+                    let exists: Option<i64> = sqlx::query_scalar(
+                        "SELECT 1 FROM test_sessions WHERE id = $1 AND org_id = $2",
+                    )
+                    .bind(id)
+                    .bind(org_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    return Err(match exists {
+                        Some(_) => $crate::store::StoreError::Conflict("status changed"),
+                        None => $crate::store::StoreError::NotFound,
+                    });
                 }
                 if let Some(sign_off) = &p.sign_off {
                     sqlx::query(
