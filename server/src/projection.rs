@@ -576,6 +576,14 @@ async fn sync_defects(
         .collect();
     let severity_for =
         |id: Uuid, f: &Found| (!overridden.contains(&id)).then(|| f.severity.as_str().to_owned());
+    // A finding that makes a defect more severe (say, critical under a new rule version)
+    // shortens its notification deadline from when it was found; it never lengthens it.
+    let sooner_deadline = |id: Uuid, f: &Found, at: DateTime<Utc>| {
+        let (d, _) = stored.iter().find(|(d, _)| d.id == id)?;
+        let before = Severity::parse(&d.severity)?;
+        (!d.severity_overridden && f.severity < before)
+            .then(|| d.notify_by.min(at + f.severity.notification_window()))
+    };
     let now = Utc::now();
     let discovered = |asset: Uuid| {
         context
@@ -632,13 +640,17 @@ async fn sync_defects(
                     asset_location: None,
                 }))
             }
-            Action::Reconfirm { id, found } => DefectWrite::Reconfirm {
-                id,
-                session: session.id,
-                at: discovered(found.asset_id),
-                severity: severity_for(id, &found),
-                evidence: found.evidence,
-            },
+            Action::Reconfirm { id, found } => {
+                let at = discovered(found.asset_id);
+                DefectWrite::Reconfirm {
+                    id,
+                    session: session.id,
+                    at,
+                    notify_by: sooner_deadline(id, &found, at),
+                    severity: severity_for(id, &found),
+                    evidence: found.evidence,
+                }
+            }
             Action::Reopen { id, from, found } => {
                 let at = discovered(found.asset_id);
                 let severity = if overridden.contains(&id) {
@@ -662,6 +674,7 @@ async fn sync_defects(
             Action::Refresh { id, found } => DefectWrite::Refresh {
                 id,
                 at: now,
+                notify_by: sooner_deadline(id, &found, discovered(found.asset_id)),
                 severity: severity_for(id, &found),
                 evidence: found.evidence,
             },

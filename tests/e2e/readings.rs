@@ -29,6 +29,7 @@ backend_tests!(
     sign_off_makes_a_session_read_only,
     defects_are_reconfirmed_reopened_and_overridden,
     a_nul_from_a_tablet_is_reported_and_projection_goes_on,
+    a_finding_made_critical_shortens_its_deadline,
 );
 
 async fn record(srv: &TestServer, token: &str, session: &str, results: Value) -> Resp {
@@ -1171,4 +1172,64 @@ async fn a_nul_from_a_tablet_is_reported_and_projection_goes_on(b: Backend) {
         "{}",
         metrics.body
     );
+}
+
+/// The organisation decides a missing extinguisher is critical on its sites (a private rule
+/// version): the next finding raises the open defect and its notification deadline becomes 24
+/// hours from when it was found, never later than it was.
+async fn a_finding_made_critical_shortens_its_deadline(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let inspector = srv.user(&org, "inspector").await;
+    let bld = building(&srv, &org, 1).await;
+    let a = bld.assets[0];
+    let sid = session(&srv, &org.admin, &bld, &[inspector.id]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = org.admin.token.as_str();
+    let fail = |notes: &str| json!([{ "asset_id": a, "outcome": "fail", "observed_conditions": ["extinguisher_missing"], "notes": notes }]);
+    assert_eq!(
+        record(&srv, &inspector.token, &sid, fail("gone"))
+            .await
+            .status,
+        200
+    );
+    let d = list_defects(&srv, &format!("session_id={sid}"), t).await[0].clone();
+    assert_eq!(d["severity"], "non_critical");
+    let found = chrono::DateTime::parse_from_rfc3339(d["discovered_at"].as_str().unwrap()).unwrap();
+    let rule = json!({
+        "code": "AS1851-10-6M-EXT", "version": "2012.2.1",
+        "name": "Portable extinguisher six-monthly (one per space on our sites)",
+        "description": "Our own words.", "standard": "AS 1851-2012", "section": "10",
+        "clause": "Section 10", "equipment": "portable_extinguisher", "frequency": "six_monthly",
+        "readings": [],
+        "classification_mappings": { "serviceable": "compliant", "extinguisher_missing": "critical_defect" },
+        "rationale": { "extinguisher_missing": "Every space on these sites has exactly one extinguisher." }
+    });
+    let posted = srv.client.post("/v1/rules", Some(t), &rule).await;
+    assert_eq!(posted.status, 201, "{}", posted.body);
+    assert_eq!(
+        posted.json["rationale"]["extinguisher_missing"],
+        rule["rationale"]["extinguisher_missing"]
+    );
+    assert_eq!(
+        record(&srv, &inspector.token, &sid, fail("still gone"))
+            .await
+            .status,
+        200
+    );
+    let d = srv
+        .client
+        .get(
+            &format!("/v1/defects/{}", d["id"].as_str().unwrap()),
+            Some(t),
+        )
+        .await;
+    assert_eq!(d.json["severity"], "critical", "{}", d.body);
+    let notify =
+        chrono::DateTime::parse_from_rfc3339(d.json["notify_by"].as_str().unwrap()).unwrap();
+    assert!(notify - found <= chrono::Duration::hours(25), "{}", d.body);
 }

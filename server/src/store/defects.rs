@@ -119,6 +119,8 @@ pub enum DefectWrite {
         at: DateTime<Utc>,
         severity: Option<String>,
         evidence: Vec<String>,
+        /// A sooner notification deadline (the finding made it more severe).
+        notify_by: Option<DateTime<Utc>>,
     },
     /// Back to open from `from`, sighted by `session`, a new notification period.
     Reopen {
@@ -136,6 +138,8 @@ pub enum DefectWrite {
         at: DateTime<Utc>,
         severity: Option<String>,
         evidence: Vec<String>,
+        /// A sooner notification deadline (the finding made it more severe).
+        notify_by: Option<DateTime<Utc>>,
     },
     /// The only session that found it no longer does.
     Withdraw { id: Uuid, at: DateTime<Utc> },
@@ -373,16 +377,17 @@ macro_rules! defects_sql {
                                 Self::defect_sighting(&mut tx, d.id, session, d.discovered_at).await?;
                             }
                         }
-                        DefectWrite::Reconfirm { id, session, at, severity, evidence } => {
+                        DefectWrite::Reconfirm { id, session, at, severity, evidence, notify_by } => {
                             let status = Self::defect_status(&mut tx, *id).await?;
                             sqlx::query(
                                 "UPDATE defects SET severity = COALESCE($1, severity), evidence = $2, \
-                                 updated_at = $3 WHERE id = $4",
+                                 updated_at = $3, notify_by = COALESCE($5, notify_by) WHERE id = $4",
                             )
                             .bind(severity)
                             .bind(sqlx::types::Json(evidence))
                             .bind(at)
                             .bind(id)
+                            .bind(notify_by)
                             .execute(&mut *tx)
                             .await?;
                             Self::defect_sighting(&mut tx, *id, *session, *at).await?;
@@ -411,15 +416,16 @@ macro_rules! defects_sql {
                             let note = format!("found again in session {session}");
                             Self::defect_event(&mut tx, *id, Some(from), "open", None, Some(&note), *at).await?;
                         }
-                        DefectWrite::Refresh { id, at, severity, evidence } => {
+                        DefectWrite::Refresh { id, at, severity, evidence, notify_by } => {
                             sqlx::query(
                                 "UPDATE defects SET severity = COALESCE($1, severity), evidence = $2, \
-                                 updated_at = $3 WHERE id = $4",
+                                 updated_at = $3, notify_by = COALESCE($5, notify_by) WHERE id = $4",
                             )
                             .bind(severity)
                             .bind(sqlx::types::Json(evidence))
                             .bind(at)
                             .bind(id)
+                            .bind(notify_by)
                             .execute(&mut *tx)
                             .await?;
                         }
