@@ -1023,10 +1023,17 @@ async fn kill9_loop(b: Backend) {
     let mut doc = Automerge::new();
     let mut state = sync::State::new();
     for cycle in 0..3 {
+        // Acknowledgements so far in this cycle: (REST, tablet).
+        let progress = std::sync::Arc::new((
+            std::sync::atomic::AtomicUsize::new(0),
+            std::sync::atomic::AtomicUsize::new(0),
+        ));
+        let seen = progress.clone();
         // REST writer: buildings until the server is gone.
         let base = srv.base.clone();
         let tok = token.clone();
         let writer = tokio::spawn(async move {
+            let progress = seen;
             let http = reqwest::Client::new();
             let mut ok = Vec::new();
             let mut tried = 0;
@@ -1047,6 +1054,7 @@ async fn kill9_loop(b: Backend) {
                 };
                 assert_eq!(status, 201, "building write {i}: {body}");
                 ok.push(body["id"].as_str().unwrap().to_owned());
+                progress.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             (ok, tried)
         });
@@ -1054,7 +1062,9 @@ async fn kill9_loop(b: Backend) {
         let base = srv.base.clone();
         let tok = token.clone();
         let (peer_c, doc_c, asset_c) = (peer.clone(), doc_id.clone(), asset.clone());
+        let seen = progress.clone();
         let editor = tokio::spawn(async move {
+            let progress = seen;
             let mut client = SyncClient::joined(&base, &tok, &peer_c).await;
             let mut acked = Vec::new();
             let (mut tried, mut acked_edits) = (0, 0);
@@ -1088,11 +1098,20 @@ async fn kill9_loop(b: Backend) {
                 if state.their_heads.as_ref() == Some(&heads) {
                     acked = heads;
                     acked_edits = i + 1;
+                    progress.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
             }
             (doc, state, acked, tried, acked_edits)
         });
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        // Both kinds of write under way (however slow the machine), then a little more load.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while (progress.0.load(std::sync::atomic::Ordering::SeqCst) == 0
+            || progress.1.load(std::sync::atomic::Ordering::SeqCst) < 3)
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         srv.kill9();
         let (ok, tried) = writer.await.unwrap();
         let (d, st, acked, edits, acked_edits) = editor.await.unwrap();
