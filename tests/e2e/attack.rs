@@ -1200,9 +1200,33 @@ async fn schemathesis(b: Backend) {
     let token = s.org.admin.token.clone();
     let report_s = report.to_str().unwrap().to_owned();
     let budget = std::env::var("FIREMODE_SCHEMATHESIS_SECONDS").unwrap_or_else(|_| "75".into());
+    // Path ids of real objects, so that generated requests reach the handlers' logic instead
+    // of stopping at 404 (random and foreign ids are the matrix's part).
+    let config = srv.db.dir.path().join("schemathesis.toml");
+    let mut toml = String::new();
+    for (prefix, id) in [
+        ("/v1/buildings/", s.building.to_string()),
+        ("/v1/tests/sessions/", s.session.to_string()),
+        ("/v1/evidence/", s.evidence.to_string()),
+        ("/v1/defects/", s.defect.to_string()),
+        ("/v1/users/", s.target.id.to_string()),
+    ] {
+        toml.push_str(&format!(
+            "[[operations]]\ninclude-path-regex = \"^{prefix}\\\\{{id\\\\}}\"\nparameters = {{ \"path.id\" = \"{id}\", \"path.asset_id\" = \"{}\" }}\n\n",
+            s.asset
+        ));
+    }
+    toml.push_str(&format!(
+        "[[operations]]\ninclude-path-regex = \"^/v1/rules/\\\\{{code\\\\}}\"\nparameters = {{ \"path.code\" = \"{}\", \"path.version\" = \"1.0.0\" }}\n",
+        s.rule
+    ));
+    std::fs::write(&config, &toml).unwrap();
+    let config_s = config.to_str().unwrap().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(bin)
             .args([
+                "--config-file",
+                &config_s,
                 "run",
                 &format!("{base}/openapi.json"),
                 "--checks",
