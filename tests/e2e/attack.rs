@@ -1222,8 +1222,11 @@ async fn schemathesis(b: Backend) {
     ));
     std::fs::write(&config, &toml).unwrap();
     let config_s = config.to_str().unwrap().to_owned();
+    // schemathesis keeps a cache (`.schemathesis/`) in its working directory: the temp dir.
+    let workdir = srv.db.dir.path().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(bin)
+            .current_dir(workdir)
             .args([
                 "--config-file",
                 &config_s,
