@@ -2,6 +2,7 @@
 //! or the real binary as a subprocess) on its own SQLite file or PostgreSQL database; `docs`
 //! checks the documentation against the repository and the code.
 
+mod attack;
 mod auth;
 mod backup;
 mod browsers_and_proxies;

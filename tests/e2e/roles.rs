@@ -18,10 +18,10 @@ use uuid::Uuid;
 
 use crate::evidence::{jpeg, Upload};
 
-const ROLES: [&str; 4] = ["admin", "office", "inspector", "auditor"];
+pub(crate) const ROLES: [&str; 4] = ["admin", "office", "inspector", "auditor"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cell {
+pub(crate) enum Cell {
     /// Allowed whether or not the caller is assigned to the session involved.
     Yes,
     /// Refused even when the caller is assigned to the session involved.
@@ -90,7 +90,7 @@ const PROBES: &[&str] = &[
 ];
 
 /// The table of docs/roles.md: (first cell, one cell per role in `ROLES` order).
-fn table() -> Vec<(String, [Cell; 4])> {
+pub(crate) fn table() -> Vec<(String, [Cell; 4])> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/roles.md");
     let text = std::fs::read_to_string(&path).expect("docs/roles.md");
     let section = text
@@ -187,7 +187,7 @@ fn allowed(key: &str, r: &Resp) -> bool {
     }
 }
 
-fn rule_body(code: &str) -> Value {
+pub(crate) fn rule_body(code: &str) -> Value {
     json!({
         "code": code,
         "version": "1.0.0",

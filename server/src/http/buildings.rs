@@ -257,7 +257,8 @@ async fn create(
 pub struct BuildingQuery {
     /// Only buildings of exactly this type.
     pub building_type: Option<String>,
-    /// Case-insensitive text to find in the name or address.
+    /// Case-insensitive text to find in the name or address (at most 500 characters, the
+    /// longest address).
     pub q: Option<String>,
     /// At most this many items (1-500, default 50).
     pub limit: Option<u32>,
@@ -278,6 +279,15 @@ async fn list(
         cursor: q.cursor,
     }
     .page()?;
+    // Nothing longer can match, and SQLite refuses LIKE patterns over 50,000 bytes (a 500).
+    for (name, v) in [("q", &q.q), ("building_type", &q.building_type)] {
+        if v.as_ref().is_some_and(|v| v.chars().count() > 500) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("query parameter `{name}` is longer than 500 characters"),
+            ));
+        }
+    }
     let filter = BuildingFilter {
         building_type: q.building_type.filter(|t| !t.trim().is_empty()),
         search: q.q.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()),

@@ -203,6 +203,14 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let bad = |e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text());
+        // Percent-encodings that are not UTF-8 (`%FF`, overlong `%C0%80`, surrogates) would be
+        // decoded lossily into U+FFFD and searched for; refuse them instead.
+        if let Some(name) = parts.uri.query().and_then(non_utf8_query_param) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("query parameter `{name}` is not valid UTF-8 once percent-decoded"),
+            ));
+        }
         if parts.uri.query().is_some_and(|q| q.contains("%00")) {
             let axum::extract::Query(pairs) =
                 axum::extract::Query::<Vec<(String, String)>>::from_request_parts(parts, state)
@@ -225,6 +233,41 @@ where
     }
 }
 
+/// Percent-decode (with `+` as a space) a query string component into bytes.
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The name (lossily decoded) of the first query parameter whose name or value is not UTF-8
+/// once percent-decoded.
+fn non_utf8_query_param(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (percent_decode(k), percent_decode(v));
+        (std::str::from_utf8(&k).is_err() || std::str::from_utf8(&v).is_err())
+            .then(|| String::from_utf8_lossy(&k).into_owned())
+    })
+}
+
 /// For PATCH bodies: a missing field is `None`, an explicit `null` is `Some(None)`.
 pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -233,4 +276,22 @@ where
 {
     use serde::Deserialize;
     Option::<T>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    #[test]
+    fn non_utf8_percent_encodings_are_found() {
+        assert_eq!(non_utf8_query_param("q=caf%C3%A9&limit=5"), None);
+        assert_eq!(non_utf8_query_param("q=a+b&x=%zz&y=%"), None);
+        for bad in ["%FF%FE", "%C0%80", "%ED%A0%80", "%E2%82"] {
+            assert_eq!(
+                non_utf8_query_param(&format!("limit=5&q={bad}")).as_deref(),
+                Some("q"),
+                "{bad}"
+            );
+        }
+    }
 }
