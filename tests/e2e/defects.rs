@@ -437,6 +437,16 @@ async fn defects_are_scoped_and_role_checked(b: Backend) {
         403,
         "forbidden",
     );
+    // Whatever the body, an auditor is refused first.
+    for body in [json!({}), json!({ "severity": "critical", "reason": "x" })] {
+        assert_problem(
+            &srv.client
+                .patch(&format!("/v1/defects/{id}"), Some(&auditor.token), &body)
+                .await,
+            403,
+            "forbidden",
+        );
+    }
     let mine = srv.client.post("/v1/defects", Some(&inspector.token), &json!({ "building_id": bld.id, "severity": "non_conformance", "title": "Block plan missing" })).await;
     assert_eq!(mine.status, 201, "{}", mine.body);
     // Bad input.

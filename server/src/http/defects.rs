@@ -464,6 +464,8 @@ async fn update(
         .store
         .get_defect(user.org_id, id, visible_to(&user))
         .await?;
+    // Auditors change nothing, whatever the body says (403 before any 422).
+    user.require(&[Role::Admin, Role::Office, Role::Inspector])?;
     for (field, value, max) in [("note", &req.note, 10_000), ("reason", &req.reason, 2_000)] {
         if value.as_ref().is_some_and(|v| v.chars().count() > max) {
             return Err(ApiError::unprocessable(
