@@ -18,6 +18,7 @@ backend_tests!(
     pdf_is_a_real_multi_page_report,
     every_role_reads_and_other_organisations_get_404,
     compliance_bad_inputs,
+    schedule_lists_what_is_due_across_buildings,
 );
 
 /// Run `$body` with `$pool` connected to the test server's database, on either backend.
@@ -625,4 +626,94 @@ async fn compliance_bad_inputs(be: Backend) {
         )
         .await;
     assert_problem(&post, 405, "method_not_allowed");
+}
+
+/// `GET /v1/schedule`: routines whose scheduled date falls in the range, and everything
+/// overdue now, across the organisation's buildings (or one); nothing of another organisation.
+async fn schedule_lists_what_is_due_across_buildings(be: Backend) {
+    let Some(srv) = TestServer::start(be).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let t = org.admin.token.as_str();
+    let b = building(&srv, &org, 2).await;
+    for a in &b.assets {
+        six_monthly_only(&srv, &org, &b, *a).await;
+    }
+    // EXT-0000 serviced today: next due in six months. EXT-0001 never serviced, no install
+    // date: due now, overdue.
+    let s = new_session(&srv, &org, &b).await;
+    record(
+        &srv,
+        t,
+        s,
+        json!([{ "asset_id": b.assets[0], "outcome": "pass" }]),
+    )
+    .await;
+    let other = srv.org("Other").await;
+    let theirs = building(&srv, &other, 1).await;
+    let today = Utc::now().date_naive();
+    let get = |q: String| {
+        let srv = &srv;
+        async move {
+            let r = srv.client.get(&format!("/v1/schedule?{q}"), Some(t)).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json["items"].as_array().unwrap().clone()
+        }
+    };
+    let ids = |items: &[Value]| -> Vec<String> {
+        items
+            .iter()
+            .map(|i| format!("{}:{}", i["identifier"].as_str().unwrap(), i["overdue"]))
+            .collect()
+    };
+    let soon = get(String::new()).await;
+    assert_eq!(ids(&soon), ["EXT-0001:true"], "{soon:?}");
+    let later = get(format!(
+        "from={}&to={}",
+        today + chrono::Duration::days(150),
+        today + chrono::Duration::days(250)
+    ))
+    .await;
+    assert_eq!(
+        ids(&later),
+        ["EXT-0001:true", "EXT-0000:false"],
+        "overdue first: {later:?}"
+    );
+    let due = &later[1];
+    assert_eq!(due["building_id"], b.id.to_string());
+    assert_eq!(due["rule_code"], EXT_6M);
+    let next =
+        chrono::NaiveDate::parse_from_str(due["next_due"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    assert_eq!(
+        next,
+        today.checked_add_months(chrono::Months::new(6)).unwrap()
+    );
+    // One building; another organisation's building is not found.
+    assert_eq!(get(format!("building_id={}", b.id)).await.len(), 1);
+    let r = srv
+        .client
+        .get(&format!("/v1/schedule?building_id={}", theirs.id), Some(t))
+        .await;
+    assert_problem(&r, 404, "not_found");
+    let mine = srv
+        .client
+        .get("/v1/schedule", Some(&other.admin.token))
+        .await;
+    assert!(mine.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["building_id"] == theirs.id.to_string()));
+    for bad in [
+        "from=2026-02-01&to=2026-01-01",
+        "from=2026-01-01&to=2027-06-01",
+        "from=soon",
+    ] {
+        let r = srv
+            .client
+            .get(&format!("/v1/schedule?{bad}"), Some(t))
+            .await;
+        assert_problem(&r, 400, "invalid_query");
+    }
 }

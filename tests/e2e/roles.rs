@@ -56,6 +56,7 @@ const PROBES: &[&str] = &[
     "`POST /v1/buildings/{id}/reference-values/import` with `first_service` rows only",
     "`POST /v1/buildings/{id}/reference-values/import` with other sources",
     "`GET /v1/buildings/{id}/compliance`",
+    "`GET /v1/schedule`",
     "`GET /v1/rules`",
     "`GET /v1/rules/{code}`",
     "`GET /v1/rules/{code}/versions`",
@@ -338,6 +339,10 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
         "`GET /v1/buildings/{id}/compliance`" => allowed(
             key,
             &c.get(&format!("/v1/buildings/{b}/compliance"), t).await,
+        ),
+        "`GET /v1/schedule`" => allowed(
+            key,
+            &c.get(&format!("/v1/schedule?building_id={b}"), t).await,
         ),
         "`GET /v1/rules`" => allowed(key, &c.get("/v1/rules", t).await),
         "`GET /v1/rules/{code}`" => allowed(key, &c.get("/v1/rules/AS1851-10-6M-EXT", t).await),
