@@ -582,7 +582,7 @@ async fn sync_defects(
         let (d, _) = stored.iter().find(|(d, _)| d.id == id)?;
         let before = Severity::parse(&d.severity)?;
         (!d.severity_overridden && f.severity < before)
-            .then(|| d.notify_by.min(at + f.severity.notification_window()))
+            .then(|| defects::deadline_after(before, f.severity, d.notify_by, d.discovered_at, at))
     };
     let now = Utc::now();
     let discovered = |asset: Uuid| {

@@ -947,32 +947,12 @@ async fn kill9_loop(b: Backend) {
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let args = ["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_s];
     let mut srv = Proc::spawn(BIN, &args, &env_ref);
-    let mut admin_env = env_ref.clone();
-    admin_env.push(("FIREMODE_ADMIN_PASSWORD", "kill-nine-ledger-42"));
-    let out = std::process::Command::new(BIN)
-        .args([
-            "admin",
-            "--data-dir",
-            &data_s,
-            "--json",
-            "create-org",
-            "--name",
-            "Killed",
-            "--admin-email",
-            "k@killed.test",
-        ])
-        .envs(admin_env.iter().copied())
-        .env_remove(if b == Backend::Sqlite {
-            "DATABASE_URL"
-        } else {
-            "UNUSED"
-        })
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    firemode_tests::process::create_org(
+        BIN,
+        &data_s,
+        &env_ref,
+        b == Backend::Sqlite,
+        ("Killed", "k@killed.test", "kill-nine-ledger-42"),
     );
     let c = Client::new(&srv.base);
     let login = c

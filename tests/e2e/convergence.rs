@@ -189,24 +189,12 @@ async fn the_binary_stops_promptly_with_documents_loaded() {
         &["serve", "--listen", "127.0.0.1:0", "--data-dir", &data],
         &env,
     );
-    let out = std::process::Command::new(BIN)
-        .args([
-            "admin",
-            "--data-dir",
-            &data,
-            "create-org",
-            "--name",
-            "Prompt",
-        ])
-        .args(["--admin-email", "p@prompt.test"])
-        .env("FIREMODE_ADMIN_PASSWORD", "quick-answer-pass-1")
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    firemode_tests::process::create_org(
+        BIN,
+        &data,
+        &[],
+        true,
+        ("Prompt", "p@prompt.test", "quick-answer-pass-1"),
     );
     let c = firemode_tests::Client::new(&srv.base);
     let login = c

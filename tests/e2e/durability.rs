@@ -41,34 +41,13 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
     let srv = Proc::spawn(BIN, &args, &env_ref);
 
     // An organisation through the admin command, a building through the store (same database).
-    let mut admin_env = env_ref.clone();
-    admin_env.push(("FIREMODE_ADMIN_PASSWORD", "ledger-stays-put-1"));
-    let out = std::process::Command::new(BIN)
-        .args([
-            "admin",
-            "--data-dir",
-            &data_s,
-            "--json",
-            "create-org",
-            "--name",
-            "Durable",
-            "--admin-email",
-            "d@durable.test",
-        ])
-        .envs(admin_env.iter().copied())
-        .env_remove(if b == Backend::Sqlite {
-            "DATABASE_URL"
-        } else {
-            "UNUSED"
-        })
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let created = firemode_tests::process::create_org(
+        BIN,
+        &data_s,
+        &env_ref,
+        b == Backend::Sqlite,
+        ("Durable", "d@durable.test", "ledger-stays-put-1"),
     );
-    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let org: Uuid = created["org_id"].as_str().unwrap().parse().unwrap();
     let url = match b {
         Backend::Sqlite => firemode_server::config::DatabaseUrl::Sqlite(data.join("firemode.db")),

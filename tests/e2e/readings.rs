@@ -84,6 +84,31 @@ async fn patch_defect(srv: &TestServer, id: &str, body: Value, token: &str) -> R
         .await
 }
 
+/// A tablet of `user` holding the document `doc_id`, synced.
+async fn tablet(
+    srv: &TestServer,
+    user: &User,
+    doc_id: &str,
+) -> (SyncClient, Automerge, sync::State) {
+    let mut c = SyncClient::joined(&srv.base, &user.token, &format!("{}:tablet", user.id)).await;
+    let (mut d, mut st) = (Automerge::new(), sync::State::new());
+    c.sync(doc_id, &mut d, &mut st, true).await.unwrap();
+    (c, d, st)
+}
+
+/// The result row of `asset` once the projection shows `outcome` for it (10 s at most).
+async fn projected(srv: &TestServer, token: &str, sid: &str, asset: Uuid, outcome: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = results(srv, token, sid).await[&asset.to_string()].clone();
+        if row["outcome"] == outcome {
+            return row;
+        }
+        assert!(std::time::Instant::now() < deadline, "not projected: {row}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn heads(srv: &TestServer, token: &str, session: &str) -> Value {
     let d = srv
         .client
@@ -531,14 +556,7 @@ async fn a_tablet_pass_with_a_fault_is_flagged_and_kept(b: Backend) {
     let sid = s["id"].as_str().unwrap().to_owned();
     let doc_id = s["document_id"].as_str().unwrap().to_owned();
     let a = bld.assets[0];
-    let mut c = SyncClient::joined(
-        &srv.base,
-        &inspector.token,
-        &format!("{}:tablet", inspector.id),
-    )
-    .await;
-    let (mut d, mut st) = (Automerge::new(), sync::State::new());
-    c.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
+    let (mut c, mut d, mut st) = tablet(&srv, &inspector, &doc_id).await;
     // A schema 2 tablet: two conditions in the list, a pass, and a number for a choice reading.
     {
         let mut tx = d.transaction();
@@ -556,15 +574,7 @@ async fn a_tablet_pass_with_a_fault_is_flagged_and_kept(b: Backend) {
     }
     c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
     let t = org.admin.token.as_str();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let row = loop {
-        let row = results(&srv, t, &sid).await[&a.to_string()].clone();
-        if row["outcome"] == "pass" {
-            break row;
-        }
-        assert!(std::time::Instant::now() < deadline, "not projected: {row}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let row = projected(&srv, t, &sid, a, "pass").await;
     assert!(row["assessment"]["contradiction"]
         .as_str()
         .unwrap()
@@ -631,14 +641,7 @@ async fn sign_off_makes_a_session_read_only(b: Backend) {
     let a = bld.assets[0];
     let c = &srv.client;
     // A tablet is connected before, and stays connected through, the sign-off.
-    let mut tab = SyncClient::joined(
-        &srv.base,
-        &inspector.token,
-        &format!("{}:tablet", inspector.id),
-    )
-    .await;
-    let (mut d, mut st) = (Automerge::new(), sync::State::new());
-    tab.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
+    let (mut tab, mut d, mut st) = tablet(&srv, &inspector, &doc_id).await;
     let r = record(
         &srv,
         &inspector.token,
@@ -725,14 +728,7 @@ async fn sign_off_makes_a_session_read_only(b: Backend) {
     }
     // Read-only over sync: the tablet (reconnected read-only) still receives the document but
     // its edits are not stored.
-    let mut tab = SyncClient::joined(
-        &srv.base,
-        &inspector.token,
-        &format!("{}:tablet", inspector.id),
-    )
-    .await;
-    let (mut d, mut st) = (Automerge::new(), sync::State::new());
-    tab.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
+    let (mut tab, mut d, mut st) = tablet(&srv, &inspector, &doc_id).await;
     assert_eq!(firemode_sync_core::to_json(&d, None)["status"], "completed");
     firemode_tests::fixtures::put_item_field(&mut d, a, "outcome", "fail");
     let _ = tab.sync(&doc_id, &mut d, &mut st, false).await;
@@ -1095,14 +1091,7 @@ async fn a_nul_from_a_tablet_is_reported_and_projection_goes_on(b: Backend) {
     let sid = s["id"].as_str().unwrap().to_owned();
     let doc_id = s["document_id"].as_str().unwrap().to_owned();
     let (a0, a1) = (bld.assets[0], bld.assets[1]);
-    let mut c = SyncClient::joined(
-        &srv.base,
-        &inspector.token,
-        &format!("{}:tablet", inspector.id),
-    )
-    .await;
-    let (mut d, mut st) = (Automerge::new(), sync::State::new());
-    c.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
+    let (mut c, mut d, mut st) = tablet(&srv, &inspector, &doc_id).await;
     {
         let mut tx = d.transaction();
         let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
@@ -1120,21 +1109,7 @@ async fn a_nul_from_a_tablet_is_reported_and_projection_goes_on(b: Backend) {
     }
     c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
     let t = org.admin.token.as_str();
-    let wait_for = |asset: Uuid, outcome: &'static str| {
-        let (srv, sid) = (&srv, sid.clone());
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                let row = results(srv, t, &sid).await[&asset.to_string()].clone();
-                if row["outcome"] == outcome {
-                    return row;
-                }
-                assert!(std::time::Instant::now() < deadline, "not projected: {row}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    let row = wait_for(a0, "fail").await;
+    let row = projected(&srv, t, &sid, a0, "fail").await;
     assert_eq!(row["notes"], "behind\u{FFFD}the door");
     assert!(
         row["problems"]
@@ -1147,7 +1122,7 @@ async fn a_nul_from_a_tablet_is_reported_and_projection_goes_on(b: Backend) {
     // The session keeps projecting: a later edit of another item arrives, and opens its defect.
     firemode_tests::fixtures::edit_item(&mut d, a1, &[("outcome", "fail")], &[]);
     c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
-    wait_for(a1, "fail").await;
+    projected(&srv, t, &sid, a1, "fail").await;
     let defects = srv
         .client
         .get(

@@ -84,3 +84,30 @@ impl Proc {
         let _ = self.child.wait();
     }
 }
+
+/// `firemode admin --json create-org` on the data folder `data_dir` (and, for PostgreSQL, the
+/// database in `env`), with the first admin's email and password; the command's JSON answer.
+/// With `sqlite`, a `DATABASE_URL` of the surrounding environment is not passed on.
+pub fn create_org(
+    bin: &str,
+    data_dir: &str,
+    env: &[(&str, &str)],
+    sqlite: bool,
+    (name, email, password): (&str, &str, &str),
+) -> serde_json::Value {
+    let mut cmd = Command::new(bin);
+    cmd.args(["admin", "--data-dir", data_dir, "--json", "create-org"])
+        .args(["--name", name, "--admin-email", email])
+        .envs(env.iter().copied())
+        .env("FIREMODE_ADMIN_PASSWORD", password);
+    if sqlite {
+        cmd.env_remove("DATABASE_URL");
+    }
+    let out = cmd.output().expect("run the admin command");
+    assert!(
+        out.status.success(),
+        "create-org: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("create-org --json answers JSON")
+}

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -65,6 +65,23 @@ impl Severity {
             Self::Critical => Duration::hours(24),
             _ => Duration::days(7),
         }
+    }
+}
+
+/// A defect's notification deadline once its severity changes from `old` to `new` at `at`:
+/// more severe, the shorter window runs from `at` but never ends later than the deadline it had;
+/// less severe, the window runs from when it was found; unchanged, the deadline stays.
+pub fn deadline_after(
+    old: Severity,
+    new: Severity,
+    notify_by: DateTime<Utc>,
+    discovered_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match new.cmp(&old) {
+        std::cmp::Ordering::Less => notify_by.min(at + new.notification_window()),
+        std::cmp::Ordering::Greater => discovered_at + new.notification_window(),
+        std::cmp::Ordering::Equal => notify_by,
     }
 }
 
@@ -453,6 +470,28 @@ mod tests {
         let mut overridden = k.clone();
         overridden.severity_overridden = true;
         assert!(plan(s1, &assets, &[worse], &[overridden]).is_empty());
+    }
+
+    #[test]
+    fn deadlines_follow_severity_changes() {
+        let found = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let week = found + Duration::days(7);
+        let later = found + Duration::days(2);
+        let (c, n) = (Severity::Critical, Severity::NonCritical);
+        assert_eq!(
+            deadline_after(n, c, week, found, later),
+            later + Duration::hours(24)
+        );
+        // Raised on day 6: 24 hours from then would end after the week; the week stands.
+        let late = found + Duration::days(6) + Duration::hours(12);
+        assert_eq!(deadline_after(n, c, week, found, late), week);
+        assert_eq!(
+            deadline_after(c, n, found + Duration::hours(24), found, later),
+            week
+        );
+        assert_eq!(deadline_after(n, n, week, found, later), week);
     }
 
     #[test]

@@ -508,12 +508,9 @@ async fn update(
                     format!("a defect in '{}' keeps its severity", d.status),
                 ));
             }
-            let window_end = now + sev.notification_window();
-            let notify_by = if Severity::parse(&d.severity).is_some_and(|old| sev < old) {
-                // More severe: the shorter deadline applies from now, never later than before.
-                d.notify_by.min(window_end)
-            } else {
-                d.discovered_at + sev.notification_window()
+            let notify_by = match Severity::parse(&d.severity) {
+                Some(old) => rules::deadline_after(old, sev, d.notify_by, d.discovered_at, now),
+                None => d.discovered_at + sev.notification_window(),
             };
             state
                 .store

@@ -292,6 +292,42 @@ macro_rules! defects_sql {
                 Ok(())
             }
 
+            /// A finding's update of a defect: severity (unless `None`), evidence, a sooner
+            /// deadline.
+            async fn defect_refresh(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+                severity: &Option<String>,
+                evidence: &[String],
+                notify_by: Option<chrono::DateTime<chrono::Utc>>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "UPDATE defects SET severity = COALESCE($1, severity), evidence = $2, \
+                     updated_at = $3, notify_by = COALESCE($5, notify_by) WHERE id = $4",
+                )
+                .bind(severity)
+                .bind(sqlx::types::Json(evidence))
+                .bind(at)
+                .bind(id)
+                .bind(notify_by)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            /// Forget which sessions find a defect (a new cycle begins, or none is left).
+            async fn clear_sightings(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("DELETE FROM defect_sightings WHERE defect_id = $1")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
             async fn defect_status(
                 tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
                 id: uuid::Uuid,
@@ -379,17 +415,7 @@ macro_rules! defects_sql {
                         }
                         DefectWrite::Reconfirm { id, session, at, severity, evidence, notify_by } => {
                             let status = Self::defect_status(&mut tx, *id).await?;
-                            sqlx::query(
-                                "UPDATE defects SET severity = COALESCE($1, severity), evidence = $2, \
-                                 updated_at = $3, notify_by = COALESCE($5, notify_by) WHERE id = $4",
-                            )
-                            .bind(severity)
-                            .bind(sqlx::types::Json(evidence))
-                            .bind(at)
-                            .bind(id)
-                            .bind(notify_by)
-                            .execute(&mut *tx)
-                            .await?;
+                            Self::defect_refresh(&mut tx, *id, *at, severity, evidence, *notify_by).await?;
                             Self::defect_sighting(&mut tx, *id, *session, *at).await?;
                             let note = format!("found again in session {session}");
                             Self::defect_event(&mut tx, *id, Some(&status), &status, None, Some(&note), *at).await?;
@@ -408,26 +434,13 @@ macro_rules! defects_sql {
                             .execute(&mut *tx)
                             .await?;
                             // A new cycle: the sessions that found it before are history (events).
-                            sqlx::query("DELETE FROM defect_sightings WHERE defect_id = $1")
-                                .bind(id)
-                                .execute(&mut *tx)
-                                .await?;
+                            Self::clear_sightings(&mut tx, *id).await?;
                             Self::defect_sighting(&mut tx, *id, *session, *at).await?;
                             let note = format!("found again in session {session}");
                             Self::defect_event(&mut tx, *id, Some(from), "open", None, Some(&note), *at).await?;
                         }
                         DefectWrite::Refresh { id, at, severity, evidence, notify_by } => {
-                            sqlx::query(
-                                "UPDATE defects SET severity = COALESCE($1, severity), evidence = $2, \
-                                 updated_at = $3, notify_by = COALESCE($5, notify_by) WHERE id = $4",
-                            )
-                            .bind(severity)
-                            .bind(sqlx::types::Json(evidence))
-                            .bind(at)
-                            .bind(id)
-                            .bind(notify_by)
-                            .execute(&mut *tx)
-                            .await?;
+                            Self::defect_refresh(&mut tx, *id, *at, severity, evidence, *notify_by).await?;
                         }
                         DefectWrite::Withdraw { id, at } => {
                             let done = sqlx::query(
@@ -439,10 +452,7 @@ macro_rules! defects_sql {
                             .execute(&mut *tx)
                             .await?;
                             if done.rows_affected() > 0 {
-                                sqlx::query("DELETE FROM defect_sightings WHERE defect_id = $1")
-                                    .bind(id)
-                                    .execute(&mut *tx)
-                                    .await?;
+                                Self::clear_sightings(&mut tx, *id).await?;
                                 Self::defect_event(&mut tx, *id, Some("open"), "withdrawn", None,
                                     Some("the item no longer fails"), *at).await?;
                             }
@@ -531,10 +541,7 @@ macro_rules! defects_sql {
                 }
                 if step.notify_by.is_some() {
                     // A reopen starts a new cycle: the sessions of the last one are history.
-                    sqlx::query("DELETE FROM defect_sightings WHERE defect_id = $1")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::clear_sightings(&mut tx, id).await?;
                 }
                 Self::defect_event(&mut tx, id, Some(from), to, Some(step.actor), step.note, at).await?;
                 tx.commit().await?;
