@@ -689,3 +689,75 @@ async fn sync_defects(
     store.write_defects(&writes).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firemode_sync_core::{Outcome, ReadingValue, SchemaProblem};
+    use proptest::prelude::*;
+
+    fn session() -> SessionRow {
+        let now = Utc::now();
+        SessionRow {
+            id: Uuid::new_v4(),
+            org_id: Uuid::new_v4(),
+            building_id: Uuid::new_v4(),
+            name: "s".into(),
+            frequency: "six_monthly".into(),
+            status: "in_progress".into(),
+            rule_set_code: "AS1851".into(),
+            rule_set_version: "2012.1.0".into(),
+            created_by: Uuid::new_v4(),
+            created_at: now,
+            updated_at: now,
+            signed_off_by: None,
+            signed_off_licence: None,
+            signed_off_at: None,
+        }
+    }
+
+    /// Text that often holds NUL and other control characters.
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(prop_oneof![Just('\0'), Just('\u{1}'), any::<char>()], 0..12)
+            .prop_map(|c| c.into_iter().collect())
+    }
+
+    proptest! {
+        /// Whatever a tablet wrote, the row the projection stores holds no NUL (which
+        /// PostgreSQL text and JSON cannot hold, and which used to stop a session projecting),
+        /// and a replaced value is reported.
+        #[test]
+        fn rows_never_hold_nul(
+            asset in text(), rule in text(), raw in text(), conditions in proptest::collection::vec(text(), 0..3),
+            names in proptest::collection::vec(text(), 0..3), value in text(), notes in text(),
+            evidence in proptest::collection::vec(text(), 0..2), by in text(), at in text(),
+            message in text(),
+        ) {
+            let item = ProjectedItem {
+                asset_id: asset,
+                rule_code: Some(rule),
+                outcome: Some(Outcome::Fail),
+                raw_outcome: Some(raw),
+                observed_conditions: conditions,
+                readings: names.into_iter().map(|n| (n, ReadingValue::Text(value.clone()))).collect(),
+                notes,
+                evidence,
+                recorded_by: Some(by),
+                recorded_at: Some(at),
+                problems: vec![SchemaProblem { path: "/x".into(), message }],
+            };
+            let had_nul = serde_json::to_string(&item).unwrap().contains("\\u0000");
+            let assessment = assess(None, ItemFacts {
+                outcome: item.outcome,
+                conditions: &item.observed_conditions,
+                readings: &item.readings,
+            }, |_, _| None);
+            let row = item_row(&session(), &item, None, &assessment);
+            let stored = serde_json::to_string(&row).unwrap();
+            prop_assert!(!stored.contains("\\u0000"), "{stored}");
+            if had_nul {
+                prop_assert!(stored.contains("NUL character"), "{stored}");
+            }
+        }
+    }
+}
