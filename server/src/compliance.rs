@@ -17,16 +17,20 @@
 //!   rules; `serviced_under` names the rule it was recorded under.
 //! - Two services on one (UTC) day count as one visit, so a six-monthly and a yearly session on
 //!   the same visit do not make a zero-day interval.
-//! - Due dates and tolerance are `crate::domain::schedule`'s: services sit on a grid anchored at
-//!   the first service known (anchor + k × interval), a service inside the tolerance window of
-//!   its scheduled date keeps the grid (no drift), one outside every window is reported as
-//!   outside tolerance and restarts the grid; windows are the standard's table (working days
-//!   for monthly and three-monthly routines, months for longer ones). Never serviced: due one
-//!   interval after the install date when the asset has one, else now. Overdue when the report
-//!   date is past the next due date's window.
+//! - Due dates and tolerance are `crate::domain::schedule`'s: each routine has a grid (anchor +
+//!   k × interval) anchored on the asset's anchor, else the building's, else the first service
+//!   known (from sessions or imported history), else the install date; a service inside the
+//!   tolerance window of a scheduled date meets it (no drift), one outside every window is
+//!   reported as outside tolerance and the grid stays; windows are the standard's table
+//!   (working days — skipping the building's state's public holidays — for monthly and
+//!   three-monthly routines, months for longer ones). Nothing to anchor on: due now. Overdue
+//!   when the report date is past the next due date's window.
+//! - Services recorded outside sessions (a site's imported history) count like session
+//!   services; they carry an outcome but no readings or session.
 //! - Dates are UTC calendar dates: buildings carry no time zone yet.
 
 pub mod csv;
+pub mod due;
 pub mod pdf;
 
 use std::collections::HashMap;
@@ -36,10 +40,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::domain::holidays;
 use crate::domain::schedule::{self, Routine};
 use crate::store::buildings::{AssetRecord, BuildingRecord};
 use crate::store::reports::{DefectCountRow, ServiceRow};
 use crate::store::rules::RuleRecord;
+use crate::store::schedule::{HistoryRecord, HolidayRow};
 
 /// Services fetched per (asset, rule code): two make an interval, a third stands in when two
 /// of them fell on one day.
@@ -142,6 +148,11 @@ pub struct ReportRow {
     /// The last day of the tolerance window after `next_due`.
     pub due_by: Option<NaiveDate>,
     pub overdue: bool,
+    /// Date zero of this routine's grid (due dates are anchor + k × interval).
+    pub anchor: Option<NaiveDate>,
+    /// Where the anchor came from: the asset, the building, the first service known, or the
+    /// install date.
+    pub anchor_source: Option<schedule::AnchorSource>,
     /// The asset's open defects (all rules).
     pub open_defects: DefectCounts,
     pub status: Status,
@@ -248,6 +259,10 @@ pub struct Inputs<'a> {
     pub rules: &'a [RuleRecord],
     /// The latest services per (asset, rule code), see `ReportStore::latest_services`.
     pub services: &'a [ServiceRow],
+    /// Services recorded outside sessions (imported history, office entries).
+    pub history: &'a [HistoryRecord],
+    /// Working days of the building's state.
+    pub calendar: &'a schedule::Calendar,
     pub defects: &'a [DefectCountRow],
     /// The building's active defects, listed in the report.
     pub active_defects: Vec<ReportDefect>,
@@ -264,9 +279,36 @@ pub fn services_before(as_of: NaiveDate) -> String {
         .to_string()
 }
 
+/// A service from a session's item, or from the history rows.
 struct Service<'a> {
     at: DateTime<Utc>,
-    row: &'a ServiceRow,
+    rule_code: &'a str,
+    outcome: &'a str,
+    /// The session's item (None: a history row).
+    row: Option<&'a ServiceRow>,
+}
+
+/// The working-day calendar of a building: weekends, the built-in holidays of its state and
+/// the ones its organisation added, over the years the schedule looks at.
+pub fn calendar(
+    building: &BuildingRecord,
+    configured: &[HolidayRow],
+    years: std::ops::RangeInclusive<i32>,
+) -> schedule::Calendar {
+    let state = building
+        .state
+        .as_deref()
+        .and_then(|s| s.parse::<holidays::AuState>().ok());
+    schedule::Calendar {
+        holidays: holidays::holiday_dates(
+            state,
+            years,
+            configured
+                .iter()
+                .filter(|h| Some(h.state.as_str()) == building.state.as_deref())
+                .map(|h| h.day),
+        ),
+    }
 }
 
 /// A rule with its interval and tolerance.
@@ -279,6 +321,14 @@ struct Applicable<'a> {
 pub fn build(input: Inputs<'_>) -> Report {
     let lib = crate::rules::library();
     let mut services: HashMap<(Uuid, &str), Vec<Service<'_>>> = HashMap::new();
+    // The first service known per (asset, rule code): a grid's anchor when nothing else is.
+    let mut first: HashMap<(Uuid, &str), NaiveDate> = HashMap::new();
+    let mut first_seen = |key, day: NaiveDate| {
+        first
+            .entry(key)
+            .and_modify(|d: &mut NaiveDate| *d = (*d).min(day))
+            .or_insert(day);
+    };
     for row in input.services {
         let (Ok(asset), Ok(at)) = (
             row.asset_id.parse::<Uuid>(),
@@ -287,12 +337,31 @@ pub fn build(input: Inputs<'_>) -> Report {
             continue; // not a service we can place in time (flagged by the projection)
         };
         let at = at.with_timezone(&Utc);
-        if at.date_naive() <= input.as_of {
-            services
-                .entry((asset, row.rule_code.as_str()))
-                .or_default()
-                .push(Service { at, row });
+        let key = (asset, row.rule_code.as_str());
+        if let Ok(f) = DateTime::parse_from_rfc3339(&row.first_recorded_at) {
+            first_seen(key, f.with_timezone(&Utc).date_naive());
         }
+        if at.date_naive() <= input.as_of {
+            services.entry(key).or_default().push(Service {
+                at,
+                rule_code: &row.rule_code,
+                outcome: &row.outcome,
+                row: Some(row),
+            });
+        }
+    }
+    for h in input.history {
+        if h.serviced_on > input.as_of {
+            continue;
+        }
+        let key = (h.asset_id, h.rule_code.as_str());
+        first_seen(key, h.serviced_on);
+        services.entry(key).or_default().push(Service {
+            at: h.serviced_on.and_time(chrono::NaiveTime::MIN).and_utc(),
+            rule_code: &h.rule_code,
+            outcome: &h.outcome,
+            row: None,
+        });
     }
     let mut defects: HashMap<Option<Uuid>, DefectCounts> = HashMap::new();
     let mut all_defects = DefectCounts::default();
@@ -346,41 +415,56 @@ pub fn build(input: Inputs<'_>) -> Report {
         }
         for a in &applicable {
             // This rule's services and those of the asset's longer-interval rules.
-            let mut history: Vec<&Service<'_>> = applicable
+            let family: Vec<&str> = applicable
                 .iter()
                 .filter(|other| other.rule.code == a.rule.code || other.months > a.months)
-                .filter_map(|other| services.get(&(asset.id, other.rule.code.as_str())))
+                .map(|other| other.rule.code.as_str())
+                .collect();
+            let mut history: Vec<&Service<'_>> = family
+                .iter()
+                .filter_map(|code| services.get(&(asset.id, *code)))
                 .flatten()
                 .collect();
-            history.sort_by(|x, y| y.at.cmp(&x.at).then(x.row.rule_code.cmp(&y.row.rule_code)));
+            history.sort_by(|x, y| y.at.cmp(&x.at).then(x.rule_code.cmp(y.rule_code)));
             history.dedup_by_key(|s| s.at.date_naive());
             let last = history.first();
             let previous = history.get(1);
             let mut row = row_for(asset, Some(a.rule));
             if let Some(last) = last {
                 row.last_service = Some(last.at);
-                row.serviced_under = Some(last.row.rule_code.clone());
-                row.last_session_id = Some(last.row.session_id);
-                row.outcome = Some(last.row.outcome.clone());
-                row.classification = last.row.classification.clone();
-                let assessment = &last.row.assessment.0;
-                row.suggested_outcome = assessment["suggested_outcome"].as_str().map(str::to_owned);
-                row.overrides_suggestion = assessment["overrides_suggestion"] == true;
+                row.serviced_under = Some(last.rule_code.to_owned());
+                row.outcome = Some(last.outcome.to_owned());
+                if let Some(item) = last.row {
+                    row.last_session_id = Some(item.session_id);
+                    row.classification = item.classification.clone();
+                    let assessment = &item.assessment.0;
+                    row.suggested_outcome =
+                        assessment["suggested_outcome"].as_str().map(str::to_owned);
+                    row.overrides_suggestion = assessment["overrides_suggestion"] == true;
+                }
             }
             if let (Some(last), Some(prev)) = (last, previous) {
                 row.previous_service = Some(prev.at);
                 row.interval_days = Some((last.at.date_naive() - prev.at.date_naive()).num_days());
             }
-            // Scheduled on the grid of the services known (domain::schedule): on-time services
-            // do not move the next due date.
-            let days: Vec<NaiveDate> = history.iter().map(|s| s.at.date_naive()).collect();
-            let standing = schedule::standing(
-                a.routine,
-                &days,
+            // Scheduled on the routine's grid (domain::schedule): on-time services do not
+            // move the next due date.
+            let first_service = family
+                .iter()
+                .filter_map(|code| first.get(&(asset.id, *code)))
+                .min()
+                .copied();
+            let anchor = schedule::anchor(
+                asset.schedule_anchor,
+                input.building.schedule_anchor,
+                first_service,
                 asset.install_date,
-                input.as_of,
-                &schedule::Calendar::default(),
             );
+            let days: Vec<NaiveDate> = history.iter().map(|s| s.at.date_naive()).collect();
+            let standing =
+                schedule::standing(a.routine, anchor, &days, input.as_of, input.calendar);
+            row.anchor = anchor.map(|a| a.0);
+            row.anchor_source = anchor.map(|a| a.1);
             row.next_due = standing.next_due;
             row.due_by = standing.due_by;
             row.scheduled_for = standing.last_scheduled;
@@ -463,6 +547,8 @@ fn row_for(asset: &AssetRecord, rule: Option<&RuleRecord>) -> ReportRow {
         next_due: None,
         due_by: None,
         overdue: false,
+        anchor: None,
+        anchor_source: None,
         open_defects: DefectCounts::default(),
         status: Status::Compliant,
     }

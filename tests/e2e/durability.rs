@@ -68,6 +68,8 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
         rule_set_version: "2012.1.0".into(),
         created_at: now,
         updated_at: now,
+        state: None,
+        schedule_anchor: None,
     };
     store.create_building(&building).await.unwrap();
     let asset = AssetRecord {
@@ -81,6 +83,8 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
         rule_codes: sqlx::types::Json(vec![]),
         created_at: now,
         updated_at: now,
+        schedule_anchor: None,
+        manufacture_date: None,
     };
     store
         .create_assets(std::slice::from_ref(&asset))

@@ -60,6 +60,8 @@ fn building_record(org_id: Uuid) -> BuildingRecord {
         rule_set_version: "2012.1.0".into(),
         created_at: now,
         updated_at: now,
+        state: None,
+        schedule_anchor: None,
     }
 }
 

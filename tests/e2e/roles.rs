@@ -57,6 +57,9 @@ const PROBES: &[&str] = &[
     "`POST /v1/buildings/{id}/reference-values/import` with other sources",
     "`GET /v1/buildings/{id}/compliance`",
     "`GET /v1/schedule`",
+    "`POST /v1/schedule/sessions`",
+    "`GET /v1/holidays`",
+    "`PUT /v1/holidays/{state}/{year}`",
     "`GET /v1/rules`",
     "`GET /v1/rules/{code}`",
     "`GET /v1/rules/{code}/versions`",
@@ -344,6 +347,22 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
             key,
             &c.get(&format!("/v1/schedule?building_id={b}"), t).await,
         ),
+        "`POST /v1/schedule/sessions`" => allowed(
+            key,
+            &c.post(
+                "/v1/schedule/sessions",
+                t,
+                &json!({ "building_id": b, "name": "Due now" }),
+            )
+            .await,
+        ),
+        "`GET /v1/holidays`" => allowed(key, &c.get("/v1/holidays?state=NSW&year=2027", t).await),
+        "`PUT /v1/holidays/{state}/{year}`" => {
+            let rb = c
+                .request(Method::PUT, "/v1/holidays/NSW/2027", t)
+                .json(&json!({ "holidays": [{ "date": "2027-10-04", "name": "Labour Day" }] }));
+            allowed(key, &Client::send(rb).await)
+        }
         "`GET /v1/rules`" => allowed(key, &c.get("/v1/rules", t).await),
         "`GET /v1/rules/{code}`" => allowed(key, &c.get("/v1/rules/AS1851-10-6M-EXT", t).await),
         "`GET /v1/rules/{code}/versions`" => {

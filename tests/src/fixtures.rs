@@ -28,6 +28,8 @@ pub async fn building(srv: &TestServer, org: &Org, n: usize) -> Building {
         rule_set_version: "2012.1.0".into(),
         created_at: now,
         updated_at: now,
+        state: None,
+        schedule_anchor: None,
     };
     srv.store()
         .create_building(&b)
@@ -45,6 +47,8 @@ pub async fn building(srv: &TestServer, org: &Org, n: usize) -> Building {
             rule_codes: sqlx::types::Json(vec![]),
             created_at: now,
             updated_at: now,
+            schedule_anchor: None,
+            manufacture_date: None,
         })
         .collect();
     srv.store()

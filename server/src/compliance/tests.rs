@@ -57,6 +57,8 @@ fn asset(identifier: &str, kind: &str) -> AssetRecord {
         rule_codes: sqlx::types::Json(vec![]),
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        schedule_anchor: None,
+        manufacture_date: None,
     }
 }
 
@@ -74,6 +76,8 @@ fn building() -> BuildingRecord {
         rule_set_version: "2012.1.0".into(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        state: None,
+        schedule_anchor: None,
     }
 }
 
@@ -91,6 +95,7 @@ fn service(a: &AssetRecord, code: &str, at: &str, outcome: &str) -> ServiceRow {
             .into(),
         ),
         recorded_at: at.into(),
+        first_recorded_at: at.into(),
         session_id: Uuid::new_v4(),
         assessment: sqlx::types::Json(serde_json::json!({
             "suggested_outcome": "pass",
@@ -119,6 +124,8 @@ fn run(
         assets,
         rules: &rules(),
         services,
+        history: &[],
+        calendar: &crate::domain::schedule::Calendar::default(),
         defects,
         active_defects: Vec::new(),
         as_of: day(as_of),
@@ -170,8 +177,10 @@ fn due_dates_tolerance_and_overdue() {
     let b = row(&r, &late, EXT_6M);
     assert!(b.outside_tolerance);
     assert_eq!(b.scheduled_for, None);
-    // Counted again from when it was done.
-    assert_eq!(b.next_due, Some(day("2025-02-20")));
+    // The grid stays: the next date after the late service.
+    assert_eq!(b.next_due, Some(day("2025-01-10")));
+    assert_eq!(b.anchor, Some(day("2024-01-10")));
+    assert_eq!(b.anchor_source, Some(schedule::AnchorSource::FirstService));
     assert_eq!(b.outcome.as_deref(), Some("fail"));
     // The readings suggested a pass; the inspector's fail overrides it, and the report says so.
     assert_eq!(b.suggested_outcome.as_deref(), Some("pass"));
@@ -200,7 +209,12 @@ fn due_dates_tolerance_and_overdue() {
     assert_eq!(r.summary.checks, 12);
     assert_eq!(r.summary.serviced, 4);
     assert_eq!(r.summary.never_serviced, 8);
-    assert_eq!(r.summary.overdue, 9);
+    // EXT-3's early service (2024-05-01, outside the window of 2024-07-10) does not count
+    // for 2024-07-10, whose window has closed by 2024-10-01.
+    let e = row(&r, &early, EXT_6M);
+    assert_eq!(e.next_due, Some(day("2024-07-10")));
+    assert!(e.overdue);
+    assert_eq!(r.summary.overdue, 10);
     assert_eq!(r.summary.outside_tolerance, 2);
     assert_eq!(r.summary.failed, 1);
     assert_eq!(r.status, Status::Overdue);

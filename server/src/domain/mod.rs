@@ -6,11 +6,13 @@
 //! - [`readings`]: typed readings, their expectations and verdicts.
 //! - [`assess`]: an item's classification, contradictions, suggested outcome and findings.
 //! - [`defects`]: severity, notification deadlines, defect identity and titles.
+//! - [`schedule`], [`holidays`]: when routines are due, tolerance windows, working days.
 
 pub mod access;
 pub mod applicability;
 pub mod assess;
 pub mod defects;
+pub mod holidays;
 pub mod readings;
 pub mod reference;
 pub mod schedule;

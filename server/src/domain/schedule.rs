@@ -4,15 +4,20 @@
 //! - **Tolerance** is given per frequency, in working days or in months as the standard's table
 //!   does: ±5 working days (monthly), ±10 working days (three-monthly), ±1 month (six-monthly),
 //!   ±2 months (yearly), ±3 months (five-yearly), ±6 months (ten-yearly and longer). Working
-//!   days skip Saturdays, Sundays and the calendar's public holidays.
-//! - **Anchored, not drifting**: services are scheduled on a grid — anchor + k × interval
-//!   (calendar months from the anchor, so the 31st stays the month's last day) — and a service
-//!   inside the tolerance window of its scheduled date keeps the grid: a service done a few days
-//!   early or late does not move the next due date. A service outside every window is reported
-//!   as outside tolerance and the grid restarts from it (the standard asks for such work to be
-//!   reported; the next services are counted from when it was actually done).
-//! - The anchor is the first service known; an asset never serviced is due one interval after
-//!   its install date (or now, without one).
+//!   days skip Saturdays, Sundays and the public holidays of the building's state
+//!   ([`super::holidays`]).
+//! - **Anchored, not drifting**: each routine has a grid — anchor + k × interval (calendar
+//!   months, so the 31st stays the month's last day) — and services are judged against it. A
+//!   service inside the tolerance window of a scheduled date meets that date; the next one is
+//!   the date after it, wherever in the window the service fell. The grid never moves: a
+//!   service outside every window is reported as outside tolerance (the standard asks for such
+//!   work to be reported within a week) and the next due date is the grid's next date after it.
+//! - **The anchor** ([`anchor`]) is, in order: the asset's own anchor, the building's
+//!   (commissioning or the start of a service contract), the first service known, the install
+//!   date. An anchor is date zero of the grid: the first service is due one interval after it.
+//! - **Folding** ([`fold`]): when a shorter routine falls due within its tolerance of a longer
+//!   routine of the same asset, it is done as part of the longer one (the longer routines of
+//!   the library include the shorter ones' checks) and is listed under it.
 
 use std::collections::BTreeSet;
 
@@ -102,22 +107,104 @@ pub fn window(due: NaiveDate, tolerance: Tolerance, cal: &Calendar) -> Window {
     Window { early, due, late }
 }
 
-/// The k-th scheduled date of a grid.
-fn nth(anchor: NaiveDate, months: u32, k: u32) -> Option<NaiveDate> {
-    anchor.checked_add_months(Months::new(months.checked_mul(k)?))
-}
-
 /// A routine's interval and tolerance.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Routine {
     pub months: u32,
     pub tolerance: Tolerance,
 }
 
+/// Where an anchor came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorSource {
+    /// Set on the asset.
+    Asset,
+    /// Set on the building (commissioning or a service contract's start).
+    Building,
+    /// The first service recorded or imported.
+    FirstService,
+    /// The asset's install date.
+    Installed,
+}
+
+/// The anchor of a routine's grid: the asset's, the building's, the first service known, the
+/// install date — the first of these that is known.
+pub fn anchor(
+    asset: Option<NaiveDate>,
+    building: Option<NaiveDate>,
+    first_service: Option<NaiveDate>,
+    installed: Option<NaiveDate>,
+) -> Option<(NaiveDate, AnchorSource)> {
+    asset
+        .map(|d| (d, AnchorSource::Asset))
+        .or(building.map(|d| (d, AnchorSource::Building)))
+        .or(first_service.map(|d| (d, AnchorSource::FirstService)))
+        .or(installed.map(|d| (d, AnchorSource::Installed)))
+}
+
+/// A routine's grid: `anchor + k × months` for any integer k (dates before the anchor too, so
+/// imported services older than a contract's anchor can be placed).
+#[derive(Debug, Clone, Copy)]
+pub struct Grid {
+    pub anchor: NaiveDate,
+    pub routine: Routine,
+}
+
+impl Grid {
+    /// The k-th scheduled date.
+    pub fn date(&self, k: i64) -> Option<NaiveDate> {
+        let months = u32::try_from(
+            k.unsigned_abs()
+                .checked_mul(u64::from(self.routine.months))?,
+        )
+        .ok()?;
+        if k >= 0 {
+            self.anchor.checked_add_months(Months::new(months))
+        } else {
+            self.anchor.checked_sub_months(Months::new(months))
+        }
+    }
+
+    /// The index of the last scheduled date on or before `d` (an estimate refined by a step
+    /// either way, as month lengths vary).
+    fn floor(&self, d: NaiveDate) -> i64 {
+        let months = i64::from(self.routine.months.max(1));
+        let elapsed = i64::from(d.year() - self.anchor.year()) * 12 + i64::from(d.month())
+            - i64::from(self.anchor.month());
+        let mut k = elapsed.div_euclid(months);
+        while self.date(k).is_some_and(|g| g > d) {
+            k -= 1;
+        }
+        while self.date(k + 1).is_some_and(|g| g <= d) {
+            k += 1;
+        }
+        k
+    }
+
+    /// The scheduled date whose tolerance window holds `s` (the nearest, should two), as
+    /// (k, date); None when `s` is outside every window.
+    pub fn meets(&self, s: NaiveDate, cal: &Calendar) -> Option<(i64, NaiveDate)> {
+        let k = self.floor(s);
+        (k - 1..=k + 2)
+            .filter_map(|j| Some((j, self.date(j)?)))
+            .filter(|(_, g)| window(*g, self.routine.tolerance, cal).contains(s))
+            .min_by_key(|(_, g)| (*g - s).num_days().abs())
+    }
+
+    /// The first scheduled date after `d`.
+    pub fn after(&self, d: NaiveDate) -> Option<(i64, NaiveDate)> {
+        let k = self.floor(d) + 1;
+        Some((k, self.date(k)?))
+    }
+}
+
 /// Where a routine stands on a day.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Standing {
-    /// The next scheduled date (None: nothing to count from).
+    /// The grid's anchor and where it came from (None: nothing to count from).
+    pub anchor: Option<(NaiveDate, AnchorSource)>,
+    /// The next scheduled date (None: nothing to count from — due now).
     pub next_due: Option<NaiveDate>,
     /// The last day of `next_due`'s window.
     pub due_by: Option<NaiveDate>,
@@ -129,54 +216,38 @@ pub struct Standing {
     pub overdue: bool,
 }
 
-/// Where a routine stands on `as_of`, given the days it was serviced (any order; repeated days
-/// count once) and the asset's install date.
+/// Where a routine stands on `as_of`, given its grid's anchor and the days it was serviced
+/// (any order; only the latest on or before `as_of` decides).
 pub fn standing(
     routine: Routine,
+    anchor: Option<(NaiveDate, AnchorSource)>,
     services: &[NaiveDate],
-    installed: Option<NaiveDate>,
     as_of: NaiveDate,
     cal: &Calendar,
 ) -> Standing {
-    let mut days: Vec<NaiveDate> = services.iter().copied().filter(|d| *d <= as_of).collect();
-    days.sort();
-    days.dedup();
-    let Some((&first, rest)) = days.split_first() else {
-        // Never serviced: due one interval after installation.
-        let next_due = installed.and_then(|d| nth(d, routine.months, 1));
-        let due_by = next_due.map(|d| window(d, routine.tolerance, cal).late);
+    let Some((anchor_date, _)) = anchor else {
         return Standing {
-            next_due,
-            due_by,
-            overdue: due_by.is_none_or(|d| as_of > d),
+            overdue: true,
             ..Standing::default()
         };
     };
-    // Walk the services along the grid: each one meets the first scheduled date whose window
-    // has not closed before it; one that misses every window restarts the grid.
-    let mut anchor = first;
-    let mut k: u32 = 0;
-    let mut last_scheduled = Some(first);
-    let mut outside = false;
-    for &s in rest {
-        match meet(anchor, k, routine, s, cal) {
-            Some((j, due)) => {
-                k = j;
-                last_scheduled = Some(due);
-                outside = false;
-            }
-            None => {
-                anchor = s;
-                k = 0;
-                last_scheduled = None;
-                outside = true;
-            }
-        }
-    }
-    let next_due = nth(anchor, routine.months, k + 1);
-    let due_by = next_due.map(|d| window(d, routine.tolerance, cal).late);
+    let grid = Grid {
+        anchor: anchor_date,
+        routine,
+    };
+    let latest = services.iter().copied().filter(|d| *d <= as_of).max();
+    let (next, last_scheduled, outside) = match latest {
+        // Nothing done yet: the anchor is date zero, the first service is due after it.
+        None => (grid.after(anchor_date).map(|(_, d)| d), None, false),
+        Some(s) => match grid.meets(s, cal) {
+            Some((k, met)) => (grid.date(k + 1), Some(met), false),
+            None => (grid.after(s).map(|(_, d)| d), None, true),
+        },
+    };
+    let due_by = next.map(|d| window(d, routine.tolerance, cal).late);
     Standing {
-        next_due,
+        anchor,
+        next_due: next,
         due_by,
         last_scheduled,
         outside_tolerance: outside,
@@ -184,31 +255,58 @@ pub fn standing(
     }
 }
 
-/// The scheduled date a service on `s` meets, after the `k`-th of the grid from `anchor` was
-/// met: the next one when `s` is in its window, the `k`-th again for a second visit in its
-/// window; None when `s` is outside both (too early, or a service was missed).
-fn meet(
-    anchor: NaiveDate,
-    k: u32,
+/// The scheduled dates of a routine from `next_due` on that fall in `from..=to` (what is due in
+/// a period if every service is done on time).
+pub fn occurrences(
     routine: Routine,
-    s: NaiveDate,
-    cal: &Calendar,
-) -> Option<(u32, NaiveDate)> {
-    let next = nth(anchor, routine.months, k + 1)?;
-    let w = window(next, routine.tolerance, cal);
-    if w.contains(s) {
-        return Some((k + 1, next));
+    anchor: NaiveDate,
+    next_due: NaiveDate,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Vec<NaiveDate> {
+    let grid = Grid { anchor, routine };
+    let mut k = grid.floor(next_due);
+    let mut out = Vec::new();
+    while let Some(d) = grid.date(k) {
+        if d > to || out.len() > 400 {
+            break;
+        }
+        if d >= from && d >= next_due {
+            out.push(d);
+        }
+        k += 1;
     }
-    if s < w.early {
-        // Before the next window opened: a second visit inside the current period meets the
-        // date already met; earlier than that window and outside the current one is too early.
-        let current = nth(anchor, routine.months, k)?;
-        return window(current, routine.tolerance, cal)
-            .contains(s)
-            .then_some((k, current));
-    }
-    // After the next window closed: a service was missed.
-    None
+    out
+}
+
+/// One scheduled date of one routine of an asset, for folding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    pub date: NaiveDate,
+    pub routine: Routine,
+}
+
+/// Which due dates fold into which: `result[i] = Some(j)` when `dues[i]` is done as part of
+/// `dues[j]`, a longer routine of the same asset due within `dues[i]`'s tolerance window (the
+/// longest such, then the nearest). Dues of equal interval never fold.
+pub fn fold(dues: &[Due], cal: &Calendar) -> Vec<Option<usize>> {
+    dues.iter()
+        .map(|short| {
+            let w = window(short.date, short.routine.tolerance, cal);
+            dues.iter()
+                .enumerate()
+                .filter(|(_, long)| {
+                    long.routine.months > short.routine.months && w.contains(long.date)
+                })
+                .max_by_key(|(_, long)| {
+                    (
+                        long.routine.months,
+                        std::cmp::Reverse((long.date - short.date).num_days().abs()),
+                    )
+                })
+                .map(|(j, _)| j)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -227,6 +325,14 @@ mod tests {
     const MONTHLY: Routine = Routine {
         months: 1,
         tolerance: Tolerance::WorkingDays(5),
+    };
+    const THREE_MONTHLY: Routine = Routine {
+        months: 3,
+        tolerance: Tolerance::WorkingDays(10),
+    };
+    const YEARLY: Routine = Routine {
+        months: 12,
+        tolerance: Tolerance::Months(2),
     };
 
     #[test]
@@ -248,13 +354,17 @@ mod tests {
         assert_eq!((w.early, w.late), (day("2026-07-31"), day("2026-09-30")));
     }
 
+    fn first(d: &str) -> Option<(NaiveDate, AnchorSource)> {
+        Some((day(d), AnchorSource::FirstService))
+    }
+
     #[test]
-    fn on_time_services_keep_the_grid_and_a_missed_one_restarts_it() {
+    fn on_time_services_keep_the_grid_and_a_late_one_is_reported_without_moving_it() {
         let cal = Calendar::default();
         let s = standing(
             SIX_MONTHLY,
+            first("2024-01-15"),
             &[day("2024-01-15"), day("2024-07-01"), day("2025-02-10")],
-            None,
             day("2025-03-01"),
             &cal,
         );
@@ -264,28 +374,114 @@ mod tests {
         assert_eq!(s.due_by, Some(day("2025-08-15")));
         assert_eq!(s.last_scheduled, Some(day("2025-01-15")));
         assert!(!s.outside_tolerance && !s.overdue);
-        // Missed entirely: reported, and counted again from when it was done.
+        // Done 2.5 months late: reported; the grid stays, next is the grid's next date.
         let s = standing(
             SIX_MONTHLY,
+            first("2024-01-15"),
             &[day("2024-01-15"), day("2024-10-01")],
-            None,
             day("2024-10-02"),
             &cal,
         );
         assert!(s.outside_tolerance);
-        assert_eq!(s.next_due, Some(day("2025-04-01")));
+        assert_eq!(s.next_due, Some(day("2025-01-15")));
         // Never serviced: one interval after installation; overdue once its window closed.
-        let s = standing(
-            SIX_MONTHLY,
-            &[],
-            Some(day("2024-01-10")),
-            day("2024-08-11"),
-            &cal,
+        let installed = anchor(None, None, None, Some(day("2024-01-10")));
+        assert_eq!(
+            installed,
+            Some((day("2024-01-10"), AnchorSource::Installed))
         );
+        let s = standing(SIX_MONTHLY, installed, &[], day("2024-08-11"), &cal);
         assert_eq!(s.next_due, Some(day("2024-07-10")));
         assert!(s.overdue);
-        let s = standing(SIX_MONTHLY, &[], None, day("2024-08-11"), &cal);
+        let s = standing(SIX_MONTHLY, None, &[], day("2024-08-11"), &cal);
         assert!(s.next_due.is_none() && s.overdue);
+    }
+
+    #[test]
+    fn an_explicit_anchor_wins_and_places_older_services() {
+        // The asset's anchor beats the building's, which beats the first service.
+        assert_eq!(
+            anchor(
+                Some(day("2020-03-01")),
+                Some(day("2021-01-01")),
+                Some(day("2019-05-05")),
+                None
+            ),
+            Some((day("2020-03-01"), AnchorSource::Asset))
+        );
+        assert_eq!(
+            anchor(None, Some(day("2021-01-01")), Some(day("2019-05-05")), None).map(|a| a.1),
+            Some(AnchorSource::Building)
+        );
+        // A contract anchored on 2026-03-01 with a service imported from before it: the
+        // service sits on the grid extended backwards (2025-09-01 ± 1 month).
+        let a = Some((day("2026-03-01"), AnchorSource::Building));
+        let s = standing(
+            SIX_MONTHLY,
+            a,
+            &[day("2025-08-20")],
+            day("2026-01-10"),
+            &cal(),
+        );
+        assert_eq!(s.last_scheduled, Some(day("2025-09-01")));
+        assert_eq!(s.next_due, Some(day("2026-03-01")));
+        assert!(!s.overdue && !s.outside_tolerance);
+    }
+
+    fn cal() -> Calendar {
+        Calendar::default()
+    }
+
+    #[test]
+    fn occurrences_list_every_date_in_the_period() {
+        let d = occurrences(
+            MONTHLY,
+            day("2026-01-31"),
+            day("2026-02-28"),
+            day("2026-01-01"),
+            day("2026-06-30"),
+        );
+        assert_eq!(
+            d,
+            [
+                "2026-02-28",
+                "2026-03-31",
+                "2026-04-30",
+                "2026-05-31",
+                "2026-06-30"
+            ]
+            .map(day)
+            .to_vec(),
+            "month ends stay month ends"
+        );
+    }
+
+    #[test]
+    fn shorter_routines_fold_into_longer_ones_due_together() {
+        let yearly = Routine {
+            months: 12,
+            tolerance: Tolerance::Months(2),
+        };
+        let dues = [
+            Due {
+                date: day("2026-07-15"),
+                routine: SIX_MONTHLY,
+            },
+            Due {
+                date: day("2027-01-15"),
+                routine: SIX_MONTHLY,
+            },
+            Due {
+                date: day("2027-01-20"),
+                routine: yearly,
+            },
+            Due {
+                date: day("2026-12-15"),
+                routine: MONTHLY,
+            },
+        ];
+        let f = fold(&dues, &cal());
+        assert_eq!(f, vec![None, Some(2), None, None]);
     }
 
     proptest! {
@@ -293,27 +489,51 @@ mod tests {
         /// off the anchor's grid and no service counts as late.
         #[test]
         fn no_drift_over_thirty_years(
-            anchor in (0i64..3650).prop_map(|n| day("2000-01-01") + chrono::Duration::days(n)),
-            monthly in any::<bool>(),
+            start in (0i64..3650).prop_map(|n| day("2000-01-01") + chrono::Duration::days(n)),
+            pick_routine in 0usize..4,
             offsets in proptest::collection::vec(-1.0f64..=1.0, 360),
         ) {
-            let cal = Calendar::default();
-            let routine = if monthly { MONTHLY } else { SIX_MONTHLY };
+            let cal = Calendar {
+                holidays: super::super::holidays::holiday_dates(
+                    Some(super::super::holidays::AuState::Nsw), 1999..=2045, []),
+            };
+            let routine = [MONTHLY, THREE_MONTHLY, SIX_MONTHLY, YEARLY][pick_routine];
+            let grid = Grid { anchor: start, routine };
             let periods = (360 / routine.months) as usize;
-            let mut services = vec![anchor];
+            let mut services = vec![start];
             for (k, f) in offsets.iter().take(periods).enumerate() {
-                let due = nth(anchor, routine.months, k as u32 + 1).unwrap();
+                let due = grid.date(k as i64 + 1).unwrap();
                 let w = window(due, routine.tolerance, &cal);
                 let span = (w.late - w.early).num_days() as f64;
                 let pick = w.early + chrono::Duration::days(((f + 1.0) / 2.0 * span).round() as i64);
                 prop_assert!(w.contains(pick));
                 services.push(pick);
-                let s = standing(routine, &services, None, pick, &cal);
+                let s = standing(routine, Some((start, AnchorSource::FirstService)), &services, pick, &cal);
                 prop_assert!(!s.outside_tolerance, "{pick} for {due}");
                 prop_assert_eq!(s.last_scheduled, Some(due));
-                prop_assert_eq!(s.next_due, nth(anchor, routine.months, k as u32 + 2));
+                prop_assert_eq!(s.next_due, grid.date(k as i64 + 2));
                 prop_assert!(!s.overdue);
             }
+        }
+
+        /// A service is outside tolerance exactly when no scheduled date's window holds it, and
+        /// the next due date is always a grid date after the service.
+        #[test]
+        fn a_service_is_late_only_outside_every_window(
+            start in (0i64..3650).prop_map(|n| day("2000-01-01") + chrono::Duration::days(n)),
+            pick_routine in 0usize..4,
+            offset in 0i64..4000,
+        ) {
+            let routine = [MONTHLY, THREE_MONTHLY, SIX_MONTHLY, YEARLY][pick_routine];
+            let grid = Grid { anchor: start, routine };
+            let s_day = start + chrono::Duration::days(offset);
+            let st = standing(routine, Some((start, AnchorSource::Building)), &[s_day], s_day, &cal());
+            let in_some_window = (-1..=400).filter_map(|k| grid.date(k))
+                .any(|g| window(g, routine.tolerance, &cal()).contains(s_day));
+            prop_assert_eq!(st.outside_tolerance, !in_some_window);
+            let next = st.next_due.unwrap();
+            prop_assert!(next > s_day, "next {next} after the service {s_day}");
+            prop_assert!((-1..=400).filter_map(|k| grid.date(k)).any(|g| g == next));
         }
     }
 }

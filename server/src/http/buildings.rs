@@ -7,7 +7,7 @@ pub mod import;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -20,6 +20,7 @@ use super::pagination::{PageQuery, Paginated};
 use super::users::normalise_email;
 use crate::audit::Target;
 use crate::auth::AuthUser;
+use crate::domain::holidays::AuState;
 use crate::state::AppState;
 use crate::store::buildings::{BuildingFilter, BuildingPatch, BuildingRecord, StoredContact};
 use crate::store::{Role, StoreError};
@@ -61,6 +62,12 @@ pub struct BuildingView {
     pub building_type: String,
     pub contact: Option<Contact>,
     pub rule_set: RuleSetRef,
+    /// Australian state or territory: its public holidays are not working days for the
+    /// schedule's tolerance windows.
+    pub state: Option<AuState>,
+    /// The date its routines are anchored on (commissioning or a contract's start), unless an
+    /// asset has its own.
+    pub schedule_anchor: Option<NaiveDate>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -86,6 +93,8 @@ impl AppState {
                 code: b.rule_set_code,
                 version: b.rule_set_version,
             },
+            state: b.state.as_deref().and_then(|s| s.parse().ok()),
+            schedule_anchor: b.schedule_anchor,
             created_at: b.created_at,
             updated_at: b.updated_at,
         }
@@ -99,12 +108,27 @@ fn audit_view(b: &BuildingRecord) -> Value {
         "address": b.address,
         "building_type": b.building_type,
         "rule_set": { "code": b.rule_set_code, "version": b.rule_set_version },
+        "state": b.state,
+        "schedule_anchor": b.schedule_anchor,
         "contact_set": {
             "name": b.contact_name_enc.is_some(),
             "phone": b.contact_phone_enc.is_some(),
             "email": b.contact_email.is_some(),
         },
     })
+}
+
+/// A schedule anchor from 1900 to a year from now (a contract may start soon), or 422.
+fn check_anchor(d: Option<NaiveDate>) -> Result<Option<NaiveDate>, ApiError> {
+    let Some(d) = d else { return Ok(None) };
+    let latest = Utc::now().date_naive() + chrono::Days::new(366);
+    if d.year() < 1900 || d > latest {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("schedule_anchor {d} must be between 1900-01-01 and {latest}"),
+        ));
+    }
+    Ok(Some(d))
 }
 
 /// A trimmed, non-empty text of at most `max` characters, or 422 `invalid_field`.
@@ -199,6 +223,10 @@ pub struct CreateBuilding {
     pub contact: Option<Contact>,
     /// Defaults to the shipped library's rule set (AS1851 2012.1.0).
     pub rule_set: Option<RuleSetRef>,
+    /// Australian state or territory (public holidays of the schedule).
+    pub state: Option<AuState>,
+    /// `YYYY-MM-DD`: anchors the routines of its assets that have no anchor of their own.
+    pub schedule_anchor: Option<NaiveDate>,
 }
 
 /// Create a building (admin, office).
@@ -239,6 +267,8 @@ async fn create(
         rule_set_version: rule_set.version,
         created_at: now,
         updated_at: now,
+        state: req.state.map(|s| s.as_str().to_owned()),
+        schedule_anchor: check_anchor(req.schedule_anchor)?,
     };
     state.store.create_building(&rec).await?;
     state
@@ -328,6 +358,14 @@ pub struct UpdateBuilding {
     #[schema(value_type = Option<Contact>)]
     pub contact: Option<Option<Contact>>,
     pub rule_set: Option<RuleSetRef>,
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "super::extract::double_option")]
+    #[schema(value_type = Option<AuState>)]
+    pub state: Option<Option<AuState>>,
+    /// `YYYY-MM-DD`; `null` removes it.
+    #[serde(default, deserialize_with = "super::extract::double_option")]
+    #[schema(value_type = Option<NaiveDate>)]
+    pub schedule_anchor: Option<Option<NaiveDate>>,
 }
 
 /// Change a building (admin, office). Absent fields stay as they are.
@@ -369,6 +407,11 @@ async fn update(
                 check_rule_set(&state, &rs).await?;
                 Some((rs.code, rs.version))
             }
+            None => None,
+        },
+        state: req.state.map(|s| s.map(|s| s.as_str().to_owned())),
+        schedule_anchor: match req.schedule_anchor {
+            Some(d) => Some(check_anchor(d)?),
             None => None,
         },
     };

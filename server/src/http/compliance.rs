@@ -4,9 +4,9 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use chrono::{Days, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use chrono::{Datelike, Days, NaiveDate, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -14,14 +14,66 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Json, Path, Query};
 use crate::auth::AuthUser;
 use crate::compliance::{self, Inputs, Report, ReportDefect};
+use crate::domain::schedule::Calendar;
 use crate::state::AppState;
+use crate::store::buildings::{AssetRecord, BuildingRecord};
 use crate::store::defects::DefectFilter;
-use crate::store::Page;
+use crate::store::reports::ServiceRow;
+use crate::store::schedule::HistoryRecord;
+use crate::store::{Page, StoreError};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(get))
-        .routes(routes!(schedule))
+    OpenApiRouter::new().routes(routes!(get))
+}
+
+/// What the schedule of a building is computed from, besides the rules.
+pub(crate) struct ScheduleInputs {
+    pub assets: Vec<AssetRecord>,
+    pub services: Vec<ServiceRow>,
+    pub history: Vec<HistoryRecord>,
+    pub calendar: Calendar,
+}
+
+impl ScheduleInputs {
+    /// The building's assets, services and history up to `as_of`, and the working-day
+    /// calendar of its state (years from its earliest service to two years after `as_of`).
+    pub async fn load(
+        state: &AppState,
+        org_id: Uuid,
+        building: &BuildingRecord,
+        as_of: NaiveDate,
+    ) -> Result<Self, StoreError> {
+        let store = &state.store;
+        let before = compliance::services_before(as_of);
+        let next_day = as_of.checked_add_days(Days::new(1)).unwrap_or(as_of);
+        let holidays = async {
+            match &building.state {
+                Some(s) => store.holidays(org_id, s).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (assets, services, history, holidays) = tokio::try_join!(
+            store.building_assets(org_id, building.id),
+            store.latest_services(org_id, building.id, &before, compliance::SERVICES_PER_RULE),
+            store.service_history(org_id, building.id, next_day),
+            holidays,
+        )?;
+        let earliest = services
+            .iter()
+            .filter_map(|s| s.first_recorded_at.get(..4)?.parse::<i32>().ok())
+            .chain(history.iter().map(|h| h.serviced_on.year()))
+            .min()
+            .unwrap_or(as_of.year())
+            .min(as_of.year())
+            - 1;
+        let calendar = compliance::calendar(building, &holidays, earliest..=as_of.year() + 2);
+        Ok(Self {
+            assets,
+            services,
+            history,
+            calendar,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -68,12 +120,10 @@ async fn get(
     let as_of = q.as_of.unwrap_or_else(|| now.date_naive());
     let store = &state.store;
     let building = store.get_building(user.org_id, id).await?;
-    let before = compliance::services_before(as_of);
-    // Four independent reads; on SQLite they run on separate reader connections.
-    let (assets, rules, services, defects) = tokio::try_join!(
-        store.building_assets(user.org_id, id),
+    // Independent reads; on SQLite they run on separate reader connections.
+    let (inputs, rules, defects) = tokio::try_join!(
+        ScheduleInputs::load(&state, user.org_id, &building, as_of),
         store.latest_rules(user.org_id, None, None),
-        store.latest_services(user.org_id, id, &before, compliance::SERVICES_PER_RULE),
         store.open_defect_counts(user.org_id, id),
     )?;
     let listed = store
@@ -111,9 +161,11 @@ async fn get(
         .collect();
     let report = compliance::build(Inputs {
         building: &building,
-        assets: &assets,
+        assets: &inputs.assets,
         rules: &rules,
-        services: &services,
+        services: &inputs.services,
+        history: &inputs.history,
+        calendar: &inputs.calendar,
         defects: &defects,
         active_defects,
         as_of,
@@ -166,149 +218,4 @@ fn attachment(body: Vec<u8>, content_type: &'static str, name: &str) -> Response
         body,
     )
         .into_response()
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleQuery {
-    /// First day of the range (`YYYY-MM-DD`, UTC; default today).
-    #[param(value_type = Option<String>, format = Date)]
-    pub from: Option<NaiveDate>,
-    /// Last day of the range (default `from` + 90 days; at most 366 days after `from`).
-    #[param(value_type = Option<String>, format = Date)]
-    pub to: Option<NaiveDate>,
-    /// Only this building.
-    pub building_id: Option<Uuid>,
-}
-
-/// One routine due in the range, or overdue now.
-#[derive(Serialize, ToSchema)]
-pub struct DueItem {
-    pub building_id: Uuid,
-    pub building_name: String,
-    pub asset_id: Uuid,
-    pub identifier: Option<String>,
-    pub asset_type: String,
-    pub location: String,
-    pub rule_code: Option<String>,
-    pub rule_name: Option<String>,
-    pub frequency: Option<String>,
-    pub last_service: Option<chrono::DateTime<Utc>>,
-    /// The scheduled date (none: never serviced and no install date — due now).
-    pub next_due: Option<NaiveDate>,
-    /// The last day of its tolerance window.
-    pub due_by: Option<NaiveDate>,
-    /// Past its window today.
-    pub overdue: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Schedule {
-    pub from: NaiveDate,
-    pub to: NaiveDate,
-    /// Overdue first, then by due date, building and asset identifier.
-    pub items: Vec<DueItem>,
-}
-
-/// What is due (its scheduled date in `from..=to`) or overdue now, per asset and routine, for
-/// one building or every building of the organisation. Due dates are the compliance report's
-/// (the schedule's grid, the standard's tolerances). Every role may read it.
-#[utoipa::path(get, path = "/v1/schedule", tag = "reports", security(("bearer" = [])),
-    params(ScheduleQuery),
-    responses((status = 200, body = Schedule), (status = 400, body = Problem), (status = 404, body = Problem)))]
-async fn schedule(
-    State(state): State<AppState>,
-    user: AuthUser,
-    Query(q): Query<ScheduleQuery>,
-) -> ApiResult<Json<Schedule>> {
-    let today = Utc::now().date_naive();
-    let from = q.from.unwrap_or(today);
-    let to = q.to.unwrap_or_else(|| {
-        from.checked_add_days(Days::new(90))
-            .unwrap_or(NaiveDate::MAX)
-    });
-    if to < from || (to - from).num_days() > 366 {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "to must be on or after from, at most 366 days later",
-        ));
-    }
-    let store = &state.store;
-    let buildings = match q.building_id {
-        Some(id) => vec![store.get_building(user.org_id, id).await?],
-        None => {
-            let mut all = Vec::new();
-            let mut after = None;
-            loop {
-                let page = Page { after, limit: 500 };
-                let rows = store
-                    .list_buildings(user.org_id, &Default::default(), page)
-                    .await?;
-                let done = rows.len() < 500;
-                after = rows.last().map(|b| b.id);
-                all.extend(rows);
-                if done {
-                    break;
-                }
-            }
-            all
-        }
-    };
-    let rules = store.latest_rules(user.org_id, None, None).await?;
-    let before = compliance::services_before(today);
-    let mut items = Vec::new();
-    for building in &buildings {
-        let (assets, services) = tokio::try_join!(
-            store.building_assets(user.org_id, building.id),
-            store.latest_services(
-                user.org_id,
-                building.id,
-                &before,
-                compliance::SERVICES_PER_RULE
-            ),
-        )?;
-        let report = compliance::build(Inputs {
-            building,
-            assets: &assets,
-            rules: &rules,
-            services: &services,
-            defects: &[],
-            active_defects: Vec::new(),
-            as_of: today,
-            generated_at: Utc::now(),
-        });
-        for row in report.items {
-            if row.rule_code.is_none() {
-                continue;
-            }
-            let in_range = row.next_due.is_some_and(|d| from <= d && d <= to);
-            if !(in_range || row.overdue) {
-                continue;
-            }
-            items.push(DueItem {
-                building_id: building.id,
-                building_name: building.name.clone(),
-                asset_id: row.asset_id,
-                identifier: row.identifier,
-                asset_type: row.asset_type,
-                location: row.location,
-                rule_code: row.rule_code,
-                rule_name: row.rule_name,
-                frequency: row.frequency,
-                last_service: row.last_service,
-                next_due: row.next_due,
-                due_by: row.due_by,
-                overdue: row.overdue,
-            });
-        }
-    }
-    items.sort_by(|a, b| {
-        (!a.overdue, a.next_due, &a.building_name, &a.identifier).cmp(&(
-            !b.overdue,
-            b.next_due,
-            &b.building_name,
-            &b.identifier,
-        ))
-    });
-    Ok(Json(Schedule { from, to, items }))
 }

@@ -16,6 +16,7 @@ pub mod middleware;
 pub mod pagination;
 pub mod reference_values;
 pub mod rules;
+pub mod schedule;
 mod session_doc;
 mod session_history;
 pub mod sessions;
@@ -75,6 +76,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(buildings::router())
         .merge(reference_values::router())
         .merge(compliance::router())
+        .merge(schedule::router())
         .merge(rules::router())
         .merge(sessions::router())
         .merge(defects::router())

@@ -22,6 +22,7 @@ use crate::domain::access::{self, ReadOnlyReason, SessionAccess};
 use crate::domain::applicability;
 use crate::hub::{HubError, Origin};
 use crate::state::AppState;
+use crate::store::buildings::BuildingRecord;
 use crate::store::rules::RuleRecord;
 use crate::store::sessions::{
     NewChange, SessionFilter, SessionPatch, SessionRecord, SessionRow, SignOffRow,
@@ -196,7 +197,43 @@ async fn create(
         .store
         .get_building(user.org_id, req.building_id)
         .await?;
-    for u in &assigned {
+    check_assignees(&state, &user, &assigned).await?;
+    let (id, initial) = match &req.document_id {
+        Some(raw) => {
+            let doc: DocumentId = raw.parse().map_err(|e| {
+                ApiError::unprocessable("invalid_document_id", format!("document_id: {e}"))
+            })?;
+            (doc.as_uuid(), Vec::new())
+        }
+        None => {
+            let items = session_items(&state, &user, building.id, &req.frequency).await?;
+            new_document(&state, &user, &building, name, &req.frequency, items)?
+        }
+    };
+    let view = store_session(
+        &state,
+        &user,
+        &building,
+        NewSession {
+            id,
+            name,
+            frequency: &req.frequency,
+            assigned: assigned.into_iter().collect(),
+            initial,
+        },
+        json!({ "registered_offline_document": req.document_id.is_some() }),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// 422 `unknown_user` unless every user is active in the caller's organisation.
+pub(crate) async fn check_assignees(
+    state: &AppState,
+    user: &AuthUser,
+    assigned: &BTreeSet<Uuid>,
+) -> ApiResult<()> {
+    for u in assigned {
         match state.store.get_user(*u).await {
             Ok(rec) if rec.org_id == user.org_id && rec.active => {}
             Ok(_) | Err(StoreError::NotFound) => {
@@ -208,55 +245,76 @@ async fn create(
             Err(e) => return Err(e.into()),
         }
     }
-    let now = Utc::now();
-    let (id, initial) = match &req.document_id {
-        Some(raw) => {
-            let doc: DocumentId = raw.parse().map_err(|e| {
-                ApiError::unprocessable("invalid_document_id", format!("document_id: {e}"))
-            })?;
-            (doc.as_uuid(), Vec::new())
-        }
-        None => {
-            let id = Uuid::new_v4();
-            let items = session_items(&state, &user, building.id, &req.frequency).await?;
-            let init = SessionInit {
-                session_id: id,
-                building_id: building.id,
-                org_id: user.org_id,
-                rule_set_code: building.rule_set_code.clone(),
-                rule_set_version: building.rule_set_version.clone(),
-                frequency: req.frequency.clone(),
-                name: name.to_owned(),
-                items,
-            };
-            let actor = state.hub.actor();
-            let mut doc =
-                firemode_sync_core::create_session_document(&init, actor, now.timestamp())
-                    .map_err(|e| ApiError::Internal(e.into()))?;
-            let changes = doc
-                .get_changes(&[])
-                .into_iter()
-                .map(|mut c| NewChange {
-                    node: 0,
-                    session_id: id,
-                    hash: c.hash().0.to_vec(),
-                    bytes: c.bytes().into_owned(),
-                    actor_id: c.actor_id().to_hex_string(),
-                    user_id: Some(user.user_id),
-                    device_id: Some("server".into()),
-                    connection_id: super::error::current_request_id(),
-                })
-                .collect();
-            let _ = &mut doc;
-            (id, changes)
-        }
+    Ok(())
+}
+
+/// A new session document with these items, as the change rows to store.
+pub(crate) fn new_document(
+    state: &AppState,
+    user: &AuthUser,
+    building: &BuildingRecord,
+    name: &str,
+    frequency: &str,
+    items: Vec<ItemInit>,
+) -> ApiResult<(Uuid, Vec<NewChange>)> {
+    let id = Uuid::new_v4();
+    let init = SessionInit {
+        session_id: id,
+        building_id: building.id,
+        org_id: user.org_id,
+        rule_set_code: building.rule_set_code.clone(),
+        rule_set_version: building.rule_set_version.clone(),
+        frequency: frequency.to_owned(),
+        name: name.to_owned(),
+        items,
     };
+    let actor = state.hub.actor();
+    let doc = firemode_sync_core::create_session_document(&init, actor, Utc::now().timestamp())
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let changes = doc
+        .get_changes(&[])
+        .into_iter()
+        .map(|mut c| NewChange {
+            node: 0,
+            session_id: id,
+            hash: c.hash().0.to_vec(),
+            bytes: c.bytes().into_owned(),
+            actor_id: c.actor_id().to_hex_string(),
+            user_id: Some(user.user_id),
+            device_id: Some("server".into()),
+            connection_id: super::error::current_request_id(),
+        })
+        .collect();
+    Ok((id, changes))
+}
+
+/// A session about to be stored.
+pub(crate) struct NewSession<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub frequency: &'a str,
+    pub assigned: Vec<Uuid>,
+    /// The document's first changes (none for a document a tablet created offline).
+    pub initial: Vec<NewChange>,
+}
+
+/// Store a session with its assignees and first changes, project it, and audit it
+/// (`session.create` with `audit_extra` merged in).
+pub(crate) async fn store_session(
+    state: &AppState,
+    user: &AuthUser,
+    building: &BuildingRecord,
+    new: NewSession<'_>,
+    audit_extra: serde_json::Value,
+) -> ApiResult<SessionView> {
+    let now = Utc::now();
+    let id = new.id;
     let row = SessionRow {
         id,
         org_id: user.org_id,
         building_id: building.id,
-        name: name.to_owned(),
-        frequency: req.frequency.clone(),
+        name: new.name.to_owned(),
+        frequency: new.frequency.to_owned(),
         status: "in_progress".into(),
         rule_set_code: building.rule_set_code.clone(),
         rule_set_version: building.rule_set_version.clone(),
@@ -267,10 +325,9 @@ async fn create(
         signed_off_licence: None,
         signed_off_at: None,
     };
-    let assigned: Vec<Uuid> = assigned.into_iter().collect();
     state
         .store
-        .create_session(&row, &assigned, &initial)
+        .create_session(&row, &new.assigned, &new.initial)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => ApiError::conflict(
@@ -279,21 +336,25 @@ async fn create(
             ),
             other => other.into(),
         })?;
-    if !initial.is_empty() {
+    if !new.initial.is_empty() {
         // Project the fresh document so REST reads see its items at once.
         let _ = state.hub.project_now(id).await;
     }
+    let mut details = json!({ "building_id": building.id, "frequency": new.frequency,
+                              "assigned_to": new.assigned });
+    if let (Some(d), serde_json::Value::Object(extra)) = (details.as_object_mut(), audit_extra) {
+        d.extend(extra);
+    }
     state
         .audit(
-            &user,
+            user,
             "session.create",
             Some(Target::new("session", id)),
-            json!({ "building_id": building.id, "frequency": req.frequency, "assigned_to": assigned,
-                    "registered_offline_document": req.document_id.is_some() }),
+            details,
         )
         .await?;
     let rec = state.store.get_session(user.org_id, id).await?;
-    Ok((StatusCode::CREATED, Json(rec.into())))
+    Ok(rec.into())
 }
 
 /// One item per asset of the building that has a rule at this frequency
@@ -566,6 +627,9 @@ async fn update(
             }),
         )
         .await?;
+    if signing {
+        super::schedule::raise_outside_tolerance(&state, &user, id, after.row.building_id).await;
+    }
     Ok(Json(after.into()))
 }
 

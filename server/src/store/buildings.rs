@@ -22,6 +22,12 @@ pub struct BuildingRecord {
     pub rule_set_version: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Australian state or territory (`NSW`, `VIC`, ...): whose public holidays its working
+    /// days skip.
+    pub state: Option<String>,
+    /// The date its routines are anchored on (commissioning, or a service contract's start),
+    /// unless an asset has its own.
+    pub schedule_anchor: Option<NaiveDate>,
 }
 
 /// A building's contact as stored (name and phone sealed).
@@ -42,6 +48,8 @@ pub struct BuildingPatch {
     pub contact: Option<StoredContact>,
     /// (code, version)
     pub rule_set: Option<(String, String)>,
+    pub state: Option<Option<String>>,
+    pub schedule_anchor: Option<Option<NaiveDate>>,
 }
 
 /// Filters of a building listing; `None` matches all.
@@ -68,6 +76,10 @@ pub struct AssetRecord {
     pub rule_codes: sqlx::types::Json<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The asset's own schedule anchor (overrides the building's).
+    pub schedule_anchor: Option<NaiveDate>,
+    /// When it was made (pressure tests and replacements count from it).
+    pub manufacture_date: Option<NaiveDate>,
 }
 
 impl AssetRecord {
@@ -88,6 +100,8 @@ pub struct AssetPatch {
     pub identifier: Option<Option<String>>,
     pub install_date: Option<Option<NaiveDate>>,
     pub rule_codes: Option<Vec<String>>,
+    pub schedule_anchor: Option<Option<NaiveDate>>,
+    pub manufacture_date: Option<Option<NaiveDate>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -168,13 +182,14 @@ pub trait BuildingStore: Send + Sync {
 /// Columns of `buildings`, in `BuildingRecord` order.
 pub(crate) const BUILDING_COLUMNS: &str = "id, org_id, name, address, building_type, \
      contact_name_enc, contact_phone_enc, contact_email, rule_set_code, rule_set_version, \
-     created_at, updated_at";
+     created_at, updated_at, state, schedule_anchor";
 
 /// Columns of `assets`, in `AssetRecord` order.
 pub(crate) const ASSET_COLUMNS: &str = "id, org_id, building_id, asset_type, location, \
-     identifier, install_date, rule_codes, created_at, updated_at";
+     identifier, install_date, rule_codes, created_at, updated_at, schedule_anchor, \
+     manufacture_date";
 
-/// Rows per multi-row asset INSERT (10 binds each).
+/// Rows per multi-row asset INSERT (12 binds each).
 pub(crate) const ASSET_INSERT_CHUNK: usize = 500;
 
 /// `%s%` for a LIKE with `\` as the escape character.
@@ -200,7 +215,7 @@ macro_rules! buildings_sql {
                 b: &$crate::store::buildings::BuildingRecord,
             ) -> $crate::store::StoreResult<()> {
                 sqlx::query(&format!(
-                    "INSERT INTO buildings ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    "INSERT INTO buildings ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                     $crate::store::buildings::BUILDING_COLUMNS
                 ))
                 .bind(b.id)
@@ -215,6 +230,8 @@ macro_rules! buildings_sql {
                 .bind(&b.rule_set_version)
                 .bind(b.created_at)
                 .bind(b.updated_at)
+                .bind(&b.state)
+                .bind(b.schedule_anchor)
                 .execute(&self.writer)
                 .await
                 .map_err(|e| $crate::store::StoreError::unique(e, "id"))?;
@@ -297,13 +314,16 @@ macro_rules! buildings_sql {
                     contact_email,
                     rule_set_code,
                     rule_set_version,
+                    state: p.state.clone().unwrap_or(current.state),
+                    schedule_anchor: p.schedule_anchor.unwrap_or(current.schedule_anchor),
                     updated_at: chrono::Utc::now(),
                     ..current
                 };
                 sqlx::query(
                     "UPDATE buildings SET name = $1, address = $2, building_type = $3, \
                      contact_name_enc = $4, contact_phone_enc = $5, contact_email = $6, \
-                     rule_set_code = $7, rule_set_version = $8, updated_at = $9 WHERE id = $10",
+                     rule_set_code = $7, rule_set_version = $8, updated_at = $9, state = $11, \
+                     schedule_anchor = $12 WHERE id = $10",
                 )
                 .bind(&next.name)
                 .bind(&next.address)
@@ -315,6 +335,8 @@ macro_rules! buildings_sql {
                 .bind(&next.rule_set_version)
                 .bind(next.updated_at)
                 .bind(id)
+                .bind(&next.state)
+                .bind(next.schedule_anchor)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -352,14 +374,17 @@ macro_rules! buildings_sql {
                 if sessions > 0 {
                     return Err($crate::store::StoreError::Conflict("sessions"));
                 }
-                // The assets' reference values (current and history) go with their assets.
-                sqlx::query(
-                    "DELETE FROM asset_reference_values WHERE building_id = $1 AND org_id = $2",
-                )
-                .bind(id)
-                .bind(org_id)
-                .execute(&mut *tx)
-                .await?;
+                // The assets' reference values (current and history) and service history go
+                // with their assets.
+                for table in ["asset_reference_values", "asset_service_history"] {
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE building_id = $1 AND org_id = $2"
+                    ))
+                    .bind(id)
+                    .bind(org_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 let assets = sqlx::query("DELETE FROM assets WHERE building_id = $1 AND org_id = $2")
                     .bind(id)
                     .bind(org_id)
@@ -419,7 +444,7 @@ macro_rules! buildings_sql {
                     let sql = format!(
                         "INSERT INTO assets ({}) VALUES {}",
                         $crate::store::buildings::ASSET_COLUMNS,
-                        $crate::store::rules::placeholders(chunk.len(), 10)
+                        $crate::store::rules::placeholders(chunk.len(), 12)
                     );
                     let mut q = sqlx::query(&sql);
                     for a in chunk {
@@ -433,7 +458,9 @@ macro_rules! buildings_sql {
                             .bind(a.install_date)
                             .bind(&a.rule_codes)
                             .bind(a.created_at)
-                            .bind(a.updated_at);
+                            .bind(a.updated_at)
+                            .bind(a.schedule_anchor)
+                            .bind(a.manufacture_date);
                     }
                     q.execute(&mut *tx)
                         .await
@@ -527,12 +554,15 @@ macro_rules! buildings_sql {
                         .clone()
                         .map(sqlx::types::Json)
                         .unwrap_or(current.rule_codes),
+                    schedule_anchor: p.schedule_anchor.unwrap_or(current.schedule_anchor),
+                    manufacture_date: p.manufacture_date.unwrap_or(current.manufacture_date),
                     updated_at: chrono::Utc::now(),
                     ..current
                 };
                 sqlx::query(
                     "UPDATE assets SET asset_type = $1, location = $2, identifier = $3, \
-                     install_date = $4, rule_codes = $5, updated_at = $6 WHERE id = $7",
+                     install_date = $4, rule_codes = $5, updated_at = $6, schedule_anchor = $8, \
+                     manufacture_date = $9 WHERE id = $7",
                 )
                 .bind(&next.asset_type)
                 .bind(&next.location)
@@ -541,6 +571,8 @@ macro_rules! buildings_sql {
                 .bind(&next.rule_codes)
                 .bind(next.updated_at)
                 .bind(id)
+                .bind(next.schedule_anchor)
+                .bind(next.manufacture_date)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| $crate::store::StoreError::unique(e, "identifier"))?;

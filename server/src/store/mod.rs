@@ -12,6 +12,7 @@ pub mod idempotency;
 mod postgres;
 pub mod reports;
 pub mod rules;
+pub mod schedule;
 pub mod sessions;
 mod sql;
 mod sqlite;
@@ -315,6 +316,7 @@ pub trait Store:
     + defects::DefectStore
     + rules::RuleStore
     + reports::ReportStore
+    + schedule::ScheduleStore
     + sessions::SessionStore
     + evidence::EvidenceStore
     + idempotency::IdempotencyStore

@@ -149,5 +149,6 @@ super::sessions::sessions_sql!(PgStore, sqlx::Postgres);
 super::evidence::evidence_sql!(PgStore);
 super::idempotency::idempotency_sql!(PgStore);
 super::reports::reports_sql!(PgStore);
+super::schedule::schedule_sql!(PgStore);
 super::defects::defects_sql!(PgStore);
 super::baselines::baselines_sql!(PgStore);

@@ -22,6 +22,9 @@ pub struct ServiceRow {
     /// The item's assessment (suggested outcome, whether the outcome overrides it).
     #[sqlx(default)]
     pub assessment: sqlx::types::Json<serde_json::Value>,
+    /// The first service of this (asset, rule code) before the bound: a grid's anchor when
+    /// nothing else anchors it.
+    pub first_recorded_at: String,
 }
 
 /// How many open defects of one severity an asset has (`asset_id` NULL: building-level).
@@ -59,10 +62,11 @@ pub trait ReportStore: Send + Sync {
 /// `session_items_report_idx` (migration 0008): the rows of one building come out of the index
 /// already in partition order.
 pub(crate) const LATEST_SERVICES_SQL: &str = "SELECT asset_id, rule_code, outcome, \
-     classification, recorded_at, session_id, assessment FROM (\
+     classification, recorded_at, session_id, assessment, first_recorded_at FROM (\
        SELECT asset_id, rule_code, outcome, classification, recorded_at, session_id, assessment, \
          ROW_NUMBER() OVER (PARTITION BY asset_id, rule_code \
-           ORDER BY recorded_at DESC, session_id) AS rn \
+           ORDER BY recorded_at DESC, session_id) AS rn, \
+         MIN(recorded_at) OVER (PARTITION BY asset_id, rule_code) AS first_recorded_at \
        FROM session_items \
        WHERE building_id = $1 AND org_id = $2 AND rule_code IS NOT NULL \
          AND recorded_at IS NOT NULL AND recorded_at < $3 AND outcome IN ('pass', 'fail')\

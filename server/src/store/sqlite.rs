@@ -85,5 +85,6 @@ super::sessions::sessions_sql!(SqliteStore, sqlx::Sqlite);
 super::evidence::evidence_sql!(SqliteStore);
 super::idempotency::idempotency_sql!(SqliteStore);
 super::reports::reports_sql!(SqliteStore);
+super::schedule::schedule_sql!(SqliteStore);
 super::defects::defects_sql!(SqliteStore);
 super::baselines::baselines_sql!(SqliteStore);

@@ -148,6 +148,8 @@ async fn seed(
         rule_set_version: "2012.1.0".into(),
         created_at: now,
         updated_at: now,
+        state: None,
+        schedule_anchor: None,
     };
     store.create_building(&building).await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1851);
@@ -170,6 +172,8 @@ async fn seed(
             rule_codes: sqlx::types::Json(vec![]),
             created_at: now,
             updated_at: now,
+            schedule_anchor: None,
+            manufacture_date: None,
         });
     }
     store.create_assets(&assets).await?;

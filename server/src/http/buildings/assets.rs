@@ -36,6 +36,11 @@ pub struct AssetView {
     pub identifier: Option<String>,
     pub install_date: Option<NaiveDate>,
     pub rule_codes: Vec<String>,
+    /// The date this asset's routines are anchored on (commissioning, first service or the
+    /// start of a service contract); without one the building's, then the first service known.
+    pub schedule_anchor: Option<NaiveDate>,
+    /// When it was made (cylinder pressure tests and replacements count from it).
+    pub manufacture_date: Option<NaiveDate>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -50,6 +55,8 @@ impl From<AssetRecord> for AssetView {
             identifier: a.identifier,
             install_date: a.install_date,
             rule_codes: a.rule_codes.0,
+            schedule_anchor: a.schedule_anchor,
+            manufacture_date: a.manufacture_date,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -64,6 +71,8 @@ pub(super) fn audit_view(a: &AssetRecord) -> serde_json::Value {
         "identifier": a.identifier,
         "install_date": a.install_date,
         "rule_codes": a.rule_codes.0,
+        "schedule_anchor": a.schedule_anchor,
+        "manufacture_date": a.manufacture_date,
     })
 }
 
@@ -97,6 +106,8 @@ pub(super) struct AssetInput {
     pub identifier: Option<String>,
     pub install_date: Option<String>,
     pub rule_codes: Vec<String>,
+    pub schedule_anchor: Option<String>,
+    pub manufacture_date: Option<String>,
 }
 
 /// The validated form.
@@ -107,6 +118,8 @@ pub(super) struct ValidAsset {
     pub identifier: Option<String>,
     pub install_date: Option<NaiveDate>,
     pub rule_codes: Vec<String>,
+    pub schedule_anchor: Option<NaiveDate>,
+    pub manufacture_date: Option<NaiveDate>,
 }
 
 /// What validation checks against: the rules the organisation sees (code -> equipment).
@@ -168,16 +181,29 @@ impl AssetRules {
                 ));
             }
         }
-        let install_date = match input.install_date.as_deref().map(str::trim) {
-            None => None,
-            Some(s) => match self.parse_date(s) {
+        let mut date = |field: &'static str, value: Option<&str>, future_days: u64| {
+            let s = value.map(str::trim)?;
+            match self.parse_date(field, s, future_days) {
                 Ok(d) => Some(d),
                 Err(m) => {
-                    errors.push(field_error("install_date", "invalid_field", m));
+                    errors.push(field_error(field, "invalid_field", m));
                     None
                 }
-            },
+            }
         };
+        let install_date = date("install_date", input.install_date.as_deref(), 1);
+        let manufacture_date = date("manufacture_date", input.manufacture_date.as_deref(), 1);
+        // A contract may start within the coming year.
+        let schedule_anchor = date("schedule_anchor", input.schedule_anchor.as_deref(), 366);
+        if let (Some(made), Some(installed)) = (manufacture_date, install_date) {
+            if made > installed {
+                errors.push(field_error(
+                    "manufacture_date",
+                    "invalid_field",
+                    format!("manufacture_date {made} is after install_date {installed}"),
+                ));
+            }
+        }
         let mut rule_codes: Vec<String> = Vec::new();
         for code in input.rule_codes.iter().map(|c| c.trim()) {
             if code.is_empty() || rule_codes.iter().any(|c| c == code) {
@@ -205,14 +231,17 @@ impl AssetRules {
                 identifier,
                 install_date,
                 rule_codes,
+                schedule_anchor,
+                manufacture_date,
             })
         } else {
             Err(errors)
         }
     }
 
-    /// `YYYY-MM-DD`, from 1900 up to tomorrow (field devices may be a time zone ahead).
-    fn parse_date(&self, s: &str) -> Result<NaiveDate, String> {
+    /// `YYYY-MM-DD`, from 1900 up to `future_days` after today (1: field devices may be a time
+    /// zone ahead).
+    fn parse_date(&self, field: &str, s: &str, future_days: u64) -> Result<NaiveDate, String> {
         let shaped = s.len() == 10
             && s.bytes().enumerate().all(|(i, b)| {
                 if i == 4 || i == 7 {
@@ -224,16 +253,18 @@ impl AssetRules {
         let date = shaped
             .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
             .flatten()
-            .ok_or_else(|| format!("install_date '{s}' is not a date YYYY-MM-DD"))?;
+            .ok_or_else(|| format!("{field} '{s}' is not a date YYYY-MM-DD"))?;
         let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN);
         let latest = self
             .today
-            .checked_add_days(Days::new(1))
+            .checked_add_days(Days::new(future_days))
             .unwrap_or(self.today);
         if date < earliest || date > latest {
-            return Err(format!(
-                "install_date {s} must be between 1900-01-01 and today"
-            ));
+            return Err(if future_days > 1 {
+                format!("{field} {s} must be between 1900-01-01 and {latest}")
+            } else {
+                format!("{field} {s} must be between 1900-01-01 and today")
+            });
         }
         Ok(date)
     }
@@ -252,6 +283,12 @@ pub struct CreateAsset {
     pub install_date: Option<String>,
     /// Rules that apply; each must exist for the organisation and match `asset_type`.
     pub rule_codes: Option<Vec<String>>,
+    /// `YYYY-MM-DD`: anchors this asset's routines (commissioning or contract start).
+    #[schema(format = Date)]
+    pub schedule_anchor: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
+    pub manufacture_date: Option<String>,
 }
 
 /// Add an asset to a building (admin, office).
@@ -276,6 +313,8 @@ async fn create(
             identifier: req.identifier,
             install_date: req.install_date,
             rule_codes,
+            schedule_anchor: req.schedule_anchor,
+            manufacture_date: req.manufacture_date,
         })
         .map_err(|mut e| ApiError::from(e.remove(0)))?;
     let now = Utc::now();
@@ -290,6 +329,8 @@ async fn create(
         rule_codes: sqlx::types::Json(valid.rule_codes),
         created_at: now,
         updated_at: now,
+        schedule_anchor: valid.schedule_anchor,
+        manufacture_date: valid.manufacture_date,
     };
     state
         .store
@@ -382,6 +423,14 @@ pub struct UpdateAsset {
     pub install_date: Option<Option<String>>,
     /// Replaces the list.
     pub rule_codes: Option<Vec<String>>,
+    /// `YYYY-MM-DD`; `null` removes it.
+    #[serde(default, deserialize_with = "crate::http::extract::double_option")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub schedule_anchor: Option<Option<String>>,
+    /// `YYYY-MM-DD`; `null` removes it.
+    #[serde(default, deserialize_with = "crate::http::extract::double_option")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub manufacture_date: Option<Option<String>>,
 }
 
 /// Change an asset (admin, office). The result is validated as a whole: a new `asset_type`
@@ -420,6 +469,14 @@ async fn update(
                 .install_date
                 .map(|d| d.format("%Y-%m-%d").to_string()),
         },
+        schedule_anchor: match &req.schedule_anchor {
+            Some(v) => v.clone(),
+            None => before.schedule_anchor.map(|d| d.to_string()),
+        },
+        manufacture_date: match &req.manufacture_date {
+            Some(v) => v.clone(),
+            None => before.manufacture_date.map(|d| d.to_string()),
+        },
         // Rule codes are checked when they or the type change; an untouched list stays valid
         // even if one of its rules has since been deactivated.
         rule_codes: if req.rule_codes.is_some() || req.asset_type.is_some() {
@@ -440,6 +497,14 @@ async fn update(
         identifier: req.identifier.is_some().then_some(valid.identifier),
         install_date: req.install_date.is_some().then_some(valid.install_date),
         rule_codes: req.rule_codes.is_some().then_some(valid.rule_codes),
+        schedule_anchor: req
+            .schedule_anchor
+            .is_some()
+            .then_some(valid.schedule_anchor),
+        manufacture_date: req
+            .manufacture_date
+            .is_some()
+            .then_some(valid.manufacture_date),
     };
     let after = state
         .store

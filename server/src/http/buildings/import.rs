@@ -83,6 +83,8 @@ async fn import(
                     .take(4)
                     .map(|s| s.split(';').map(|c| c.trim().to_owned()).collect())
                     .unwrap_or_default(),
+                schedule_anchor: None,
+                manufacture_date: None,
             };
             (r.row, input)
         })
@@ -140,6 +142,8 @@ async fn import(
                     rule_codes: sqlx::types::Json(valid.rule_codes),
                     created_at: now,
                     updated_at: now,
+                    schedule_anchor: None,
+                    manufacture_date: None,
                 });
             }
         }

@@ -1,0 +1,202 @@
+//! The schedule's own rows: services recorded outside sessions (a site's history brought at
+//! onboarding, or entered by the office) and the public holidays an organisation adds per
+//! state. Shared SQL for both backends, like the other `*_sql!` macros.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use super::StoreResult;
+
+/// A service of an asset's routine recorded outside a session.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct HistoryRecord {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub building_id: Uuid,
+    pub asset_id: Uuid,
+    pub rule_code: String,
+    pub serviced_on: NaiveDate,
+    /// `pass` or `fail`.
+    pub outcome: String,
+    /// `import` (CSV onboarding) or `office` (entered through the API).
+    pub source: String,
+    pub note: Option<String>,
+    pub recorded_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A public holiday an organisation added for a state.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct HolidayRow {
+    pub state: String,
+    pub day: NaiveDate,
+    pub name: String,
+}
+
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// The history rows of a building of `org_id` serviced before `before`.
+    async fn service_history(
+        &self,
+        org_id: Uuid,
+        building_id: Uuid,
+        before: NaiveDate,
+    ) -> StoreResult<Vec<HistoryRecord>>;
+
+    /// One asset's history rows, newest first.
+    async fn asset_service_history(
+        &self,
+        org_id: Uuid,
+        asset_id: Uuid,
+    ) -> StoreResult<Vec<HistoryRecord>>;
+
+    /// Insert history rows in one transaction; a row for an (asset, routine, day) already
+    /// recorded is left as it is. Returns how many were new.
+    async fn add_service_history(&self, rows: &[HistoryRecord]) -> StoreResult<u64>;
+
+    /// The holidays `org_id` added for `state`.
+    async fn holidays(&self, org_id: Uuid, state: &str) -> StoreResult<Vec<HolidayRow>>;
+
+    /// Replace the holidays `org_id` added for `state` in `year` with `days`.
+    async fn replace_holidays(
+        &self,
+        org_id: Uuid,
+        state: &str,
+        year: i32,
+        days: &[(NaiveDate, String)],
+    ) -> StoreResult<()>;
+}
+
+pub(crate) const HISTORY_COLUMNS: &str = "id, org_id, building_id, asset_id, rule_code, \
+     serviced_on, outcome, source, note, recorded_by, created_at";
+
+macro_rules! schedule_sql {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::schedule::ScheduleStore for $store {
+            async fn service_history(
+                &self,
+                org_id: uuid::Uuid,
+                building_id: uuid::Uuid,
+                before: chrono::NaiveDate,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::schedule::HistoryRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM asset_service_history \
+                     WHERE building_id = $1 AND org_id = $2 AND serviced_on < $3",
+                    $crate::store::schedule::HISTORY_COLUMNS
+                ))
+                .bind(building_id)
+                .bind(org_id)
+                .bind(before)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn asset_service_history(
+                &self,
+                org_id: uuid::Uuid,
+                asset_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::schedule::HistoryRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM asset_service_history WHERE asset_id = $1 AND org_id = $2 \
+                     ORDER BY serviced_on DESC, rule_code",
+                    $crate::store::schedule::HISTORY_COLUMNS
+                ))
+                .bind(asset_id)
+                .bind(org_id)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn add_service_history(
+                &self,
+                rows: &[$crate::store::schedule::HistoryRecord],
+            ) -> $crate::store::StoreResult<u64> {
+                let mut tx = self.writer.begin().await?;
+                let mut added = 0;
+                for chunk in rows.chunks(500) {
+                    let sql = format!(
+                        "INSERT INTO asset_service_history ({}) VALUES {} \
+                         ON CONFLICT (asset_id, rule_code, serviced_on) DO NOTHING",
+                        $crate::store::schedule::HISTORY_COLUMNS,
+                        $crate::store::rules::placeholders(chunk.len(), 11)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for r in chunk {
+                        q = q
+                            .bind(r.id)
+                            .bind(r.org_id)
+                            .bind(r.building_id)
+                            .bind(r.asset_id)
+                            .bind(&r.rule_code)
+                            .bind(r.serviced_on)
+                            .bind(&r.outcome)
+                            .bind(&r.source)
+                            .bind(&r.note)
+                            .bind(r.recorded_by)
+                            .bind(r.created_at);
+                    }
+                    added += q.execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(added)
+            }
+
+            async fn holidays(
+                &self,
+                org_id: uuid::Uuid,
+                state: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::schedule::HolidayRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT state, day, name FROM public_holidays \
+                     WHERE org_id = $1 AND state = $2 ORDER BY day",
+                )
+                .bind(org_id)
+                .bind(state)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn replace_holidays(
+                &self,
+                org_id: uuid::Uuid,
+                state: &str,
+                year: i32,
+                days: &[(chrono::NaiveDate, String)],
+            ) -> $crate::store::StoreResult<()> {
+                let first = chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+                    .ok_or($crate::store::StoreError::NotFound)?;
+                let last = chrono::NaiveDate::from_ymd_opt(year, 12, 31)
+                    .ok_or($crate::store::StoreError::NotFound)?;
+                let mut tx = self.writer.begin().await?;
+                sqlx::query(
+                    "DELETE FROM public_holidays WHERE org_id = $1 AND state = $2 \
+                     AND day >= $3 AND day <= $4",
+                )
+                .bind(org_id)
+                .bind(state)
+                .bind(first)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+                for (day, name) in days {
+                    sqlx::query(
+                        "INSERT INTO public_holidays (org_id, state, day, name) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(org_id)
+                    .bind(state)
+                    .bind(day)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use schedule_sql;
