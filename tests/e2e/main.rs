@@ -35,6 +35,7 @@ mod reference_values;
 mod roles;
 mod rules;
 mod samod_client;
+mod schedule;
 mod sessions;
 mod store_conformance;
 mod sync;

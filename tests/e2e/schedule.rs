@@ -1,0 +1,609 @@
+//! The schedule through the API: anchors set on buildings and assets, working-day windows that
+//! skip a state's public holidays (built in and added), shorter routines folded into longer
+//! ones due with them, paging, service history counted, a session made from what is due, and
+//! a routine serviced outside its tolerance window raising a non-conformance at sign-off.
+
+use chrono::{Days, Months, NaiveDate, Utc};
+use firemode_server::store::schedule::HistoryRecord;
+use firemode_tests::{assert_problem, backend_tests, Backend, Client, Org, Resp, TestServer};
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+backend_tests!(
+    anchors_folding_and_holidays,
+    history_counts_and_a_session_is_made_from_what_is_due,
+    schedule_pages_and_bad_inputs,
+);
+
+const EXT_6M: &str = "AS1851-10-6M-EXT";
+const EXT_12M: &str = "AS1851-10-12M-EXT";
+const FD_6M: &str = "AS1851-12-6M-FD";
+const FD_12M: &str = "AS1851-12-12M-FD";
+const SPR_1M: &str = "AS1851-2-1M-SPR";
+
+async fn create_building(srv: &TestServer, t: &str, extra: Value) -> Uuid {
+    let mut body = json!({ "name": "Harbour House", "address": "1 Quay St, Sydney NSW",
+                           "building_type": "Class 5 office" });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let r = srv.client.post("/v1/buildings", Some(t), &body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn create_asset(srv: &TestServer, t: &str, b: Uuid, body: Value) -> Uuid {
+    let r = srv
+        .client
+        .post(&format!("/v1/buildings/{b}/assets"), Some(t), &body)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn patch(srv: &TestServer, t: &str, path: &str, body: Value) -> Resp {
+    Client::send(srv.client.request(Method::PATCH, path, Some(t)).json(&body)).await
+}
+
+async fn schedule(srv: &TestServer, t: &str, q: &str) -> Value {
+    let r = srv.client.get(&format!("/v1/schedule?{q}"), Some(t)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json
+}
+
+/// (rule code, scheduled date, includes) of every item of one asset.
+fn of_asset(s: &Value, asset: Uuid) -> Vec<(String, String, Vec<String>)> {
+    s["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["asset_id"] == asset.to_string())
+        .map(|i| {
+            (
+                i["rule_code"].as_str().unwrap().to_owned(),
+                i["next_due"].as_str().unwrap_or("").to_owned(),
+                i["includes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn d(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+async fn anchors_folding_and_holidays(be: Backend) {
+    let Some(srv) = TestServer::start(be).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let t = org.admin.token.as_str();
+    let today = Utc::now().date_naive();
+    let building_anchor = today - Days::new(10);
+    let asset_anchor = today - Days::new(40);
+    let b = create_building(
+        &srv,
+        t,
+        json!({ "schedule_anchor": building_anchor, "state": "NSW" }),
+    )
+    .await;
+    let r = srv.client.get(&format!("/v1/buildings/{b}"), Some(t)).await;
+    assert_eq!(r.json["state"], "NSW");
+    assert_eq!(r.json["schedule_anchor"], building_anchor.to_string());
+
+    // A fire door on the building's anchor: six-monthly and yearly routines.
+    let door = create_asset(
+        &srv,
+        t,
+        b,
+        json!({ "asset_type": "fire_door", "location": "Level 3 stair", "identifier": "FD-301",
+                "rule_codes": [FD_6M, FD_12M] }),
+    )
+    .await;
+    // An extinguisher on its own anchor.
+    let ext = create_asset(
+        &srv,
+        t,
+        b,
+        json!({ "asset_type": "portable_extinguisher", "location": "Level 3 lobby",
+                "identifier": "EXT-301", "rule_codes": [EXT_6M, EXT_12M],
+                "schedule_anchor": asset_anchor, "manufacture_date": "2019-03-01" }),
+    )
+    .await;
+    let r = srv
+        .client
+        .get(&format!("/v1/buildings/{b}/assets/{ext}"), Some(t))
+        .await;
+    assert_eq!(r.json["schedule_anchor"], asset_anchor.to_string());
+    assert_eq!(r.json["manufacture_date"], "2019-03-01");
+
+    let to = today + Days::new(366);
+    let s = schedule(&srv, t, &format!("building_id={b}&from={today}&to={to}")).await;
+    let six = |a: NaiveDate| a.checked_add_months(Months::new(6)).unwrap().to_string();
+    let twelve = |a: NaiveDate| a.checked_add_months(Months::new(12)).unwrap().to_string();
+    // The yearly service includes the six-monthly one due with it; the first six-monthly is
+    // on its own.
+    assert_eq!(
+        of_asset(&s, door),
+        vec![
+            (FD_6M.into(), six(building_anchor), vec![]),
+            (
+                FD_12M.into(),
+                twelve(building_anchor),
+                vec![FD_6M.to_string()]
+            ),
+        ],
+        "{s}"
+    );
+    assert_eq!(
+        of_asset(&s, ext),
+        vec![
+            (EXT_6M.into(), six(asset_anchor), vec![]),
+            (
+                EXT_12M.into(),
+                twelve(asset_anchor),
+                vec![EXT_6M.to_string()]
+            ),
+        ],
+        "{s}"
+    );
+    let item = s["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["asset_id"] == ext.to_string())
+        .unwrap();
+    assert_eq!(item["anchor_source"], "asset");
+    assert_eq!(item["anchor"], asset_anchor.to_string());
+    let door_item = s["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["asset_id"] == door.to_string())
+        .unwrap();
+    assert_eq!(door_item["anchor_source"], "building");
+    // Six-monthly tolerance is ±1 month.
+    let due = d(door_item["next_due"].as_str().unwrap());
+    assert_eq!(
+        door_item["due_by"],
+        due.checked_add_months(Months::new(1)).unwrap().to_string()
+    );
+    assert_eq!(
+        door_item["window_opens"],
+        due.checked_sub_months(Months::new(1)).unwrap().to_string()
+    );
+    // The compliance report shows the same anchors.
+    let r = srv
+        .client
+        .get(&format!("/v1/buildings/{b}/compliance"), Some(t))
+        .await;
+    let rows = r.json["items"].as_array().unwrap();
+    assert!(rows
+        .iter()
+        .filter(|r| r["asset_id"] == door.to_string())
+        .all(|r| r["anchor_source"] == "building" && !r["overdue"].as_bool().unwrap()));
+
+    // Monthly: ±5 working days. A sprinkler system due on Christmas Day 2026 (a Friday).
+    let spr = create_asset(
+        &srv,
+        t,
+        b,
+        json!({ "asset_type": "sprinkler_system", "location": "Valve room", "identifier": "SPR-1",
+                "rule_codes": [SPR_1M], "schedule_anchor": "2026-11-25" }),
+    )
+    .await;
+    let christmas_due_by = |s: &Value| {
+        s["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["asset_id"] == spr.to_string() && i["next_due"] == "2026-12-25")
+            .unwrap_or_else(|| panic!("no item due 2026-12-25 in {s}"))["due_by"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let q = format!("building_id={b}&from=2026-12-01&to=2027-01-31");
+    // NSW: Boxing Day's Monday substitute (28th) and New Year's Day (Friday 1st) skipped.
+    assert_eq!(christmas_due_by(&schedule(&srv, t, &q).await), "2027-01-05");
+    // Without a state only weekends are skipped.
+    let r = patch(
+        &srv,
+        t,
+        &format!("/v1/buildings/{b}"),
+        json!({ "state": null }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(christmas_due_by(&schedule(&srv, t, &q).await), "2027-01-01");
+    // A holiday the organisation adds for the state counts too.
+    let r = patch(
+        &srv,
+        t,
+        &format!("/v1/buildings/{b}"),
+        json!({ "state": "NSW" }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = Client::send(
+        srv.client
+            .request(Method::PUT, "/v1/holidays/NSW/2027", Some(t))
+            .json(&json!({ "holidays": [{ "date": "2027-01-04", "name": "Site shutdown" }] })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json["holidays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["date"] == "2027-01-04" && h["source"] == "organisation"));
+    assert!(r.json["holidays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["date"] == "2027-01-26" && h["source"] == "built_in"));
+    assert_eq!(christmas_due_by(&schedule(&srv, t, &q).await), "2027-01-06");
+    // Another organisation's holidays are its own.
+    let other = srv.org("Other").await;
+    let r = srv
+        .client
+        .get("/v1/holidays?state=NSW&year=2027", Some(&other.admin.token))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json["holidays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["source"] == "built_in"));
+    // Monthly services in January come after Christmas, on the 25th.
+    let s = schedule(&srv, t, &q).await;
+    let dates: Vec<String> = of_asset(&s, spr).into_iter().map(|i| i.1).collect();
+    assert!(dates.contains(&"2027-01-25".to_string()), "{dates:?}");
+}
+
+async fn add_history(srv: &TestServer, org: &Org, b: Uuid, asset: Uuid, code: &str, on: NaiveDate) {
+    let added = srv
+        .store()
+        .add_service_history(&[HistoryRecord {
+            id: Uuid::now_v7(),
+            org_id: org.id,
+            building_id: b,
+            asset_id: asset,
+            rule_code: code.into(),
+            serviced_on: on,
+            outcome: "pass".into(),
+            source: "import".into(),
+            note: None,
+            recorded_by: None,
+            created_at: Utc::now(),
+        }])
+        .await
+        .expect("history");
+    assert_eq!(added, 1);
+}
+
+async fn history_counts_and_a_session_is_made_from_what_is_due(be: Backend) {
+    let Some(srv) = TestServer::start(be).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let t = org.admin.token.as_str();
+    let today = Utc::now().date_naive();
+    let b = create_building(&srv, t, json!({})).await;
+    let ext = |i: usize| {
+        json!({ "asset_type": "portable_extinguisher", "location": format!("Level {i}"),
+                "identifier": format!("EXT-{i}"), "rule_codes": [EXT_6M] })
+    };
+    let mut assets = Vec::new();
+    for i in 0..3 {
+        assets.push(create_asset(&srv, t, b, ext(i)).await);
+    }
+    // EXT-0: last serviced six months ago less four days: due in four days, on time today.
+    let on_time = today.checked_sub_months(Months::new(6)).unwrap() + Days::new(4);
+    add_history(&srv, &org, b, assets[0], EXT_6M, on_time).await;
+    // EXT-1: first and last serviced 15 months ago: overdue, and a service today is outside
+    // tolerance (its grid's dates are 3 months ago and 3 months ahead, ±1 month).
+    let lapsed = today.checked_sub_months(Months::new(15)).unwrap();
+    add_history(&srv, &org, b, assets[1], EXT_6M, lapsed).await;
+    // EXT-2: serviced last month: not due for five months.
+    let recent = today.checked_sub_months(Months::new(1)).unwrap();
+    add_history(&srv, &org, b, assets[2], EXT_6M, recent).await;
+
+    let r = srv
+        .client
+        .get(&format!("/v1/buildings/{b}/compliance"), Some(t))
+        .await;
+    let row = |i: usize| {
+        r.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["asset_id"] == assets[i].to_string())
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row(0)["overdue"], false);
+    assert_eq!(row(0)["anchor_source"], "first_service");
+    assert_eq!(row(0)["last_session_id"], Value::Null, "imported");
+    assert_eq!(row(1)["overdue"], true);
+    assert_eq!(row(2)["overdue"], false);
+    assert_eq!(
+        row(2)["next_due"],
+        recent
+            .checked_add_months(Months::new(6))
+            .unwrap()
+            .to_string()
+    );
+
+    // A session from what is due in the next 30 days: EXT-0 and the overdue EXT-1.
+    let inspector = srv.user(&org, "inspector").await;
+    let r = srv
+        .client
+        .post(
+            "/v1/schedule/sessions",
+            Some(t),
+            &json!({ "building_id": b, "assigned_to": [inspector.id] }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json["frequency"], "six_monthly");
+    let session: Uuid = r.json["id"].as_str().unwrap().parse().unwrap();
+    let results = srv
+        .client
+        .get(&format!("/v1/tests/sessions/{session}/results"), Some(t))
+        .await;
+    assert_eq!(results.status, 200, "{}", results.body);
+    let mut items: Vec<String> = results.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["asset_id"].as_str().unwrap().to_owned())
+        .collect();
+    items.sort();
+    let mut expected = vec![assets[0].to_string(), assets[1].to_string()];
+    expected.sort();
+    assert_eq!(items, expected);
+    // The inspector does both today and the office signs off.
+    let r = Client::send(
+        srv.client
+            .request(
+                Method::POST,
+                &format!("/v1/tests/sessions/{session}/results"),
+                Some(&inspector.token),
+            )
+            .header("idempotency-key", Uuid::new_v4().to_string())
+            .json(&json!({ "results": [
+                { "asset_id": assets[0], "outcome": "pass" },
+                { "asset_id": assets[1], "outcome": "pass" },
+            ] })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = patch(
+        &srv,
+        t,
+        &format!("/v1/tests/sessions/{session}"),
+        json!({ "status": "completed" }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // EXT-1's service today missed the window of its scheduled dates: one non-conformance,
+    // to be reported within a week; EXT-0's was on time.
+    let r = srv
+        .client
+        .get(&format!("/v1/defects?building_id={b}"), Some(t))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let found: Vec<&Value> = r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["observed_condition"] == "service_outside_tolerance")
+        .collect();
+    assert_eq!(found.len(), 1, "{}", r.body);
+    let nc = found[0];
+    assert_eq!(nc["asset_id"], assets[1].to_string());
+    assert_eq!(nc["severity"], "non_conformance");
+    assert_eq!(nc["status"], "open");
+    assert_eq!(nc["rule_code"], EXT_6M);
+    assert!(nc["title"]
+        .as_str()
+        .unwrap()
+        .contains("outside its tolerance window"));
+    let discovered: chrono::DateTime<Utc> = nc["discovered_at"].as_str().unwrap().parse().unwrap();
+    let notify_by: chrono::DateTime<Utc> = nc["notify_by"].as_str().unwrap().parse().unwrap();
+    assert_eq!((notify_by - discovered).num_days(), 7);
+    // EXT-1 is on its grid again, anchored on its first service.
+    let r = srv
+        .client
+        .get(&format!("/v1/buildings/{b}/compliance"), Some(t))
+        .await;
+    let ext1 = r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["asset_id"] == assets[1].to_string())
+        .unwrap();
+    assert_eq!(ext1["outside_tolerance"], true);
+    assert_eq!(ext1["anchor"], lapsed.to_string());
+    assert_eq!(ext1["overdue"], false);
+    assert_eq!(ext1["last_session_id"], session.to_string());
+
+    // Nothing is due now in this building: 422, and no session is made.
+    let r = srv
+        .client
+        .post(
+            "/v1/schedule/sessions",
+            Some(t),
+            &json!({ "building_id": b }),
+        )
+        .await;
+    assert_problem(&r, 422, "nothing_due");
+    // An inspector cannot plan; another organisation's building is not found.
+    let r = srv
+        .client
+        .post(
+            "/v1/schedule/sessions",
+            Some(&inspector.token),
+            &json!({ "building_id": b }),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let other = srv.org("Other").await;
+    let r = srv
+        .client
+        .post(
+            "/v1/schedule/sessions",
+            Some(&other.admin.token),
+            &json!({ "building_id": b }),
+        )
+        .await;
+    assert_problem(&r, 404, "not_found");
+}
+
+async fn schedule_pages_and_bad_inputs(be: Backend) {
+    let Some(srv) = TestServer::start(be).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let t = org.admin.token.as_str();
+    let today = Utc::now().date_naive();
+    let b = create_building(&srv, t, json!({ "schedule_anchor": today - Days::new(3) })).await;
+    for i in 0..5 {
+        create_asset(
+            &srv,
+            t,
+            b,
+            json!({ "asset_type": "portable_extinguisher", "location": "L1",
+                    "identifier": format!("EXT-{i}"), "rule_codes": [EXT_6M] }),
+        )
+        .await;
+    }
+    // Five assets, six-monthly over a year: ten items, in pages of three.
+    let q = format!("building_id={b}&from={today}&to={}", today + Days::new(366));
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    loop {
+        let s = schedule(&srv, t, &format!("{q}&limit=3&offset={offset}")).await;
+        assert_eq!(s["total"], 10, "{s}");
+        assert_eq!(s["overdue"], 0);
+        for i in s["items"].as_array().unwrap() {
+            seen.push(format!("{}:{}", i["identifier"], i["next_due"]));
+        }
+        match s["next_offset"].as_u64() {
+            Some(n) => offset = n as usize,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 10);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 10, "no item twice across pages: {seen:?}");
+    let s = schedule(&srv, t, &q).await;
+    let months: u64 = s["by_month"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["due"].as_u64().unwrap())
+        .sum();
+    assert_eq!(months, 10);
+
+    for bad in [
+        "limit=0",
+        "limit=10001",
+        "from=2026-01-01&to=2025-01-01",
+        "offset=-1",
+    ] {
+        let r = srv
+            .client
+            .get(&format!("/v1/schedule?{bad}"), Some(t))
+            .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    for (path, status) in [
+        ("/v1/holidays?state=XX&year=2027", 400),
+        ("/v1/holidays?state=NSW&year=1700", 400),
+        ("/v1/holidays", 400),
+    ] {
+        let r = srv.client.get(path, Some(t)).await;
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+    }
+    let put = |path: &'static str, body: Value| {
+        let srv = &srv;
+        async move { Client::send(srv.client.request(Method::PUT, path, Some(t)).json(&body)).await }
+    };
+    let r = put("/v1/holidays/XX/2027", json!({ "holidays": [] })).await;
+    assert_problem(&r, 400, "invalid_state");
+    let r = put(
+        "/v1/holidays/VIC/2027",
+        json!({ "holidays": [{ "date": "2028-01-02", "name": "Wrong year" }] }),
+    )
+    .await;
+    assert_problem(&r, 422, "invalid_field");
+    let r = put(
+        "/v1/holidays/VIC/2027",
+        json!({ "holidays": [{ "date": "2027-03-08", "name": "Labour Day" },
+                             { "date": "2027-03-08", "name": "Again" }] }),
+    )
+    .await;
+    assert_problem(&r, 422, "invalid_field");
+    let r = put(
+        "/v1/holidays/VIC/2027",
+        json!({ "holidays": [{ "date": "2027-03-08", "name": "  " }] }),
+    )
+    .await;
+    assert_problem(&r, 422, "invalid_field");
+    // Nothing was stored by the refused requests.
+    let r = srv
+        .client
+        .get("/v1/holidays?state=VIC&year=2027", Some(t))
+        .await;
+    assert!(r.json["holidays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["source"] == "built_in"));
+    // Bad anchors and states on buildings and assets change nothing.
+    let far = (today + Days::new(400)).to_string();
+    for body in [
+        json!({ "schedule_anchor": far }),
+        json!({ "state": "Victoria" }),
+        json!({ "schedule_anchor": "1850-01-01" }),
+    ] {
+        let r = patch(&srv, t, &format!("/v1/buildings/{b}"), body.clone()).await;
+        assert!(r.status == 422 || r.status == 400, "{body}: {}", r.body);
+    }
+    let r = srv.client.get(&format!("/v1/buildings/{b}"), Some(t)).await;
+    assert_eq!(
+        r.json["schedule_anchor"],
+        (today - Days::new(3)).to_string()
+    );
+    let r = srv
+        .client
+        .post(
+            &format!("/v1/buildings/{b}/assets"),
+            Some(t),
+            &json!({ "asset_type": "portable_extinguisher", "location": "L1",
+                     "install_date": "2020-01-01", "manufacture_date": "2021-01-01" }),
+        )
+        .await;
+    assert_problem(&r, 422, "invalid_field");
+    assert!(r.body.contains("manufacture_date"), "{}", r.body);
+    let r = srv
+        .client
+        .post(
+            &format!("/v1/buildings/{b}/assets"),
+            Some(t),
+            &json!({ "asset_type": "portable_extinguisher", "location": "L1",
+                     "schedule_anchor": far }),
+        )
+        .await;
+    assert_problem(&r, 422, "invalid_field");
+}
