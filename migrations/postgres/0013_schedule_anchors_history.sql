@@ -41,3 +41,7 @@ CREATE TABLE public_holidays (
     name    TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
     PRIMARY KEY (org_id, state, day)
 );
+
+-- The organisation-wide schedule reads every asset of an organisation at once.
+CREATE INDEX assets_org_idx ON assets (org_id, building_id);
+CREATE INDEX session_items_org_report_idx ON session_items (org_id, asset_id, rule_code, recorded_at);

@@ -312,57 +312,154 @@ pub fn calendar(
 }
 
 /// A rule with its interval and tolerance.
-struct Applicable<'a> {
-    rule: &'a RuleRecord,
-    months: u32,
-    routine: Routine,
+pub(crate) struct Applicable<'a> {
+    pub rule: &'a RuleRecord,
+    pub months: u32,
+    pub routine: Routine,
+}
+
+/// Services by (asset, rule code), and the first service known of each.
+pub(crate) struct ServiceIndex<'a> {
+    services: HashMap<(Uuid, &'a str), Vec<Service<'a>>>,
+    /// The first service known per (asset, rule code): a grid's anchor when nothing else is.
+    first: HashMap<(Uuid, &'a str), NaiveDate>,
+}
+
+impl<'a> ServiceIndex<'a> {
+    /// Index session services and history rows up to `as_of`.
+    pub(crate) fn new(
+        services: &'a [ServiceRow],
+        history: &'a [HistoryRecord],
+        as_of: NaiveDate,
+    ) -> Self {
+        let mut index = Self {
+            services: HashMap::new(),
+            first: HashMap::new(),
+        };
+        for row in services {
+            let (Ok(asset), Ok(at)) = (
+                row.asset_id.parse::<Uuid>(),
+                DateTime::parse_from_rfc3339(&row.recorded_at),
+            ) else {
+                continue; // not a service we can place in time (flagged by the projection)
+            };
+            let at = at.with_timezone(&Utc);
+            let key = (asset, row.rule_code.as_str());
+            if let Ok(f) = DateTime::parse_from_rfc3339(&row.first_recorded_at) {
+                index.first_seen(key, f.with_timezone(&Utc).date_naive());
+            }
+            if at.date_naive() <= as_of {
+                index.services.entry(key).or_default().push(Service {
+                    at,
+                    rule_code: &row.rule_code,
+                    outcome: &row.outcome,
+                    row: Some(row),
+                });
+            }
+        }
+        for h in history {
+            if h.serviced_on > as_of {
+                continue;
+            }
+            let key = (h.asset_id, h.rule_code.as_str());
+            index.first_seen(key, h.serviced_on);
+            index.services.entry(key).or_default().push(Service {
+                at: h.serviced_on.and_time(chrono::NaiveTime::MIN).and_utc(),
+                rule_code: &h.rule_code,
+                outcome: &h.outcome,
+                row: None,
+            });
+        }
+        index
+    }
+
+    fn first_seen(&mut self, key: (Uuid, &'a str), day: NaiveDate) {
+        self.first
+            .entry(key)
+            .and_modify(|d| *d = (*d).min(day))
+            .or_insert(day);
+    }
+}
+
+/// The active rules that apply to `asset` with their routines, shortest interval first.
+pub(crate) fn applicable<'a>(asset: &AssetRecord, rules: &'a [RuleRecord]) -> Vec<Applicable<'a>> {
+    let lib = crate::rules::library();
+    let mut applicable: Vec<Applicable<'a>> = rules
+        .iter()
+        .filter(|r| crate::domain::applicability::applies(&asset.facts(), &r.facts()))
+        .filter_map(|rule| {
+            let f = lib.frequency(&rule.frequency)?;
+            Some(Applicable {
+                rule,
+                months: f.months,
+                routine: Routine {
+                    months: f.months,
+                    tolerance: f.tolerance,
+                },
+            })
+        })
+        .collect();
+    applicable.sort_by(|a, b| (a.months, &a.rule.code).cmp(&(b.months, &b.rule.code)));
+    applicable
+}
+
+/// Where one routine (`a`, one of the asset's `applicable`) stands on `as_of`: its services
+/// and those of the asset's longer-interval routines (which include it), newest first and one
+/// per day, its grid's anchor, and its standing on the grid.
+pub(crate) fn routine_state<'a, 'i>(
+    index: &'i ServiceIndex<'a>,
+    building: &BuildingRecord,
+    asset: &AssetRecord,
+    applicable: &[Applicable<'a>],
+    a: &Applicable<'a>,
+    as_of: NaiveDate,
+    calendar: &schedule::Calendar,
+) -> RoutineState<'a, 'i> {
+    let family: Vec<&str> = applicable
+        .iter()
+        .filter(|other| other.rule.code == a.rule.code || other.months > a.months)
+        .map(|other| other.rule.code.as_str())
+        .collect();
+    let mut history: Vec<&Service<'a>> = family
+        .iter()
+        .filter_map(|code| index.services.get(&(asset.id, *code)))
+        .flatten()
+        .collect();
+    history.sort_by(|x, y| y.at.cmp(&x.at).then(x.rule_code.cmp(y.rule_code)));
+    history.dedup_by_key(|s| s.at.date_naive());
+    // Scheduled on the routine's grid (domain::schedule): on-time services do not move the
+    // next due date.
+    let first_service = family
+        .iter()
+        .filter_map(|code| index.first.get(&(asset.id, *code)))
+        .min()
+        .copied();
+    let anchor = schedule::anchor(
+        asset.schedule_anchor,
+        building.schedule_anchor,
+        first_service,
+        asset.install_date,
+    );
+    let days: Vec<NaiveDate> = history.iter().map(|s| s.at.date_naive()).collect();
+    let standing = schedule::standing(a.routine, anchor, &days, as_of, calendar);
+    RoutineState { history, standing }
+}
+
+/// See [`routine_state`].
+pub(crate) struct RoutineState<'a, 'i> {
+    history: Vec<&'i Service<'a>>,
+    pub standing: schedule::Standing,
+}
+
+impl RoutineState<'_, '_> {
+    /// When it was last serviced (under it or a longer routine).
+    pub(crate) fn last_service(&self) -> Option<DateTime<Utc>> {
+        self.history.first().map(|s| s.at)
+    }
 }
 
 pub fn build(input: Inputs<'_>) -> Report {
-    let lib = crate::rules::library();
-    let mut services: HashMap<(Uuid, &str), Vec<Service<'_>>> = HashMap::new();
-    // The first service known per (asset, rule code): a grid's anchor when nothing else is.
-    let mut first: HashMap<(Uuid, &str), NaiveDate> = HashMap::new();
-    let mut first_seen = |key, day: NaiveDate| {
-        first
-            .entry(key)
-            .and_modify(|d: &mut NaiveDate| *d = (*d).min(day))
-            .or_insert(day);
-    };
-    for row in input.services {
-        let (Ok(asset), Ok(at)) = (
-            row.asset_id.parse::<Uuid>(),
-            DateTime::parse_from_rfc3339(&row.recorded_at),
-        ) else {
-            continue; // not a service we can place in time (flagged by the projection)
-        };
-        let at = at.with_timezone(&Utc);
-        let key = (asset, row.rule_code.as_str());
-        if let Ok(f) = DateTime::parse_from_rfc3339(&row.first_recorded_at) {
-            first_seen(key, f.with_timezone(&Utc).date_naive());
-        }
-        if at.date_naive() <= input.as_of {
-            services.entry(key).or_default().push(Service {
-                at,
-                rule_code: &row.rule_code,
-                outcome: &row.outcome,
-                row: Some(row),
-            });
-        }
-    }
-    for h in input.history {
-        if h.serviced_on > input.as_of {
-            continue;
-        }
-        let key = (h.asset_id, h.rule_code.as_str());
-        first_seen(key, h.serviced_on);
-        services.entry(key).or_default().push(Service {
-            at: h.serviced_on.and_time(chrono::NaiveTime::MIN).and_utc(),
-            rule_code: &h.rule_code,
-            outcome: &h.outcome,
-            row: None,
-        });
-    }
+    let index = ServiceIndex::new(input.services, input.history, input.as_of);
     let mut defects: HashMap<Option<Uuid>, DefectCounts> = HashMap::new();
     let mut all_defects = DefectCounts::default();
     for d in input.defects {
@@ -370,7 +467,6 @@ pub fn build(input: Inputs<'_>) -> Report {
         defects.entry(d.asset_id).or_default().add(&d.severity, n);
         all_defects.add(&d.severity, n);
     }
-
     let mut assets: Vec<&AssetRecord> = input.assets.iter().collect();
     assets.sort_by(|a, b| {
         (a.identifier.is_none(), &a.identifier, a.id).cmp(&(
@@ -387,23 +483,7 @@ pub fn build(input: Inputs<'_>) -> Report {
     };
     for asset in assets {
         let asset_defects = defects.get(&Some(asset.id)).copied().unwrap_or_default();
-        let mut applicable: Vec<Applicable<'_>> = input
-            .rules
-            .iter()
-            .filter(|r| crate::domain::applicability::applies(&asset.facts(), &r.facts()))
-            .filter_map(|rule| {
-                let f = lib.frequency(&rule.frequency)?;
-                Some(Applicable {
-                    rule,
-                    months: f.months,
-                    routine: Routine {
-                        months: f.months,
-                        tolerance: f.tolerance,
-                    },
-                })
-            })
-            .collect();
-        applicable.sort_by(|a, b| (a.months, &a.rule.code).cmp(&(b.months, &b.rule.code)));
+        let applicable = applicable(asset, input.rules);
         if applicable.is_empty() {
             summary.assets_without_rules += 1;
             items.push(ReportRow {
@@ -414,21 +494,17 @@ pub fn build(input: Inputs<'_>) -> Report {
             continue;
         }
         for a in &applicable {
-            // This rule's services and those of the asset's longer-interval rules.
-            let family: Vec<&str> = applicable
-                .iter()
-                .filter(|other| other.rule.code == a.rule.code || other.months > a.months)
-                .map(|other| other.rule.code.as_str())
-                .collect();
-            let mut history: Vec<&Service<'_>> = family
-                .iter()
-                .filter_map(|code| services.get(&(asset.id, *code)))
-                .flatten()
-                .collect();
-            history.sort_by(|x, y| y.at.cmp(&x.at).then(x.rule_code.cmp(y.rule_code)));
-            history.dedup_by_key(|s| s.at.date_naive());
-            let last = history.first();
-            let previous = history.get(1);
+            let state = routine_state(
+                &index,
+                input.building,
+                asset,
+                &applicable,
+                a,
+                input.as_of,
+                input.calendar,
+            );
+            let last = state.history.first();
+            let previous = state.history.get(1);
             let mut row = row_for(asset, Some(a.rule));
             if let Some(last) = last {
                 row.last_service = Some(last.at);
@@ -447,29 +523,14 @@ pub fn build(input: Inputs<'_>) -> Report {
                 row.previous_service = Some(prev.at);
                 row.interval_days = Some((last.at.date_naive() - prev.at.date_naive()).num_days());
             }
-            // Scheduled on the routine's grid (domain::schedule): on-time services do not
-            // move the next due date.
-            let first_service = family
-                .iter()
-                .filter_map(|code| first.get(&(asset.id, *code)))
-                .min()
-                .copied();
-            let anchor = schedule::anchor(
-                asset.schedule_anchor,
-                input.building.schedule_anchor,
-                first_service,
-                asset.install_date,
-            );
-            let days: Vec<NaiveDate> = history.iter().map(|s| s.at.date_naive()).collect();
-            let standing =
-                schedule::standing(a.routine, anchor, &days, input.as_of, input.calendar);
-            row.anchor = anchor.map(|a| a.0);
-            row.anchor_source = anchor.map(|a| a.1);
+            let standing = &state.standing;
             row.next_due = standing.next_due;
             row.due_by = standing.due_by;
             row.scheduled_for = standing.last_scheduled;
             row.outside_tolerance = standing.outside_tolerance;
             row.overdue = standing.overdue;
+            row.anchor = standing.anchor.map(|a| a.0);
+            row.anchor_source = standing.anchor.map(|a| a.1);
             row.open_defects = asset_defects;
             row.status = asset_defects.status().max(if row.overdue {
                 Status::Overdue

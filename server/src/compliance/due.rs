@@ -8,8 +8,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Report;
+use super::{applicable, routine_state, Report, ServiceIndex};
 use crate::domain::schedule::{self, AnchorSource, Calendar, Due, Routine};
+use crate::store::buildings::{AssetRecord, BuildingRecord};
+use crate::store::reports::ServiceRow;
+use crate::store::rules::RuleRecord;
+use crate::store::schedule::HistoryRecord;
 
 /// One scheduled service of one routine of one asset.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -39,109 +43,156 @@ pub struct DueItem {
     pub includes: Vec<String>,
 }
 
-/// The due items of `report` in `from..=to`, plus those overdue on the report's date.
-pub fn due_items(
-    report: &Report,
-    from: NaiveDate,
-    to: NaiveDate,
-    calendar: &Calendar,
-) -> Vec<DueItem> {
-    let lib = crate::rules::library();
-    let mut out: Vec<DueItem> = Vec::new();
-    // Rows are grouped by asset in the report; fold within each asset's run.
-    let mut start = 0;
-    while start < report.items.len() {
-        let asset = report.items[start].asset_id;
-        let end = report.items[start..]
-            .iter()
-            .position(|r| r.asset_id != asset)
-            .map_or(report.items.len(), |n| start + n);
-        let mut items: Vec<(DueItem, Option<Routine>)> = Vec::new();
-        for row in &report.items[start..end] {
-            let (Some(code), Some(name), Some(freq)) =
-                (&row.rule_code, &row.rule_name, &row.frequency)
-            else {
-                continue;
-            };
-            let routine = lib.frequency(freq).map(|f| Routine {
-                months: f.months,
-                tolerance: f.tolerance,
-            });
-            let item = |date: Option<NaiveDate>, overdue: bool| DueItem {
-                building_id: report.building.id,
-                building_name: report.building.name.clone(),
-                asset_id: row.asset_id,
-                identifier: row.identifier.clone(),
-                asset_type: row.asset_type.clone(),
-                location: row.location.clone(),
-                rule_code: code.clone(),
-                rule_name: name.clone(),
-                frequency: freq.clone(),
-                last_service: row.last_service,
-                next_due: date,
-                window_opens: date
-                    .zip(routine)
-                    .map(|(d, r)| schedule::window(d, r.tolerance, calendar).early),
-                due_by: date
-                    .zip(routine)
-                    .map(|(d, r)| schedule::window(d, r.tolerance, calendar).late),
+/// One scheduled service of one routine of one asset, borrowing what it is about (the
+/// schedule of a large organisation has hundreds of thousands of them; only a page is turned
+/// into [`DueItem`]s).
+#[derive(Debug, Clone)]
+pub struct DueLine<'a> {
+    pub building: &'a BuildingRecord,
+    pub asset: &'a AssetRecord,
+    pub rule: &'a RuleRecord,
+    pub last_service: Option<DateTime<Utc>>,
+    /// The scheduled date; None: nothing to count from, due now.
+    pub date: Option<NaiveDate>,
+    pub window: Option<schedule::Window>,
+    pub overdue: bool,
+    pub anchor: Option<(NaiveDate, AnchorSource)>,
+    /// Shorter routines done as part of this one.
+    pub includes: Vec<&'a str>,
+}
+
+impl DueLine<'_> {
+    /// Overdue first, then by due date, building name, asset identifier and rule code.
+    pub fn sort_key(&self) -> (bool, Option<NaiveDate>, &str, Option<&str>, &str) {
+        (
+            !self.overdue,
+            self.date,
+            &self.building.name,
+            self.asset.identifier.as_deref(),
+            &self.rule.code,
+        )
+    }
+
+    pub fn item(&self) -> DueItem {
+        let mut includes: Vec<String> = self.includes.iter().map(|c| (*c).to_owned()).collect();
+        includes.sort();
+        includes.dedup();
+        DueItem {
+            building_id: self.building.id,
+            building_name: self.building.name.clone(),
+            asset_id: self.asset.id,
+            identifier: self.asset.identifier.clone(),
+            asset_type: self.asset.asset_type.clone(),
+            location: self.asset.location.clone(),
+            rule_code: self.rule.code.clone(),
+            rule_name: self.rule.name.clone(),
+            frequency: self.rule.frequency.clone(),
+            last_service: self.last_service,
+            next_due: self.date,
+            window_opens: self.window.map(|w| w.early),
+            due_by: self.window.map(|w| w.late),
+            overdue: self.overdue,
+            anchor: self.anchor.map(|a| a.0),
+            anchor_source: self.anchor.map(|a| a.1),
+            includes,
+        }
+    }
+}
+
+/// What a building's schedule is computed from.
+pub struct DueInputs<'a> {
+    pub building: &'a BuildingRecord,
+    pub assets: &'a [AssetRecord],
+    /// The latest active rules visible to the organisation.
+    pub rules: &'a [RuleRecord],
+    /// Services per (asset, rule code): the latest ones, or at least the first and last.
+    pub services: &'a [ServiceRow],
+    pub history: &'a [HistoryRecord],
+    pub calendar: &'a Calendar,
+    /// Today: what is overdue is judged on it.
+    pub as_of: NaiveDate,
+}
+
+/// The scheduled services of a building in `from..=to`, plus those overdue on `as_of`, with
+/// shorter routines folded into longer ones of the same asset due with them.
+pub fn due_lines<'a>(input: &DueInputs<'a>, from: NaiveDate, to: NaiveDate) -> Vec<DueLine<'a>> {
+    let index = ServiceIndex::new(input.services, input.history, input.as_of);
+    let mut out: Vec<DueLine<'a>> = Vec::new();
+    for asset in input.assets {
+        let applicable = applicable(asset, input.rules);
+        let mut lines: Vec<(DueLine<'a>, Routine)> = Vec::new();
+        for a in &applicable {
+            let state = routine_state(
+                &index,
+                input.building,
+                asset,
+                &applicable,
+                a,
+                input.as_of,
+                input.calendar,
+            );
+            let st = &state.standing;
+            let line = |date: Option<NaiveDate>, overdue: bool| DueLine {
+                building: input.building,
+                asset,
+                rule: a.rule,
+                last_service: state.last_service(),
+                date,
+                window: date.map(|d| schedule::window(d, a.routine.tolerance, input.calendar)),
                 overdue,
-                anchor: row.anchor,
-                anchor_source: row.anchor_source,
+                anchor: st.anchor,
                 includes: Vec::new(),
             };
-            let (Some(next), Some(anchor), Some(r)) = (row.next_due, row.anchor, routine) else {
+            let (Some(next), Some((anchor, _))) = (st.next_due, st.anchor) else {
                 // Nothing to count from: due now.
-                items.push((item(None, true), routine));
+                lines.push((line(None, true), a.routine));
                 continue;
             };
-            if row.overdue {
-                items.push((item(Some(next), true), routine));
+            if st.overdue {
+                lines.push((line(Some(next), true), a.routine));
             }
-            for d in schedule::occurrences(r, anchor, next, from, to) {
-                if row.overdue && d == next {
+            for d in schedule::occurrences(a.routine, anchor, next, from, to) {
+                if st.overdue && d == next {
                     continue;
                 }
-                items.push((item(Some(d), false), routine));
+                lines.push((line(Some(d), false), a.routine));
             }
         }
-        let dues: Vec<Due> = items
+        // Undated and overdue lines fold nothing and into nothing: an overdue routine stays
+        // listed on its own even when a longer one is due with it.
+        let foldable = |l: &DueLine<'_>| l.date.is_some() && !l.overdue;
+        let dues: Vec<Due> = lines
             .iter()
-            .map(|(i, r)| Due {
-                // Undated items fold nothing and into nothing: a date no window reaches.
-                date: i.next_due.unwrap_or(NaiveDate::MIN),
-                routine: r.unwrap_or(Routine {
-                    months: 0,
-                    tolerance: schedule::Tolerance::WorkingDays(0),
-                }),
+            .map(|(l, r)| Due {
+                date: if foldable(l) {
+                    l.date.unwrap_or(NaiveDate::MIN)
+                } else {
+                    NaiveDate::MIN
+                },
+                routine: if foldable(l) {
+                    *r
+                } else {
+                    Routine {
+                        months: 0,
+                        tolerance: schedule::Tolerance::WorkingDays(0),
+                    }
+                },
             })
             .collect();
-        let folded = schedule::fold(&dues, calendar);
-        let items_dated: Vec<bool> = items.iter().map(|(i, _)| i.next_due.is_some()).collect();
-        let mut includes: Vec<Vec<String>> = vec![Vec::new(); items.len()];
+        let folded = schedule::fold(&dues, input.calendar);
+        let mut includes: Vec<Vec<&'a str>> = vec![Vec::new(); lines.len()];
         for (i, into) in folded.iter().enumerate() {
-            if let Some(j) = into {
-                // An overdue routine stays listed on its own, even when a longer one is due
-                // with it.
-                if !items[i].0.overdue
-                    && items[i].0.next_due.is_some()
-                    && items[*j].0.next_due.is_some()
-                {
-                    includes[*j].push(items[i].0.rule_code.clone());
-                }
+            if let (Some(j), true) = (into, foldable(&lines[i].0)) {
+                includes[*j].push(&lines[i].0.rule.code);
             }
         }
-        for (i, ((mut item, _), into)) in items.into_iter().zip(folded).enumerate() {
-            let folded_away = into.is_some_and(|j| items_dated[j]) && item.next_due.is_some();
-            if folded_away && !item.overdue {
+        for (i, ((mut line, _), into)) in lines.into_iter().zip(folded).enumerate() {
+            if into.is_some() && foldable(&line) {
                 continue;
             }
-            item.includes = std::mem::take(&mut includes[i]);
-            item.includes.sort();
-            item.includes.dedup();
-            out.push(item);
+            line.includes = std::mem::take(&mut includes[i]);
+            out.push(line);
         }
-        start = end;
     }
     out
 }

@@ -3,7 +3,7 @@
 //! (`/v1/holidays`). Due dates are the compliance report's (`crate::compliance`,
 //! `crate::domain::schedule`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,7 +22,7 @@ use super::extract::{Json, Path, Query};
 use super::sessions::{self, NewSession, SessionView};
 use crate::audit::Target;
 use crate::auth::AuthUser;
-use crate::compliance::due::{due_items, DueItem};
+use crate::compliance::due::{due_lines, DueInputs, DueItem, DueLine};
 use crate::compliance::{self, Inputs};
 use crate::domain::holidays::{self, AuState};
 use crate::state::AppState;
@@ -98,7 +98,24 @@ fn range(from: Option<NaiveDate>, to: Option<NaiveDate>) -> ApiResult<(NaiveDate
     Ok((from, to))
 }
 
-/// The due items of one building.
+fn due_inputs<'a>(
+    building: &'a BuildingRecord,
+    inputs: &'a ScheduleInputs,
+    rules: &'a [RuleRecord],
+    today: NaiveDate,
+) -> DueInputs<'a> {
+    DueInputs {
+        building,
+        assets: &inputs.assets,
+        rules,
+        services: &inputs.services,
+        history: &inputs.history,
+        calendar: &inputs.calendar,
+        as_of: today,
+    }
+}
+
+/// The due items of one building, in schedule order.
 async fn building_due(
     state: &AppState,
     org_id: Uuid,
@@ -109,38 +126,48 @@ async fn building_due(
 ) -> ApiResult<Vec<DueItem>> {
     let today = Utc::now().date_naive();
     let inputs = ScheduleInputs::load(state, org_id, building, today).await?;
-    let report = compliance::build(Inputs {
-        building,
-        assets: &inputs.assets,
-        rules,
-        services: &inputs.services,
-        history: &inputs.history,
-        calendar: &inputs.calendar,
-        defects: &[],
-        active_defects: Vec::new(),
-        as_of: today,
-        generated_at: Utc::now(),
-    });
-    Ok(due_items(&report, from, to, &inputs.calendar))
+    let mut lines = due_lines(&due_inputs(building, &inputs, rules, today), from, to);
+    lines.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    Ok(lines.iter().map(DueLine::item).collect())
 }
 
-fn sort(items: &mut [DueItem]) {
-    items.sort_by(|a, b| {
-        (
-            !a.overdue,
-            a.next_due,
-            &a.building_name,
-            &a.identifier,
-            &a.rule_code,
-        )
-            .cmp(&(
-                !b.overdue,
-                b.next_due,
-                &b.building_name,
-                &b.identifier,
-                &b.rule_code,
-            ))
-    });
+/// A page of the schedule from all its lines.
+fn page(
+    lines: &mut [DueLine<'_>],
+    from: NaiveDate,
+    to: NaiveDate,
+    offset: usize,
+    limit: usize,
+) -> Schedule {
+    lines.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let mut months: BTreeMap<String, u32> = BTreeMap::new();
+    for d in lines.iter().filter_map(|l| l.date) {
+        if from <= d && d <= to {
+            *months.entry(d.format("%Y-%m").to_string()).or_default() += 1;
+        }
+    }
+    let total = lines.len();
+    let overdue = lines.iter().filter(|l| l.overdue).count();
+    let items: Vec<DueItem> = lines
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(DueLine::item)
+        .collect();
+    let next_offset = (offset + items.len() < total).then_some(offset + items.len());
+    Schedule {
+        from,
+        to,
+        total,
+        overdue,
+        by_month: months
+            .into_iter()
+            .map(|(month, due)| MonthCount { month, due })
+            .collect(),
+        offset,
+        next_offset,
+        items,
+    }
 }
 
 /// What is due in a date range — every scheduled date of every routine of every asset, with
@@ -190,34 +217,37 @@ async fn schedule(
         }
     };
     let rules = store.latest_rules(user.org_id, None, None).await?;
-    let mut items = Vec::new();
-    for building in &buildings {
-        items.extend(building_due(&state, user.org_id, building, &rules, from, to).await?);
-    }
-    sort(&mut items);
-    let mut months: BTreeMap<String, u32> = BTreeMap::new();
-    for d in items.iter().filter_map(|i| i.next_due) {
-        if from <= d && d <= to {
-            *months.entry(d.format("%Y-%m").to_string()).or_default() += 1;
+    let today = Utc::now().date_naive();
+    let inputs: HashMap<Uuid, ScheduleInputs> = match q.building_id {
+        Some(_) => {
+            let mut one = HashMap::new();
+            for b in &buildings {
+                one.insert(
+                    b.id,
+                    ScheduleInputs::load(&state, user.org_id, b, today).await?,
+                );
+            }
+            one
         }
-    }
-    let total = items.len();
-    let overdue = items.iter().filter(|i| i.overdue).count();
-    let page: Vec<DueItem> = items.into_iter().skip(offset).take(limit).collect();
-    let next_offset = (offset + page.len() < total).then_some(offset + page.len());
-    Ok(Json(Schedule {
-        from,
-        to,
-        total,
-        overdue,
-        by_month: months
-            .into_iter()
-            .map(|(month, due)| MonthCount { month, due })
-            .collect(),
-        offset,
-        next_offset,
-        items: page,
-    }))
+        None => ScheduleInputs::load_org(&state, user.org_id, &buildings, today).await?,
+    };
+    // Pure computation over every building: off the async workers.
+    let schedule = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for building in &buildings {
+            if let Some(inputs) = inputs.get(&building.id) {
+                lines.extend(due_lines(
+                    &due_inputs(building, inputs, &rules, today),
+                    from,
+                    to,
+                ));
+            }
+        }
+        page(&mut lines, from, to, offset, limit)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(schedule))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -72,6 +72,24 @@ pub(crate) const LATEST_SERVICES_SQL: &str = "SELECT asset_id, rule_code, outcom
          AND recorded_at IS NOT NULL AND recorded_at < $3 AND outcome IN ('pass', 'fail')\
      ) ranked WHERE rn <= $4";
 
+/// The first and last service of every (asset, rule code) of an organisation (`$1`) before
+/// `$2`: all the schedule needs. A streaming aggregate over `session_items_org_report_idx`.
+pub(crate) const ORG_SERVICE_SPANS_SQL: &str = "SELECT asset_id, rule_code, \
+     MIN(recorded_at) AS first_recorded_at, MAX(recorded_at) AS last_recorded_at \
+     FROM session_items WHERE org_id = $1 AND rule_code IS NOT NULL \
+     AND recorded_at IS NOT NULL AND recorded_at < $2 AND outcome IN ('pass', 'fail') \
+     GROUP BY asset_id, rule_code";
+
+/// When an (asset, rule code) was first and last serviced.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ServiceSpan {
+    pub asset_id: String,
+    pub rule_code: String,
+    /// RFC 3339, as the documents have it.
+    pub first_recorded_at: String,
+    pub last_recorded_at: String,
+}
+
 pub(crate) const OPEN_DEFECT_COUNTS_SQL: &str = "SELECT asset_id, severity, COUNT(*) AS open \
      FROM defects WHERE building_id = $1 AND org_id = $2 \
      AND status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified') \

@@ -44,6 +44,27 @@ pub trait ScheduleStore: Send + Sync {
         before: NaiveDate,
     ) -> StoreResult<Vec<HistoryRecord>>;
 
+    /// The history rows of every building of `org_id` serviced before `before`.
+    async fn org_service_history(
+        &self,
+        org_id: Uuid,
+        before: NaiveDate,
+    ) -> StoreResult<Vec<HistoryRecord>>;
+
+    /// The first and last service of every (asset, rule code) of every building of `org_id`
+    /// recorded before `before` (compared as `ReportStore::latest_services` does).
+    async fn org_service_spans(
+        &self,
+        org_id: Uuid,
+        before: &str,
+    ) -> StoreResult<Vec<super::reports::ServiceSpan>>;
+
+    /// Every asset of `org_id`, by building.
+    async fn org_assets(&self, org_id: Uuid) -> StoreResult<Vec<super::buildings::AssetRecord>>;
+
+    /// Every holiday `org_id` added, all states.
+    async fn org_holidays(&self, org_id: Uuid) -> StoreResult<Vec<HolidayRow>>;
+
     /// One asset's history rows, newest first.
     async fn asset_service_history(
         &self,
@@ -89,6 +110,60 @@ macro_rules! schedule_sql {
                 .bind(building_id)
                 .bind(org_id)
                 .bind(before)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn org_service_history(
+                &self,
+                org_id: uuid::Uuid,
+                before: chrono::NaiveDate,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::schedule::HistoryRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM asset_service_history WHERE org_id = $1 AND serviced_on < $2",
+                    $crate::store::schedule::HISTORY_COLUMNS
+                ))
+                .bind(org_id)
+                .bind(before)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn org_service_spans(
+                &self,
+                org_id: uuid::Uuid,
+                before: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::reports::ServiceSpan>> {
+                Ok(
+                    sqlx::query_as($crate::store::reports::ORG_SERVICE_SPANS_SQL)
+                        .bind(org_id)
+                        .bind(before)
+                        .fetch_all(&self.reader)
+                        .await?,
+                )
+            }
+
+            async fn org_assets(
+                &self,
+                org_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::buildings::AssetRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM assets WHERE org_id = $1 ORDER BY building_id, id",
+                    $crate::store::buildings::ASSET_COLUMNS
+                ))
+                .bind(org_id)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn org_holidays(
+                &self,
+                org_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::schedule::HolidayRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT state, day, name FROM public_holidays WHERE org_id = $1 ORDER BY day",
+                )
+                .bind(org_id)
                 .fetch_all(&self.reader)
                 .await?)
             }

@@ -43,6 +43,24 @@ enum Command {
         #[arg(long, default_value = "bench-password-123")]
         password: String,
     },
+    /// Create an organisation of many buildings (the organisation-wide schedule benchmark):
+    /// `buildings` × `assets_per_building` assets, `visits` six-monthly services each (as
+    /// projected session items, every second visit a yearly one), and for a third of the
+    /// assets an imported service of the five-yearly routine.
+    SeedOrg {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 250)]
+        buildings: usize,
+        #[arg(long, default_value_t = 200)]
+        assets_per_building: usize,
+        #[arg(long, default_value_t = 4)]
+        visits: u32,
+        #[arg(long, default_value = "bench-admin@example.test")]
+        email: String,
+        #[arg(long, default_value = "bench-password-123")]
+        password: String,
+    },
     /// Time the report on a running server.
     Time {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -51,8 +69,9 @@ enum Command {
         email: String,
         #[arg(long, default_value = "bench-password-123")]
         password: String,
+        /// The building whose report is timed (unless `--path`).
         #[arg(long)]
-        building: Uuid,
+        building: Option<Uuid>,
         #[arg(long, default_value_t = 50)]
         requests: usize,
         #[arg(long, default_value_t = 5)]
@@ -60,6 +79,12 @@ enum Command {
         /// json, csv or pdf
         #[arg(long, default_value = "json")]
         format: String,
+        /// Time this path (with its query) instead of the building's report.
+        #[arg(long)]
+        path: Option<String>,
+        /// The server's process id: its CPU time per request is read from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
 }
 
@@ -99,6 +124,24 @@ async fn main() -> anyhow::Result<()> {
             email,
             password,
         } => seed(&database_url, assets, sessions, &email, &password).await,
+        Command::SeedOrg {
+            database_url,
+            buildings,
+            assets_per_building,
+            visits,
+            email,
+            password,
+        } => {
+            seed_org(
+                &database_url,
+                buildings,
+                assets_per_building,
+                visits,
+                &email,
+                &password,
+            )
+            .await
+        }
         Command::Time {
             url,
             email,
@@ -107,8 +150,186 @@ async fn main() -> anyhow::Result<()> {
             requests,
             warmup,
             format,
-        } => time(&url, &email, &password, building, requests, warmup, &format).await,
+            path,
+            server_pid,
+        } => {
+            let target = match (path, building) {
+                (Some(p), _) => format!("{url}{p}"),
+                (None, Some(b)) => format!("{url}/v1/buildings/{b}/compliance?format={format}"),
+                (None, None) => bail!("give --building or --path"),
+            };
+            time(
+                &url, &email, &password, &target, requests, warmup, server_pid,
+            )
+            .await
+        }
     }
+}
+
+/// utime + stime of a process, in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+}
+
+async fn seed_org(
+    url: &str,
+    n_buildings: usize,
+    per_building: usize,
+    visits: u32,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    use firemode_server::store::schedule::HistoryRecord;
+    let started = Instant::now();
+    let db = DatabaseUrl::parse(url)?;
+    let store = firemode_server::store::connect(&db).await?;
+    firemode_server::rules::seed_library(store.as_ref()).await?;
+    let org = store.create_org("Bench Fire Services").await?;
+    let admin = store
+        .create_user(NewUser {
+            org_id: org.id,
+            email: email.to_owned(),
+            password_hash: firemode_server::auth::password::hash(password.to_owned()).await?,
+            role: Role::Admin,
+            full_name_enc: None,
+            phone_enc: None,
+        })
+        .await
+        .context("create the admin (is this database already seeded? use a fresh one)")?;
+    let now = Utc::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(50_000);
+    let states = ["NSW", "VIC", "QLD", "WA", "SA", "TAS", "ACT", "NT"];
+    let mut items_total = 0;
+    let mut history_total = 0;
+    for b in 0..n_buildings {
+        let building = BuildingRecord {
+            id: Uuid::now_v7(),
+            org_id: org.id,
+            name: format!("Bench Building {b:04}"),
+            address: format!("{b} Benchmark St"),
+            building_type: "office".into(),
+            contact_name_enc: None,
+            contact_phone_enc: None,
+            contact_email: None,
+            rule_set_code: "AS1851".into(),
+            rule_set_version: "2012.1.0".into(),
+            created_at: now,
+            updated_at: now,
+            state: Some(states[b % states.len()].into()),
+            schedule_anchor: None,
+        };
+        store.create_building(&building).await?;
+        let assets: Vec<AssetRecord> = (0..per_building)
+            .map(|i| {
+                let (asset_type, _, _, _, prefix) = KINDS[kind_of(i)];
+                AssetRecord {
+                    id: Uuid::now_v7(),
+                    org_id: org.id,
+                    building_id: building.id,
+                    asset_type: asset_type.into(),
+                    location: format!("Level {}", i % 20),
+                    identifier: Some(format!("{prefix}-{i:05}")),
+                    install_date: None,
+                    rule_codes: sqlx::types::Json(vec![]),
+                    created_at: now,
+                    updated_at: now,
+                    schedule_anchor: None,
+                    manufacture_date: None,
+                }
+            })
+            .collect();
+        store.create_assets(&assets).await?;
+        let first = now
+            .checked_sub_months(Months::new(6 * visits))
+            .context("date")?;
+        for s in 0..visits {
+            let visit = first
+                .checked_add_months(Months::new(6 * s))
+                .context("date")?
+                + chrono::Duration::days(rng.gen_range(0..30));
+            let yearly = s % 2 == 1;
+            let session = SessionRow {
+                id: Uuid::new_v4(),
+                org_id: org.id,
+                building_id: building.id,
+                name: format!("Service {}", visit.date_naive()),
+                frequency: if yearly { "yearly" } else { "six_monthly" }.into(),
+                status: "completed".into(),
+                rule_set_code: "AS1851".into(),
+                rule_set_version: "2012.1.0".into(),
+                created_by: admin.id,
+                created_at: visit,
+                updated_at: visit,
+                signed_off_by: None,
+                signed_off_licence: None,
+                signed_off_at: None,
+            };
+            store.create_session(&session, &[], &[]).await?;
+            let items: Vec<ItemRow> = assets
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let (_, _, six, twelve, _) = KINDS[kind_of(i)];
+                    let at = visit + chrono::Duration::minutes(rng.gen_range(0..3 * 24 * 60));
+                    ItemRow {
+                        session_id: session.id,
+                        asset_id: a.id.to_string(),
+                        org_id: org.id,
+                        building_id: building.id,
+                        rule_code: Some(if yearly { twelve } else { six }.into()),
+                        outcome: Some("pass".into()),
+                        raw_outcome: None,
+                        observed_condition: None,
+                        readings: sqlx::types::Json(json!({})),
+                        notes: String::new(),
+                        evidence: sqlx::types::Json(json!([])),
+                        recorded_by: Some(admin.id.to_string()),
+                        recorded_at: Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                        classification: Some("compliant".into()),
+                        rule_version: Some("2012.1.0".into()),
+                        problems: sqlx::types::Json(json!([])),
+                        observed_conditions: sqlx::types::Json(Vec::new()),
+                        assessment: sqlx::types::Json(json!({})),
+                    }
+                })
+                .collect();
+            items_total += items.len();
+            store
+                .write_projection(session.id, ItemsWrite::All(&items), 0, "", &json!([]))
+                .await?;
+        }
+        let history: Vec<HistoryRecord> = assets
+            .iter()
+            .filter(|a| a.asset_type == "portable_extinguisher")
+            .step_by(3)
+            .map(|a| HistoryRecord {
+                id: Uuid::now_v7(),
+                org_id: org.id,
+                building_id: building.id,
+                asset_id: a.id,
+                rule_code: "AS1851-10-5Y-EXT".into(),
+                serviced_on: now.date_naive() - chrono::Duration::days(rng.gen_range(30..1800)),
+                outcome: "pass".into(),
+                source: "import".into(),
+                note: None,
+                recorded_by: None,
+                created_at: now,
+            })
+            .collect();
+        history_total += store.add_service_history(&history).await?;
+    }
+    println!(
+        "{}",
+        json!({
+            "org_id": org.id, "email": email, "buildings": n_buildings,
+            "assets": n_buildings * per_building, "items": items_total, "history": history_total,
+            "seconds": started.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
 }
 
 async fn seed(
@@ -340,10 +561,10 @@ async fn time(
     url: &str,
     email: &str,
     password: &str,
-    building: Uuid,
+    target: &str,
     requests: usize,
     warmup: usize,
-    format: &str,
+    server_pid: Option<u32>,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let login: serde_json::Value = http
@@ -357,12 +578,17 @@ async fn time(
     let token = login["access_token"]
         .as_str()
         .context("no access_token in the login answer")?;
-    let target = format!("{url}/v1/buildings/{building}/compliance?format={format}");
     let mut samples = Vec::with_capacity(requests);
     let mut bytes = 0;
+    let mut cpu_before = 0;
     for n in 0..warmup + requests {
+        if n == warmup {
+            if let Some(pid) = server_pid {
+                cpu_before = cpu_ticks(pid)?;
+            }
+        }
         let t0 = Instant::now();
-        let res = http.get(&target).bearer_auth(token).send().await?;
+        let res = http.get(target).bearer_auth(token).send().await?;
         let status = res.status();
         let body = res.bytes().await?;
         let took = t0.elapsed();
@@ -378,8 +604,16 @@ async fn time(
     let pct =
         |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let cpu = match server_pid {
+        Some(pid) => format!(
+            " server_cpu_per_request={:.1}ms",
+            (cpu_ticks(pid)? - cpu_before) as f64 * 10.0 / samples.len() as f64
+        ),
+        None => String::new(),
+    };
+    let what = target.split_once("/v1/").map_or(target, |(_, p)| p);
     println!(
-        "format={format} requests={} bytes={bytes} p50={:.1}ms p95={:.1}ms max={:.1}ms",
+        "{what} requests={} bytes={bytes} p50={:.1}ms p95={:.1}ms max={:.1}ms{cpu}",
         samples.len(),
         ms(pct(0.50)),
         ms(pct(0.95)),
