@@ -6,11 +6,14 @@
 //! - [`readings`]: typed readings, their expectations and verdicts.
 //! - [`assess`]: an item's classification, contradictions, suggested outcome and findings.
 //! - [`defects`]: severity, notification deadlines, defect identity and titles.
+//! - [`notices`]: which defect changes need the owner told, webhook bodies and signatures,
+//!   retries and escalation.
 
 pub mod access;
 pub mod applicability;
 pub mod assess;
 pub mod defects;
+pub mod notices;
 pub mod readings;
 pub mod reference;
 pub mod schedule;
