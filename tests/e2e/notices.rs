@@ -32,6 +32,7 @@ backend_tests!(
     outbox_rows_exist_iff_the_defect_change_committed,
     deadline_met_only_by_delivery_and_escalated_once,
     endpoints_refuse_bad_input_and_other_organisations,
+    printable_notice_names_the_finder_and_the_deadline,
 );
 
 /// One request the receiver got.
@@ -43,6 +44,9 @@ struct Received {
     body: String,
     at: Instant,
 }
+
+/// What the receiver got so far, and how many requests it still answers with 500.
+type Log = (Arc<Mutex<Vec<Received>>>, Arc<AtomicUsize>);
 
 /// A webhook receiver on a real socket: answers 500 to the first `fail_first` requests (all of
 /// them with `usize::MAX`), then 200.
@@ -59,7 +63,7 @@ impl Receiver {
         let fail = Arc::new(AtomicUsize::new(fail_first));
         let state = (got.clone(), fail.clone());
         async fn hook(
-            State((got, fail)): State<(Arc<Mutex<Vec<Received>>>, Arc<AtomicUsize>)>,
+            State((got, fail)): State<Log>,
             headers: HeaderMap,
             body: String,
         ) -> (StatusCode, &'static str) {
@@ -908,4 +912,115 @@ fn receiver_check_matches_the_specification_example() {
     };
     assert!(signed_by("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &r));
     assert!(!signed_by("whsec_AfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &r));
+}
+
+/// A defect found by an inspector's session, raised to critical: its notice prints as a
+/// one-page PDF naming the building, asset, finder and licence, the deadline and what to do.
+/// `FIREMODE_NOTICE_PDF_OUT=<file>` keeps the PDF (to render it to PNG and look at it).
+async fn printable_notice_names_the_finder_and_the_deadline(b: Backend) {
+    let Some((srv, org, bld)) = start(b).await else {
+        return;
+    };
+    let t = org.admin.token.clone();
+    let inspector = srv.user(&org, "inspector").await;
+    let s = session(&srv, &org.admin, &bld, &[inspector.id]).await;
+    let sid = s["id"].as_str().unwrap().to_owned();
+    let r = firemode_tests::Client::send(
+        srv.client
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/tests/sessions/{sid}/results"),
+                Some(&inspector.token),
+            )
+            .header("idempotency-key", Uuid::new_v4().to_string())
+            .json(&json!({ "results": [{ "asset_id": bld.assets[0], "outcome": "fail",
+                                          "observed_condition": "extinguisher_discharged_or_empty" }] })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The projection opens the defect.
+    let started = Instant::now();
+    let defect = loop {
+        let l = get(&srv, &t, &format!("/v1/defects?session_id={sid}")).await;
+        if let Some(id) = l["items"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no defect from the results"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let p = srv
+        .client
+        .patch(
+            &format!("/v1/defects/{defect}"),
+            Some(&t),
+            &json!({ "severity": "critical", "reason": "the only extinguisher in the kitchen" }),
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let notices = get(&srv, &t, &format!("/v1/notices?defect_id={defect}")).await;
+    let items = notices["items"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["defect.opened", "defect.severity_raised"],
+        "the projection wrote the first"
+    );
+    let raised = items[1]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        items[1]["data"]["links"]["pdf"],
+        format!("/v1/notices/{raised}/pdf")
+    );
+
+    // The inspector whose session found it may print it.
+    let r = srv
+        .client
+        .raw()
+        .get(format!("{}/v1/notices/{raised}/pdf", srv.base))
+        .bearer_auth(&inspector.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    let bytes = r.bytes().await.unwrap().to_vec();
+    if let Ok(path) = std::env::var("FIREMODE_NOTICE_PDF_OUT") {
+        std::fs::write(path, &bytes).unwrap();
+    }
+    let doc = lopdf::Document::load_mem(&bytes).expect("a PDF lopdf can parse");
+    assert_eq!(doc.get_pages().len(), 1);
+    let text = doc.extract_text(&[1]).unwrap();
+    for expected in [
+        "Critical defect notice",
+        "Test Tower",
+        "1 Test St, Melbourne VIC",
+        "EXT-0000",
+        "Portable fire extinguisher",
+        "extinguisher discharged or empty",
+        "Six-monthly service",
+        // The inspector assigned to the session, with their licence (wrapped onto its own line).
+        "licence",
+        &format!("LIC-{}", inspector.id),
+        "Notify the owner by",
+        "What the owner must do",
+        "Acme",
+        &raised,
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+    // Another organisation: 404.
+    let other = srv.org("Other").await;
+    assert_problem(
+        &srv.client
+            .get(
+                &format!("/v1/notices/{raised}/pdf"),
+                Some(&other.admin.token),
+            )
+            .await,
+        404,
+        "not_found",
+    );
+    srv.stop().await;
 }

@@ -95,6 +95,7 @@ const PROBES: &[&str] = &[
     "`GET /v1/webhook-endpoints/{id}/deliveries`",
     "`GET /v1/notices`",
     "`GET /v1/notices/{id}`",
+    "`GET /v1/notices/{id}/pdf`",
     "`POST /v1/notices/{id}/redeliver`",
     "`GET /v1/sync` reading a document",
     "`GET /v1/sync` changing a document",
@@ -567,9 +568,10 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
             allowed(key, &c.post(&path, t, &json!({})).await)
         }
         "`GET /v1/notices`" => allowed(key, &c.get("/v1/notices", t).await),
-        "`GET /v1/notices/{id}`" => {
+        "`GET /v1/notices/{id}`" | "`GET /v1/notices/{id}/pdf`" => {
             let n = w.notice().await;
-            allowed(key, &c.get(&format!("/v1/notices/{n}"), t).await)
+            let suffix = if key.contains("pdf") { "/pdf" } else { "" };
+            allowed(key, &c.get(&format!("/v1/notices/{n}{suffix}"), t).await)
         }
         "`POST /v1/notices/{id}/redeliver`" => {
             let n = w.notice().await;

@@ -167,8 +167,20 @@ pub fn data(kind: NoticeKind, notice_id: Uuid, f: &Facts) -> Value {
         "links": {
             "defect": format!("/v1/defects/{}", f.defect_id),
             "notice": format!("/v1/notices/{notice_id}"),
+            "pdf": format!("/v1/notices/{notice_id}/pdf"),
         },
     })
+}
+
+/// The heading of a printed notice.
+pub fn heading(kind: NoticeKind, severity: &str) -> &'static str {
+    match (kind, Severity::parse(severity)) {
+        (NoticeKind::Escalated, _) => "Escalation: owner not told in time",
+        (NoticeKind::Reconfirmed, Some(Severity::Critical)) => "Critical defect found again",
+        (_, Some(Severity::Critical)) => "Critical defect notice",
+        (_, Some(Severity::NonConformance)) => "Non-conformance notice",
+        _ => "Defect notice",
+    }
 }
 
 /// What the owner must do, in words.

@@ -4,7 +4,8 @@
 //! defect store; the worker is `crate::notices`; the rules are `crate::domain::notices`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(endpoint_deliveries))
         .routes(routes!(list_notices))
         .routes(routes!(get_notice))
+        .routes(routes!(notice_pdf))
         .routes(routes!(redeliver))
 }
 
@@ -586,4 +588,130 @@ async fn redeliver(
         .await?;
     let notice = views(&state, vec![n]).await?.remove(0);
     Ok((StatusCode::ACCEPTED, Json(Redelivered { queued, notice })))
+}
+
+/// A user as a printed notice names them: full name (else email) and licence number.
+async fn person(state: &AppState, org: Uuid, id: Uuid) -> Option<String> {
+    let u = state
+        .store
+        .get_user(id)
+        .await
+        .ok()
+        .filter(|u| u.org_id == org)?;
+    let name = state
+        .pii
+        .decrypt_opt(u.full_name_enc.as_deref())
+        .unwrap_or(u.email);
+    Some(match u.licence_number {
+        Some(l) => format!("{name}, licence {l}"),
+        None => format!("{name} (no licence number recorded)"),
+    })
+}
+
+/// Who found or recorded the defect: the person who recorded it by hand, else the session that
+/// found it with who signed it off or who is assigned to it.
+async fn found_by(state: &AppState, org: Uuid, defect: Uuid) -> ApiResult<String> {
+    let d = state.store.get_defect(org, defect, None).await?;
+    if let Some(u) = d.created_by {
+        if let Some(p) = person(state, org, u).await {
+            return Ok(p);
+        }
+    }
+    let Some(sid) = d.session_id else {
+        return Ok("not recorded".into());
+    };
+    let s = state.store.get_session(org, sid).await?;
+    let mut people = Vec::new();
+    if let Some(by) = s.row.signed_off_by {
+        people.extend(person(state, org, by).await);
+    } else {
+        for u in s.assigned_to.iter().take(3) {
+            people.extend(person(state, org, *u).await);
+        }
+    }
+    let who = if people.is_empty() {
+        String::new()
+    } else {
+        format!(" by {}", people.join("; "))
+    };
+    Ok(format!("session \"{}\"{who}", s.row.name))
+}
+
+fn when(v: &serde_json::Value) -> String {
+    v.as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .format("%-d %B %Y, %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// The notice as a printable one-page PDF (the same access as `GET /v1/notices/{id}`): the
+/// building, asset, defect, severity, when and by whom it was found, the deadline and what the
+/// owner must do.
+#[utoipa::path(get, path = "/v1/notices/{id}/pdf", tag = "notices", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the notice, `application/pdf`", content((Vec<u8> = "application/pdf"))),
+              (status = 404, body = Problem)))]
+async fn notice_pdf(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    let n = state
+        .store
+        .get_notice(user.org_id, id, visible_to(&user))
+        .await?;
+    let kind = NoticeKind::parse(&n.kind).unwrap_or(NoticeKind::Opened);
+    let d = &n.payload.0;
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let severity = s(&d["severity"]);
+    let asset = &d["asset"];
+    let asset = if asset.is_null() {
+        "the building (no single asset)".to_owned()
+    } else {
+        let label = crate::domain::defects::AssetLabel {
+            identifier: asset["identifier"].as_str().map(str::to_owned),
+            kind: asset["asset_type"]
+                .as_str()
+                .and_then(|t| crate::rules::library().equipment_kind(t))
+                .map(|k| k.name.clone())
+                .unwrap_or_else(|| s(&asset["asset_type"])),
+            location: s(&asset["location"]),
+        };
+        label.describe()
+    };
+    let sheet = crate::compliance::pdf::NoticeSheet {
+        heading: rules::heading(kind, &severity).to_owned(),
+        notice_id: n.id.to_string(),
+        organisation: state.store.get_org(user.org_id).await?.name,
+        building_name: s(&d["building"]["name"]),
+        building_address: s(&d["building"]["address"]),
+        asset,
+        severity: severity.replace('_', "-"),
+        title: s(&d["title"]),
+        description: s(&d["description"]),
+        condition: crate::domain::defects::condition_words(d["observed_condition"].as_str()),
+        found_at: when(&d["discovered_at"]),
+        found_by: found_by(&state, user.org_id, n.defect_id).await?,
+        notify_by: when(&d["notify_by"]),
+        action_required: rules::action_required(kind, &severity).to_owned(),
+        issued_at: n.created_at,
+    };
+    let body = crate::compliance::pdf::render_notice(&sheet);
+    let disposition = HeaderValue::from_str(&format!("inline; filename=\"notice-{id}.pdf\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("inline"));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pdf"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
 }
