@@ -249,6 +249,8 @@ pub struct ReportDefect {
     pub discovered_at: DateTime<Utc>,
     pub notify_by: DateTime<Utc>,
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// When a notice to the owner was first delivered (meets `notify_by`).
+    pub notified_at: Option<DateTime<Utc>>,
 }
 
 /// What the report is computed from.

@@ -181,6 +181,14 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` is believed for the client address (login throttling,
     /// logs). Empty: the socket's peer is the client.
     pub trusted_proxies: Vec<Cidr>,
+    /// Notice worker: how often it looks for due deliveries and overdue defects.
+    pub notice_poll: Duration,
+    /// Notice worker: the first retry's delay (each later one doubles, at most an hour).
+    pub notice_retry_base: Duration,
+    /// Notice worker: attempts per delivery before it is marked failed.
+    pub notice_max_attempts: u32,
+    /// Notice worker: a webhook request's whole time (connect, send, answer).
+    pub webhook_timeout: Duration,
     /// Warnings found while loading (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -224,6 +232,10 @@ impl Config {
             idempotency_stale_after: Duration::from_secs(5 * 60),
             cors_allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            notice_poll: Duration::from_secs(5),
+            notice_retry_base: Duration::from_secs(30),
+            notice_max_attempts: 10,
+            webhook_timeout: Duration::from_secs(10),
             warnings: Vec::new(),
         }
     }
@@ -330,6 +342,14 @@ impl Config {
             "sync_compact_after" => self.sync_compact_after = number(value)?.max(1) as usize,
             "sync_sweep_ms" => {
                 self.sync_sweep_interval = Duration::from_millis(number(value)?.max(50))
+            }
+            "notice_poll_ms" => self.notice_poll = Duration::from_millis(number(value)?.max(10)),
+            "notice_retry_base_ms" => {
+                self.notice_retry_base = Duration::from_millis(number(value)?.max(10))
+            }
+            "notice_max_attempts" => self.notice_max_attempts = number(value)?.clamp(1, 100) as u32,
+            "webhook_timeout_ms" => {
+                self.webhook_timeout = Duration::from_millis(number(value)?.max(100))
             }
             "login_max_failures" => self.login_max_failures = number(value)?.max(1) as u32,
             "login_lockout_secs" => self.login_lockout = secs(value)?,

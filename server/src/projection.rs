@@ -635,6 +635,8 @@ async fn sync_defects(
                     severity_overridden: false,
                     severity_reason: None,
                     duplicate_of: None,
+                    notified_at: None,
+                    escalated_at: None,
                     asset_identifier: None,
                     asset_type: None,
                     asset_location: None,

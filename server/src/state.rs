@@ -100,6 +100,14 @@ impl AppState {
                 hub.project_backlog().await;
             });
         }
+        let pii = Arc::new(secrets.pii);
+        crate::notices::spawn(
+            store.clone(),
+            pii.clone(),
+            crate::notices::WorkerConfig::from_config(&config),
+            shutdown.clone(),
+            &tasks,
+        );
         revocation::spawn_refresher(
             revocations.clone(),
             store.clone(),
@@ -111,7 +119,7 @@ impl AppState {
         Ok(Self {
             store,
             tokens: Arc::new(tokens),
-            pii: Arc::new(secrets.pii),
+            pii,
             revocations,
             limiter: Arc::new(LoginThrottle::new(
                 config.login_max_failures,

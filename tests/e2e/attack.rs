@@ -97,6 +97,9 @@ struct Side {
     evidence: Uuid,
     defect: Uuid,
     rule: String,
+    /// A webhook endpoint (nothing listens at its URL) and the notice of `defect`.
+    endpoint: Uuid,
+    notice: Uuid,
 }
 
 async fn side(srv: &TestServer, name: &str) -> Side {
@@ -132,7 +135,36 @@ async fn side(srv: &TestServer, name: &str) -> Side {
         .post("/v1/rules", Some(&org.admin.token), &rule_body(&rule))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
+    let r = srv
+        .client
+        .post(
+            "/v1/webhook-endpoints",
+            Some(&org.admin.token),
+            &json!({ "url": "http://127.0.0.1:9/hook" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let endpoint: Uuid = r.json["endpoint"]["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let r = srv
+        .client
+        .get(
+            &format!("/v1/notices?defect_id={defect}"),
+            Some(&org.admin.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let notice: Uuid = r.json["items"][0]["id"]
+        .as_str()
+        .expect("the defect's notice")
+        .parse()
+        .expect("uuid");
     Side {
+        endpoint,
+        notice,
         org,
         users,
         target,
@@ -268,6 +300,10 @@ fn fill_path(path: &str, side: &Side) -> String {
         side.defect.to_string()
     } else if path.starts_with("/v1/rules/") {
         String::new()
+    } else if path.starts_with("/v1/webhook-endpoints/") {
+        side.endpoint.to_string()
+    } else if path.starts_with("/v1/notices/") {
+        side.notice.to_string()
     } else {
         panic!("{path}: a route with an id of a kind the attack suite does not know")
     };

@@ -89,6 +89,17 @@ const PROBES: &[&str] = &[
     "`GET /v1/defects/{id}`",
     "`PATCH /v1/defects/{id}` with `status`",
     "`PATCH /v1/defects/{id}` with `severity`",
+    "`POST /v1/webhook-endpoints`",
+    "`GET /v1/webhook-endpoints`",
+    "`GET /v1/webhook-endpoints/{id}`",
+    "`PATCH /v1/webhook-endpoints/{id}`",
+    "`DELETE /v1/webhook-endpoints/{id}`",
+    "`POST /v1/webhook-endpoints/{id}/rotate-secret`",
+    "`GET /v1/webhook-endpoints/{id}/deliveries`",
+    "`GET /v1/notices`",
+    "`GET /v1/notices/{id}`",
+    "`GET /v1/notices/{id}/pdf`",
+    "`POST /v1/notices/{id}/redeliver`",
     "`GET /v1/sync` reading a document",
     "`GET /v1/sync` changing a document",
 ];
@@ -178,6 +189,42 @@ impl World {
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
         r.uuid("id")
+    }
+
+    /// A webhook endpoint made by the admin (nothing listens there; the probes do not wait).
+    async fn endpoint(&self) -> Uuid {
+        let r = self
+            .c()
+            .post(
+                "/v1/webhook-endpoints",
+                Some(&self.admin().token),
+                &json!({ "url": "http://127.0.0.1:9/hook" }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json["endpoint"]["id"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("uuid")
+    }
+
+    /// The notice a new defect (not tied to a session) put in the outbox.
+    async fn notice(&self) -> Uuid {
+        let d = self.defect().await;
+        let r = self
+            .c()
+            .get(
+                &format!("/v1/notices?defect_id={d}"),
+                Some(&self.admin().token),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json["items"][0]["id"]
+            .as_str()
+            .expect("a notice")
+            .parse()
+            .expect("uuid")
     }
 }
 
@@ -502,6 +549,53 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
             let d = w.defect().await;
             let body = json!({ "severity": "critical", "reason": "the only door to the stair" });
             allowed(key, &c.patch(&format!("/v1/defects/{d}"), t, &body).await)
+        }
+        "`POST /v1/webhook-endpoints`" => {
+            let body = json!({ "url": "https://hooks.example.test/fm" });
+            allowed(key, &c.post("/v1/webhook-endpoints", t, &body).await)
+        }
+        "`GET /v1/webhook-endpoints`" => allowed(key, &c.get("/v1/webhook-endpoints", t).await),
+        "`GET /v1/webhook-endpoints/{id}`" | "`GET /v1/webhook-endpoints/{id}/deliveries`" => {
+            let e = w.endpoint().await;
+            let suffix = if key.contains("deliveries") {
+                "/deliveries"
+            } else {
+                ""
+            };
+            allowed(
+                key,
+                &c.get(&format!("/v1/webhook-endpoints/{e}{suffix}"), t)
+                    .await,
+            )
+        }
+        "`PATCH /v1/webhook-endpoints/{id}`" => {
+            let e = w.endpoint().await;
+            let body = json!({ "enabled": false });
+            allowed(
+                key,
+                &c.patch(&format!("/v1/webhook-endpoints/{e}"), t, &body)
+                    .await,
+            )
+        }
+        "`DELETE /v1/webhook-endpoints/{id}`" => {
+            let e = w.endpoint().await;
+            allowed(key, &c.delete(&format!("/v1/webhook-endpoints/{e}"), t).await)
+        }
+        "`POST /v1/webhook-endpoints/{id}/rotate-secret`" => {
+            let e = w.endpoint().await;
+            let path = format!("/v1/webhook-endpoints/{e}/rotate-secret");
+            allowed(key, &c.post(&path, t, &json!({})).await)
+        }
+        "`GET /v1/notices`" => allowed(key, &c.get("/v1/notices", t).await),
+        "`GET /v1/notices/{id}`" | "`GET /v1/notices/{id}/pdf`" => {
+            let n = w.notice().await;
+            let suffix = if key.contains("pdf") { "/pdf" } else { "" };
+            allowed(key, &c.get(&format!("/v1/notices/{n}{suffix}"), t).await)
+        }
+        "`POST /v1/notices/{id}/redeliver`" => {
+            let n = w.notice().await;
+            let path = format!("/v1/notices/{n}/redeliver");
+            allowed(key, &c.post(&path, t, &json!({})).await)
         }
         "`PATCH /v1/tests/sessions/{id}` reopening a completed session" => {
             let (s, _) = w.session(to).await;

@@ -3,13 +3,16 @@
 //! table of assets and rules runs over as many pages as it needs, its header repeated on each,
 //! every page footed with "page n of N".
 //!
+//! The same writer prints a one-page defect notice ([`render_notice`]): what was found, where,
+//! by whom, the notification deadline and what the owner must do (A4 portrait).
+//!
 //! Written with `pdf-writer` in the standard Helvetica fonts every PDF reader has (nothing is
 //! embedded), text in WinAnsi (Windows-1252): characters outside it print as `?`. Page content
 //! streams are deflated.
 
 use std::io::Write;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use pdf_writer::{Content, Date, Filter, Name, Pdf, Rect, Ref, Str, TextStr};
@@ -491,6 +494,198 @@ fn win_ansi(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// What a printed defect notice says (from the notice's data, as it was when the change
+/// committed, and who found the defect).
+#[derive(Debug, Clone, Default)]
+pub struct NoticeSheet {
+    /// `Critical defect notice`, `Escalation`...
+    pub heading: String,
+    pub notice_id: String,
+    pub organisation: String,
+    pub building_name: String,
+    pub building_address: String,
+    /// `EXT-003 (Portable fire extinguisher, Level 2 kitchen)`.
+    pub asset: String,
+    pub severity: String,
+    pub title: String,
+    pub description: String,
+    pub condition: String,
+    /// Date and time, as printed.
+    pub found_at: String,
+    /// Who found or recorded it, with their licence number.
+    pub found_by: String,
+    pub notify_by: String,
+    pub action_required: String,
+    pub issued_at: DateTime<Utc>,
+}
+
+const NOTICE_W: f32 = 595.28;
+const NOTICE_H: f32 = 841.89;
+const NOTICE_MARGIN: f32 = 48.0;
+
+/// A one-page notice of a defect, for the responsible person.
+pub fn render_notice(n: &NoticeSheet) -> Vec<u8> {
+    let (catalog, tree, page_ref, content_ref) =
+        (Ref::new(1), Ref::new(2), Ref::new(3), Ref::new(4));
+    let (regular, bold, info) = (Ref::new(5), Ref::new(6), Ref::new(7));
+    let mut pdf = Pdf::new();
+    pdf.catalog(catalog).pages(tree);
+    pdf.pages(tree).kids([page_ref]).count(1);
+    pdf.type1_font(regular)
+        .base_font(Name(b"Helvetica"))
+        .encoding_predefined(Name(b"WinAnsiEncoding"));
+    pdf.type1_font(bold)
+        .base_font(Name(b"Helvetica-Bold"))
+        .encoding_predefined(Name(b"WinAnsiEncoding"));
+    let title = format!("{} - {}", n.heading, n.building_name);
+    pdf.document_info(info)
+        .title(TextStr(&title))
+        .producer(TextStr("FireMode"));
+
+    let mut c = Content::new();
+    let left = NOTICE_MARGIN;
+    let room = NOTICE_W - 2.0 * NOTICE_MARGIN;
+    let mut y = NOTICE_H - NOTICE_MARGIN - 16.0;
+    let critical = n.severity.eq_ignore_ascii_case("critical");
+    if critical {
+        c.set_fill_rgb(0.75, 0.0, 0.0);
+    }
+    text(
+        &mut c,
+        BOLD,
+        18.0,
+        left,
+        y,
+        &fit(&n.heading, 18.0, true, room),
+    );
+    c.set_fill_gray(0.0);
+    y -= 16.0;
+    text(
+        &mut c,
+        REGULAR,
+        9.0,
+        left,
+        y,
+        "Written notice of a defect found during routine service of fire protection equipment (AS 1851)",
+    );
+    y -= 10.0;
+    c.set_stroke_gray(0.4).set_line_width(0.8);
+    c.move_to(left, y).line_to(left + room, y).stroke();
+    y -= 22.0;
+
+    let label_w = 130.0;
+    let rows: [(&str, &str); 10] = [
+        ("Building", &n.building_name),
+        ("Address", &n.building_address),
+        ("Asset", &n.asset),
+        ("Severity", &n.severity),
+        ("Defect", &n.title),
+        ("Condition found", &n.condition),
+        ("Found", &n.found_at),
+        ("Found by", &n.found_by),
+        ("Notify the owner by", &n.notify_by),
+        ("Service provider", &n.organisation),
+    ];
+    for (label, value) in rows {
+        text(&mut c, BOLD, 10.0, left, y, label);
+        let lines = wrap(value, 10.0, false, room - label_w);
+        for (i, line) in lines.iter().enumerate() {
+            text(
+                &mut c,
+                REGULAR,
+                10.0,
+                left + label_w,
+                y - 13.0 * i as f32,
+                line,
+            );
+        }
+        y -= 13.0 * lines.len().max(1) as f32 + 7.0;
+    }
+    if !n.description.trim().is_empty() {
+        y -= 6.0;
+        text(&mut c, BOLD, 11.0, left, y, "What was found");
+        y -= 15.0;
+        for line in wrap(&n.description, 10.0, false, room).iter().take(12) {
+            text(&mut c, REGULAR, 10.0, left, y, line);
+            y -= 13.0;
+        }
+    }
+    y -= 10.0;
+    text(&mut c, BOLD, 11.0, left, y, "What the owner must do");
+    y -= 15.0;
+    for line in wrap(&n.action_required, 10.0, false, room) {
+        text(&mut c, REGULAR, 10.0, left, y, &line);
+        y -= 13.0;
+    }
+    y -= 8.0;
+    for line in wrap(
+        "Critical defects are to be confirmed to the owner in writing within 24 hours of being \
+         found, and again each time they are found; other defects within a week. Keep this \
+         notice with the building's fire safety records.",
+        8.5,
+        false,
+        room,
+    ) {
+        text(&mut c, REGULAR, 8.5, left, y, &line);
+        y -= 11.0;
+    }
+    let foot = format!(
+        "Notice {} - issued {} by FireMode",
+        n.notice_id,
+        n.issued_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    );
+    text(
+        &mut c,
+        REGULAR,
+        7.0,
+        left,
+        FOOTER_Y + 10.0,
+        &fit(&foot, 7.0, false, room),
+    );
+
+    let data = deflate(&c.finish());
+    pdf.stream(content_ref, &data).filter(Filter::FlateDecode);
+    {
+        let mut page = pdf.page(page_ref);
+        page.parent(tree)
+            .media_box(Rect::new(0.0, 0.0, NOTICE_W, NOTICE_H))
+            .contents(content_ref);
+        let mut resources = page.resources();
+        let mut fonts = resources.fonts();
+        fonts.pair(REGULAR, regular);
+        fonts.pair(BOLD, bold);
+    }
+    pdf.finish()
+}
+
+/// `s` broken into lines of at most `room` points, at spaces (a word longer than a line is
+/// cut to fit).
+fn wrap(s: &str, size: f32, bold: bool, room: f32) -> Vec<String> {
+    let mut lines = Vec::new();
+    for para in s.lines() {
+        let mut line = String::new();
+        for word in para.split_whitespace() {
+            let candidate = if line.is_empty() {
+                word.to_owned()
+            } else {
+                format!("{line} {word}")
+            };
+            if width(&candidate, size, bold) <= room {
+                line = candidate;
+            } else {
+                if !line.is_empty() {
+                    lines.push(std::mem::take(&mut line));
+                }
+                line = fit(word, size, bold, room);
+            }
+        }
+        if !line.is_empty() {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,5 +709,27 @@ mod tests {
         assert!(cut.ends_with("...") && cut.len() < long.len(), "{cut}");
         assert!(width(&cut, 7.5, false) <= 60.0);
         assert_eq!(win_ansi("Café – 5€ ✓"), b"Caf\xe9 \x96 5\x80 ?".to_vec());
+    }
+
+    #[test]
+    fn notice_text_wraps_inside_the_page() {
+        let long =
+            "The hose reel at the north stair leaks at the gland and the drum does not turn; \
+                    water pools on the landing."
+                .repeat(3);
+        let lines = wrap(&long, 10.0, false, 300.0);
+        assert!(lines.len() > 3, "{lines:?}");
+        assert!(lines.iter().all(|l| width(l, 10.0, false) <= 300.0));
+        assert_eq!(
+            lines.join(" "),
+            long.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        let pdf = render_notice(&NoticeSheet {
+            heading: "Critical defect notice".into(),
+            description: long,
+            severity: "Critical".into(),
+            ..Default::default()
+        });
+        assert!(pdf.starts_with(b"%PDF-"));
     }
 }

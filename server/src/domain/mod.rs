@@ -7,12 +7,15 @@
 //! - [`assess`]: an item's classification, contradictions, suggested outcome and findings.
 //! - [`defects`]: severity, notification deadlines, defect identity and titles.
 //! - [`schedule`], [`holidays`]: when routines are due, tolerance windows, working days.
+//! - [`notices`]: which defect changes need the owner told, webhook bodies and signatures,
+//!   retries and escalation.
 
 pub mod access;
 pub mod applicability;
 pub mod assess;
 pub mod defects;
 pub mod holidays;
+pub mod notices;
 pub mod readings;
 pub mod reference;
 pub mod schedule;

@@ -245,6 +245,7 @@ async fn get(
             discovered_at: d.discovered_at,
             notify_by: d.notify_by,
             acknowledged_at: d.acknowledged_at,
+            notified_at: d.notified_at,
         })
         .collect();
     let report = compliance::build(Inputs {

@@ -71,7 +71,12 @@ pub struct DefectView {
     /// When the responsible person must have been told: 24 h for critical, a week otherwise.
     pub notify_by: DateTime<Utc>,
     pub acknowledged_at: Option<DateTime<Utc>>,
-    /// Past `notify_by` without an acknowledgement.
+    /// When the first notice of the current period was delivered: this, not a status change,
+    /// meets `notify_by`.
+    pub notified_at: Option<DateTime<Utc>>,
+    /// When `notify_by` passed without a delivered notice and the defect was escalated.
+    pub escalated_at: Option<DateTime<Utc>>,
+    /// Active, past `notify_by`, and no notice delivered.
     pub overdue: bool,
     /// The status it may move to next in the lifecycle, if any.
     pub next_status: Option<String>,
@@ -86,11 +91,14 @@ pub struct DefectView {
     /// `GET /v1/defects/{id}`; `history` names every visit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sightings: Option<Vec<Sighting>>,
+    /// The notices sent about it, each with its recipients (channel, recipient, outcome,
+    /// when) (only on `GET /v1/defects/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notices: Option<Vec<super::notices::NoticeView>>,
 }
 
 impl From<DefectRecord> for DefectView {
     fn from(d: DefectRecord) -> Self {
-        let active = rules::is_active(&d.status);
         let asset = d.asset_id.map(|id| DefectAsset {
             id,
             identifier: d.asset_identifier.clone(),
@@ -103,7 +111,12 @@ impl From<DefectRecord> for DefectView {
             location: d.asset_location.clone(),
         });
         Self {
-            overdue: active && d.acknowledged_at.is_none() && d.notify_by < Utc::now(),
+            overdue: crate::domain::notices::is_overdue(
+                &d.status,
+                d.notify_by,
+                d.notified_at,
+                Utc::now(),
+            ),
             next_status: rules::next_status(&d.status).map(str::to_owned),
             id: d.id,
             building_id: d.building_id,
@@ -125,11 +138,14 @@ impl From<DefectRecord> for DefectView {
             discovered_at: d.discovered_at,
             notify_by: d.notify_by,
             acknowledged_at: d.acknowledged_at,
+            notified_at: d.notified_at,
+            escalated_at: d.escalated_at,
             created_by: d.created_by,
             created_at: d.created_at,
             updated_at: d.updated_at,
             history: None,
             sightings: None,
+            notices: None,
         }
     }
 }
@@ -318,6 +334,8 @@ async fn create(
         severity_overridden: false,
         severity_reason: None,
         duplicate_of: None,
+        notified_at: None,
+        escalated_at: None,
         asset_identifier: None,
         asset_type: None,
         asset_location: None,
@@ -350,7 +368,7 @@ pub struct ListQuery {
     pub asset_id: Option<Uuid>,
     pub status: Option<String>,
     pub severity: Option<String>,
-    /// Only those past their notification deadline without an acknowledgement.
+    /// Only those past their notification deadline without a delivered notice.
     pub overdue: Option<bool>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -417,6 +435,7 @@ async fn full_view(state: &AppState, user: &AuthUser, id: Uuid) -> ApiResult<Def
     let mut view = DefectView::from(d);
     view.history = Some(state.store.defect_events(id).await?);
     view.sightings = Some(state.store.defect_sightings(id).await?);
+    view.notices = Some(super::notices::notices_of_defect(state, user, id).await?);
     Ok(view)
 }
 

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod meta;
 pub mod middleware;
+pub mod notices;
 pub mod pagination;
 pub mod reference_values;
 pub mod rules;
@@ -80,6 +81,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(rules::router())
         .merge(sessions::router())
         .merge(defects::router())
+        .merge(notices::router())
         .merge(evidence::router())
 }
 

@@ -597,6 +597,8 @@ async fn try_raise_outside_tolerance(
             severity_overridden: false,
             severity_reason: None,
             duplicate_of: None,
+            notified_at: None,
+            escalated_at: None,
             asset_identifier: None,
             asset_type: None,
             asset_location: None,

@@ -37,6 +37,13 @@ pub struct DefectRecord {
     pub severity_reason: Option<String>,
     /// The defect this one duplicates (status `duplicate`).
     pub duplicate_of: Option<Uuid>,
+    /// When the first notice of the current period was delivered (the deadline is met then);
+    /// set by the delivery worker only.
+    #[sqlx(default)]
+    pub notified_at: Option<DateTime<Utc>>,
+    /// When the deadline passed without a delivered notice and it was escalated (once).
+    #[sqlx(default)]
+    pub escalated_at: Option<DateTime<Utc>>,
     /// The asset's identifier, type and location (read with the defect, never stored on it).
     #[sqlx(default)]
     pub asset_identifier: Option<String>,
@@ -73,7 +80,7 @@ pub struct DefectFilter {
     pub asset_id: Option<Uuid>,
     pub status: Option<String>,
     pub severity: Option<String>,
-    /// Past `notify_by`, never acknowledged, still active.
+    /// Past `notify_by` without a delivered notice, still active.
     pub overdue_at: Option<DateTime<Utc>>,
     /// Only what this inspector may see: defects without a session, or found first or again
     /// by a session assigned to them.
@@ -208,11 +215,12 @@ pub(crate) const DEFECT_SELECT: &str =
      d.rule_version, d.severity, d.status, d.source, d.title, d.description, d.observed_condition, \
      d.evidence, d.discovered_at, d.notify_by, d.acknowledged_at, d.created_by, d.created_at, \
      d.updated_at, d.severity_overridden, d.severity_reason, d.duplicate_of, \
+     d.notified_at, d.escalated_at, \
      a.identifier AS asset_identifier, a.asset_type AS asset_type, a.location AS asset_location \
      FROM defects d LEFT JOIN assets a ON a.id = d.asset_id";
 
 /// `d` is visible to inspector `$n` (or `$n` is NULL).
-fn visible(n: usize) -> String {
+pub(crate) fn visible(n: usize) -> String {
     format!(
         "(${n} IS NULL OR d.session_id IS NULL \
          OR EXISTS (SELECT 1 FROM session_assignees sa WHERE sa.session_id = d.session_id \
@@ -237,7 +245,7 @@ pub(crate) static LIST_DEFECTS_SQL: std::sync::LazyLock<String> = std::sync::Laz
          AND ($3 IS NULL OR d.session_id = $3 \
               OR EXISTS (SELECT 1 FROM defect_sightings s WHERE s.defect_id = d.id AND s.session_id = $3)) \
          AND ($4 IS NULL OR d.status = $4) AND ($5 IS NULL OR d.severity = $5) \
-         AND ($6 IS NULL OR (d.notify_by < $6 AND d.acknowledged_at IS NULL \
+         AND ($6 IS NULL OR (d.notify_by < $6 AND d.notified_at IS NULL \
               AND d.status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified'))) \
          AND ($7 IS NULL OR d.id > $7) AND ($9 IS NULL OR d.asset_id = $9) AND {} \
          AND ($11 = 0 OR d.status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified')) \
@@ -328,6 +336,36 @@ macro_rules! defects_sql {
                 Ok(())
             }
 
+            async fn defect_severity(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<String> {
+                sqlx::query_scalar("SELECT severity FROM defects WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or($crate::store::StoreError::NotFound)
+            }
+
+            /// The notice a change of severity (and a sighting by another visit) needs, if any
+            /// (`crate::domain::notices::on_finding_update`), into the outbox.
+            async fn notice_for_finding(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                id: uuid::Uuid,
+                old: &str,
+                new: &Option<String>,
+                found_again: bool,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                use $crate::domain::defects::Severity;
+                let Some(old) = Severity::parse(old) else { return Ok(()) };
+                let new = new.as_deref().and_then(Severity::parse).unwrap_or(old);
+                if let Some(kind) = $crate::domain::notices::on_finding_update(old, new, found_again) {
+                    Self::enqueue_notice(tx, id, kind, at).await?;
+                }
+                Ok(())
+            }
+
             async fn defect_status(
                 tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
                 id: uuid::Uuid,
@@ -349,6 +387,8 @@ macro_rules! defects_sql {
                 if let Some(session) = d.session_id {
                     Self::defect_sighting(&mut tx, d.id, session, d.discovered_at).await?;
                 }
+                // The outbox row commits with the defect or not at all.
+                Self::enqueue_notice(&mut tx, d.id, $crate::domain::notices::NoticeKind::Opened, d.created_at).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -412,13 +452,16 @@ macro_rules! defects_sql {
                             if let Some(session) = d.session_id {
                                 Self::defect_sighting(&mut tx, d.id, session, d.discovered_at).await?;
                             }
+                            Self::enqueue_notice(&mut tx, d.id, $crate::domain::notices::NoticeKind::Opened, d.created_at).await?;
                         }
                         DefectWrite::Reconfirm { id, session, at, severity, evidence, notify_by } => {
                             let status = Self::defect_status(&mut tx, *id).await?;
+                            let old = Self::defect_severity(&mut tx, *id).await?;
                             Self::defect_refresh(&mut tx, *id, *at, severity, evidence, *notify_by).await?;
                             Self::defect_sighting(&mut tx, *id, *session, *at).await?;
                             let note = format!("found again in session {session}");
                             Self::defect_event(&mut tx, *id, Some(&status), &status, None, Some(&note), *at).await?;
+                            Self::notice_for_finding(&mut tx, *id, &old, severity, true, *at).await?;
                         }
                         DefectWrite::Reopen { id, from, session, at, severity, evidence, notify_by } => {
                             sqlx::query(
@@ -438,9 +481,12 @@ macro_rules! defects_sql {
                             Self::defect_sighting(&mut tx, *id, *session, *at).await?;
                             let note = format!("found again in session {session}");
                             Self::defect_event(&mut tx, *id, Some(from), "open", None, Some(&note), *at).await?;
+                            Self::enqueue_notice(&mut tx, *id, $crate::domain::notices::NoticeKind::Reopened, *at).await?;
                         }
                         DefectWrite::Refresh { id, at, severity, evidence, notify_by } => {
+                            let old = Self::defect_severity(&mut tx, *id).await?;
                             Self::defect_refresh(&mut tx, *id, *at, severity, evidence, *notify_by).await?;
+                            Self::notice_for_finding(&mut tx, *id, &old, severity, false, *at).await?;
                         }
                         DefectWrite::Withdraw { id, at } => {
                             let done = sqlx::query(
@@ -544,6 +590,9 @@ macro_rules! defects_sql {
                     Self::clear_sightings(&mut tx, id).await?;
                 }
                 Self::defect_event(&mut tx, id, Some(from), to, Some(step.actor), step.note, at).await?;
+                if to == $crate::domain::defects::status::OPEN {
+                    Self::enqueue_notice(&mut tx, id, $crate::domain::notices::NoticeKind::Reopened, at).await?;
+                }
                 tx.commit().await?;
                 Ok(true)
             }
@@ -578,6 +627,8 @@ macro_rules! defects_sql {
                 .await?;
                 let note = format!("severity {old} -> {}: {}", o.severity, o.reason);
                 Self::defect_event(&mut tx, id, Some(&status), &status, Some(o.actor), Some(&note), o.at).await?;
+                let new = Some(o.severity.to_owned());
+                Self::notice_for_finding(&mut tx, id, &old, &new, false, o.at).await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -9,6 +9,7 @@ pub mod buildings;
 pub mod defects;
 pub mod evidence;
 pub mod idempotency;
+pub mod notices;
 mod postgres;
 pub mod reports;
 pub mod rules;
@@ -320,6 +321,7 @@ pub trait Store:
     + sessions::SessionStore
     + evidence::EvidenceStore
     + idempotency::IdempotencyStore
+    + notices::NoticeStore
     + Send
     + Sync
     + 'static

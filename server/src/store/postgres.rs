@@ -58,6 +58,8 @@ impl PgStore {
     /// (`pg_snapshot_xmin`), below which every row is committed and visible. A sequence number
     /// would not do: values are taken before commit, and transactions commit out of order.
     pub(crate) const WATERMARK: &'static str = "xact";
+    /// Claiming notice deliveries: rows another node is claiming are skipped, not waited for.
+    pub(crate) const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     pub(crate) const HORIZON: &'static str =
         "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 
@@ -151,4 +153,5 @@ super::idempotency::idempotency_sql!(PgStore);
 super::reports::reports_sql!(PgStore);
 super::schedule::schedule_sql!(PgStore);
 super::defects::defects_sql!(PgStore);
+super::notices::notices_sql!(PgStore);
 super::baselines::baselines_sql!(PgStore);

@@ -53,6 +53,8 @@ impl SqliteStore {
     /// The catch-up watermark is the change sequence number: with one writer connection,
     /// rows commit in seq order, so everything below the highest seq read is visible.
     pub(crate) const WATERMARK: &'static str = "seq";
+    /// Claiming notice deliveries: one writer connection, nothing to skip.
+    pub(crate) const SKIP_LOCKED: &'static str = "";
     pub(crate) const HORIZON: &'static str = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM doc_changes)";
 
     fn single_writer_watermark(max_seq: i64) -> Option<i64> {
@@ -87,4 +89,5 @@ super::idempotency::idempotency_sql!(SqliteStore);
 super::reports::reports_sql!(SqliteStore);
 super::schedule::schedule_sql!(SqliteStore);
 super::defects::defects_sql!(SqliteStore);
+super::notices::notices_sql!(SqliteStore);
 super::baselines::baselines_sql!(SqliteStore);

@@ -1,0 +1,301 @@
+//! The notice delivery worker: a background task on every node that escalates defects past
+//! their deadline without a delivered notice, claims due deliveries from the outbox (a lease;
+//! on PostgreSQL rows another node is claiming are skipped), sends them as signed webhooks
+//! (Standard Webhooks), and records each attempt. What to send, how to sign and when to retry
+//! are `crate::domain::notices`.
+//!
+//! The guarantee is at-least-once: a node that dies after the receiver answered but before the
+//! attempt was recorded leaves the lease to run out, and another node sends again with the same
+//! `webhook-id`, which receivers use to drop duplicates.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::crypto::PiiCipher;
+use crate::domain::notices::{self as rules, NoticeKind};
+use crate::store::notices::{AttemptRecord, ClaimedDelivery, Finish};
+use crate::store::Store;
+
+/// The most of a receiver's answer that is read (the rest is dropped with the connection).
+pub const MAX_RESPONSE_BYTES: usize = 4096;
+/// Deliveries claimed per round.
+const BATCH: i64 = 32;
+
+/// The worker's settings (from `Config`).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// How often the worker looks for due deliveries and overdue defects.
+    pub poll: Duration,
+    /// The first retry's delay; each later one doubles (at most an hour).
+    pub retry_base: Duration,
+    /// Attempts per delivery before it is marked failed.
+    pub max_attempts: u32,
+    /// A webhook request's whole time (connect, send, answer).
+    pub timeout: Duration,
+}
+
+impl WorkerConfig {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Self {
+            poll: c.notice_poll,
+            retry_base: c.notice_retry_base,
+            max_attempts: c.notice_max_attempts,
+            timeout: c.webhook_timeout,
+        }
+    }
+}
+
+/// Start the worker; it stops when `shutdown` is cancelled (a send in flight finishes or
+/// times out first, and its attempt is recorded).
+pub fn spawn(
+    store: Arc<dyn Store>,
+    pii: Arc<PiiCipher>,
+    cfg: WorkerConfig,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(cfg.timeout)
+        .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("FireMode-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the webhook client; notices are not delivered");
+            return;
+        }
+    };
+    let worker = Worker {
+        id: Uuid::new_v4(),
+        store,
+        pii,
+        cfg,
+        client,
+    };
+    tasks.spawn(async move {
+        loop {
+            worker.round().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(worker.cfg.poll) => {}
+            }
+        }
+    });
+}
+
+struct Worker {
+    id: Uuid,
+    store: Arc<dyn Store>,
+    pii: Arc<PiiCipher>,
+    cfg: WorkerConfig,
+    client: reqwest::Client,
+}
+
+impl Worker {
+    async fn round(&self) {
+        let now = Utc::now();
+        match self.store.escalate_overdue(now, 100).await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(defects = ?ids, "notification deadline passed without a delivered notice: escalated");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "escalating overdue defects failed; will retry"),
+        }
+        let lease = self.cfg.timeout + Duration::from_secs(30);
+        let claimed = match self
+            .store
+            .claim_deliveries(
+                self.id,
+                now,
+                now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)),
+                BATCH,
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming notice deliveries failed; will retry");
+                return;
+            }
+        };
+        let mut sends = tokio::task::JoinSet::new();
+        for d in claimed {
+            let finish = self.attempt(d);
+            sends.spawn(finish);
+        }
+        while let Some(done) = sends.join_next().await {
+            let Ok(finish) = done else { continue };
+            match self.store.finish_delivery(self.id, &finish).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(delivery = %finish.attempt.delivery_id, "delivery changed hands meanwhile; attempt not recorded")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, delivery = %finish.attempt.delivery_id, "recording a delivery attempt failed; the lease runs out and it is sent again")
+                }
+            }
+        }
+    }
+
+    /// Send one delivery; the future owns what it needs so several run at once.
+    fn attempt(&self, d: ClaimedDelivery) -> impl std::future::Future<Output = Finish> + Send {
+        let client = self.client.clone();
+        let keys = self.keys(&d);
+        let cfg = self.cfg.clone();
+        async move {
+            let started = Instant::now();
+            let at = Utc::now();
+            let sent = match keys {
+                Ok(keys) => send(&client, &d, &keys).await,
+                Err(e) => Err((None, e)),
+            };
+            let (outcome, http_status, error) = match sent {
+                Ok(status) => ("delivered", Some(status), None),
+                Err((status, e)) => ("failed", status, Some(e)),
+            };
+            let attempts = u32::try_from(d.attempts).unwrap_or(0) + 1;
+            let (status, next) = if outcome == "delivered" {
+                ("delivered", at)
+            } else if attempts >= cfg.max_attempts {
+                ("failed", at)
+            } else {
+                let delay = rules::retry_delay(cfg.retry_base, attempts);
+                (
+                    "pending",
+                    at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1)),
+                )
+            };
+            if let Some(e) = &error {
+                tracing::info!(notice = %d.notice_id, endpoint = ?d.endpoint_id, attempts, error = %e, "webhook attempt failed");
+            }
+            Finish {
+                status,
+                next_attempt_at: next,
+                attempt: AttemptRecord {
+                    id: Uuid::now_v7(),
+                    delivery_id: d.id,
+                    notice_id: d.notice_id,
+                    endpoint_id: d.endpoint_id,
+                    channel: d.channel.clone(),
+                    // The URL used for this attempt (an endpoint's URL may have changed).
+                    recipient: d.url.clone().unwrap_or_else(|| d.recipient.clone()),
+                    at,
+                    outcome: outcome.to_owned(),
+                    http_status: http_status.map(i32::from),
+                    error,
+                    duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+                },
+            }
+        }
+    }
+
+    /// The signing keys: the current secret, and the previous one during its grace period.
+    fn keys(&self, d: &ClaimedDelivery) -> Result<Vec<Vec<u8>>, String> {
+        if d.endpoint_enabled != Some(true) {
+            return Err("endpoint disabled or deleted".into());
+        }
+        let open = |enc: &[u8]| {
+            self.pii
+                .decrypt(enc)
+                .ok()
+                .and_then(|s| rules::parse_secret(&s))
+                .ok_or_else(|| "the endpoint's secret cannot be read (PII key missing?)".to_owned())
+        };
+        let mut keys = vec![open(d.secret_enc.as_deref().unwrap_or_default())?];
+        if let (Some(prev), Some(until)) = (&d.previous_secret_enc, d.previous_secret_until) {
+            if until > Utc::now() {
+                keys.push(open(prev)?);
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// POST the notice; the HTTP status on a 2xx answer, else the status (if any) and why.
+async fn send(
+    client: &reqwest::Client,
+    d: &ClaimedDelivery,
+    keys: &[Vec<u8>],
+) -> Result<u16, (Option<u16>, String)> {
+    let Some(url) = d.url.as_deref() else {
+        return Err((None, "no endpoint".into()));
+    };
+    let kind = NoticeKind::parse(&d.kind).ok_or((None, format!("unknown kind {}", d.kind)))?;
+    let body = rules::body(kind, d.notice_created_at, &d.payload.0);
+    // The same id on every attempt and redelivery: receivers drop duplicates by it.
+    let id = d.notice_id.to_string();
+    let timestamp = Utc::now().timestamp();
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header(
+            "webhook-signature",
+            rules::signature_header(keys, &id, timestamp, &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| (None, describe(&e)))?;
+    let status = resp.status();
+    let answer = read_bounded(resp).await;
+    if status.is_success() {
+        Ok(status.as_u16())
+    } else if status.is_redirection() {
+        Err((
+            Some(status.as_u16()),
+            "redirects are not followed: point the endpoint at the final URL".into(),
+        ))
+    } else {
+        Err((
+            Some(status.as_u16()),
+            format!("answered {status}: {}", answer.trim()),
+        ))
+    }
+}
+
+/// At most `MAX_RESPONSE_BYTES` of the answer (lossy UTF-8, 200 characters kept).
+async fn read_bounded(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < MAX_RESPONSE_BYTES {
+        match resp.chunk().await {
+            Ok(Some(c)) => buf.extend_from_slice(&c[..c.len().min(MAX_RESPONSE_BYTES - buf.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
+}
+
+/// A transport error without the URL (it may carry a token).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
