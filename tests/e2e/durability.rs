@@ -66,6 +66,7 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
         contact_email: None,
         rule_set_code: "AS1851".into(),
         rule_set_version: "2012.1.0".into(),
+        editions: Default::default(),
         created_at: now,
         updated_at: now,
     };
@@ -79,6 +80,7 @@ async fn acknowledged_edits_survive_kill_9(b: Backend) {
         identifier: None,
         install_date: None,
         rule_codes: sqlx::types::Json(vec![]),
+        rule_alternatives: Default::default(),
         created_at: now,
         updated_at: now,
     };

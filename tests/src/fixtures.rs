@@ -26,6 +26,7 @@ pub async fn building(srv: &TestServer, org: &Org, n: usize) -> Building {
         contact_email: None,
         rule_set_code: "AS1851".into(),
         rule_set_version: "2012.1.0".into(),
+        editions: Default::default(),
         created_at: now,
         updated_at: now,
     };
@@ -43,6 +44,7 @@ pub async fn building(srv: &TestServer, org: &Org, n: usize) -> Building {
             identifier: Some(format!("EXT-{i:04}")),
             install_date: None,
             rule_codes: sqlx::types::Json(vec![]),
+            rule_alternatives: Default::default(),
             created_at: now,
             updated_at: now,
         })

@@ -29,6 +29,9 @@ fn rule(code: &str, equipment: &str, frequency: &str) -> RuleRecord {
         readings: sqlx::types::Json(serde_json::json!([])),
         classification_mappings: sqlx::types::Json(BTreeMap::new()),
         rationale: sqlx::types::Json(BTreeMap::new()),
+        rule_set_code: "AS1851".into(),
+        rule_set_version: "2012.1.0".into(),
+        alternative_to: None,
         active: true,
         created_by: None,
         created_at: Utc::now(),
@@ -55,6 +58,7 @@ fn asset(identifier: &str, kind: &str) -> AssetRecord {
         identifier: Some(identifier.into()),
         install_date: None,
         rule_codes: sqlx::types::Json(vec![]),
+        rule_alternatives: Default::default(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
     }
@@ -72,6 +76,7 @@ fn building() -> BuildingRecord {
         contact_email: None,
         rule_set_code: "AS1851".into(),
         rule_set_version: "2012.1.0".into(),
+        editions: Default::default(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
     }

@@ -72,7 +72,7 @@ async fn get(
     // Four independent reads; on SQLite they run on separate reader connections.
     let (assets, rules, services, defects) = tokio::try_join!(
         store.building_assets(user.org_id, id),
-        store.latest_rules(user.org_id, None, None),
+        crate::rules::building_rules(store.as_ref(), &building, None),
         store.latest_services(user.org_id, id, &before, compliance::SERVICES_PER_RULE),
         store.open_defect_counts(user.org_id, id),
     )?;
@@ -254,7 +254,7 @@ async fn schedule(
             all
         }
     };
-    let rules = store.latest_rules(user.org_id, None, None).await?;
+    let rules = store.edition_rules(user.org_id, None, None).await?;
     let before = compliance::services_before(today);
     let mut items = Vec::new();
     for building in &buildings {
@@ -270,7 +270,7 @@ async fn schedule(
         let report = compliance::build(Inputs {
             building,
             assets: &assets,
-            rules: &rules,
+            rules: &crate::rules::for_building(building, &rules),
             services: &services,
             defects: &[],
             active_defects: Vec::new(),

@@ -22,6 +22,7 @@ use crate::domain::access::{self, ReadOnlyReason, SessionAccess};
 use crate::domain::applicability;
 use crate::hub::{HubError, Origin};
 use crate::state::AppState;
+use crate::store::buildings::BuildingRecord;
 use crate::store::rules::RuleRecord;
 use crate::store::sessions::{
     NewChange, SessionFilter, SessionPatch, SessionRecord, SessionRow, SignOffRow,
@@ -182,7 +183,10 @@ async fn create(
             "name must be 1-200 characters",
         ));
     }
-    if crate::rules::library().frequency(&req.frequency).is_none() {
+    if crate::rules::library()
+        .any_frequency(&req.frequency)
+        .is_none()
+    {
         return Err(ApiError::unprocessable(
             "unknown_frequency",
             format!(
@@ -218,7 +222,7 @@ async fn create(
         }
         None => {
             let id = Uuid::new_v4();
-            let items = session_items(&state, &user, building.id, &req.frequency).await?;
+            let items = session_items(&state, &user, &building, &req.frequency).await?;
             let init = SessionInit {
                 session_id: id,
                 building_id: building.id,
@@ -301,14 +305,15 @@ async fn create(
 async fn session_items(
     state: &AppState,
     user: &AuthUser,
-    building: Uuid,
+    building: &BuildingRecord,
     frequency: &str,
 ) -> ApiResult<Vec<ItemInit>> {
-    let assets = state.store.building_assets(user.org_id, building).await?;
-    let rules = state
+    let assets = state
         .store
-        .latest_rules(user.org_id, None, Some(frequency))
+        .building_assets(user.org_id, building.id)
         .await?;
+    let rules =
+        crate::rules::building_rules(state.store.as_ref(), building, Some(frequency)).await?;
     Ok(assets
         .iter()
         .filter_map(|a| {

@@ -20,6 +20,9 @@ pub struct BuildingRecord {
     pub contact_email: Option<String>,
     pub rule_set_code: String,
     pub rule_set_version: String,
+    /// The building's pinned editions of the standards other than `rule_set_code`'s
+    /// (standard code -> edition version, e.g. `AS2293.2` -> `2019.1.0`).
+    pub editions: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -42,6 +45,8 @@ pub struct BuildingPatch {
     pub contact: Option<StoredContact>,
     /// (code, version)
     pub rule_set: Option<(String, String)>,
+    /// Replaces the pins of the other standards.
+    pub editions: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Filters of a building listing; `None` matches all.
@@ -66,6 +71,8 @@ pub struct AssetRecord {
     pub install_date: Option<NaiveDate>,
     /// Rule codes that apply to this asset; empty means "every rule for its type".
     pub rule_codes: sqlx::types::Json<Vec<String>>,
+    /// Routine alternatives chosen for the asset: default rule code -> alternative code.
+    pub rule_alternatives: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -76,6 +83,7 @@ impl AssetRecord {
         crate::domain::applicability::AssetFacts {
             asset_type: &self.asset_type,
             rule_codes: &self.rule_codes.0,
+            alternatives: &self.rule_alternatives.0,
         }
     }
 }
@@ -88,6 +96,8 @@ pub struct AssetPatch {
     pub identifier: Option<Option<String>>,
     pub install_date: Option<Option<NaiveDate>>,
     pub rule_codes: Option<Vec<String>>,
+    /// Replaces the chosen routine alternatives (default code -> alternative code).
+    pub rule_alternatives: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -168,13 +178,13 @@ pub trait BuildingStore: Send + Sync {
 /// Columns of `buildings`, in `BuildingRecord` order.
 pub(crate) const BUILDING_COLUMNS: &str = "id, org_id, name, address, building_type, \
      contact_name_enc, contact_phone_enc, contact_email, rule_set_code, rule_set_version, \
-     created_at, updated_at";
+     editions, created_at, updated_at";
 
 /// Columns of `assets`, in `AssetRecord` order.
 pub(crate) const ASSET_COLUMNS: &str = "id, org_id, building_id, asset_type, location, \
-     identifier, install_date, rule_codes, created_at, updated_at";
+     identifier, install_date, rule_codes, rule_alternatives, created_at, updated_at";
 
-/// Rows per multi-row asset INSERT (10 binds each).
+/// Rows per multi-row asset INSERT (11 binds each).
 pub(crate) const ASSET_INSERT_CHUNK: usize = 500;
 
 /// `%s%` for a LIKE with `\` as the escape character.
@@ -200,7 +210,7 @@ macro_rules! buildings_sql {
                 b: &$crate::store::buildings::BuildingRecord,
             ) -> $crate::store::StoreResult<()> {
                 sqlx::query(&format!(
-                    "INSERT INTO buildings ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    "INSERT INTO buildings ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     $crate::store::buildings::BUILDING_COLUMNS
                 ))
                 .bind(b.id)
@@ -213,6 +223,7 @@ macro_rules! buildings_sql {
                 .bind(&b.contact_email)
                 .bind(&b.rule_set_code)
                 .bind(&b.rule_set_version)
+                .bind(&b.editions)
                 .bind(b.created_at)
                 .bind(b.updated_at)
                 .execute(&self.writer)
@@ -288,7 +299,15 @@ macro_rules! buildings_sql {
                     current.rule_set_code.clone(),
                     current.rule_set_version.clone(),
                 ));
+                let mut editions = p
+                    .editions
+                    .clone()
+                    .map(sqlx::types::Json)
+                    .unwrap_or_else(|| current.editions.clone());
+                // The primary rule set's standard is pinned by rule_set_code only.
+                editions.0.remove(&rule_set_code);
                 let next = $crate::store::buildings::BuildingRecord {
+                    editions,
                     name: p.name.clone().unwrap_or(current.name),
                     address: p.address.clone().unwrap_or(current.address),
                     building_type: p.building_type.clone().unwrap_or(current.building_type),
@@ -303,7 +322,8 @@ macro_rules! buildings_sql {
                 sqlx::query(
                     "UPDATE buildings SET name = $1, address = $2, building_type = $3, \
                      contact_name_enc = $4, contact_phone_enc = $5, contact_email = $6, \
-                     rule_set_code = $7, rule_set_version = $8, updated_at = $9 WHERE id = $10",
+                     rule_set_code = $7, rule_set_version = $8, updated_at = $9, editions = $11 \
+                     WHERE id = $10",
                 )
                 .bind(&next.name)
                 .bind(&next.address)
@@ -315,6 +335,7 @@ macro_rules! buildings_sql {
                 .bind(&next.rule_set_version)
                 .bind(next.updated_at)
                 .bind(id)
+                .bind(&next.editions)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -419,7 +440,7 @@ macro_rules! buildings_sql {
                     let sql = format!(
                         "INSERT INTO assets ({}) VALUES {}",
                         $crate::store::buildings::ASSET_COLUMNS,
-                        $crate::store::rules::placeholders(chunk.len(), 10)
+                        $crate::store::rules::placeholders(chunk.len(), 11)
                     );
                     let mut q = sqlx::query(&sql);
                     for a in chunk {
@@ -432,6 +453,7 @@ macro_rules! buildings_sql {
                             .bind(&a.identifier)
                             .bind(a.install_date)
                             .bind(&a.rule_codes)
+                            .bind(&a.rule_alternatives)
                             .bind(a.created_at)
                             .bind(a.updated_at);
                     }
@@ -527,12 +549,18 @@ macro_rules! buildings_sql {
                         .clone()
                         .map(sqlx::types::Json)
                         .unwrap_or(current.rule_codes),
+                    rule_alternatives: p
+                        .rule_alternatives
+                        .clone()
+                        .map(sqlx::types::Json)
+                        .unwrap_or(current.rule_alternatives),
                     updated_at: chrono::Utc::now(),
                     ..current
                 };
                 sqlx::query(
                     "UPDATE assets SET asset_type = $1, location = $2, identifier = $3, \
-                     install_date = $4, rule_codes = $5, updated_at = $6 WHERE id = $7",
+                     install_date = $4, rule_codes = $5, updated_at = $6, rule_alternatives = $8 \
+                     WHERE id = $7",
                 )
                 .bind(&next.asset_type)
                 .bind(&next.location)
@@ -541,6 +569,7 @@ macro_rules! buildings_sql {
                 .bind(&next.rule_codes)
                 .bind(next.updated_at)
                 .bind(id)
+                .bind(&next.rule_alternatives)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| $crate::store::StoreError::unique(e, "identifier"))?;

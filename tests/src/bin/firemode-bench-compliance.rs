@@ -146,6 +146,7 @@ async fn seed(
         contact_email: None,
         rule_set_code: "AS1851".into(),
         rule_set_version: "2012.1.0".into(),
+        editions: Default::default(),
         created_at: now,
         updated_at: now,
     };
@@ -168,6 +169,7 @@ async fn seed(
             identifier: Some(format!("{prefix}-{i:05}")),
             install_date: None,
             rule_codes: sqlx::types::Json(vec![]),
+            rule_alternatives: Default::default(),
             created_at: now,
             updated_at: now,
         });

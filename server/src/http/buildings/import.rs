@@ -138,6 +138,7 @@ async fn import(
                     identifier: valid.identifier,
                     install_date: valid.install_date,
                     rule_codes: sqlx::types::Json(valid.rule_codes),
+                    rule_alternatives: Default::default(),
                     created_at: now,
                     updated_at: now,
                 });
