@@ -133,6 +133,22 @@ fn editions_defaults_and_codes() {
 }
 
 #[test]
+fn every_equipment_kind_has_routines_in_the_default_editions() {
+    let lib = library();
+    let defaults = lib.default_editions();
+    for kind in &lib.equipment {
+        assert!(
+            lib.rules.iter().any(|r| {
+                let rs = r.rule_set.as_ref().unwrap();
+                r.equipment == kind.kind && defaults.get(&rs.code) == Some(&rs.version)
+            }),
+            "no AS 1851-2012 / AS/NZS 2293.2:2019 routine for {}",
+            kind.kind
+        );
+    }
+}
+
+#[test]
 fn the_2005_edition_has_its_weekly_routines() {
     let weekly: BTreeSet<&str> = library()
         .rules
