@@ -284,6 +284,16 @@ async fn pinned_editions_choose_routines_and_classification(b: Backend) {
             ("SPR-1", "AS1851-2005-2-12M-SPR"),
         ])
     );
+    // An asset may list only rules of its building's editions.
+    let client = &srv.client;
+    let listed = |building: Uuid| {
+        let body = json!({ "asset_type": "sprinkler_system", "location": "Riser",
+                           "rule_codes": ["AS1851-2005-2-1W-SPR"] });
+        let path = format!("/v1/buildings/{building}/assets");
+        async move { client.post(&path, Some(t), &body).await }
+    };
+    assert_problem(&listed(cur).await, 422, "unknown_rule");
+    assert_eq!(listed(old).await.status, 201);
 }
 
 /// The shipped library plus a future AS 1851 edition that reuses the six-monthly fire-door
@@ -456,6 +466,41 @@ async fn pins_are_validated_admin_only_and_audited(b: Backend) {
     );
     assert_eq!(after_refusals["rule_set"], before["rule_set"]);
 
+    // A door's yearly alternative, chosen under AS 1851-2012, is dropped (and audited) when the
+    // building moves to an edition without it, so the door is never left with neither routine.
+    let door = srv
+        .client
+        .post(
+            &format!("/v1/buildings/{id}/assets"),
+            Some(t),
+            &json!({ "asset_type": "fire_door", "location": "Stair 1", "identifier": "FD-1" }),
+        )
+        .await
+        .uuid("id");
+    let door_url = format!("/v1/buildings/{id}/assets/{door}");
+    let r = srv
+        .client
+        .patch(
+            &door_url,
+            Some(t),
+            &json!({ "alternatives": ["AS1851-12-12M-FD"] }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A lighting pin change keeps it (the 2012 edition still has the alternative).
+    let r = srv.client.patch(&url, Some(t), &change).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let kept = srv.client.get(&door_url, Some(t)).await;
+    assert_eq!(kept.json["alternatives"], json!(["AS1851-12-12M-FD"]));
+    let back = json!({ "editions": [{ "code": "AS2293.2", "version": "2019.1.0" }] });
+    assert_eq!(srv.client.patch(&url, Some(t), &back).await.status, 200);
+    let old = json!({ "rule_set": { "code": "AS1851", "version": "2005.1.0" } });
+    assert_eq!(srv.client.patch(&url, Some(t), &old).await.status, 200);
+    let dropped = srv.client.get(&door_url, Some(t)).await;
+    assert_eq!(dropped.json["alternatives"], json!([]));
+    let modern = json!({ "rule_set": { "code": "AS1851", "version": "2012.1.0" } });
+    assert_eq!(srv.client.patch(&url, Some(t), &modern).await.status, 200);
+
     // The admin changes the lighting pin only; the AS 1851 pin stays.
     let r = srv.client.patch(&url, Some(t), &change).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -490,6 +535,19 @@ async fn pins_are_validated_admin_only_and_audited(b: Backend) {
     assert_eq!(
         update["details"]["old"]["editions"][1]["version"],
         "2019.1.0"
+    );
+    let moved = audits.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| {
+            a["action"] == "building.update"
+                && a["details"]["new"]["rule_set"]["version"] == "2005.1.0"
+        })
+        .unwrap();
+    assert_eq!(
+        moved["details"]["alternatives_dropped"],
+        json!([{ "asset_id": door, "alternatives": ["AS1851-12-12M-FD"] }])
     );
 }
 

@@ -470,6 +470,12 @@ async fn update(
         patch.editions = Some(others);
     }
     let after = state.store.update_building(user.org_id, id, &patch).await?;
+    let pins_changed = crate::rules::building_pins(&before) != crate::rules::building_pins(&after);
+    let dropped = if pins_changed {
+        drop_stale_alternatives(&state, &after).await?
+    } else {
+        Vec::new()
+    };
     state
         .audit(
             &user,
@@ -479,10 +485,56 @@ async fn update(
                 "old": audit_view(&before),
                 "new": audit_view(&after),
                 "contact_changed": patch.contact.is_some(),
+                "alternatives_dropped": dropped,
             }),
         )
         .await?;
     Ok(Json(state.building_view(after)))
+}
+
+/// After a pin change: drop each asset's routine alternatives that the building's editions no
+/// longer have as alternatives, so the routine they replaced applies again (a choice must never
+/// leave an asset with neither). Returns the assets and codes dropped.
+async fn drop_stale_alternatives(
+    state: &AppState,
+    building: &BuildingRecord,
+) -> Result<Vec<Value>, ApiError> {
+    let rules = crate::rules::building_rules(state.store.as_ref(), building, None).await?;
+    let is_alternative = |code: &str| {
+        rules
+            .iter()
+            .any(|r| r.code == code && r.alternative_to.is_some())
+    };
+    let mut dropped = Vec::new();
+    for asset in state
+        .store
+        .building_assets(building.org_id, building.id)
+        .await?
+    {
+        let chosen = &asset.rule_alternatives.0;
+        let kept: std::collections::BTreeMap<String, String> = chosen
+            .iter()
+            .filter(|(_, alt)| is_alternative(alt))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if kept.len() == chosen.len() {
+            continue;
+        }
+        let gone: Vec<&String> = chosen
+            .values()
+            .filter(|v| !kept.values().any(|k| k == *v))
+            .collect();
+        dropped.push(json!({ "asset_id": asset.id, "alternatives": gone }));
+        let patch = crate::store::buildings::AssetPatch {
+            rule_alternatives: Some(kept),
+            ..Default::default()
+        };
+        state
+            .store
+            .update_asset(building.org_id, building.id, asset.id, &patch)
+            .await?;
+    }
+    Ok(dropped)
 }
 
 /// Delete a building and its assets (admin, office). Refused with 409 `building_has_sessions`

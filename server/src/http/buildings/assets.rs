@@ -114,19 +114,24 @@ pub(super) struct ValidAsset {
     pub rule_codes: Vec<String>,
 }
 
-/// What validation checks against: the rules the organisation sees (code -> equipment).
+/// What validation checks against: the rules of the building's editions (code -> equipment).
 pub(super) struct AssetRules {
     equipment_of: HashMap<String, String>,
     today: NaiveDate,
 }
 
 impl AssetRules {
-    /// Load the organisation's visible rules (only when some input names rule codes).
-    pub async fn load(state: &AppState, org_id: Uuid, needed: bool) -> Result<Self, ApiError> {
+    /// Load the rules of the building's editions (only when some input names rule codes): a
+    /// listed code must be one the building is serviced under.
+    pub async fn load(
+        state: &AppState,
+        user: &AuthUser,
+        building_id: Uuid,
+        needed: bool,
+    ) -> Result<Self, ApiError> {
         let equipment_of = if needed {
-            state
-                .store
-                .latest_rules(org_id, None, None)
+            let building = building_of(state, user, building_id).await?;
+            crate::rules::building_rules(state.store.as_ref(), &building, None)
                 .await?
                 .into_iter()
                 .map(|r| (r.code, r.equipment))
@@ -192,7 +197,10 @@ impl AssetRules {
                 None => errors.push(field_error(
                     "rule_codes",
                     "unknown_rule",
-                    format!("rule '{code}' does not exist or has no active version"),
+                    format!(
+                        "rule '{code}' does not exist, has no active version or is not of the \
+                         building's editions"
+                    ),
                 )),
                 Some(eq) if known_type && eq != &asset_type => errors.push(field_error(
                     "rule_codes",
@@ -273,7 +281,7 @@ async fn create(
     user.require(WRITERS)?;
     building_of(&state, &user, building_id).await?;
     let rule_codes = req.rule_codes.unwrap_or_default();
-    let rules = AssetRules::load(&state, user.org_id, !rule_codes.is_empty()).await?;
+    let rules = AssetRules::load(&state, &user, building_id, !rule_codes.is_empty()).await?;
     let valid = rules
         .validate(AssetInput {
             asset_type: req.asset_type,
@@ -498,7 +506,7 @@ async fn update(
             Vec::new()
         },
     };
-    let rules = AssetRules::load(&state, user.org_id, !merged.rule_codes.is_empty()).await?;
+    let rules = AssetRules::load(&state, &user, building_id, !merged.rule_codes.is_empty()).await?;
     let valid = rules
         .validate(merged)
         .map_err(|mut e| ApiError::from(e.remove(0)))?;

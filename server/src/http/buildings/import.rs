@@ -88,7 +88,7 @@ async fn import(
         })
         .collect();
     let needs_rules = rows.iter().any(|(_, r)| !r.rule_codes.is_empty());
-    let rules = AssetRules::load(&state, user.org_id, needs_rules).await?;
+    let rules = AssetRules::load(&state, &user, building_id, needs_rules).await?;
     let existing: HashSet<String> = state
         .store
         .building_assets(user.org_id, building_id)
