@@ -242,4 +242,35 @@ mod tests {
         // The same choice twice is one choice.
         assert_eq!(c("fire_door", &["FD-12M", "FD-12M"]).unwrap().len(), 1);
     }
+
+    proptest::proptest! {
+        /// Whatever is chosen (valid or stale), a routine and its alternatives never both
+        /// apply, and when the chosen alternative is among the rules exactly one of them does.
+        #[test]
+        fn a_routine_and_its_alternatives_never_both_apply(
+            choice in proptest::option::of(proptest::sample::select(vec!["FD-12M", "FD-3M", "NOPE"])),
+        ) {
+            const RULES: [Alt; 3] = [
+                ("FD-6M", "fire_door", "six_monthly", None),
+                ("FD-12M", "fire_door", "yearly", Some("FD-6M")),
+                ("FD-3M", "fire_door", "three_monthly", Some("FD-6M")),
+            ];
+            let alternatives: BTreeMap<String, String> = choice
+                .map(|c| ("FD-6M".to_string(), c.to_string()))
+                .into_iter()
+                .collect();
+            let asset = AssetFacts { asset_type: "fire_door", rule_codes: &[], alternatives: &alternatives };
+            let applying: Vec<&str> = RULES
+                .iter()
+                .filter(|r| applies(&asset, &alt_facts(r)))
+                .map(|r| r.0)
+                .collect();
+            proptest::prop_assert!(applying.len() <= 1, "{:?}", applying);
+            match choice {
+                None => proptest::prop_assert_eq!(applying, vec!["FD-6M"]),
+                Some("NOPE") => proptest::prop_assert!(applying.is_empty()),
+                Some(c) => proptest::prop_assert_eq!(applying, vec![c]),
+            }
+        }
+    }
 }
