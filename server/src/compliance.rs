@@ -316,6 +316,7 @@ pub fn calendar(
 /// A rule with its interval and tolerance.
 pub(crate) struct Applicable<'a> {
     pub rule: &'a RuleRecord,
+    /// The interval's length in days (months as 30), to order routines.
     pub months: u32,
     pub routine: Routine,
 }
@@ -391,13 +392,15 @@ pub(crate) fn applicable<'a>(asset: &AssetRecord, rules: &'a [RuleRecord]) -> Ve
         .filter(|r| crate::domain::applicability::applies(&asset.facts(), &r.facts()))
         .filter_map(|rule| {
             let f = lib.frequency(&rule.frequency)?;
+            let routine = Routine {
+                months: f.months,
+                days: f.days.unwrap_or(0),
+                tolerance: f.tolerance,
+            };
             Some(Applicable {
                 rule,
-                months: f.months,
-                routine: Routine {
-                    months: f.months,
-                    tolerance: f.tolerance,
-                },
+                months: routine.length_days(),
+                routine,
             })
         })
         .collect();

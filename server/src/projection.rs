@@ -219,6 +219,10 @@ async fn write(
         None => (store.find_session(id).await?.row, None),
     };
     let mut rules: HashMap<String, Option<(RuleRecord, RuleView)>> = HashMap::new();
+    // The building's pinned editions decide which version of a rule assesses an item.
+    let building = store
+        .get_building(session.org_id, session.building_id)
+        .await?;
     for code in job
         .projection
         .items
@@ -226,7 +230,7 @@ async fn write(
         .filter_map(|i| i.rule_code.as_ref())
     {
         if !rules.contains_key(code) {
-            let rule = match store.latest_rule(session.org_id, code).await {
+            let rule = match crate::rules::item_rule(store, &building, code).await {
                 Ok(r) => {
                     let view = r.view();
                     Some((r, view))

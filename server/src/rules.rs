@@ -19,16 +19,35 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::store::rules::NewRule;
+use crate::store::buildings::BuildingRecord;
+use crate::store::rules::{NewRule, RuleRecord};
 use crate::store::Store;
 
-/// The shipped library, as compiled into the binary.
+/// The base file of the shipped library (AS 1851-2012, the equipment kinds and frequencies),
+/// as compiled into the binary.
 const LIBRARY_JSON: &str = include_str!("../rules/as1851.json");
 
-/// The shipped library, parsed and validated once. The file is part of the source tree and a
-/// unit test validates it, so a failure here is a build defect, not a runtime condition.
+/// Every file of the shipped library, one edition each, the base file first.
+const LIBRARY_FILES: &[(&str, &str)] = &[
+    ("as1851.json", LIBRARY_JSON),
+    (
+        "as1851-2005.json",
+        include_str!("../rules/as1851-2005.json"),
+    ),
+    (
+        "as2293.2-2019.json",
+        include_str!("../rules/as2293.2-2019.json"),
+    ),
+    (
+        "as2293.2-1995.json",
+        include_str!("../rules/as2293.2-1995.json"),
+    ),
+];
+
+/// The shipped library, parsed and validated once. The files are part of the source tree and
+/// a unit test validates them, so a failure here is a build defect, not a runtime condition.
 static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
-    Library::from_json(LIBRARY_JSON).expect("server/rules/as1851.json is a valid rule library")
+    Library::from_files(LIBRARY_FILES).expect("server/rules/*.json is a valid rule library")
 });
 
 /// The shipped library.
@@ -118,22 +137,59 @@ impl fmt::Display for Version {
     }
 }
 
-/// The library file: one rule set, its equipment kinds, frequencies and rules.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The shipped library: every edition (rule set) with its rules, and the equipment kinds and
+/// frequencies they share.
+#[derive(Debug, Clone)]
 pub struct Library {
-    pub rule_set: RuleSetDef,
+    /// The editions, the base file's first.
+    pub rule_sets: Vec<RuleSetDef>,
     pub equipment: Vec<EquipmentKind>,
     pub frequencies: Vec<Frequency>,
+    /// Every rule version of every edition; each has `rule_set` set.
     pub rules: Vec<RuleDef>,
 }
 
+/// One library file: one edition. Only the base file lists equipment kinds and frequencies;
+/// another may add kinds and frequencies of its own (e.g. `weekly` for AS 1851-2005).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LibraryFile {
+    rule_set: RuleSetDef,
+    #[serde(default)]
+    equipment: Vec<EquipmentKind>,
+    #[serde(default)]
+    frequencies: Vec<Frequency>,
+    rules: Vec<RuleDef>,
+}
+
+/// An edition of a standard: a rule set such as `AS1851 2012.1.0`. `code` names the standard
+/// (a building pins one edition per standard), `version` the edition (its major is the year).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSetDef {
     pub code: String,
     pub version: String,
     pub title: String,
+    /// The edition a new building is pinned to when it names none (one per standard).
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// An edition, by standard code and version (e.g. AS1851 2012.1.0).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSetRef {
+    pub code: String,
+    pub version: String,
+}
+
+impl RuleSetRef {
+    pub fn new(code: &str, version: &str) -> Self {
+        Self {
+            code: code.to_owned(),
+            version: version.to_owned(),
+        }
+    }
 }
 
 /// A kind of equipment (an asset type), e.g. `portable_extinguisher`.
@@ -152,7 +208,11 @@ pub struct EquipmentKind {
 #[serde(deny_unknown_fields)]
 pub struct Frequency {
     pub code: String,
+    /// The interval in months; 0 for a shorter one (then `days` gives it).
     pub months: u32,
+    /// The interval in days, for a frequency shorter than a month (`weekly`: 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
     pub tolerance: crate::domain::schedule::Tolerance,
 }
 
@@ -184,6 +244,16 @@ pub struct RuleDef {
     /// critical mapping), by observed condition.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rationale: BTreeMap<String, String>,
+    /// The edition the rule belongs to. In a library file it is the file's (and may be left
+    /// out); in `POST /v1/rules`, left out means the edition of the code's latest version, or
+    /// the default AS 1851 edition for a new code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_set: Option<RuleSetRef>,
+    /// The code of the routine this one may replace on an asset (e.g. the yearly fire-door
+    /// routine instead of the six-monthly one): an office or admin user chooses it per asset,
+    /// and then only this one applies. A routine with this set applies only where chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternative_to: Option<String>,
 }
 
 /// Why a rule definition is invalid: a stable code and a message for the caller.
@@ -253,7 +323,7 @@ impl RuleDef {
                 ),
             ));
         }
-        if lib.frequency(&self.frequency).is_none() {
+        if lib.any_frequency(&self.frequency).is_none() {
             return Err(invalid(
                 "invalid_frequency",
                 format!(
@@ -262,6 +332,14 @@ impl RuleDef {
                     lib.frequency_codes().join(", ")
                 ),
             ));
+        }
+        if let Some(alt) = &self.alternative_to {
+            if !valid_rule_code(alt) || *alt == self.code {
+                return Err(invalid(
+                    "invalid_alternative",
+                    "alternative_to must be the code of another rule",
+                ));
+            }
         }
         if self.readings.len() > 100 {
             return Err(invalid("invalid_field", "a rule has at most 100 readings"));
@@ -321,24 +399,113 @@ impl RuleDef {
 }
 
 impl Library {
-    /// Parse and validate a library file.
+    /// Parse and validate one complete library file (one edition with its equipment kinds
+    /// and frequencies).
     pub fn from_json(text: &str) -> anyhow::Result<Self> {
-        let lib: Library = serde_json::from_str(text).context("the rule library is not valid")?;
+        Self::from_files(&[("library", text)])
+    }
+
+    /// Parse and validate library files, the base file (with the equipment kinds and
+    /// frequencies) first.
+    pub fn from_files(files: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut lib = Library {
+            rule_sets: Vec::new(),
+            equipment: Vec::new(),
+            frequencies: Vec::new(),
+            rules: Vec::new(),
+        };
+        for (name, text) in files {
+            let file: LibraryFile = serde_json::from_str(text)
+                .with_context(|| format!("the rule library file {name} is not valid"))?;
+            let edition = RuleSetRef::new(&file.rule_set.code, &file.rule_set.version);
+            for kind in file.equipment {
+                if lib.equipment_kind(&kind.kind).is_some() {
+                    anyhow::bail!("{name}: equipment kind {} appears twice", kind.kind);
+                }
+                lib.equipment.push(kind);
+            }
+            for f in file.frequencies {
+                if lib.any_frequency(&f.code).is_some() {
+                    anyhow::bail!("{name}: frequency {} appears twice", f.code);
+                }
+                if (f.months == 0) != f.days.is_some() {
+                    anyhow::bail!("{name}: frequency {} needs months or days", f.code);
+                }
+                lib.frequencies.push(f);
+            }
+            for mut rule in file.rules {
+                match &rule.rule_set {
+                    Some(rs) if *rs != edition => anyhow::bail!(
+                        "{name}: rule {} {} names another edition",
+                        rule.code,
+                        rule.version
+                    ),
+                    _ => rule.rule_set = Some(edition.clone()),
+                }
+                lib.rules.push(rule);
+            }
+            if lib.rule_set(&edition).is_some() {
+                anyhow::bail!(
+                    "{name}: edition {} {} appears twice",
+                    edition.code,
+                    edition.version
+                );
+            }
+            lib.rule_sets.push(file.rule_set);
+        }
         lib.validate()?;
         Ok(lib)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        self.rule_set
-            .version
-            .parse::<Version>()
-            .map_err(|m| anyhow::anyhow!("rule set version: {m}"))?;
+        for rs in &self.rule_sets {
+            rs.version
+                .parse::<Version>()
+                .map_err(|m| anyhow::anyhow!("rule set {} version: {m}", rs.code))?;
+            if !valid_rule_code(&rs.code) {
+                anyhow::bail!("rule set code {} is not valid", rs.code);
+            }
+        }
+        let standards: BTreeSet<&str> = self.rule_sets.iter().map(|r| r.code.as_str()).collect();
+        for standard in standards {
+            let defaults = self
+                .rule_sets
+                .iter()
+                .filter(|r| r.code == standard && r.default)
+                .count();
+            if defaults != 1 {
+                anyhow::bail!("{standard} needs exactly one default edition, has {defaults}");
+            }
+        }
         let mut seen = BTreeSet::new();
         for rule in &self.rules {
             rule.validate(self)
                 .map_err(|e| anyhow::anyhow!("rule {} {}: {e}", rule.code, rule.version))?;
             if !seen.insert((&rule.code, &rule.version)) {
                 anyhow::bail!("rule {} {} appears twice", rule.code, rule.version);
+            }
+            let edition = rule
+                .rule_set
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("rule {} has no edition", rule.code))?;
+            if self.rule_set(edition).is_none() {
+                anyhow::bail!("rule {} names an unknown edition", rule.code);
+            }
+            if let Some(default) = &rule.alternative_to {
+                let ok = self.rules.iter().any(|d| {
+                    d.code == *default
+                        && d.rule_set == rule.rule_set
+                        && d.equipment == rule.equipment
+                        && d.frequency != rule.frequency
+                        && d.alternative_to.is_none()
+                });
+                if !ok {
+                    anyhow::bail!(
+                        "rule {}: alternative_to {default} is not a routine of the same edition \
+                         and equipment at another frequency (and not itself an alternative)",
+                        rule.code
+                    );
+                }
             }
         }
         Ok(())
@@ -348,8 +515,31 @@ impl Library {
         self.equipment.iter().find(|e| e.kind == kind)
     }
 
+    /// A frequency the schedule counts in months (every one but `weekly`).
     pub fn frequency(&self, code: &str) -> Option<&Frequency> {
+        self.frequencies
+            .iter()
+            .find(|f| f.code == code && f.months > 0)
+    }
+
+    /// Any frequency of the library, `weekly` included.
+    pub fn any_frequency(&self, code: &str) -> Option<&Frequency> {
         self.frequencies.iter().find(|f| f.code == code)
+    }
+
+    pub fn rule_set(&self, edition: &RuleSetRef) -> Option<&RuleSetDef> {
+        self.rule_sets
+            .iter()
+            .find(|r| r.code == edition.code && r.version == edition.version)
+    }
+
+    /// The edition of each standard a building gets when it names none.
+    pub fn default_editions(&self) -> BTreeMap<String, String> {
+        self.rule_sets
+            .iter()
+            .filter(|r| r.default)
+            .map(|r| (r.code.clone(), r.version.clone()))
+            .collect()
     }
 
     pub fn equipment_codes(&self) -> Vec<&str> {
@@ -386,10 +576,85 @@ pub fn frequency_tolerance(code: &str) -> Option<crate::domain::schedule::Tolera
     library().frequency(code).map(|f| f.tolerance)
 }
 
-/// The rule set a building is serviced under unless it says otherwise: the shipped library's.
+/// The AS 1851 edition a building is serviced under unless it says otherwise: the default
+/// edition of the base file's standard.
 pub fn default_rule_set() -> (&'static str, &'static str) {
-    let rs = &library().rule_set;
+    let lib = library();
+    let base = &lib.rule_sets[0].code;
+    let rs = lib
+        .rule_sets
+        .iter()
+        .find(|r| r.code == *base && r.default)
+        .expect("validated: every standard has a default edition");
     (&rs.code, &rs.version)
+}
+
+/// The editions a building is serviced under (`crate::domain::editions::pinned`).
+pub fn building_pins(b: &BuildingRecord) -> crate::domain::editions::Pins {
+    crate::domain::editions::pinned(
+        (&b.rule_set_code, &b.rule_set_version),
+        &b.editions.0,
+        &library().default_editions(),
+    )
+}
+
+/// Of `candidates` (latest versions per code and edition, `RuleStore::edition_rules`), the
+/// rules `building` is serviced under: those of its pinned editions.
+pub fn for_building(b: &BuildingRecord, candidates: &[RuleRecord]) -> Vec<RuleRecord> {
+    crate::domain::editions::select(
+        &building_pins(b),
+        candidates,
+        |r| &r.code,
+        |r| (&r.rule_set_code, &r.rule_set_version),
+    )
+    .into_iter()
+    .cloned()
+    .collect()
+}
+
+/// The rules `building` is serviced under (optionally at one frequency): the latest active
+/// version of every code of its pinned editions. The one way the server chooses a
+/// building's rules — session items, the projection, the compliance report and schedule.
+pub async fn building_rules(
+    store: &dyn Store,
+    building: &BuildingRecord,
+    frequency: Option<&str>,
+) -> crate::store::StoreResult<Vec<RuleRecord>> {
+    let candidates = store
+        .edition_rules(building.org_id, frequency, None)
+        .await?;
+    Ok(for_building(building, &candidates))
+}
+
+/// The version of `code` that `building` is serviced under: the latest active one in its
+/// pinned editions. NotFound when none of its editions has the code.
+pub async fn building_rule(
+    store: &dyn Store,
+    building: &BuildingRecord,
+    code: &str,
+) -> crate::store::StoreResult<RuleRecord> {
+    let candidates = store
+        .edition_rules(building.org_id, None, Some(code))
+        .await?;
+    for_building(building, &candidates)
+        .into_iter()
+        .next()
+        .ok_or(crate::store::StoreError::NotFound)
+}
+
+/// The version of `code` to assess an item of `building` with: the one of its pinned editions
+/// ([`building_rule`]); for a code none of them has — an item of a session created before the
+/// building's pin changed — the latest active version of the code. NotFound when no version
+/// is active.
+pub async fn item_rule(
+    store: &dyn Store,
+    building: &BuildingRecord,
+    code: &str,
+) -> crate::store::StoreResult<RuleRecord> {
+    match building_rule(store, building, code).await {
+        Err(crate::store::StoreError::NotFound) => store.latest_rule(building.org_id, code).await,
+        other => other,
+    }
 }
 
 /// Insert the shipped library's rule set and rules missing from the database. Idempotent: an
@@ -404,39 +669,36 @@ pub async fn seed(store: &dyn Store, lib: &Library) -> anyhow::Result<u64> {
     lib.validate()?;
     let present: BTreeSet<(String, String)> =
         store.shipped_rule_keys().await?.into_iter().collect();
-    let set_present = store
-        .rule_set_exists(&lib.rule_set.code, &lib.rule_set.version)
-        .await?;
-    let missing: Vec<NewRule<'_>> = lib
-        .rules
-        .iter()
-        .filter(|r| !present.contains(&(r.code.clone(), r.version.clone())))
-        .map(|def| NewRule {
-            org_id: None,
-            version: def.version.parse().expect("validated above"),
-            def,
-            created_by: None,
-        })
-        .collect();
-    if missing.is_empty() && set_present {
-        return Ok(0);
+    let mut added = 0;
+    for rs in &lib.rule_sets {
+        let edition = RuleSetRef::new(&rs.code, &rs.version);
+        let set_present = store.rule_set_exists(&rs.code, &rs.version).await?;
+        let missing: Vec<NewRule<'_>> = lib
+            .rules
+            .iter()
+            .filter(|r| r.rule_set.as_ref() == Some(&edition))
+            .filter(|r| !present.contains(&(r.code.clone(), r.version.clone())))
+            .map(|def| NewRule {
+                org_id: None,
+                version: def.version.parse().expect("validated above"),
+                def,
+                created_by: None,
+            })
+            .collect();
+        if missing.is_empty() && set_present {
+            continue;
+        }
+        let n = store
+            .seed_shipped((&rs.code, &rs.version, &rs.title), &missing)
+            .await
+            .context("cannot seed the rule library")?;
+        tracing::info!(
+            added = n,
+            rule_set = %format!("{} {}", rs.code, rs.version),
+            "rule library seeded"
+        );
+        added += n;
     }
-    let added = store
-        .seed_shipped(
-            (
-                &lib.rule_set.code,
-                &lib.rule_set.version,
-                &lib.rule_set.title,
-            ),
-            &missing,
-        )
-        .await
-        .context("cannot seed the rule library")?;
-    tracing::info!(
-        added,
-        rule_set = %format!("{} {}", lib.rule_set.code, lib.rule_set.version),
-        "rule library seeded"
-    );
     Ok(added)
 }
 
@@ -449,7 +711,9 @@ mod tests {
 
     #[test]
     fn shipped_library_is_valid_and_complete() {
-        let lib = Library::from_json(LIBRARY_JSON).unwrap();
+        // The base file alone is a complete library too.
+        Library::from_json(LIBRARY_JSON).unwrap();
+        let lib = Library::from_files(LIBRARY_FILES).unwrap();
         assert!(lib.rules.len() >= 40);
         for rule in &lib.rules {
             assert!(lib.equipment_kind(&rule.equipment).is_some());
@@ -486,6 +750,51 @@ mod tests {
         );
         assert_eq!(frequency_months("fortnightly"), None);
         assert_eq!(default_rule_set(), ("AS1851", "2012.1.0"));
+        // Weekly (AS 1851-2005 only) is a frequency, but not one the schedule counts in months.
+        assert_eq!(frequency_months("weekly"), None);
+        let weekly = library().any_frequency("weekly").unwrap();
+        assert_eq!(weekly.days, Some(7));
+        assert_eq!(weekly.tolerance, Tolerance::WorkingDays(2));
+    }
+
+    #[test]
+    fn editions_are_checked_when_the_library_loads() {
+        let base = LIBRARY_JSON;
+        let extra = |rules: &str, default: bool| {
+            format!(
+                r#"{{"rule_set": {{"code": "AS1851", "version": "2030.1.0", "title": "future", "default": {default}}}, "rules": {rules}}}"#
+            )
+        };
+        // A second default edition of a standard is refused.
+        let two_defaults = extra("[]", true);
+        assert!(Library::from_files(&[("a", base), ("b", &two_defaults)])
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one default"));
+        // A future edition may reuse a code (with its own version).
+        let mut rule = serde_json::to_value(&library().rules[0]).unwrap();
+        rule["version"] = "2030.1.0".into();
+        rule.as_object_mut().unwrap().remove("rule_set");
+        let reuse = extra(&serde_json::to_string(&vec![rule.clone()]).unwrap(), false);
+        let lib = Library::from_files(&[("a", base), ("b", &reuse)]).unwrap();
+        assert_eq!(lib.rule_sets.len(), 2);
+        assert_eq!(
+            lib.rules.last().unwrap().rule_set,
+            Some(RuleSetRef::new("AS1851", "2030.1.0"))
+        );
+        // A rule naming another edition than its file's is refused.
+        rule["rule_set"] = serde_json::json!({"code": "AS1851", "version": "2012.1.0"});
+        let wrong = extra(&serde_json::to_string(&vec![rule.clone()]).unwrap(), false);
+        assert!(Library::from_files(&[("a", base), ("b", &wrong)]).is_err());
+        // An alternative must replace a routine of its own edition and equipment.
+        rule.as_object_mut().unwrap().remove("rule_set");
+        rule["code"] = "FUTURE-ALT".into();
+        rule["alternative_to"] = "AS1851-12-6M-FD".into();
+        let alt = extra(&serde_json::to_string(&vec![rule]).unwrap(), false);
+        assert!(Library::from_files(&[("a", base), ("b", &alt)])
+            .unwrap_err()
+            .to_string()
+            .contains("alternative_to"));
     }
 
     #[test]

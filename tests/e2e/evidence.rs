@@ -58,6 +58,7 @@ fn building_record(org_id: Uuid) -> BuildingRecord {
         contact_email: None,
         rule_set_code: "AS1851".into(),
         rule_set_version: "2012.1.0".into(),
+        editions: Default::default(),
         created_at: now,
         updated_at: now,
         state: None,

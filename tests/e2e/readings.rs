@@ -154,8 +154,9 @@ fn expected_verdict(spec: &ReadingSpec) -> &'static str {
     }
 }
 
-/// One asset per rule of the shipped library (each listing its rule), and for each frequency a
-/// session of those assets assigned to `inspector`, made by `office`. Returns the sessions
+/// One asset per rule of the shipped library (each listing its rule, in a building pinned to
+/// the rule's edition), and for each building and frequency a session of those assets assigned
+/// to `inspector`, made by `office`. Returns the sessions
 /// (id, document_url, frequency) and each asset's rule code.
 async fn library_sessions(
     srv: &TestServer,
@@ -164,48 +165,76 @@ async fn library_sessions(
     label: &str,
 ) -> (Vec<Value>, BTreeMap<Uuid, String>) {
     let c = &srv.client;
-    let b = c
-        .post(
-            "/v1/buildings",
-            Some(&office.token),
-            &json!({ "name": format!("Library Tower {label}"), "address": "1 Rule St, Hobart TAS",
-                     "building_type": "Class 9b" }),
-        )
-        .await;
-    assert_eq!(b.status, 201, "{}", b.body);
-    let building = b.uuid("id");
     let mut asset_rule = BTreeMap::new();
-    for (n, rule) in rules::library().rules.iter().enumerate() {
-        let a = c
-            .post(
-                &format!("/v1/buildings/{building}/assets"),
-                Some(&office.token),
-                &json!({ "asset_type": rule.equipment, "location": format!("Plant room {n}"),
-                         "identifier": format!("R-{n:03}"), "rule_codes": [rule.code] }),
-            )
-            .await;
-        assert_eq!(a.status, 201, "{}: {}", rule.code, a.body);
-        asset_rule.insert(a.uuid("id"), rule.code.clone());
-    }
-    let mut frequencies: Vec<&str> = rules::library()
-        .rules
-        .iter()
-        .map(|r| r.frequency.as_str())
-        .collect();
-    frequencies.sort();
-    frequencies.dedup();
     let mut sessions = Vec::new();
-    for f in frequencies {
-        let s = c
+    // One building per pair of editions (a building pins one edition per standard): every
+    // rule's asset goes to the building pinned to the rule's edition.
+    for (pins, editions) in [
+        (
+            "current",
+            json!([{ "code": "AS1851", "version": "2012.1.0" }, { "code": "AS2293.2", "version": "2019.1.0" }]),
+        ),
+        (
+            "older",
+            json!([{ "code": "AS1851", "version": "2005.1.0" }, { "code": "AS2293.2", "version": "1995.1.0" }]),
+        ),
+    ] {
+        let pinned: Vec<(String, String)> = editions
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["code"].as_str().unwrap().to_owned(),
+                    e["version"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let in_building: Vec<&rules::RuleDef> = rules::library()
+            .rules
+            .iter()
+            .filter(|r| {
+                let rs = r.rule_set.as_ref().unwrap();
+                pinned.contains(&(rs.code.clone(), rs.version.clone()))
+            })
+            .collect();
+        let b = c
             .post(
-                "/v1/tests/sessions",
+                "/v1/buildings",
                 Some(&office.token),
-                &json!({ "building_id": building, "name": format!("{label} {f}"), "frequency": f,
-                         "assigned_to": [inspector.id] }),
+                &json!({ "name": format!("Library Tower {label} {pins}"), "address": "1 Rule St, Hobart TAS",
+                         "building_type": "Class 9b", "editions": editions }),
             )
             .await;
-        assert_eq!(s.status, 201, "{}", s.body);
-        sessions.push(s.json);
+        assert_eq!(b.status, 201, "{}", b.body);
+        let building = b.uuid("id");
+        for (n, rule) in in_building.iter().enumerate() {
+            let a = c
+                .post(
+                    &format!("/v1/buildings/{building}/assets"),
+                    Some(&office.token),
+                    &json!({ "asset_type": rule.equipment, "location": format!("Plant room {n}"),
+                             "identifier": format!("R-{n:03}"), "rule_codes": [rule.code] }),
+                )
+                .await;
+            assert_eq!(a.status, 201, "{}: {}", rule.code, a.body);
+            asset_rule.insert(a.uuid("id"), rule.code.clone());
+        }
+        let mut frequencies: Vec<&str> = in_building.iter().map(|r| r.frequency.as_str()).collect();
+        frequencies.sort();
+        frequencies.dedup();
+        for f in frequencies {
+            let s = c
+                .post(
+                    "/v1/tests/sessions",
+                    Some(&office.token),
+                    &json!({ "building_id": building, "name": format!("{label} {pins} {f}"), "frequency": f,
+                             "assigned_to": [inspector.id] }),
+                )
+                .await;
+            assert_eq!(s.status, 201, "{}", s.body);
+            sessions.push(s.json);
+        }
     }
     (sessions, asset_rule)
 }

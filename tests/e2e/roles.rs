@@ -43,6 +43,7 @@ const PROBES: &[&str] = &[
     "`GET /v1/buildings`",
     "`GET /v1/buildings/{id}`",
     "`PATCH /v1/buildings/{id}`",
+    "`PATCH /v1/buildings/{id}` changing `rule_set` or `editions`",
     "`DELETE /v1/buildings/{id}`",
     "`POST /v1/buildings/{id}/assets`",
     "`GET /v1/buildings/{id}/assets`",
@@ -305,6 +306,16 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
         "`GET /v1/buildings/{id}`" => allowed(key, &c.get(&format!("/v1/buildings/{b}"), t).await),
         "`PATCH /v1/buildings/{id}`" => {
             let body = json!({ "name": "Test Tower" });
+            allowed(key, &c.patch(&format!("/v1/buildings/{b}"), t, &body).await)
+        }
+        "`PATCH /v1/buildings/{id}` changing `rule_set` or `editions`" => {
+            // Move the lighting pin to the edition it is not on, so every call is a change.
+            let now = c.get(&format!("/v1/buildings/{b}"), t).await;
+            let pinned_2019 = now.json["editions"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|p| p["version"] == "2019.1.0"));
+            let version = if pinned_2019 { "1995.1.0" } else { "2019.1.0" };
+            let body = json!({ "editions": [{ "code": "AS2293.2", "version": version }] });
             allowed(key, &c.patch(&format!("/v1/buildings/{b}"), t, &body).await)
         }
         "`DELETE /v1/buildings/{id}`" => {

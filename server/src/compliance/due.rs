@@ -174,6 +174,7 @@ pub fn due_lines<'a>(input: &DueInputs<'a>, from: NaiveDate, to: NaiveDate) -> V
                 } else {
                     Routine {
                         months: 0,
+                        days: 0,
                         tolerance: schedule::Tolerance::WorkingDays(0),
                     }
                 },

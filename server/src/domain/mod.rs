@@ -2,7 +2,8 @@
 //! sync hub and the projection call these functions; none of them decides these things itself.
 //!
 //! - [`access`]: who may see and change a session (one answer for REST and sync).
-//! - [`applicability`]: which rules apply to an asset.
+//! - [`applicability`]: which rules apply to an asset (routine alternatives included).
+//! - [`editions`]: which editions a building is serviced under and which rules they hold.
 //! - [`readings`]: typed readings, their expectations and verdicts.
 //! - [`assess`]: an item's classification, contradictions, suggested outcome and findings.
 //! - [`defects`]: severity, notification deadlines, defect identity and titles.
@@ -14,6 +15,7 @@ pub mod access;
 pub mod applicability;
 pub mod assess;
 pub mod defects;
+pub mod editions;
 pub mod holidays;
 pub mod notices;
 pub mod readings;

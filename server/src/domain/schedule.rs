@@ -110,8 +110,22 @@ pub fn window(due: NaiveDate, tolerance: Tolerance, cal: &Calendar) -> Window {
 /// A routine's interval and tolerance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Routine {
+    /// The interval in calendar months; 0 for one shorter than a month (then `days`).
     pub months: u32,
+    /// The interval in days when `months` is 0 (weekly: 7).
+    pub days: u32,
     pub tolerance: Tolerance,
+}
+
+impl Routine {
+    /// The interval in days, roughly (months as 30 days): to compare routines' lengths.
+    pub fn length_days(&self) -> u32 {
+        if self.months > 0 {
+            self.months.saturating_mul(30)
+        } else {
+            self.days
+        }
+    }
 }
 
 /// Where an anchor came from.
@@ -169,10 +183,16 @@ impl Grid {
     /// The index of the last scheduled date on or before `d` (an estimate refined by a step
     /// either way, as month lengths vary).
     fn floor(&self, d: NaiveDate) -> i64 {
-        let months = i64::from(self.routine.months.max(1));
-        let elapsed = i64::from(d.year() - self.anchor.year()) * 12 + i64::from(d.month())
-            - i64::from(self.anchor.month());
-        let mut k = elapsed.div_euclid(months);
+        let mut k = if self.routine.months == 0 {
+            (d - self.anchor)
+                .num_days()
+                .div_euclid(i64::from(self.routine.days.max(1)))
+        } else {
+            let months = i64::from(self.routine.months);
+            let elapsed = i64::from(d.year() - self.anchor.year()) * 12 + i64::from(d.month())
+                - i64::from(self.anchor.month());
+            elapsed.div_euclid(months)
+        };
         while self.date(k).is_some_and(|g| g > d) {
             k -= 1;
         }
@@ -320,18 +340,22 @@ mod tests {
 
     const SIX_MONTHLY: Routine = Routine {
         months: 6,
+        days: 0,
         tolerance: Tolerance::Months(1),
     };
     const MONTHLY: Routine = Routine {
         months: 1,
+        days: 0,
         tolerance: Tolerance::WorkingDays(5),
     };
     const THREE_MONTHLY: Routine = Routine {
         months: 3,
+        days: 0,
         tolerance: Tolerance::WorkingDays(10),
     };
     const YEARLY: Routine = Routine {
         months: 12,
+        days: 0,
         tolerance: Tolerance::Months(2),
     };
 
@@ -457,9 +481,52 @@ mod tests {
     }
 
     #[test]
+    fn weekly_routines_count_in_days() {
+        let weekly = Routine {
+            months: 0,
+            days: 7,
+            tolerance: Tolerance::WorkingDays(2),
+        };
+        let a = Some((day("2026-11-30"), AnchorSource::Building));
+        // Serviced Wednesday 2026-12-09 for Monday 2026-12-07 (+2 working days): on time.
+        let s = standing(weekly, a, &[day("2026-12-09")], day("2026-12-10"), &cal());
+        assert_eq!(s.last_scheduled, Some(day("2026-12-07")));
+        assert_eq!(s.next_due, Some(day("2026-12-14")));
+        assert!(!s.outside_tolerance);
+        // Thursday is three working days late.
+        let s = standing(weekly, a, &[day("2026-12-10")], day("2026-12-10"), &cal());
+        assert!(s.outside_tolerance);
+        assert_eq!(s.next_due, Some(day("2026-12-14")));
+        let d = occurrences(
+            weekly,
+            day("2026-11-30"),
+            day("2026-12-14"),
+            day("2026-12-01"),
+            day("2026-12-31"),
+        );
+        assert_eq!(
+            d,
+            ["2026-12-14", "2026-12-21", "2026-12-28"].map(day).to_vec()
+        );
+        // A weekly check due with a monthly one is part of it.
+        let dues = [
+            Due {
+                date: day("2026-12-28"),
+                routine: weekly,
+            },
+            Due {
+                date: day("2026-12-28"),
+                routine: MONTHLY,
+            },
+        ];
+        assert_eq!(fold(&dues, &cal()), vec![Some(1), None]);
+    }
+
+    #[test]
     fn shorter_routines_fold_into_longer_ones_due_together() {
         let yearly = Routine {
             months: 12,
+            days: 0,
             tolerance: Tolerance::Months(2),
         };
         let dues = [

@@ -36,13 +36,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(import::router())
 }
 
-/// The rule set a building is serviced under (e.g. AS1851 2012.1.0).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RuleSetRef {
-    pub code: String,
-    pub version: String,
-}
+/// An edition a building is serviced under (e.g. AS1851 2012.1.0).
+pub use crate::rules::RuleSetRef;
 
 /// The building's responsible person or site contact. Name and phone are encrypted at rest.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -61,6 +56,7 @@ pub struct BuildingView {
     pub address: String,
     pub building_type: String,
     pub contact: Option<Contact>,
+    /// The building's AS 1851 edition.
     pub rule_set: RuleSetRef,
     /// Australian state or territory: its public holidays are not working days for the
     /// schedule's tolerance windows.
@@ -68,6 +64,9 @@ pub struct BuildingView {
     /// The date its routines are anchored on (commissioning or a contract's start), unless an
     /// asset has its own.
     pub schedule_anchor: Option<NaiveDate>,
+    /// Every edition the building is pinned to, one per standard (its AS 1851 edition
+    /// included), by standard code. Its rules come from these editions only.
+    pub editions: Vec<RuleSetRef>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -82,7 +81,9 @@ impl AppState {
             phone: self.pii.decrypt_opt(b.contact_phone_enc.as_deref()),
             email: b.contact_email.clone(),
         });
+        let editions = pins_view(&b);
         BuildingView {
+            editions,
             id: b.id,
             org_id: b.org_id,
             name: b.name,
@@ -101,6 +102,14 @@ impl AppState {
     }
 }
 
+/// A building's pinned editions, one per standard, by standard code.
+fn pins_view(b: &BuildingRecord) -> Vec<RuleSetRef> {
+    crate::rules::building_pins(b)
+        .iter()
+        .map(|(code, version)| RuleSetRef::new(code, version))
+        .collect()
+}
+
 /// What an audit row may say about a building: no contact PII, only which parts are set.
 fn audit_view(b: &BuildingRecord) -> Value {
     json!({
@@ -110,6 +119,7 @@ fn audit_view(b: &BuildingRecord) -> Value {
         "rule_set": { "code": b.rule_set_code, "version": b.rule_set_version },
         "state": b.state,
         "schedule_anchor": b.schedule_anchor,
+        "editions": pins_view(b),
         "contact_set": {
             "name": b.contact_name_enc.is_some(),
             "phone": b.contact_phone_enc.is_some(),
@@ -204,6 +214,66 @@ async fn check_rule_set(state: &AppState, rs: &RuleSetRef) -> Result<(), ApiErro
     ))
 }
 
+/// A building's editions after a create or update: its AS 1851 edition (`rule_set`) and its
+/// pins for the other standards. `rule_set` must be an AS 1851 edition; each entry of
+/// `editions` an existing edition, at most one per standard, replacing the pin of its standard
+/// (an AS 1851 entry is the same as `rule_set`, and must agree with it when both are given).
+async fn resolve_editions(
+    state: &AppState,
+    primary: RuleSetRef,
+    others: &std::collections::BTreeMap<String, String>,
+    rule_set: Option<RuleSetRef>,
+    editions: Option<Vec<RuleSetRef>>,
+) -> Result<(RuleSetRef, std::collections::BTreeMap<String, String>), ApiError> {
+    let base = crate::rules::default_rule_set().0;
+    let mut primary = primary;
+    let mut others = others.clone();
+    if let Some(rs) = rule_set.clone() {
+        check_rule_set(state, &rs).await?;
+        if rs.code != base {
+            return Err(ApiError::unprocessable(
+                "invalid_rule_set",
+                format!("rule_set must be an edition of {base}; pin other standards in editions"),
+            ));
+        }
+        primary = rs;
+    }
+    if let Some(list) = editions {
+        if list.len() > 20 {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "editions holds at most 20 entries",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for e in list {
+            if !seen.insert(e.code.clone()) {
+                return Err(ApiError::unprocessable(
+                    "invalid_field",
+                    format!(
+                        "editions: {} appears twice (one edition per standard)",
+                        e.code
+                    ),
+                ));
+            }
+            check_rule_set(state, &e).await?;
+            if e.code == base {
+                if rule_set.as_ref().is_some_and(|rs| *rs != e) {
+                    return Err(ApiError::unprocessable(
+                        "invalid_field",
+                        format!("editions: the {base} entry disagrees with rule_set"),
+                    ));
+                }
+                primary = e;
+            } else {
+                others.insert(e.code, e.version);
+            }
+        }
+    }
+    others.remove(&primary.code);
+    Ok((primary, others))
+}
+
 /// A building in the caller's organisation, or 404 (also for other organisations' ids).
 pub(crate) async fn building_of(
     state: &AppState,
@@ -221,12 +291,16 @@ pub struct CreateBuilding {
     /// Free text, e.g. the NCC class: `Class 5 office`.
     pub building_type: String,
     pub contact: Option<Contact>,
-    /// Defaults to the shipped library's rule set (AS1851 2012.1.0).
+    /// The AS 1851 edition; defaults to AS1851 2012.1.0.
     pub rule_set: Option<RuleSetRef>,
     /// Australian state or territory (public holidays of the schedule).
     pub state: Option<AuState>,
     /// `YYYY-MM-DD`: anchors the routines of its assets that have no anchor of their own.
     pub schedule_anchor: Option<NaiveDate>,
+    /// Editions to pin, one per standard (e.g. `{"code": "AS2293.2", "version":
+    /// "1995.1.0"}`); a standard left out gets its default edition (AS 1851-2012,
+    /// AS/NZS 2293.2:2019).
+    pub editions: Option<Vec<RuleSetRef>>,
 }
 
 /// Create a building (admin, office).
@@ -245,14 +319,17 @@ async fn create(
         Some(c) => seal_contact(&state, c)?,
         None => StoredContact::default(),
     };
-    let rule_set = req.rule_set.unwrap_or_else(|| {
-        let (code, version) = crate::rules::default_rule_set();
-        RuleSetRef {
-            code: code.to_owned(),
-            version: version.to_owned(),
-        }
-    });
-    check_rule_set(&state, &rule_set).await?;
+    let (code, version) = crate::rules::default_rule_set();
+    let mut defaults = crate::rules::library().default_editions();
+    defaults.remove(code);
+    let (rule_set, editions) = resolve_editions(
+        &state,
+        RuleSetRef::new(code, version),
+        &defaults,
+        req.rule_set,
+        req.editions,
+    )
+    .await?;
     let now = Utc::now();
     let rec = BuildingRecord {
         id: Uuid::now_v7(),
@@ -265,6 +342,7 @@ async fn create(
         contact_email: contact.email,
         rule_set_code: rule_set.code,
         rule_set_version: rule_set.version,
+        editions: sqlx::types::Json(editions),
         created_at: now,
         updated_at: now,
         state: req.state.map(|s| s.as_str().to_owned()),
@@ -357,6 +435,7 @@ pub struct UpdateBuilding {
     #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<Contact>)]
     pub contact: Option<Option<Contact>>,
+    /// The AS 1851 edition (admin only when it changes).
     pub rule_set: Option<RuleSetRef>,
     /// `null` removes it.
     #[serde(default, deserialize_with = "super::extract::double_option")]
@@ -366,9 +445,14 @@ pub struct UpdateBuilding {
     #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<NaiveDate>)]
     pub schedule_anchor: Option<Option<NaiveDate>>,
+    /// Editions to pin, one per standard; each replaces the pin of its standard, others stay
+    /// (admin only when a pin changes).
+    pub editions: Option<Vec<RuleSetRef>>,
 }
 
-/// Change a building (admin, office). Absent fields stay as they are.
+/// Change a building (admin, office). Absent fields stay as they are. Changing the editions a
+/// building is pinned to (`rule_set`, `editions`) is for admins, and audited with the old and
+/// new pins.
 #[utoipa::path(patch, path = "/v1/buildings/{id}", tag = "buildings", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = UpdateBuilding,
     responses((status = 200, body = BuildingView), (status = 403, body = Problem), (status = 404, body = Problem),
@@ -381,7 +465,7 @@ async fn update(
 ) -> ApiResult<Json<BuildingView>> {
     user.require(WRITERS)?;
     let before = building_of(&state, &user, id).await?;
-    let patch = BuildingPatch {
+    let mut patch = BuildingPatch {
         name: req
             .name
             .as_deref()
@@ -402,20 +486,39 @@ async fn update(
             Some(None) => Some(StoredContact::default()),
             Some(Some(c)) => Some(seal_contact(&state, c)?),
         },
-        rule_set: match req.rule_set {
-            Some(rs) => {
-                check_rule_set(&state, &rs).await?;
-                Some((rs.code, rs.version))
-            }
-            None => None,
-        },
+        rule_set: None,
+        editions: None,
         state: req.state.map(|s| s.map(|s| s.as_str().to_owned())),
         schedule_anchor: match req.schedule_anchor {
             Some(d) => Some(check_anchor(d)?),
             None => None,
         },
     };
+    if req.rule_set.is_some() || req.editions.is_some() {
+        let (primary, others) = resolve_editions(
+            &state,
+            RuleSetRef::new(&before.rule_set_code, &before.rule_set_version),
+            &before.editions.0,
+            req.rule_set,
+            req.editions,
+        )
+        .await?;
+        let changed = primary.code != before.rule_set_code
+            || primary.version != before.rule_set_version
+            || others != before.editions.0;
+        if changed {
+            user.require_admin()?;
+        }
+        patch.rule_set = Some((primary.code, primary.version));
+        patch.editions = Some(others);
+    }
     let after = state.store.update_building(user.org_id, id, &patch).await?;
+    let pins_changed = crate::rules::building_pins(&before) != crate::rules::building_pins(&after);
+    let dropped = if pins_changed {
+        drop_stale_alternatives(&state, &after).await?
+    } else {
+        Vec::new()
+    };
     state
         .audit(
             &user,
@@ -425,10 +528,56 @@ async fn update(
                 "old": audit_view(&before),
                 "new": audit_view(&after),
                 "contact_changed": patch.contact.is_some(),
+                "alternatives_dropped": dropped,
             }),
         )
         .await?;
     Ok(Json(state.building_view(after)))
+}
+
+/// After a pin change: drop each asset's routine alternatives that the building's editions no
+/// longer have as alternatives, so the routine they replaced applies again (a choice must never
+/// leave an asset with neither). Returns the assets and codes dropped.
+async fn drop_stale_alternatives(
+    state: &AppState,
+    building: &BuildingRecord,
+) -> Result<Vec<Value>, ApiError> {
+    let rules = crate::rules::building_rules(state.store.as_ref(), building, None).await?;
+    let is_alternative = |code: &str| {
+        rules
+            .iter()
+            .any(|r| r.code == code && r.alternative_to.is_some())
+    };
+    let mut dropped = Vec::new();
+    for asset in state
+        .store
+        .building_assets(building.org_id, building.id)
+        .await?
+    {
+        let chosen = &asset.rule_alternatives.0;
+        let kept: std::collections::BTreeMap<String, String> = chosen
+            .iter()
+            .filter(|(_, alt)| is_alternative(alt))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if kept.len() == chosen.len() {
+            continue;
+        }
+        let gone: Vec<&String> = chosen
+            .values()
+            .filter(|v| !kept.values().any(|k| k == *v))
+            .collect();
+        dropped.push(json!({ "asset_id": asset.id, "alternatives": gone }));
+        let patch = crate::store::buildings::AssetPatch {
+            rule_alternatives: Some(kept),
+            ..Default::default()
+        };
+        state
+            .store
+            .update_asset(building.org_id, building.id, asset.id, &patch)
+            .await?;
+    }
+    Ok(dropped)
 }
 
 /// Delete a building and its assets (admin, office). Refused with 409 `building_has_sessions`

@@ -211,7 +211,7 @@ async fn get(
     // Independent reads; on SQLite they run on separate reader connections.
     let (inputs, rules, defects) = tokio::try_join!(
         ScheduleInputs::load(&state, user.org_id, &building, as_of),
-        store.latest_rules(user.org_id, None, None),
+        crate::rules::building_rules(store.as_ref(), &building, None),
         store.open_defect_counts(user.org_id, id),
     )?;
     let listed = store

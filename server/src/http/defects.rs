@@ -255,7 +255,11 @@ async fn create(
     let mut rule_version = None;
     let mut condition = None;
     if let Some(code) = &req.rule_code {
-        let rule = match state.store.latest_rule(user.org_id, code).await {
+        let building = state
+            .store
+            .get_building(user.org_id, req.building_id)
+            .await?;
+        let rule = match crate::rules::item_rule(state.store.as_ref(), &building, code).await {
             Ok(r) => r,
             Err(StoreError::NotFound) => {
                 return Err(unknown("rule_code", format!("no active rule {code}")))

@@ -52,6 +52,10 @@ pub struct RuleView {
     /// Why a condition is classified as it is (every critical mapping of the shipped library
     /// says why it renders the system inoperative).
     pub rationale: BTreeMap<String, String>,
+    /// The edition the rule belongs to.
+    pub rule_set: library::RuleSetRef,
+    /// The routine this one may replace on an asset, if it is an alternative.
+    pub alternative_to: Option<String>,
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub deactivated_at: Option<DateTime<Utc>>,
@@ -74,6 +78,8 @@ impl From<RuleRecord> for RuleView {
             readings: r.readings.0,
             classification_mappings: r.classification_mappings.0,
             rationale: r.rationale.0,
+            rule_set: library::RuleSetRef::new(&r.rule_set_code, &r.rule_set_version),
+            alternative_to: r.alternative_to,
             active: r.active,
             created_at: r.created_at,
             deactivated_at: r.deactivated_at,
@@ -115,7 +121,7 @@ async fn list(
         }
     }
     if let Some(f) = q.frequency.as_deref() {
-        if lib.frequency(f).is_none() {
+        if lib.any_frequency(f).is_none() {
             return Err(ApiError::bad_request(
                 "invalid_query",
                 format!(
@@ -205,7 +211,7 @@ async fn versions(
 async fn create(
     State(state): State<AppState>,
     user: AuthUser,
-    Json(def): Json<RuleDef>,
+    Json(mut def): Json<RuleDef>,
 ) -> ApiResult<(StatusCode, Json<RuleView>)> {
     user.require_admin()?;
     let version = def
@@ -226,6 +232,55 @@ async fn create(
             ));
         }
     }
+    // The edition: as given, else the code's latest version's, else the default AS 1851
+    // edition. It must exist.
+    let edition = match (&def.rule_set, existing.first()) {
+        (Some(rs), _) => rs.clone(),
+        (None, Some(prev)) => library::RuleSetRef::new(&prev.rule_set_code, &prev.rule_set_version),
+        (None, None) => {
+            let (code, version) = library::default_rule_set();
+            library::RuleSetRef::new(code, version)
+        }
+    };
+    if !state
+        .store
+        .rule_set_exists(&edition.code, &edition.version)
+        .await?
+    {
+        return Err(ApiError::unprocessable(
+            "unknown_rule_set",
+            format!(
+                "rule_set {} {} is not an edition of the library",
+                edition.code, edition.version
+            ),
+        ));
+    }
+    // An alternative replaces a routine of its own edition and equipment kind.
+    if let Some(default) = &def.alternative_to {
+        let ok = state
+            .store
+            .edition_rules(user.org_id, None, Some(default))
+            .await?
+            .iter()
+            .any(|r| {
+                r.rule_set_code == edition.code
+                    && r.rule_set_version == edition.version
+                    && r.equipment == def.equipment
+                    && r.frequency != def.frequency
+                    && r.alternative_to.is_none()
+            });
+        if !ok {
+            return Err(ApiError::unprocessable(
+                "invalid_alternative",
+                format!(
+                    "alternative_to: {default} is not a routine for {} at another frequency in \
+                     the edition {} {}",
+                    def.equipment, edition.code, edition.version
+                ),
+            ));
+        }
+    }
+    def.rule_set = Some(edition);
     let superseded = state
         .store
         .latest_rule(user.org_id, &def.code)

@@ -216,7 +216,12 @@ async fn schedule(
             all
         }
     };
-    let rules = store.latest_rules(user.org_id, None, None).await?;
+    // Each building's rules come from its pinned editions.
+    let candidates = store.edition_rules(user.org_id, None, None).await?;
+    let rules: HashMap<Uuid, Vec<RuleRecord>> = buildings
+        .iter()
+        .map(|b| (b.id, crate::rules::for_building(b, &candidates)))
+        .collect();
     let today = Utc::now().date_naive();
     let inputs: HashMap<Uuid, ScheduleInputs> = match q.building_id {
         Some(_) => {
@@ -235,9 +240,10 @@ async fn schedule(
     let schedule = tokio::task::spawn_blocking(move || {
         let mut lines = Vec::new();
         for building in &buildings {
-            if let Some(inputs) = inputs.get(&building.id) {
+            if let (Some(inputs), Some(rules)) = (inputs.get(&building.id), rules.get(&building.id))
+            {
                 lines.extend(due_lines(
-                    &due_inputs(building, inputs, &rules, today),
+                    &due_inputs(building, inputs, rules, today),
                     from,
                     to,
                 ));
@@ -302,10 +308,18 @@ async fn session_from_schedule(
         .await?;
     let assigned: BTreeSet<Uuid> = req.assigned_to.iter().copied().collect();
     sessions::check_assignees(&state, &user, &assigned).await?;
-    let rules = state.store.latest_rules(user.org_id, None, None).await?;
+    let rules = crate::rules::building_rules(state.store.as_ref(), &building, None).await?;
     let due = building_due(&state, user.org_id, &building, &rules, from, to).await?;
     let lib = crate::rules::library();
-    let months = |freq: &str| lib.frequency(freq).map_or(0, |f| f.months);
+    let months = |freq: &str| {
+        lib.frequency(freq).map_or(0, |f| {
+            if f.months > 0 {
+                f.months * 30
+            } else {
+                f.days.unwrap_or(0)
+            }
+        })
+    };
     // Per asset, its longest routine due.
     let mut per_asset: BTreeMap<Uuid, &DueItem> = BTreeMap::new();
     for item in &due {
@@ -550,7 +564,7 @@ async fn try_raise_outside_tolerance(
     let today = Utc::now().date_naive();
     let (inputs, rules) = tokio::try_join!(
         ScheduleInputs::load(state, user.org_id, &building, today),
-        store.latest_rules(user.org_id, None, None),
+        crate::rules::building_rules(store.as_ref(), &building, None),
     )?;
     let report = compliance::build(Inputs {
         building: &building,

@@ -202,6 +202,10 @@ async fn record_results(
         .await
         .map_err(hub_error)?;
     let mut assets = None;
+    let building = state
+        .store
+        .get_building(user.org_id, session.row.building_id)
+        .await?;
     let mut rules: HashMap<String, RuleView> = HashMap::new();
     let now = Utc::now();
     let mut inputs = Vec::with_capacity(req.results.len());
@@ -252,10 +256,12 @@ async fn record_results(
                             ),
                         )
                     })?;
-                let candidates = state
-                    .store
-                    .latest_rules(user.org_id, None, Some(&session.row.frequency))
-                    .await?;
+                let candidates = crate::rules::building_rules(
+                    state.store.as_ref(),
+                    &building,
+                    Some(&session.row.frequency),
+                )
+                .await?;
                 let code = applicability::session_rule(
                     &asset.facts(),
                     &session.row.frequency,
@@ -277,19 +283,20 @@ async fn record_results(
             }
         };
         if !rules.contains_key(&rule_code) {
-            let rule = match state.store.latest_rule(user.org_id, &rule_code).await {
-                Ok(rule) => rule.view(),
-                Err(StoreError::NotFound) => {
-                    return Err(ApiError::unprocessable(
-                        "unknown_rule",
-                        format!(
-                            "{}: the item's rule {rule_code} is not an active rule",
-                            at("asset_id")
-                        ),
-                    ))
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let rule =
+                match crate::rules::item_rule(state.store.as_ref(), &building, &rule_code).await {
+                    Ok(rule) => rule.view(),
+                    Err(StoreError::NotFound) => {
+                        return Err(ApiError::unprocessable(
+                            "unknown_rule",
+                            format!(
+                                "{}: the item's rule {rule_code} is not an active rule",
+                                at("asset_id")
+                            ),
+                        ))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             rules.insert(rule_code.clone(), rule);
         }
         let rule = &rules[&rule_code];

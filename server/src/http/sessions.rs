@@ -183,7 +183,10 @@ async fn create(
             "name must be 1-200 characters",
         ));
     }
-    if crate::rules::library().frequency(&req.frequency).is_none() {
+    if crate::rules::library()
+        .any_frequency(&req.frequency)
+        .is_none()
+    {
         return Err(ApiError::unprocessable(
             "unknown_frequency",
             format!(
@@ -206,7 +209,7 @@ async fn create(
             (doc.as_uuid(), Vec::new())
         }
         None => {
-            let items = session_items(&state, &user, building.id, &req.frequency).await?;
+            let items = session_items(&state, &user, &building, &req.frequency).await?;
             new_document(&state, &user, &building, name, &req.frequency, items)?
         }
     };
@@ -362,14 +365,15 @@ pub(crate) async fn store_session(
 async fn session_items(
     state: &AppState,
     user: &AuthUser,
-    building: Uuid,
+    building: &BuildingRecord,
     frequency: &str,
 ) -> ApiResult<Vec<ItemInit>> {
-    let assets = state.store.building_assets(user.org_id, building).await?;
-    let rules = state
+    let assets = state
         .store
-        .latest_rules(user.org_id, None, Some(frequency))
+        .building_assets(user.org_id, building.id)
         .await?;
+    let rules =
+        crate::rules::building_rules(state.store.as_ref(), building, Some(frequency)).await?;
     Ok(assets
         .iter()
         .filter_map(|a| {

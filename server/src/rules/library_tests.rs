@@ -1,10 +1,11 @@
-//! Invariants of the shipped rule library (`server/rules/as1851.json`). `docs/rules.md`
-//! explains the file; the severity review lives in each rule's `rationale`.
+//! Invariants of the shipped rule library (`server/rules/*.json`, one file per edition).
+//! `docs/rules.md` explains the files; the severity review lives in each rule's `rationale`.
 
 use super::*;
 use crate::domain::readings::{valid_key, Expectation, ReadingKind};
 
-/// The version every shipped rule carries after the typed-readings and severity review.
+/// The version every rule of AS 1851-2012 and AS/NZS 2293.2:2019 carries after the
+/// typed-readings and severity review (the other editions' rules are at `<year>.1.0`).
 const REVIEWED_VERSION: &str = "2012.2.0";
 
 /// Single-item faults whose weight depends on context (the only extinguisher or blanket for a
@@ -46,10 +47,16 @@ fn class_of(code: &str, condition: &str) -> Classification {
         .unwrap_or_else(|| panic!("{code} has no condition {condition}"))
 }
 
-/// The library file as plain JSON, to see what is written rather than what is inferred.
+/// The library files as plain JSON, to see what is written rather than what is inferred (in
+/// the order `library()` reads them).
 fn raw_rules() -> Vec<serde_json::Value> {
-    let raw: serde_json::Value = serde_json::from_str(LIBRARY_JSON).unwrap();
-    raw["rules"].as_array().unwrap().clone()
+    LIBRARY_FILES
+        .iter()
+        .flat_map(|(_, text)| {
+            let raw: serde_json::Value = serde_json::from_str(text).unwrap();
+            raw["rules"].as_array().unwrap().clone()
+        })
+        .collect()
 }
 
 #[test]
@@ -65,9 +72,137 @@ fn every_rule_has_a_serviceable_condition() {
 }
 
 #[test]
-fn every_rule_is_at_the_reviewed_version() {
+fn every_rule_is_at_its_editions_version() {
     for rule in &library().rules {
-        assert_eq!(rule.version, REVIEWED_VERSION, "{}", rule.code);
+        let rs = rule.rule_set.as_ref().unwrap();
+        let expected = match (rs.code.as_str(), rs.version.as_str()) {
+            ("AS1851", "2012.1.0") | ("AS2293.2", "2019.1.0") => REVIEWED_VERSION.to_owned(),
+            (_, v) => format!("{}.1.0", v.split('.').next().unwrap()),
+        };
+        assert_eq!(rule.version, expected, "{}", rule.code);
+    }
+}
+
+#[test]
+fn editions_defaults_and_codes() {
+    let lib = library();
+    let editions: Vec<(&str, &str, bool)> = lib
+        .rule_sets
+        .iter()
+        .map(|r| (r.code.as_str(), r.version.as_str(), r.default))
+        .collect();
+    assert_eq!(
+        editions,
+        vec![
+            ("AS1851", "2012.1.0", true),
+            ("AS1851", "2005.1.0", false),
+            ("AS2293.2", "2019.1.0", true),
+            ("AS2293.2", "1995.1.0", false),
+        ]
+    );
+    // In the shipped library a code belongs to one edition (the model would allow a later
+    // edition to reuse one; the shipped files do not).
+    let mut edition_of: BTreeMap<&str, &RuleSetRef> = BTreeMap::new();
+    for rule in &lib.rules {
+        let rs = rule.rule_set.as_ref().unwrap();
+        assert_eq!(
+            *edition_of.entry(&rule.code).or_insert(rs),
+            rs,
+            "{}",
+            rule.code
+        );
+        // Each rule's `standard` names its edition's year.
+        let year = rs.version.split('.').next().unwrap();
+        assert!(
+            rule.standard.contains(year) || rs.version == "2019.1.0",
+            "{}: standard {} is not of {year}",
+            rule.code,
+            rule.standard
+        );
+    }
+    // The emergency-lighting rules are AS/NZS 2293.2's, not AS 1851's.
+    for rule in &lib.rules {
+        let is_2293 = rule.code.starts_with("AS2293");
+        assert_eq!(
+            rule.rule_set.as_ref().unwrap().code == "AS2293.2",
+            is_2293,
+            "{}",
+            rule.code
+        );
+    }
+}
+
+#[test]
+fn every_equipment_kind_has_routines_in_the_default_editions() {
+    let lib = library();
+    let defaults = lib.default_editions();
+    for kind in &lib.equipment {
+        assert!(
+            lib.rules.iter().any(|r| {
+                let rs = r.rule_set.as_ref().unwrap();
+                r.equipment == kind.kind && defaults.get(&rs.code) == Some(&rs.version)
+            }),
+            "no AS 1851-2012 / AS/NZS 2293.2:2019 routine for {}",
+            kind.kind
+        );
+    }
+}
+
+#[test]
+fn the_2005_edition_has_its_weekly_routines() {
+    let weekly: BTreeSet<&str> = library()
+        .rules
+        .iter()
+        .filter(|r| r.frequency == "weekly")
+        .map(|r| r.equipment.as_str())
+        .collect();
+    for kind in [
+        "sprinkler_system",
+        "diesel_fire_pumpset",
+        "electric_fire_pumpset",
+    ] {
+        assert!(weekly.contains(kind), "no weekly routine for {kind}");
+    }
+    for rule in library().rules.iter().filter(|r| r.frequency == "weekly") {
+        assert_eq!(
+            rule.rule_set,
+            Some(RuleSetRef::new("AS1851", "2005.1.0")),
+            "{}: weekly routines belong to AS 1851-2005",
+            rule.code
+        );
+    }
+}
+
+#[test]
+fn alternatives_are_marked_and_replace_a_routine_of_their_edition() {
+    let alternatives: BTreeMap<&str, &str> = library()
+        .rules
+        .iter()
+        .filter_map(|r| Some((r.code.as_str(), r.alternative_to.as_deref()?)))
+        .collect();
+    assert_eq!(
+        alternatives.get("AS1851-12-12M-FD"),
+        Some(&"AS1851-12-6M-FD")
+    );
+    assert_eq!(
+        alternatives.get("AS1851-12-12M-SD"),
+        Some(&"AS1851-12-6M-SD")
+    );
+    for (alt, default) in &alternatives {
+        let (a, d) = (rule(alt), rule(default));
+        assert_eq!(a.equipment, d.equipment, "{alt}");
+        assert_eq!(a.rule_set, d.rule_set, "{alt}");
+        assert!(
+            d.alternative_to.is_none(),
+            "{default} is itself an alternative"
+        );
+        // A critical condition of the routine replaced is critical in its alternative too,
+        // where the alternative knows it.
+        for (condition, class) in &d.classification_mappings {
+            if let Some(c) = a.classification_mappings.get(condition) {
+                assert_eq!(c, class, "{alt} {condition}");
+            }
+        }
     }
 }
 

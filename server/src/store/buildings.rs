@@ -20,6 +20,9 @@ pub struct BuildingRecord {
     pub contact_email: Option<String>,
     pub rule_set_code: String,
     pub rule_set_version: String,
+    /// The building's pinned editions of the standards other than `rule_set_code`'s
+    /// (standard code -> edition version, e.g. `AS2293.2` -> `2019.1.0`).
+    pub editions: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Australian state or territory (`NSW`, `VIC`, ...): whose public holidays its working
@@ -50,6 +53,8 @@ pub struct BuildingPatch {
     pub rule_set: Option<(String, String)>,
     pub state: Option<Option<String>>,
     pub schedule_anchor: Option<Option<NaiveDate>>,
+    /// Replaces the pins of the other standards.
+    pub editions: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Filters of a building listing; `None` matches all.
@@ -74,6 +79,8 @@ pub struct AssetRecord {
     pub install_date: Option<NaiveDate>,
     /// Rule codes that apply to this asset; empty means "every rule for its type".
     pub rule_codes: sqlx::types::Json<Vec<String>>,
+    /// Routine alternatives chosen for the asset: default rule code -> alternative code.
+    pub rule_alternatives: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The asset's own schedule anchor (overrides the building's).
@@ -88,6 +95,7 @@ impl AssetRecord {
         crate::domain::applicability::AssetFacts {
             asset_type: &self.asset_type,
             rule_codes: &self.rule_codes.0,
+            alternatives: &self.rule_alternatives.0,
         }
     }
 }
@@ -102,6 +110,8 @@ pub struct AssetPatch {
     pub rule_codes: Option<Vec<String>>,
     pub schedule_anchor: Option<Option<NaiveDate>>,
     pub manufacture_date: Option<Option<NaiveDate>>,
+    /// Replaces the chosen routine alternatives (default code -> alternative code).
+    pub rule_alternatives: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -182,14 +192,14 @@ pub trait BuildingStore: Send + Sync {
 /// Columns of `buildings`, in `BuildingRecord` order.
 pub(crate) const BUILDING_COLUMNS: &str = "id, org_id, name, address, building_type, \
      contact_name_enc, contact_phone_enc, contact_email, rule_set_code, rule_set_version, \
-     created_at, updated_at, state, schedule_anchor";
+     editions, created_at, updated_at, state, schedule_anchor";
 
 /// Columns of `assets`, in `AssetRecord` order.
 pub(crate) const ASSET_COLUMNS: &str = "id, org_id, building_id, asset_type, location, \
-     identifier, install_date, rule_codes, created_at, updated_at, schedule_anchor, \
-     manufacture_date";
+     identifier, install_date, rule_codes, rule_alternatives, created_at, updated_at, \
+     schedule_anchor, manufacture_date";
 
-/// Rows per multi-row asset INSERT (12 binds each).
+/// Rows per multi-row asset INSERT (13 binds each).
 pub(crate) const ASSET_INSERT_CHUNK: usize = 500;
 
 /// `%s%` for a LIKE with `\` as the escape character.
@@ -228,6 +238,7 @@ macro_rules! buildings_sql {
                 .bind(&b.contact_email)
                 .bind(&b.rule_set_code)
                 .bind(&b.rule_set_version)
+                .bind(&b.editions)
                 .bind(b.created_at)
                 .bind(b.updated_at)
                 .bind(&b.state)
@@ -305,7 +316,15 @@ macro_rules! buildings_sql {
                     current.rule_set_code.clone(),
                     current.rule_set_version.clone(),
                 ));
+                let mut editions = p
+                    .editions
+                    .clone()
+                    .map(sqlx::types::Json)
+                    .unwrap_or_else(|| current.editions.clone());
+                // The primary rule set's standard is pinned by rule_set_code only.
+                editions.0.remove(&rule_set_code);
                 let next = $crate::store::buildings::BuildingRecord {
+                    editions,
                     name: p.name.clone().unwrap_or(current.name),
                     address: p.address.clone().unwrap_or(current.address),
                     building_type: p.building_type.clone().unwrap_or(current.building_type),
@@ -322,8 +341,8 @@ macro_rules! buildings_sql {
                 sqlx::query(
                     "UPDATE buildings SET name = $1, address = $2, building_type = $3, \
                      contact_name_enc = $4, contact_phone_enc = $5, contact_email = $6, \
-                     rule_set_code = $7, rule_set_version = $8, updated_at = $9, state = $11, \
-                     schedule_anchor = $12 WHERE id = $10",
+                     rule_set_code = $7, rule_set_version = $8, updated_at = $9, editions = $11, \
+                     state = $12, schedule_anchor = $13 WHERE id = $10",
                 )
                 .bind(&next.name)
                 .bind(&next.address)
@@ -335,6 +354,7 @@ macro_rules! buildings_sql {
                 .bind(&next.rule_set_version)
                 .bind(next.updated_at)
                 .bind(id)
+                .bind(&next.editions)
                 .bind(&next.state)
                 .bind(next.schedule_anchor)
                 .execute(&mut *tx)
@@ -444,7 +464,7 @@ macro_rules! buildings_sql {
                     let sql = format!(
                         "INSERT INTO assets ({}) VALUES {}",
                         $crate::store::buildings::ASSET_COLUMNS,
-                        $crate::store::rules::placeholders(chunk.len(), 12)
+                        $crate::store::rules::placeholders(chunk.len(), 13)
                     );
                     let mut q = sqlx::query(&sql);
                     for a in chunk {
@@ -457,6 +477,7 @@ macro_rules! buildings_sql {
                             .bind(&a.identifier)
                             .bind(a.install_date)
                             .bind(&a.rule_codes)
+                            .bind(&a.rule_alternatives)
                             .bind(a.created_at)
                             .bind(a.updated_at)
                             .bind(a.schedule_anchor)
@@ -556,13 +577,18 @@ macro_rules! buildings_sql {
                         .unwrap_or(current.rule_codes),
                     schedule_anchor: p.schedule_anchor.unwrap_or(current.schedule_anchor),
                     manufacture_date: p.manufacture_date.unwrap_or(current.manufacture_date),
+                    rule_alternatives: p
+                        .rule_alternatives
+                        .clone()
+                        .map(sqlx::types::Json)
+                        .unwrap_or(current.rule_alternatives),
                     updated_at: chrono::Utc::now(),
                     ..current
                 };
                 sqlx::query(
                     "UPDATE assets SET asset_type = $1, location = $2, identifier = $3, \
-                     install_date = $4, rule_codes = $5, updated_at = $6, schedule_anchor = $8, \
-                     manufacture_date = $9 WHERE id = $7",
+                     install_date = $4, rule_codes = $5, updated_at = $6, rule_alternatives = $8, \
+                     schedule_anchor = $9, manufacture_date = $10 WHERE id = $7",
                 )
                 .bind(&next.asset_type)
                 .bind(&next.location)
@@ -571,6 +597,7 @@ macro_rules! buildings_sql {
                 .bind(&next.rule_codes)
                 .bind(next.updated_at)
                 .bind(id)
+                .bind(&next.rule_alternatives)
                 .bind(next.schedule_anchor)
                 .bind(next.manufacture_date)
                 .execute(&mut *tx)

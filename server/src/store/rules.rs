@@ -36,6 +36,11 @@ pub struct RuleRecord {
     pub classification_mappings: sqlx::types::Json<BTreeMap<String, String>>,
     /// Why a condition is classified as it is (condition -> text).
     pub rationale: sqlx::types::Json<BTreeMap<String, String>>,
+    /// The edition the rule belongs to (e.g. `AS1851` `2012.1.0`).
+    pub rule_set_code: String,
+    pub rule_set_version: String,
+    /// The code of the routine this one may replace on an asset, if it is an alternative.
+    pub alternative_to: Option<String>,
     pub active: bool,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
@@ -75,6 +80,16 @@ pub trait RuleStore: Send + Sync {
         org_id: Uuid,
         equipment: Option<&str>,
         frequency: Option<&str>,
+    ) -> StoreResult<Vec<RuleRecord>>;
+    /// The latest ACTIVE version of every rule code visible to `org_id` within each edition
+    /// (a code shared by two editions gives one row per edition), optionally only at one
+    /// frequency and/or for one code, ordered by code. `crate::rules::building_rules` picks
+    /// a building's editions from these.
+    async fn edition_rules(
+        &self,
+        org_id: Uuid,
+        frequency: Option<&str>,
+        code: Option<&str>,
     ) -> StoreResult<Vec<RuleRecord>>;
     /// [`RuleStore::latest_rules`], one page: codes after `after_code`, at most `limit`.
     async fn latest_rules_page(
@@ -123,20 +138,21 @@ pub trait RuleStore: Send + Sync {
 
 /// Columns of `rules`, in `RuleRecord` order.
 pub(crate) const RULE_COLUMNS: &str = "id, code, version, org_id, name, description, standard, \
-     section, clause, equipment, frequency, readings, classification_mappings, rationale, active, \
-     created_by, created_at, deactivated_at";
+     section, clause, equipment, frequency, readings, classification_mappings, rationale, \
+     rule_set_code, rule_set_version, alternative_to, active, created_by, created_at, deactivated_at";
 
-/// Columns written on insert; 21 binds per row.
+/// Columns written on insert; 24 binds per row.
 pub(crate) const RULE_INSERT_COLUMNS: &str = "id, code, version, v_major, v_minor, v_patch, \
      org_id, name, description, standard, section, clause, equipment, frequency, readings, \
-     classification_mappings, rationale, active, created_by, created_at, deactivated_at";
+     classification_mappings, rationale, rule_set_code, rule_set_version, alternative_to, active, \
+     created_by, created_at, deactivated_at";
 
 /// The latest active version per code visible to `$1`, filtered by `$2` equipment, `$3`
 /// frequency, `$4` one code, codes after `$5`, at most `$6`. Own rows sort before shipped rows
 /// of the same version (`org_id IS NULL` is false for them).
 pub(crate) const LATEST_RULES_SQL: &str = "SELECT id, code, version, org_id, name, description, \
      standard, section, clause, equipment, frequency, readings, classification_mappings, rationale, \
-     active, created_by, created_at, deactivated_at FROM (\
+     rule_set_code, rule_set_version, alternative_to, active, created_by, created_at, deactivated_at FROM (\
        SELECT r.*, ROW_NUMBER() OVER (PARTITION BY code \
          ORDER BY v_major DESC, v_minor DESC, v_patch DESC, (org_id IS NULL)) AS rn \
        FROM rules r WHERE active AND (org_id IS NULL OR org_id = $1)\
@@ -145,7 +161,19 @@ pub(crate) const LATEST_RULES_SQL: &str = "SELECT id, code, version, org_id, nam
      AND ($4 IS NULL OR code = $4) AND ($5 IS NULL OR code > $5) \
      ORDER BY code LIMIT $6";
 
-/// Rows per multi-row INSERT: 100 x 21 binds stays far below both drivers' limits.
+/// The latest active version per code AND edition visible to `$1`, filtered by `$2` frequency
+/// and `$3` one code.
+pub(crate) const EDITION_RULES_SQL: &str = "SELECT id, code, version, org_id, name, description, \
+     standard, section, clause, equipment, frequency, readings, classification_mappings, rationale, \
+     rule_set_code, rule_set_version, alternative_to, active, created_by, created_at, deactivated_at FROM (\
+       SELECT r.*, ROW_NUMBER() OVER (PARTITION BY code, rule_set_code, rule_set_version \
+         ORDER BY v_major DESC, v_minor DESC, v_patch DESC, (org_id IS NULL)) AS rn \
+       FROM rules r WHERE active AND (org_id IS NULL OR org_id = $1)\
+     ) latest \
+     WHERE rn = 1 AND ($2 IS NULL OR frequency = $2) AND ($3 IS NULL OR code = $3) \
+     ORDER BY code, rule_set_code, rule_set_version";
+
+/// Rows per multi-row INSERT: 100 x 24 binds stays far below both drivers' limits.
 pub(crate) const RULE_INSERT_CHUNK: usize = 100;
 
 /// `($1, ..., $20), ($21, ...)` for `rows` rows of `cols` binds.
@@ -166,6 +194,7 @@ impl RuleRecord {
             code: &self.code,
             equipment: &self.equipment,
             frequency: &self.frequency,
+            alternative_to: self.alternative_to.as_deref(),
         }
     }
 
@@ -217,6 +246,15 @@ impl NewRule<'_> {
                     .collect(),
             ),
             rationale: sqlx::types::Json(d.rationale.clone()),
+            rule_set_code: d.rule_set.as_ref().map_or_else(
+                || crate::rules::default_rule_set().0.to_owned(),
+                |r| r.code.clone(),
+            ),
+            rule_set_version: d.rule_set.as_ref().map_or_else(
+                || crate::rules::default_rule_set().1.to_owned(),
+                |r| r.version.clone(),
+            ),
+            alternative_to: d.alternative_to.clone(),
             active: true,
             created_by: self.created_by,
             created_at: now,
@@ -256,7 +294,7 @@ macro_rules! rules_sql {
                     let sql = format!(
                         "INSERT INTO rules ({}) VALUES {}{suffix}",
                         $crate::store::rules::RULE_INSERT_COLUMNS,
-                        $crate::store::rules::placeholders(chunk.len(), 21)
+                        $crate::store::rules::placeholders(chunk.len(), 24)
                     );
                     let mut q = sqlx::query(&sql);
                     for new in chunk {
@@ -279,6 +317,9 @@ macro_rules! rules_sql {
                             .bind(r.readings.clone())
                             .bind(r.classification_mappings.clone())
                             .bind(r.rationale.clone())
+                            .bind(r.rule_set_code.clone())
+                            .bind(r.rule_set_version.clone())
+                            .bind(r.alternative_to.clone())
                             .bind(r.active)
                             .bind(r.created_by)
                             .bind(r.created_at)
@@ -310,6 +351,20 @@ macro_rules! rules_sql {
                 };
                 $crate::store::rules::RuleStore::latest_rules_page(self, org_id, &filter, None, i64::MAX)
                     .await
+            }
+
+            async fn edition_rules(
+                &self,
+                org_id: uuid::Uuid,
+                frequency: Option<&str>,
+                code: Option<&str>,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::rules::RuleRecord>> {
+                Ok(sqlx::query_as($crate::store::rules::EDITION_RULES_SQL)
+                    .bind(org_id)
+                    .bind(frequency)
+                    .bind(code)
+                    .fetch_all(&self.reader)
+                    .await?)
             }
 
             async fn latest_rules_page(

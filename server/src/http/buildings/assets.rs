@@ -41,6 +41,9 @@ pub struct AssetView {
     pub schedule_anchor: Option<NaiveDate>,
     /// When it was made (cylinder pressure tests and replacements count from it).
     pub manufacture_date: Option<NaiveDate>,
+    /// Routine alternatives chosen for the asset (rule codes, e.g. `AS1851-12-12M-FD`, the
+    /// yearly fire-door routine instead of the six-monthly one). Empty: the default routines.
+    pub alternatives: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -57,6 +60,7 @@ impl From<AssetRecord> for AssetView {
             rule_codes: a.rule_codes.0,
             schedule_anchor: a.schedule_anchor,
             manufacture_date: a.manufacture_date,
+            alternatives: a.rule_alternatives.0.into_values().collect(),
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -73,6 +77,7 @@ pub(super) fn audit_view(a: &AssetRecord) -> serde_json::Value {
         "rule_codes": a.rule_codes.0,
         "schedule_anchor": a.schedule_anchor,
         "manufacture_date": a.manufacture_date,
+        "alternatives": a.rule_alternatives.0,
     })
 }
 
@@ -122,19 +127,24 @@ pub(super) struct ValidAsset {
     pub manufacture_date: Option<NaiveDate>,
 }
 
-/// What validation checks against: the rules the organisation sees (code -> equipment).
+/// What validation checks against: the rules of the building's editions (code -> equipment).
 pub(super) struct AssetRules {
     equipment_of: HashMap<String, String>,
     today: NaiveDate,
 }
 
 impl AssetRules {
-    /// Load the organisation's visible rules (only when some input names rule codes).
-    pub async fn load(state: &AppState, org_id: Uuid, needed: bool) -> Result<Self, ApiError> {
+    /// Load the rules of the building's editions (only when some input names rule codes): a
+    /// listed code must be one the building is serviced under.
+    pub async fn load(
+        state: &AppState,
+        user: &AuthUser,
+        building_id: Uuid,
+        needed: bool,
+    ) -> Result<Self, ApiError> {
         let equipment_of = if needed {
-            state
-                .store
-                .latest_rules(org_id, None, None)
+            let building = building_of(state, user, building_id).await?;
+            crate::rules::building_rules(state.store.as_ref(), &building, None)
                 .await?
                 .into_iter()
                 .map(|r| (r.code, r.equipment))
@@ -213,7 +223,10 @@ impl AssetRules {
                 None => errors.push(field_error(
                     "rule_codes",
                     "unknown_rule",
-                    format!("rule '{code}' does not exist or has no active version"),
+                    format!(
+                        "rule '{code}' does not exist, has no active version or is not of the \
+                         building's editions"
+                    ),
                 )),
                 Some(eq) if known_type && eq != &asset_type => errors.push(field_error(
                     "rule_codes",
@@ -305,7 +318,7 @@ async fn create(
     user.require(WRITERS)?;
     building_of(&state, &user, building_id).await?;
     let rule_codes = req.rule_codes.unwrap_or_default();
-    let rules = AssetRules::load(&state, user.org_id, !rule_codes.is_empty()).await?;
+    let rules = AssetRules::load(&state, &user, building_id, !rule_codes.is_empty()).await?;
     let valid = rules
         .validate(AssetInput {
             asset_type: req.asset_type,
@@ -327,6 +340,7 @@ async fn create(
         identifier: valid.identifier,
         install_date: valid.install_date,
         rule_codes: sqlx::types::Json(valid.rule_codes),
+        rule_alternatives: Default::default(),
         created_at: now,
         updated_at: now,
         schedule_anchor: valid.schedule_anchor,
@@ -431,6 +445,68 @@ pub struct UpdateAsset {
     #[serde(default, deserialize_with = "crate::http::extract::double_option")]
     #[schema(value_type = Option<String>, format = Date)]
     pub manufacture_date: Option<Option<String>>,
+    /// Replaces the chosen routine alternatives (admin, office): rule codes of the building's
+    /// editions that are alternatives for the asset's equipment kind, at most one per routine
+    /// replaced; `[]` goes back to the default routines.
+    pub alternatives: Option<Vec<String>>,
+}
+
+/// Check routine alternatives for an asset of `asset_type` in `building_id` against the rules
+/// of the building's editions; default code -> alternative code.
+async fn check_alternatives(
+    state: &AppState,
+    user: &AuthUser,
+    building_id: Uuid,
+    asset_type: &str,
+    codes: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    use crate::domain::applicability::{choose_alternatives, AlternativeError};
+    if codes.len() > 20 {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "alternatives holds at most 20 rule codes",
+        ));
+    }
+    if let Some(bad) = codes.iter().find(|c| !crate::rules::valid_rule_code(c)) {
+        return Err(ApiError::unprocessable(
+            "invalid_alternative",
+            format!(
+                "alternatives: '{}' is not a rule code",
+                bad.chars()
+                    .filter(|c| !c.is_control())
+                    .take(64)
+                    .collect::<String>()
+            ),
+        ));
+    }
+    if codes.is_empty() {
+        return Ok(Default::default());
+    }
+    let building = building_of(state, user, building_id).await?;
+    let rules = crate::rules::building_rules(state.store.as_ref(), &building, None).await?;
+    choose_alternatives(
+        asset_type,
+        codes,
+        &rules,
+        crate::store::rules::RuleRecord::facts,
+    )
+    .map_err(|e| {
+        let message = match e {
+            AlternativeError::UnknownRule(c) => {
+                format!("alternatives: {c} is not a rule of this building's editions")
+            }
+            AlternativeError::NotAnAlternative(c) => {
+                format!("alternatives: {c} is not an alternative to another routine")
+            }
+            AlternativeError::WrongEquipment { code, equipment } => {
+                format!("alternatives: {code} is for {equipment}, not {asset_type}")
+            }
+            AlternativeError::SameRoutineTwice { default } => {
+                format!("alternatives: two alternatives replace {default}")
+            }
+        };
+        ApiError::unprocessable("invalid_alternative", message)
+    })
 }
 
 /// Change an asset (admin, office). The result is validated as a whole: a new `asset_type`
@@ -487,11 +563,23 @@ async fn update(
             Vec::new()
         },
     };
-    let rules = AssetRules::load(&state, user.org_id, !merged.rule_codes.is_empty()).await?;
+    let rules = AssetRules::load(&state, &user, building_id, !merged.rule_codes.is_empty()).await?;
     let valid = rules
         .validate(merged)
         .map_err(|mut e| ApiError::from(e.remove(0)))?;
+    // Alternatives are checked when they or the type change.
+    let rule_alternatives = match (&req.alternatives, &req.asset_type) {
+        (Some(codes), _) => {
+            Some(check_alternatives(&state, &user, building_id, &valid.asset_type, codes).await?)
+        }
+        (None, Some(_)) => {
+            let current: Vec<String> = before.rule_alternatives.0.values().cloned().collect();
+            Some(check_alternatives(&state, &user, building_id, &valid.asset_type, &current).await?)
+        }
+        (None, None) => None,
+    };
     let patch = AssetPatch {
+        rule_alternatives,
         asset_type: req.asset_type.is_some().then_some(valid.asset_type),
         location: req.location.is_some().then_some(valid.location),
         identifier: req.identifier.is_some().then_some(valid.identifier),

@@ -90,7 +90,7 @@ async fn import(
         })
         .collect();
     let needs_rules = rows.iter().any(|(_, r)| !r.rule_codes.is_empty());
-    let rules = AssetRules::load(&state, user.org_id, needs_rules).await?;
+    let rules = AssetRules::load(&state, &user, building_id, needs_rules).await?;
     let existing: HashSet<String> = state
         .store
         .building_assets(user.org_id, building_id)
@@ -140,6 +140,7 @@ async fn import(
                     identifier: valid.identifier,
                     install_date: valid.install_date,
                     rule_codes: sqlx::types::Json(valid.rule_codes),
+                    rule_alternatives: Default::default(),
                     created_at: now,
                     updated_at: now,
                     schedule_anchor: None,
