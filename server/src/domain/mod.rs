@@ -9,6 +9,7 @@
 //! - [`schedule`], [`holidays`]: when routines are due, tolerance windows, working days.
 //! - [`notices`]: which defect changes need the owner told, webhook bodies and signatures,
 //!   retries and escalation.
+//! - [`period`]: what was due in a period and whether each date was kept (records).
 
 pub mod access;
 pub mod applicability;
@@ -16,6 +17,7 @@ pub mod assess;
 pub mod defects;
 pub mod holidays;
 pub mod notices;
+pub mod period;
 pub mod readings;
 pub mod reference;
 pub mod schedule;

@@ -197,6 +197,7 @@ async fn create(
         .store
         .get_building(user.org_id, req.building_id)
         .await?;
+    super::records::ensure_open(&state, user.org_id, building.id).await?;
     check_assignees(&state, &user, &assigned).await?;
     let (id, initial) = match &req.document_id {
         Some(raw) => {
