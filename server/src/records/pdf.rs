@@ -471,15 +471,15 @@ pub fn esm(s: &EsmStatement) -> Vec<u8> {
         .collect();
     blocks.push(Block::Table {
         columns: vec![
-            col("Essential safety measure", 150.0),
-            col("Standard of performance", 80.0),
-            col("Assets", 35.0),
+            col("Essential safety measure", 140.0),
+            col("Standard of performance", 98.0),
+            col("Assets", 32.0),
             col("Routines", 70.0),
-            col("Per schedule", 45.0),
+            col("Per schedule", 52.0),
             col("Last serviced", 55.0),
-            col("Defects", 40.0),
+            col("Defects", 36.0),
             col("Condition", 95.0),
-            col("Assessor", 110.0),
+            col("Assessor", 102.0),
         ],
         rows,
         empty: "This building has no assets.".into(),

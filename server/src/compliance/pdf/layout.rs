@@ -193,7 +193,8 @@ pub fn render(doc: &Document) -> Vec<u8> {
                 p.y -= 8.0;
             }
             Block::Heading(h) => {
-                p.ensure(40.0);
+                // Room for the heading and the start of what follows it.
+                p.ensure(70.0);
                 p.y -= 16.0;
                 text(&mut p.c, BOLD, 11.0, MARGIN, p.y, h);
                 p.y -= 4.0;
