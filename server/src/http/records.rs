@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Days, Months, NaiveDate, Utc};
+use chrono::{DateTime, Days, Months, NaiveDate, SubsecRound, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -63,6 +63,7 @@ pub struct RangeQuery {
     #[param(value_type = Option<String>, format = Date)]
     pub to: Option<NaiveDate>,
     /// `json` (default), `csv` or `pdf` (the condition report has no CSV).
+    #[param(inline)]
     pub format: Option<RecordFormat>,
 }
 
@@ -362,7 +363,8 @@ async fn sign_condition_report(
 ) -> ApiResult<(StatusCode, Json<SignedConditionReport>)> {
     user.require(SIGNERS)?;
     state.store.get_building(user.org_id, id).await?;
-    let now = Utc::now();
+    // Microseconds: what PostgreSQL keeps, so the answer equals every later read.
+    let now = Utc::now().trunc_subsecs(6);
     if req.period_start > req.period_end
         || (req.period_end - req.period_start).num_days() >= YEAR_DAYS
     {
@@ -466,6 +468,7 @@ async fn list_condition_reports(
 #[serde(deny_unknown_fields)]
 pub struct SignedQuery {
     /// `json` (default) or `pdf`.
+    #[param(inline)]
     pub format: Option<RecordFormat>,
 }
 
