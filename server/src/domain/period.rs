@@ -129,10 +129,7 @@ pub fn occurrences(
                 // service, done late, and the grid restarts from it.
                 let mut k = next_k;
                 let mut pending_miss: Option<Occurrence> = None;
-                loop {
-                    let Some(d) = nth(anchor, routine.months, k) else {
-                        break;
-                    };
+                while let Some(d) = nth(anchor, routine.months, k) {
                     let wk = window(d, routine.tolerance, cal);
                     if wk.contains(s) {
                         if let Some(m) = pending_miss.take() {

@@ -287,15 +287,11 @@ pub fn reading_text(r: &LoggedReading) -> String {
     format!("{} {value}{unit} ({})", r.name, r.verdict.replace('_', " "))
 }
 
+/// When (if) something happened.
+type When = Option<DateTime<Utc>>;
+
 /// When a defect was first repaired (or verified without a repair), verified and closed.
-fn defect_dates(
-    id: Uuid,
-    events: &[&DefectEvent],
-) -> (
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-) {
+fn defect_dates(id: Uuid, events: &[&DefectEvent]) -> (When, When, When) {
     let first = |to: &str| {
         events
             .iter()
