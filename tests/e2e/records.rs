@@ -432,6 +432,7 @@ async fn records_of_a_twenty_storey_tower(be: Backend) {
     let year = "from=2024-01-01&to=2024-12-31";
 
     // The logbook (read by the auditor).
+    let started = std::time::Instant::now();
     let r = srv
         .client
         .get(
@@ -440,6 +441,11 @@ async fn records_of_a_twenty_storey_tower(be: Backend) {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    eprintln!(
+        "records figures ({be:?}): logbook JSON of a year in {:?}, {} bytes",
+        started.elapsed(),
+        r.body.len()
+    );
     let book = &r.json;
     let entries = book["entries"].as_array().unwrap();
     assert!(entries
@@ -502,6 +508,7 @@ async fn records_of_a_twenty_storey_tower(be: Backend) {
         .iter()
         .any(|l| l.starts_with("defect,2024-07-15") && l.contains("2024-07-29T03:00:00Z")));
 
+    let started = std::time::Instant::now();
     let pdf = srv
         .client
         .raw()
@@ -514,10 +521,17 @@ async fn records_of_a_twenty_storey_tower(be: Backend) {
         .await
         .unwrap();
     assert_eq!(pdf.status(), 200);
-    pdf_out("logbook.pdf", &pdf.bytes().await.unwrap());
+    let bytes = pdf.bytes().await.unwrap();
+    eprintln!(
+        "records figures ({be:?}): logbook PDF in {:?}, {} bytes",
+        started.elapsed(),
+        bytes.len()
+    );
+    pdf_out("logbook.pdf", &bytes);
 
     // The condition report: the skipped May visit is a monthly routine not done, for every
     // system serviced monthly.
+    let started = std::time::Instant::now();
     let r = srv
         .client
         .get(
@@ -526,6 +540,10 @@ async fn records_of_a_twenty_storey_tower(be: Backend) {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    eprintln!(
+        "records figures ({be:?}): condition report over five years of history in {:?}",
+        started.elapsed()
+    );
     let report = r.json.clone();
     let systems = report["systems"].as_array().unwrap();
     let kinds: Vec<&str> = systems
