@@ -415,6 +415,7 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
                 .request(Method::PUT, "/v1/holidays/NSW/2027", t)
                 .json(&json!({ "holidays": [{ "date": "2027-10-04", "name": "Labour Day" }] }));
             allowed(key, &Client::send(rb).await)
+        }
         "`GET /v1/buildings/{id}/logbook`"
         | "`GET /v1/buildings/{id}/condition-report`"
         | "`GET /v1/buildings/{id}/condition-reports`"

@@ -3,20 +3,24 @@
 //! pending while its tolerance window is open). The yearly condition report and the essential
 //! safety measures export count these.
 //!
-//! The grid is `crate::domain::schedule`'s: anchored at the first service known (or, never
-//! serviced, one interval after installation, else the period's first day), a service inside a
-//! scheduled date's tolerance window meets it and keeps the grid, and a second visit before the
-//! next window opens meets nothing new. A date whose window closed without a service was
-//! missed; a later service inside a later date's window meets that date (the grid stays: a
-//! skipped month is one missed month), and one that falls between two windows is the last
-//! missed date done late, and restarts the grid from it (where the compliance report restarts
-//! the grid at any service outside the next window).
+//! The grid is `crate::domain::schedule`'s and never moves: anchored as [`schedule::anchor`]
+//! says (the asset's, the building's, the first service known, the install date); date zero is
+//! the anchor, so the first service is due one interval after it — except when the anchor is
+//! the first service itself, which then meets date zero. A service inside a date's tolerance
+//! window meets that date (on time). A date whose window closed without one was missed, unless
+//! a service outside every window fell after its window closed and before the next date's
+//! window opened: that date was done late. Nothing to anchor on at all: the routine is due on
+//! the period's first day and every interval after it.
+//!
+//! [`schedule::anchor`]: super::schedule::anchor
 
-use chrono::{Months, NaiveDate};
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::schedule::{window, Calendar, Routine};
+use super::schedule::{window, AnchorSource, Calendar, Grid, Routine};
 
 /// How a scheduled date was kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -24,7 +28,7 @@ use super::schedule::{window, Calendar, Routine};
 pub enum Kept {
     /// Serviced inside its tolerance window.
     OnTime,
-    /// Serviced after its window closed.
+    /// Serviced after its window closed (before the next one opened).
     Late,
     /// Not serviced, and its window closed.
     Missed,
@@ -43,135 +47,74 @@ pub struct Occurrence {
     pub kept: Kept,
 }
 
-fn nth(anchor: NaiveDate, months: u32, k: u32) -> Option<NaiveDate> {
-    anchor.checked_add_months(Months::new(months.checked_mul(k)?))
-}
+/// Most dates one routine can have in a period (a monthly routine over ten years is 120).
+const MAX_DATES: usize = 1000;
 
-/// The scheduled dates of `routine` in `from..=to` with how each was kept, given the days it was
-/// serviced (any order, repeats count once; days after `as_of` are ignored), the install date,
-/// and the day the period is judged on (`as_of`, at most `to`: a date whose window is still
-/// open on it is pending).
+/// The scheduled dates of `routine` in `from..=to` with how each was kept, given the grid's
+/// anchor, the days it was serviced (any order, repeats count once; days after `as_of` are
+/// ignored) and the day the period is judged on (`as_of`: a date whose window is still open
+/// on it is pending).
 pub fn occurrences(
     routine: Routine,
+    anchor: Option<(NaiveDate, AnchorSource)>,
     services: &[NaiveDate],
-    installed: Option<NaiveDate>,
     from: NaiveDate,
     to: NaiveDate,
     as_of: NaiveDate,
     cal: &Calendar,
 ) -> Vec<Occurrence> {
+    let (anchor, first_k) = match anchor {
+        Some((d, AnchorSource::FirstService)) => (d, 0),
+        Some((d, _)) => (d, 1),
+        None => (from, 0),
+    };
+    let grid = Grid { anchor, routine };
+    let mut met: BTreeMap<i64, NaiveDate> = BTreeMap::new();
+    let mut outside: Vec<NaiveDate> = Vec::new();
     let mut days: Vec<NaiveDate> = services.iter().copied().filter(|d| *d <= as_of).collect();
     days.sort();
     days.dedup();
+    for s in days {
+        match grid.meets(s, cal) {
+            Some((k, _)) => {
+                met.entry(k).or_insert(s);
+            }
+            None => outside.push(s),
+        }
+    }
+    let Some((start, _)) = grid.after(from.pred_opt().unwrap_or(from)) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    let mut push = |o: Occurrence| {
-        if from <= o.due && o.due <= to {
-            out.push(o);
-        }
-    };
-    let unmet = |due: NaiveDate| {
-        let due_by = window(due, routine.tolerance, cal).late;
-        Occurrence {
-            due,
-            due_by,
-            done: None,
-            kept: if due_by >= as_of {
-                Kept::Pending
-            } else {
-                Kept::Missed
-            },
-        }
-    };
-    // Where the grid starts, and whether its start is itself a service.
-    let (mut anchor, mut next_k, mut idx) = match days.first() {
-        Some(&first) => {
-            push(Occurrence {
-                due: first,
-                due_by: first,
-                done: Some(first),
-                kept: Kept::OnTime,
-            });
-            (first, 1, 1)
-        }
-        None => (
-            installed
-                .and_then(|d| nth(d, routine.months, 1))
-                .unwrap_or(from),
-            0,
-            0,
-        ),
-    };
-    // Bounded: each turn either consumes a service or moves the grid one interval on.
-    while let Some(due) = nth(anchor, routine.months, next_k) {
-        if due > to {
+    let mut k = start.max(first_k);
+    while let Some(due) = grid.date(k) {
+        if due > to || out.len() >= MAX_DATES {
             break;
         }
         let w = window(due, routine.tolerance, cal);
-        // Visits before this window opened met an earlier date already.
-        while idx < days.len() && days[idx] < w.early {
-            idx += 1;
-        }
-        match days.get(idx) {
-            Some(&s) if w.contains(s) => {
-                push(Occurrence {
-                    due,
-                    due_by: w.late,
-                    done: Some(s),
-                    kept: Kept::OnTime,
-                });
-                idx += 1;
-                next_k += 1;
+        let (done, kept) = if let Some(s) = met.get(&k) {
+            (Some(*s), Kept::OnTime)
+        } else if w.late >= as_of {
+            (None, Kept::Pending)
+        } else {
+            let next_opens = grid
+                .date(k + 1)
+                .map(|n| window(n, routine.tolerance, cal).early);
+            match outside
+                .iter()
+                .find(|s| **s > w.late && next_opens.is_none_or(|e| **s < e))
+            {
+                Some(s) => (Some(*s), Kept::Late),
+                None => (None, Kept::Missed),
             }
-            Some(&s) => {
-                // After this window closed. The dates whose windows closed before `s` were
-                // missed; if `s` is inside a later date's window it meets that one on time and
-                // the grid stays; if it falls between windows it is the last missed date's
-                // service, done late, and the grid restarts from it.
-                let mut k = next_k;
-                let mut pending_miss: Option<Occurrence> = None;
-                while let Some(d) = nth(anchor, routine.months, k) {
-                    let wk = window(d, routine.tolerance, cal);
-                    if wk.contains(s) {
-                        if let Some(m) = pending_miss.take() {
-                            push(m);
-                        }
-                        push(Occurrence {
-                            due: d,
-                            due_by: wk.late,
-                            done: Some(s),
-                            kept: Kept::OnTime,
-                        });
-                        next_k = k + 1;
-                        break;
-                    }
-                    if s < wk.early {
-                        // Between windows: the last missed date was done late.
-                        if let Some(mut m) = pending_miss.take() {
-                            m.done = Some(s);
-                            m.kept = Kept::Late;
-                            push(m);
-                        }
-                        anchor = s;
-                        next_k = 1;
-                        break;
-                    }
-                    if let Some(m) = pending_miss.replace(Occurrence {
-                        due: d,
-                        due_by: wk.late,
-                        done: None,
-                        kept: Kept::Missed,
-                    }) {
-                        push(m);
-                    }
-                    k += 1;
-                }
-                idx += 1;
-            }
-            None => {
-                push(unmet(due));
-                next_k += 1;
-            }
-        }
+        };
+        out.push(Occurrence {
+            due,
+            due_by: w.late,
+            done,
+            kept,
+        });
+        k += 1;
     }
     out
 }
@@ -205,8 +148,8 @@ mod tests {
         // Serviced 2024-01-10 and 2024-07-15 (on time), then not again.
         let o = occurrences(
             SIX_MONTHLY,
+            Some((day("2024-01-10"), AnchorSource::FirstService)),
             &[day("2024-01-10"), day("2024-07-15")],
-            None,
             day("2024-01-01"),
             day("2025-12-31"),
             day("2025-08-01"),
@@ -223,11 +166,11 @@ mod tests {
         );
         assert_eq!(o[1].done, Some(day("2024-07-15")));
         // A service long after, between two windows: the date before it was done late, the
-        // earlier one missed, and the grid restarts from the service.
+        // earlier one missed; the grid stays.
         let o = occurrences(
             SIX_MONTHLY,
+            Some((day("2023-01-10"), AnchorSource::FirstService)),
             &[day("2023-01-10"), day("2024-03-01")],
-            None,
             day("2023-06-01"),
             day("2024-12-31"),
             day("2024-12-31"),
@@ -238,15 +181,15 @@ mod tests {
             vec![
                 ("2023-07-10".into(), Kept::Missed),
                 ("2024-01-10".into(), Kept::Late),
-                ("2024-09-01".into(), Kept::Missed),
+                ("2024-07-10".into(), Kept::Missed),
             ]
         );
         assert_eq!(o[1].done, Some(day("2024-03-01")));
         // A skipped month is one missed date: the next month's visit is on time.
         let o = occurrences(
             MONTHLY,
+            Some((day("2024-03-15"), AnchorSource::FirstService)),
             &[day("2024-03-15"), day("2024-04-15"), day("2024-06-14")],
-            None,
             day("2024-04-01"),
             day("2024-06-30"),
             day("2024-06-30"),
@@ -267,8 +210,8 @@ mod tests {
         let cal = Calendar::default();
         let o = occurrences(
             SIX_MONTHLY,
+            Some((day("2024-02-01"), AnchorSource::Installed)),
             &[],
-            Some(day("2024-02-01")),
             day("2024-01-01"),
             day("2024-12-31"),
             day("2024-12-31"),
@@ -277,8 +220,8 @@ mod tests {
         assert_eq!(kept(&o), vec![("2024-08-01".into(), Kept::Missed)]);
         let o = occurrences(
             SIX_MONTHLY,
-            &[],
             None,
+            &[],
             day("2024-01-01"),
             day("2024-12-31"),
             day("2024-12-31"),
@@ -302,13 +245,21 @@ mod tests {
             let anchor = day("2000-01-03");
             let mut days = vec![anchor];
             for (k, off) in offsets.iter().enumerate() {
-                let due = nth(anchor, 1, k as u32 + 1).unwrap();
+                let due = Grid { anchor, routine: MONTHLY }.date(k as i64 + 1).unwrap();
                 let s = cal.add_working_days(due, *off);
                 days.push(s);
             }
-            let to = nth(anchor, 1, 360).unwrap();
+            let to = Grid { anchor, routine: MONTHLY }.date(360).unwrap();
             let as_of = cal.add_working_days(to, 10);
-            let o = occurrences(MONTHLY, &days, None, anchor, to, as_of, &cal);
+            let o = occurrences(
+                MONTHLY,
+                Some((anchor, AnchorSource::FirstService)),
+                &days,
+                anchor,
+                to,
+                as_of,
+                &cal,
+            );
             prop_assert_eq!(o.len(), 361);
             prop_assert!(o.iter().all(|o| o.kept == Kept::OnTime), "{:?}", o.iter().find(|o| o.kept != Kept::OnTime));
         }

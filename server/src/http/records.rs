@@ -104,6 +104,8 @@ struct Loaded {
     items: Vec<crate::store::records::RecordItemRow>,
     defects: Vec<crate::store::defects::DefectRecord>,
     events: Vec<crate::store::defects::DefectEvent>,
+    history: Vec<crate::store::schedule::HistoryRecord>,
+    calendar: crate::domain::schedule::Calendar,
 }
 
 /// Everything a record of building `id` is built from; items recorded in `[from, to]` (from
@@ -120,12 +122,38 @@ async fn load(
     let building = store.get_building(user.org_id, id).await?;
     let before = crate::compliance::services_before(to);
     let from = from.map_or_else(|| "0000".to_owned(), day_bound);
-    let (assets, rules, items, events) = tokio::try_join!(
+    let next_day = to.checked_add_days(Days::new(1)).unwrap_or(to);
+    let holidays = async {
+        match &building.state {
+            Some(s) => store.holidays(user.org_id, s).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let (assets, rules, items, events, history, holidays) = tokio::try_join!(
         store.building_assets(user.org_id, id),
         store.latest_rules(user.org_id, None, None),
         store.record_items(user.org_id, id, &from, &before),
         store.building_defect_events(user.org_id, id),
+        store.service_history(user.org_id, id, next_day),
+        holidays,
     )?;
+    let earliest = items
+        .iter()
+        .filter_map(|i| i.recorded_at.get(..4)?.parse::<i32>().ok())
+        .chain(
+            history
+                .iter()
+                .map(|h| chrono::Datelike::year(&h.serviced_on)),
+        )
+        .min()
+        .unwrap_or(chrono::Datelike::year(&to))
+        .min(chrono::Datelike::year(&to))
+        - 1;
+    let calendar = crate::compliance::calendar(
+        &building,
+        &holidays,
+        earliest..=chrono::Datelike::year(&to) + 2,
+    );
     let defects = store
         .list_defects(
             user.org_id,
@@ -147,6 +175,8 @@ async fn load(
         items,
         defects,
         events,
+        history,
+        calendar,
     })
 }
 
@@ -187,6 +217,8 @@ impl Loaded {
             items: &self.items,
             defects: &self.defects,
             events: &self.events,
+            history: &self.history,
+            calendar: &self.calendar,
             from,
             to,
             as_of: to.min(now.date_naive()),

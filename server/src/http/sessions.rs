@@ -197,7 +197,6 @@ async fn create(
         .store
         .get_building(user.org_id, req.building_id)
         .await?;
-    super::records::ensure_open(&state, user.org_id, building.id).await?;
     check_assignees(&state, &user, &assigned).await?;
     let (id, initial) = match &req.document_id {
         Some(raw) => {
@@ -308,6 +307,8 @@ pub(crate) async fn store_session(
     new: NewSession<'_>,
     audit_extra: serde_json::Value,
 ) -> ApiResult<SessionView> {
+    // An archived building takes no new sessions (whichever route makes them).
+    super::records::ensure_open(state, user.org_id, building.id).await?;
     let now = Utc::now();
     let id = new.id;
     let row = SessionRow {

@@ -36,11 +36,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::period::{self, Kept};
-use crate::domain::schedule::{Calendar, Routine};
+use crate::domain::schedule::{self, Calendar, Routine};
 use crate::store::buildings::{AssetRecord, BuildingRecord};
 use crate::store::defects::{DefectEvent, DefectRecord};
 use crate::store::records::RecordItemRow;
 use crate::store::rules::RuleRecord;
+use crate::store::schedule::HistoryRecord;
 
 /// Records are kept this long; nothing that holds them can be deleted sooner.
 pub const RETENTION_YEARS: u32 = 7;
@@ -93,6 +94,11 @@ pub struct Inputs<'a> {
     /// Every defect of the building.
     pub defects: &'a [DefectRecord],
     pub events: &'a [DefectEvent],
+    /// Services recorded outside sessions (a site's imported history, office entries) up to
+    /// the period's end: they count as services in the condition report.
+    pub history: &'a [HistoryRecord],
+    /// Working days of the building's state.
+    pub calendar: &'a Calendar,
     pub from: NaiveDate,
     pub to: NaiveDate,
     /// The day the period is judged on (`to`, or today when the period is not over).
@@ -629,10 +635,18 @@ fn outstanding_defects(input: &Inputs<'_>) -> Vec<(Option<Uuid>, OutstandingDefe
 
 pub fn condition_report(input: &Inputs<'_>) -> ConditionReport {
     let lib = crate::rules::library();
-    let cal = Calendar::default();
+    let cal = input.calendar;
     // Services (pass/fail) per (asset, rule code), and not-accessible visits per asset, up to
     // the judging day.
-    let mut services: HashMap<(&str, &str), Vec<NaiveDate>> = HashMap::new();
+    let mut services: HashMap<(String, &str), Vec<NaiveDate>> = HashMap::new();
+    for h in input.history {
+        if h.serviced_on <= input.as_of {
+            services
+                .entry((h.asset_id.to_string(), h.rule_code.as_str()))
+                .or_default()
+                .push(h.serviced_on);
+        }
+    }
     let mut inaccessible: HashMap<&str, u32> = HashMap::new();
     for item in input.items {
         let Some(at) = recorded(item) else { continue };
@@ -642,7 +656,7 @@ pub fn condition_report(input: &Inputs<'_>) -> ConditionReport {
         }
         match (item.outcome.as_str(), item.rule_code.as_deref()) {
             ("pass" | "fail", Some(code)) => services
-                .entry((item.asset_id.as_str(), code))
+                .entry((item.asset_id.clone(), code))
                 .or_default()
                 .push(day),
             ("not_accessible", _) if day >= input.from => {
@@ -708,21 +722,27 @@ pub fn condition_report(input: &Inputs<'_>) -> ConditionReport {
             let days: Vec<NaiveDate> = applicable
                 .iter()
                 .filter(|(other, r)| other.code == rule.code || r.months > routine.months)
-                .filter_map(|(other, _)| services.get(&(id.as_str(), other.code.as_str())))
+                .filter_map(|(other, _)| services.get(&(id.clone(), other.code.as_str())))
                 .flatten()
                 .copied()
                 .collect();
             if let Some(last) = days.iter().filter(|d| **d >= input.from).max() {
                 sys.last_serviced = sys.last_serviced.max(Some(*last));
             }
+            let anchor = schedule::anchor(
+                asset.schedule_anchor,
+                input.building.schedule_anchor,
+                days.iter().min().copied(),
+                asset.install_date,
+            );
             for o in period::occurrences(
                 *routine,
+                anchor,
                 &days,
-                asset.install_date,
                 input.from,
                 input.to,
                 input.as_of,
-                &cal,
+                cal,
             ) {
                 sys.routines.add(o.kept);
                 if o.kept != Kept::OnTime {

@@ -52,6 +52,8 @@ fn asset() -> AssetRecord {
         rule_codes: sqlx::types::Json(vec![EXT_6M.into(), EXT_12M.into()]),
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        schedule_anchor: None,
+        manufacture_date: None,
     }
 }
 
@@ -69,6 +71,8 @@ fn building() -> BuildingRecord {
         rule_set_version: "2012.1.0".into(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        schedule_anchor: None,
+        state: Some("NSW".into()),
     }
 }
 
@@ -168,6 +172,8 @@ fn logbook_names_the_licensee_and_dates_of_a_rectified_defect() {
         items: &items,
         defects: std::slice::from_ref(&d),
         events: &events,
+        history: &[],
+        calendar: &Calendar::default(),
         from: day("2024-01-01"),
         to: day("2024-12-31"),
         as_of: day("2024-12-31"),
