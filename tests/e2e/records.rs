@@ -217,6 +217,25 @@ async fn visit(
         })
         .collect();
     post_results(srv, &t.tech.token, session, &results).await;
+    // Dated before the sign-off too: signing off checks the session's services against their
+    // tolerance windows (a service outside raises a non-conformance).
+    let settled = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{session}/results"),
+            Some(&t.tech.token),
+        )
+        .await;
+    assert_eq!(settled.status, 200);
+    let recorded = format!("{day}T10:00:00.000Z");
+    with_db!(srv, |pool| {
+        sqlx::query("UPDATE session_items SET recorded_at = $1 WHERE session_id = $2")
+            .bind(&recorded)
+            .bind(session)
+            .execute(&pool)
+            .await
+            .expect("date the items");
+    });
     let done = srv
         .client
         .patch(
@@ -235,7 +254,6 @@ async fn visit(
         )
         .await;
     assert_eq!(settled.status, 200);
-    let recorded = format!("{day}T10:00:00.000Z");
     let signed = Utc
         .with_ymd_and_hms(day.year(), day.month(), day.day(), 15, 0, 0)
         .unwrap();
@@ -361,7 +379,10 @@ async fn tower(srv: &TestServer, org: &Org) -> Tower {
     let defects = srv
         .client
         .get(
-            &format!("/v1/defects?building_id={id}&status=open"),
+            &format!(
+                "/v1/defects?building_id={id}&asset_id={}&status=open",
+                t.assets[FAILED_EXT]
+            ),
             Some(&admin.token),
         )
         .await;
