@@ -289,7 +289,7 @@ pub fn condition_report(r: &ConditionReport, signed: Option<&SignedConditionRepo
         empty: "This building has no assets.".into(),
     });
     blocks.push(Block::Paragraph(
-        "Due: scheduled dates of each routine in the period (anchored at the first service, \
+        "Due: scheduled dates of each routine in the period (a fixed grid from its anchor, \
          AS 1851 tolerances). Late: done after its tolerance window. Not done: its window \
          closed without a service. Pending: its window is still open. Defects: outstanding at \
          the end of the period (critical / non-critical / non-conformance)."
