@@ -125,6 +125,8 @@ fn defect(asset: &AssetRecord, found: &str) -> DefectRecord {
         severity_overridden: false,
         severity_reason: None,
         duplicate_of: None,
+        notified_at: None,
+        escalated_at: None,
         asset_identifier: asset.identifier.clone(),
         asset_type: Some(asset.asset_type.clone()),
         asset_location: Some(asset.location.clone()),
