@@ -15,6 +15,7 @@ pub mod http;
 pub mod hub;
 pub mod notices;
 pub mod projection;
+pub mod records;
 pub mod rules;
 pub mod state;
 pub mod store;

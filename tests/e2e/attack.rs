@@ -100,6 +100,7 @@ struct Side {
     /// A webhook endpoint (nothing listens at its URL) and the notice of `defect`.
     endpoint: Uuid,
     notice: Uuid,
+    condition_report: Uuid,
 }
 
 async fn side(srv: &TestServer, name: &str) -> Side {
@@ -162,7 +163,18 @@ async fn side(srv: &TestServer, name: &str) -> Side {
         .expect("the defect's notice")
         .parse()
         .expect("uuid");
+    let r = srv
+        .client
+        .post(
+            &format!("/v1/buildings/{}/condition-reports/sign", building.id),
+            Some(&org.admin.token),
+            &json!({ "period_start": "2024-01-01", "period_end": "2024-12-31" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let condition_report = r.uuid("id");
     Side {
+        condition_report,
         endpoint,
         notice,
         org,
@@ -298,6 +310,8 @@ fn fill_path(path: &str, side: &Side) -> String {
         side.evidence.to_string()
     } else if path.starts_with("/v1/defects/") {
         side.defect.to_string()
+    } else if path.starts_with("/v1/condition-reports/") {
+        side.condition_report.to_string()
     } else if path.starts_with("/v1/rules/") {
         String::new()
     } else if path.starts_with("/v1/webhook-endpoints/") {

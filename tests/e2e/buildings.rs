@@ -17,7 +17,7 @@ backend_tests!(
     building_input_is_validated,
     contact_pii_is_encrypted_at_rest,
     rotation_reseals_building_contacts,
-    delete_is_refused_while_sessions_exist,
+    delete_archives_a_building_with_sessions,
     assets_crud_and_validation,
     csv_import_all_or_nothing,
     csv_import_rejects_bad_requests,
@@ -708,7 +708,7 @@ async fn rotation_reseals_building_contacts(b: Backend) {
     assert_eq!(list.body.matches("only@email.test").count(), 1);
 }
 
-async fn delete_is_refused_while_sessions_exist(b: Backend) {
+async fn delete_archives_a_building_with_sessions(b: Backend) {
     let Some(srv) = TestServer::start(b).await else {
         return;
     };
@@ -743,7 +743,14 @@ async fn delete_is_refused_while_sessions_exist(b: Backend) {
         .client
         .delete(&format!("/v1/buildings/{id}"), Some(&org.admin.token))
         .await;
-    assert_problem(&d, 409, "building_has_sessions");
+    // Its records are kept: the building is archived (not deleted), then a second delete is
+    // refused (tests/e2e/records.rs covers the rest of archiving).
+    assert_eq!(d.status, 204, "{}", d.body);
+    let again = srv
+        .client
+        .delete(&format!("/v1/buildings/{id}"), Some(&org.admin.token))
+        .await;
+    assert_problem(&again, 409, "records_retained");
     // Building and assets are untouched.
     let g = srv
         .client

@@ -33,6 +33,7 @@ mod openapi_contract;
 mod operations;
 mod pii;
 mod readings;
+mod records;
 mod reference_values;
 mod roles;
 mod rules;

@@ -61,6 +61,12 @@ const PROBES: &[&str] = &[
     "`POST /v1/schedule/sessions`",
     "`GET /v1/holidays`",
     "`PUT /v1/holidays/{state}/{year}`",
+    "`GET /v1/buildings/{id}/logbook`",
+    "`GET /v1/buildings/{id}/condition-report`",
+    "`GET /v1/buildings/{id}/condition-reports`",
+    "`POST /v1/buildings/{id}/condition-reports/sign`",
+    "`GET /v1/condition-reports/{id}`",
+    "`GET /v1/buildings/{id}/esm-statement`",
     "`GET /v1/rules`",
     "`GET /v1/rules/{code}`",
     "`GET /v1/rules/{code}/versions`",
@@ -420,6 +426,28 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
                 .request(Method::PUT, "/v1/holidays/NSW/2027", t)
                 .json(&json!({ "holidays": [{ "date": "2027-10-04", "name": "Labour Day" }] }));
             allowed(key, &Client::send(rb).await)
+        }
+        "`GET /v1/buildings/{id}/logbook`"
+        | "`GET /v1/buildings/{id}/condition-report`"
+        | "`GET /v1/buildings/{id}/condition-reports`"
+        | "`GET /v1/buildings/{id}/esm-statement`" => {
+            let suffix = key
+                .trim_matches('`')
+                .trim_start_matches("GET /v1/buildings/{id}");
+            allowed(key, &c.get(&format!("/v1/buildings/{b}{suffix}"), t).await)
+        }
+        "`POST /v1/buildings/{id}/condition-reports/sign`" => {
+            let body = json!({ "period_start": "2024-01-01", "period_end": "2024-12-31" });
+            let path = format!("/v1/buildings/{b}/condition-reports/sign");
+            allowed(key, &c.post(&path, t, &body).await)
+        }
+        "`GET /v1/condition-reports/{id}`" => {
+            let body = json!({ "period_start": "2025-01-01", "period_end": "2025-12-31" });
+            let path = format!("/v1/buildings/{b}/condition-reports/sign");
+            let signed = c.post(&path, admin, &body).await;
+            assert_eq!(signed.status, 201, "{key}: {}", signed.body);
+            let id = signed.str("id").to_owned();
+            allowed(key, &c.get(&format!("/v1/condition-reports/{id}"), t).await)
         }
         "`GET /v1/rules`" => allowed(key, &c.get("/v1/rules", t).await),
         "`GET /v1/rules/{code}`" => allowed(key, &c.get("/v1/rules/AS1851-10-6M-EXT", t).await),

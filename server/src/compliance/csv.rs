@@ -84,8 +84,8 @@ fn fields(r: &ReportRow) -> [String; 25] {
 
 /// Text a spreadsheet would run as a formula (a leading `=`, `+`, `-`, `@`, tab or CR: OWASP
 /// "CSV injection") gets a leading `'`; locations and identifiers are typed by users. Numbers
-/// and dates never start with these.
-fn guard(value: String) -> String {
+/// and dates never start with these. Shared with `crate::records::csv`.
+pub(crate) fn guard(value: String) -> String {
     if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {

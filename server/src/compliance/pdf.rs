@@ -9,6 +9,10 @@
 //! Written with `pdf-writer` in the standard Helvetica fonts every PDF reader has (nothing is
 //! embedded), text in WinAnsi (Windows-1252): characters outside it print as `?`. Page content
 //! streams are deflated.
+//!
+//! [`layout`] lays out other documents (the records of `crate::records`) with the same primitives.
+
+pub mod layout;
 
 use std::io::Write;
 

@@ -10,6 +10,7 @@
 //! - [`schedule`], [`holidays`]: when routines are due, tolerance windows, working days.
 //! - [`notices`]: which defect changes need the owner told, webhook bodies and signatures,
 //!   retries and escalation.
+//! - [`period`]: what was due in a period and whether each date was kept (records).
 
 pub mod access;
 pub mod applicability;
@@ -18,6 +19,7 @@ pub mod defects;
 pub mod editions;
 pub mod holidays;
 pub mod notices;
+pub mod period;
 pub mod readings;
 pub mod reference;
 pub mod schedule;

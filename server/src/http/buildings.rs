@@ -69,6 +69,16 @@ pub struct BuildingView {
     pub editions: Vec<RuleSetRef>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set when the building was deleted while it held records: it is archived (not listed,
+    /// no new sessions or assets) and its records are kept until `retain_until`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<Archived>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Archived {
+    pub archived_at: DateTime<Utc>,
+    pub retain_until: DateTime<Utc>,
 }
 
 impl AppState {
@@ -98,6 +108,7 @@ impl AppState {
             schedule_anchor: b.schedule_anchor,
             created_at: b.created_at,
             updated_at: b.updated_at,
+            archived: None,
         }
     }
 }
@@ -412,7 +423,7 @@ async fn list(
     )))
 }
 
-/// One building.
+/// One building (also an archived one, with `archived` set).
 #[utoipa::path(get, path = "/v1/buildings/{id}", tag = "buildings", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = BuildingView), (status = 404, body = Problem)))]
@@ -422,7 +433,18 @@ async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<BuildingView>> {
     let b = building_of(&state, &user, id).await?;
-    Ok(Json(state.building_view(b)))
+    let archived = state
+        .store
+        .building_archive(user.org_id, id)
+        .await?
+        .map(|a| Archived {
+            archived_at: a.archived_at,
+            retain_until: a.retain_until,
+        });
+    Ok(Json(BuildingView {
+        archived,
+        ..state.building_view(b)
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -580,28 +602,58 @@ async fn drop_stale_alternatives(
     Ok(dropped)
 }
 
-/// Delete a building and its assets (admin, office). Refused with 409 `building_has_sessions`
-/// while test sessions refer to it: inspection records are kept.
+/// Delete a building (admin, office). A building that holds no records (no test session, no
+/// defect) is deleted with its assets. One that holds records is archived instead: it leaves
+/// the building lists and takes no new sessions or assets, and its records stay readable
+/// through the records routes (`/v1/buildings/{id}/logbook`, ...) for seven years. Deleting an
+/// archived building answers 409 `records_retained`.
 #[utoipa::path(delete, path = "/v1/buildings/{id}", tag = "buildings", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 204, description = "deleted, or archived when it holds records"),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     user.require(WRITERS)?;
-    let (gone, assets) = state
-        .store
-        .delete_building(user.org_id, id)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict("sessions") => ApiError::conflict(
-                "building_has_sessions",
-                "this building has test sessions; its records must be kept, so it cannot be deleted",
-            ),
-            other => other.into(),
-        })?;
+    let building = building_of(&state, &user, id).await?;
+    if let Some(a) = state.store.building_archive(user.org_id, id).await? {
+        return Err(retained(a.retain_until));
+    }
+    let now = Utc::now();
+    let archive = |state: AppState, user: AuthUser| async move {
+        let until = now
+            .checked_add_months(chrono::Months::new(12 * crate::records::RETENTION_YEARS))
+            .unwrap_or(now);
+        let a = state
+            .store
+            .archive_building(user.org_id, id, user.user_id, now, until)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => retained(until),
+                other => other.into(),
+            })?;
+        state
+            .audit(
+                &user,
+                "building.archive",
+                Some(Target::new("building", id)),
+                json!({ "old": audit_view(&building), "retain_until": a.retain_until }),
+            )
+            .await?;
+        Ok::<_, ApiError>(StatusCode::NO_CONTENT)
+    };
+    if state.store.building_records(user.org_id, id).await? > 0 {
+        return archive(state, user).await;
+    }
+    let deleted = state.store.delete_building(user.org_id, id).await;
+    let (gone, assets) = match deleted {
+        Ok(done) => done,
+        // A session registered (or a defect raised) since the count: it holds records now.
+        Err(StoreError::Conflict("sessions")) => return archive(state, user).await,
+        Err(e) => return Err(e.into()),
+    };
     state
         .audit(
             &user,
@@ -611,4 +663,16 @@ async fn delete(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// 409 `records_retained`: an archived building's records are kept until `until`.
+fn retained(until: DateTime<Utc>) -> ApiError {
+    ApiError::conflict(
+        "records_retained",
+        format!(
+            "this building is archived and holds records that are kept for {} years, until {}; it cannot be deleted",
+            crate::records::RETENTION_YEARS,
+            until.date_naive()
+        ),
+    )
 }

@@ -296,7 +296,7 @@ fn file_name(report: &Report, ext: &str) -> String {
     format!("compliance-{slug}-{}.{ext}", report.as_of)
 }
 
-fn attachment(body: Vec<u8>, content_type: &'static str, name: &str) -> Response {
+pub(crate) fn attachment(body: Vec<u8>, content_type: &'static str, name: &str) -> Response {
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
     (

@@ -15,6 +15,7 @@ pub mod meta;
 pub mod middleware;
 pub mod notices;
 pub mod pagination;
+pub mod records;
 pub mod reference_values;
 pub mod rules;
 pub mod schedule;
@@ -78,6 +79,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(reference_values::router())
         .merge(compliance::router())
         .merge(schedule::router())
+        .merge(records::router())
         .merge(rules::router())
         .merge(sessions::router())
         .merge(defects::router())

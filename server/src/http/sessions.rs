@@ -310,6 +310,8 @@ pub(crate) async fn store_session(
     new: NewSession<'_>,
     audit_extra: serde_json::Value,
 ) -> ApiResult<SessionView> {
+    // An archived building takes no new sessions (whichever route makes them).
+    super::records::ensure_open(state, user.org_id, building.id).await?;
     let now = Utc::now();
     let id = new.id;
     let row = SessionRow {

@@ -276,7 +276,9 @@ macro_rules! buildings_sql {
                     "SELECT {} FROM buildings WHERE org_id = $1 \
                      AND ($2 IS NULL OR building_type = $2) \
                      AND ($3 IS NULL OR LOWER(name) LIKE $3 ESCAPE '\\' OR LOWER(address) LIKE $3 ESCAPE '\\') \
-                     AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
+                     AND ($4 IS NULL OR id > $4) \
+                     AND NOT EXISTS (SELECT 1 FROM building_archives ba WHERE ba.building_id = buildings.id) \
+                     ORDER BY id LIMIT $5",
                     $crate::store::buildings::BUILDING_COLUMNS
                 ))
                 .bind(org_id)

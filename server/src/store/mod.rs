@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod idempotency;
 pub mod notices;
 mod postgres;
+pub mod records;
 pub mod reports;
 pub mod rules;
 pub mod schedule;
@@ -318,6 +319,7 @@ pub trait Store:
     + rules::RuleStore
     + reports::ReportStore
     + schedule::ScheduleStore
+    + records::RecordStore
     + sessions::SessionStore
     + evidence::EvidenceStore
     + idempotency::IdempotencyStore

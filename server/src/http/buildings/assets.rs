@@ -317,6 +317,7 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<AssetView>)> {
     user.require(WRITERS)?;
     building_of(&state, &user, building_id).await?;
+    crate::http::records::ensure_open(&state, user.org_id, building_id).await?;
     let rule_codes = req.rule_codes.unwrap_or_default();
     let rules = AssetRules::load(&state, &user, building_id, !rule_codes.is_empty()).await?;
     let valid = rules

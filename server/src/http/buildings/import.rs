@@ -68,6 +68,7 @@ async fn import(
 ) -> Result<(StatusCode, axum::Json<ImportResult>), HandlerError> {
     user.require(WRITERS)?;
     building_of(&state, &user, building_id).await?;
+    crate::http::records::ensure_open(&state, user.org_id, building_id).await?;
     let bytes = csv_upload::read_csv_body(&headers, body).await?;
 
     let (rows, mut errors) = csv_upload::parse(&bytes, &COLUMNS)?;
