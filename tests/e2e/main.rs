@@ -27,6 +27,7 @@ mod idempotency;
 mod input_rules;
 mod js_conformance;
 mod multinode;
+mod onboarding;
 mod openapi_contract;
 mod operations;
 mod pii;

@@ -7,6 +7,7 @@
 //! - [`assess`]: an item's classification, contradictions, suggested outcome and findings.
 //! - [`defects`]: severity, notification deadlines, defect identity and titles.
 //! - [`schedule`], [`holidays`]: when routines are due, tolerance windows, working days.
+//! - [`service_history`]: services recorded outside sessions (import cells, checks).
 
 pub mod access;
 pub mod applicability;
@@ -16,6 +17,7 @@ pub mod holidays;
 pub mod readings;
 pub mod reference;
 pub mod schedule;
+pub mod service_history;
 
 #[cfg(test)]
 mod defects_model;
