@@ -90,12 +90,37 @@ async fn imported_history_keeps_a_six_monthly_building_on_its_grid(be: Backend) 
     let d1 = months_after(d0, 6);
     // (identifier, kind, six-monthly rule, yearly rule or none)
     let kinds = [
-        ("EXT-1", "portable_extinguisher", "AS1851-10-6M-EXT", Some("AS1851-10-12M-EXT")),
-        ("EXT-2", "portable_extinguisher", "AS1851-10-6M-EXT", Some("AS1851-10-12M-EXT")),
-        ("HR-1", "fire_hose_reel", "AS1851-9-6M-HR", Some("AS1851-9-12M-HR")),
+        (
+            "EXT-1",
+            "portable_extinguisher",
+            "AS1851-10-6M-EXT",
+            Some("AS1851-10-12M-EXT"),
+        ),
+        (
+            "EXT-2",
+            "portable_extinguisher",
+            "AS1851-10-6M-EXT",
+            Some("AS1851-10-12M-EXT"),
+        ),
+        (
+            "HR-1",
+            "fire_hose_reel",
+            "AS1851-9-6M-HR",
+            Some("AS1851-9-12M-HR"),
+        ),
         ("FD-1", "fire_door", "AS1851-12-6M-FD", None),
-        ("EL-1", "emergency_lighting", "AS2293-6M-EL", Some("AS2293-12M-EL")),
-        ("EXIT-1", "exit_sign", "AS2293-6M-EXIT", Some("AS2293-12M-EXIT")),
+        (
+            "EL-1",
+            "emergency_lighting",
+            "AS2293-6M-EL",
+            Some("AS2293-12M-EL"),
+        ),
+        (
+            "EXIT-1",
+            "exit_sign",
+            "AS2293-6M-EXIT",
+            Some("AS2293-12M-EXIT"),
+        ),
         ("FB-1", "fire_blanket", "AS1851-11-6M-BLK", None),
     ];
     let mut csv = String::from(
@@ -113,7 +138,10 @@ async fn imported_history_keeps_a_six_monthly_building_on_its_grid(be: Backend) 
     let r = import(&srv, t, b, &csv, false).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json["imported"], 7);
-    assert_eq!(r.json["history_added"], 12, "five assets with two, two with one");
+    assert_eq!(
+        r.json["history_added"], 12,
+        "five assets with two, two with one"
+    );
     let listed = assets(&srv, t, b).await;
     assert!(listed
         .iter()
@@ -133,8 +161,18 @@ async fn imported_history_keeps_a_six_monthly_building_on_its_grid(be: Backend) 
     assert_eq!(
         rows,
         [
-            ("AS1851-10-6M-EXT".into(), d1.to_string(), "pass".into(), "import".into()),
-            ("AS1851-10-12M-EXT".into(), d0.to_string(), "pass".into(), "import".into()),
+            (
+                "AS1851-10-6M-EXT".into(),
+                d1.to_string(),
+                "pass".into(),
+                "import".into()
+            ),
+            (
+                "AS1851-10-12M-EXT".into(),
+                d0.to_string(),
+                "pass".into(),
+                "import".into()
+            ),
         ],
         "newest first"
     );
@@ -300,7 +338,11 @@ async fn reimport_updates_in_place_and_a_dry_run_changes_nothing(be: Backend) {
     assert_eq!(plan[1]["history"][1]["outcome"], "fail");
     assert!(plan[3]["asset_id"].is_null(), "no id for a dry-run create");
     // Nothing was written.
-    assert_eq!(assets(&srv, t, b).await, before, "a dry run changes no asset");
+    assert_eq!(
+        assets(&srv, t, b).await,
+        before,
+        "a dry run changes no asset"
+    );
     let h = history(&srv, t, b, &id_of(&before, "HR-1")).await;
     assert_eq!(h.json["items"], json!([]), "nor any history");
 
@@ -312,7 +354,11 @@ async fn reimport_updates_in_place_and_a_dry_run_changes_nothing(be: Backend) {
     let after = assets(&srv, t, b).await;
     assert_eq!(after.len(), 5);
     for ident in ["EXT-1", "HR-1", "FB-1"] {
-        assert_eq!(id_of(&after, ident), id_of(&before, ident), "{ident} kept its id");
+        assert_eq!(
+            id_of(&after, ident),
+            id_of(&before, ident),
+            "{ident} kept its id"
+        );
     }
     let ext = after.iter().find(|a| a["identifier"] == "EXT-1").unwrap();
     assert_eq!(ext["location"], "Level 2 lobby");
@@ -326,7 +372,10 @@ async fn reimport_updates_in_place_and_a_dry_run_changes_nothing(be: Backend) {
     // The session (made before the re-import, one item per asset then) keeps its items, on
     // the same asset ids, and EXT-1's result.
     let items = results.json["items"].as_array().unwrap();
-    let mut on: Vec<&str> = items.iter().map(|i| i["asset_id"].as_str().unwrap()).collect();
+    let mut on: Vec<&str> = items
+        .iter()
+        .map(|i| i["asset_id"].as_str().unwrap())
+        .collect();
     on.sort_unstable();
     let mut kept: Vec<String> = ["EXT-1", "HR-1", "FB-1"]
         .iter()
@@ -345,7 +394,10 @@ async fn reimport_updates_in_place_and_a_dry_run_changes_nothing(be: Backend) {
     assert_eq!(again.status, 201, "{}", again.body);
     assert_eq!(again.json["history_added"], 0);
     assert_eq!(again.json["unchanged"], 4, "{}", again.body);
-    assert_eq!(again.json["imported"], 1, "the row without identifier creates again");
+    assert_eq!(
+        again.json["imported"], 1,
+        "the row without identifier creates again"
+    );
     let audits = srv
         .client
         .get("/v1/users/me/audits?limit=500", Some(t))
@@ -362,7 +414,10 @@ async fn reimport_updates_in_place_and_a_dry_run_changes_nothing(be: Backend) {
         .iter()
         .find(|a| a["details"]["history_added"] == 3)
         .expect("the second import's row");
-    assert_eq!(second_import["details"]["updated_ids"], json!([id_of(&before, "EXT-1")]));
+    assert_eq!(
+        second_import["details"]["updated_ids"],
+        json!([id_of(&before, "EXT-1")])
+    );
 }
 
 /// Bad rows are listed by row and column; one bad row writes nothing, on a dry run the same
@@ -398,23 +453,42 @@ async fn bad_rows_name_row_and_column_and_write_nothing(be: Backend) {
                 && e["message"].as_str().is_some_and(|m| m.contains(words))
         })
     };
-    assert!(at(3, "last_services", "before the asset was installed"), "{errors:?}");
-    assert!(at(4, "last_services", "is for portable_extinguisher"), "{errors:?}");
+    assert!(
+        at(3, "last_services", "before the asset was installed"),
+        "{errors:?}"
+    );
+    assert!(
+        at(4, "last_services", "is for portable_extinguisher"),
+        "{errors:?}"
+    );
     assert!(at(5, "last_services", "in the future"), "{errors:?}");
     assert!(at(6, "last_services", "not a date"), "{errors:?}");
-    assert!(at(7, "asset_type", "required for a new asset"), "{errors:?}");
-    assert!(at(8, "manufacture_date", "after install_date"), "{errors:?}");
+    assert!(
+        at(7, "asset_type", "required for a new asset"),
+        "{errors:?}"
+    );
+    assert!(
+        at(8, "manufacture_date", "after install_date"),
+        "{errors:?}"
+    );
     assert!(at(9, "identifier", "also appears on row 2"), "{errors:?}");
     assert!(!errors.iter().any(|e| e["row"] == 2), "{errors:?}");
     assert_eq!(assets(&srv, t, b).await.len(), 1, "nothing written");
-    let ext = assets(&srv, t, b).await[0]["id"].as_str().unwrap().to_owned();
+    let ext = assets(&srv, t, b).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(history(&srv, t, b, &ext).await.json["items"], json!([]));
 
     let dry = import(&srv, t, b, &bad, true).await;
     assert_eq!(dry.status, 200, "{}", dry.body);
     assert_eq!(dry.json["valid"], false);
     assert_eq!(dry.json["errors"].as_array().unwrap().len(), errors.len());
-    assert_eq!(dry.json["items"].as_array().unwrap().len(), 1, "row 2 alone is valid");
+    assert_eq!(
+        dry.json["items"].as_array().unwrap().len(),
+        1,
+        "row 2 alone is valid"
+    );
 
     // The file-level protections still hold: a NUL in a cell is refused, naming its column.
     let nul = "identifier,asset_type,location\nX-1,fire_blanket,Kit\u{0}chen\n";
@@ -453,7 +527,10 @@ async fn service_history_endpoint_counts_in_the_report(be: Backend) {
     assert_problem(&again, 409, "service_exists");
     let list = srv.client.get(&url, Some(t)).await;
     assert_eq!(list.json["items"].as_array().unwrap().len(), 1);
-    assert_eq!(list.json["items"][0]["note"], "done by the previous contractor");
+    assert_eq!(
+        list.json["items"][0]["note"],
+        "done by the previous contractor"
+    );
 
     let report = srv
         .client
@@ -477,12 +554,27 @@ async fn service_history_endpoint_counts_in_the_report(be: Backend) {
     // Bad bodies name the field and write nothing.
     let future = (Utc::now().date_naive() + chrono::Days::new(5)).to_string();
     for (bad, field) in [
-        (json!({ "rule_code": "AS1851-12-6M-FD", "serviced_on": "2025-01-01", "outcome": "pass" }), "rule_code"),
-        (json!({ "rule_code": "NOPE", "serviced_on": "2025-01-01", "outcome": "pass" }), "rule_code"),
-        (json!({ "rule_code": "AS1851-10-6M-EXT", "serviced_on": future, "outcome": "pass" }), "serviced_on"),
-        (json!({ "rule_code": "AS1851-10-6M-EXT", "serviced_on": "1/2/2025", "outcome": "pass" }), "serviced_on"),
-        (json!({ "rule_code": "AS1851-10-6M-EXT", "serviced_on": "2025-01-01", "outcome": "pass",
-                 "note": "bell\u{7}" }), "note"),
+        (
+            json!({ "rule_code": "AS1851-12-6M-FD", "serviced_on": "2025-01-01", "outcome": "pass" }),
+            "rule_code",
+        ),
+        (
+            json!({ "rule_code": "NOPE", "serviced_on": "2025-01-01", "outcome": "pass" }),
+            "rule_code",
+        ),
+        (
+            json!({ "rule_code": "AS1851-10-6M-EXT", "serviced_on": future, "outcome": "pass" }),
+            "serviced_on",
+        ),
+        (
+            json!({ "rule_code": "AS1851-10-6M-EXT", "serviced_on": "1/2/2025", "outcome": "pass" }),
+            "serviced_on",
+        ),
+        (
+            json!({ "rule_code": "AS1851-10-6M-EXT", "serviced_on": "2025-01-01", "outcome": "pass",
+                 "note": "bell\u{7}" }),
+            "note",
+        ),
     ] {
         let r = srv.client.post(&url, Some(t), &bad).await;
         assert_problem(&r, 422, "invalid_field");
@@ -509,7 +601,10 @@ async fn service_history_endpoint_counts_in_the_report(be: Backend) {
     let inspector = srv.user(&org, "inspector").await;
     let r = srv.client.post(&url, Some(&inspector.token), &body).await;
     assert_problem(&r, 403, "forbidden");
-    assert_eq!(srv.client.get(&url, Some(&inspector.token)).await.status, 200);
+    assert_eq!(
+        srv.client.get(&url, Some(&inspector.token)).await.status,
+        200
+    );
 
     // Another organisation: its admin gets 404 for our asset, and our admin for theirs.
     let other: Org = srv.org("Other").await;
@@ -522,8 +617,15 @@ async fn service_history_endpoint_counts_in_the_report(be: Backend) {
         "/v1/buildings/{}/assets/{}/service-history",
         theirs.id, theirs.assets[0]
     );
-    assert_problem(&srv.client.post(&foreign, Some(t), &body).await, 404, "not_found");
+    assert_problem(
+        &srv.client.post(&foreign, Some(t), &body).await,
+        404,
+        "not_found",
+    );
     // Our building with their asset id is 404 too.
-    let mixed = format!("/v1/buildings/{b}/assets/{}/service-history", theirs.assets[0]);
+    let mixed = format!(
+        "/v1/buildings/{b}/assets/{}/service-history",
+        theirs.assets[0]
+    );
     assert_problem(&srv.client.get(&mixed, Some(t)).await, 404, "not_found");
 }

@@ -141,10 +141,7 @@ pub fn check(
         )),
         Some(eq) if eq != asset.asset_type => problems.push((
             Part::Rule,
-            format!(
-                "rule '{rule_code}' is for {eq}, not {}",
-                asset.asset_type
-            ),
+            format!("rule '{rule_code}' is for {eq}, not {}", asset.asset_type),
         )),
         Some(_) => {}
     }
@@ -168,7 +165,9 @@ pub fn check(
         if let Some(day) = day.filter(|d| serviced_on < *d) {
             problems.push((
                 Part::Date,
-                format!("{rule_code} serviced on {serviced_on}, before the asset was {what} ({day})"),
+                format!(
+                    "{rule_code} serviced on {serviced_on}, before the asset was {what} ({day})"
+                ),
             ));
         }
     }
@@ -237,7 +236,10 @@ mod tests {
         };
         let today = d("2026-12-06");
         assert!(check("EXT-6M", d("2026-06-01"), asset, eq, today).is_empty());
-        assert!(check("EXT-6M", d("2026-12-07"), asset, eq, today).is_empty(), "a day ahead");
+        assert!(
+            check("EXT-6M", d("2026-12-07"), asset, eq, today).is_empty(),
+            "a day ahead"
+        );
         let parts = |code, day| -> Vec<Part> {
             check(code, d(day), asset, eq, today)
                 .into_iter()
@@ -245,13 +247,20 @@ mod tests {
                 .collect()
         };
         assert_eq!(parts("EXT-6M", "2026-12-08"), [Part::Date]);
-        assert_eq!(parts("EXT-6M", "2020-02-29"), [Part::Date], "before install");
+        assert_eq!(
+            parts("EXT-6M", "2020-02-29"),
+            [Part::Date],
+            "before install"
+        );
         assert_eq!(
             parts("EXT-6M", "2019-01-01"),
             [Part::Date, Part::Date],
             "before install and manufacture"
         );
         assert_eq!(parts("FD-6M", "2026-06-01"), [Part::Rule]);
-        assert_eq!(parts("NOPE", "1899-12-31"), [Part::Rule, Part::Date, Part::Date, Part::Date]);
+        assert_eq!(
+            parts("NOPE", "1899-12-31"),
+            [Part::Rule, Part::Date, Part::Date, Part::Date]
+        );
     }
 }

@@ -162,11 +162,7 @@ async fn add_history(
     if let Err(m) = check_text(&req.rule_code, 100, false) {
         errors.push(("rule_code", format!("rule_code {m}")));
     }
-    let note = req
-        .note
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty());
+    let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if let Some(Err(m)) = req
         .note
         .as_deref()
