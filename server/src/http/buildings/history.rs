@@ -232,8 +232,7 @@ async fn add_history(
                 "{} is already recorded for this asset on {serviced_on}",
                 rec.rule_code
             ),
-        )
-        .into());
+        ));
     }
     state
         .audit(
