@@ -4,6 +4,9 @@
 //! compliance report and the schedule counting what was imported.
 
 use chrono::{Months, NaiveDate, Utc};
+use firemode_server::store::buildings::AssetRecord;
+use firemode_server::store::schedule::HistoryRecord;
+use firemode_server::store::StoreError;
 use firemode_tests::fixtures::{self, Building};
 use firemode_tests::{assert_problem, backend_tests, Backend, Client, Org, Resp, TestServer};
 use serde_json::{json, Value};
@@ -14,6 +17,7 @@ backend_tests!(
     reimport_updates_in_place_and_a_dry_run_changes_nothing,
     bad_rows_name_row_and_column_and_write_nothing,
     service_history_endpoint_counts_in_the_report,
+    the_store_writes_an_import_all_or_nothing,
 );
 
 fn import_url(b: Uuid, dry_run: bool) -> String {
@@ -628,4 +632,106 @@ async fn service_history_endpoint_counts_in_the_report(be: Backend) {
         theirs.assets[0]
     );
     assert_problem(&srv.client.get(&mixed, Some(t)).await, 404, "not_found");
+}
+
+/// `import_assets` in one transaction: an id of another organisation's asset is refused
+/// (NotFound) and nothing of the call is written; a history row the database refuses undoes
+/// the assets written before it; a service recorded twice is added once.
+async fn the_store_writes_an_import_all_or_nothing(be: Backend) {
+    let Some(srv) = TestServer::start(be).await else {
+        return;
+    };
+    let store = srv.store();
+    let ours = srv.org("Ours").await;
+    let theirs = srv.org("Theirs").await;
+    let mine = fixtures::building(&srv, &ours, 1).await;
+    let other = fixtures::building(&srv, &theirs, 1).await;
+    let count = |org: Uuid, b: Uuid| {
+        let store = store.clone();
+        async move { store.building_assets(org, b).await.unwrap() }
+    };
+    let their_asset = count(theirs.id, other.id).await.remove(0);
+    let now = Utc::now();
+    let new = AssetRecord {
+        id: Uuid::now_v7(),
+        org_id: ours.id,
+        building_id: mine.id,
+        asset_type: "fire_blanket".into(),
+        location: "Kitchen".into(),
+        identifier: Some("FB-NEW".into()),
+        install_date: None,
+        rule_codes: sqlx::types::Json(vec![]),
+        created_at: now,
+        updated_at: now,
+        schedule_anchor: None,
+        manufacture_date: None,
+    };
+    let hijack = AssetRecord {
+        org_id: ours.id,
+        building_id: mine.id,
+        location: "taken over".into(),
+        identifier: Some("HIJACK-1".into()),
+        ..their_asset.clone()
+    };
+    let r = store.import_assets(&[new.clone(), hijack], &[]).await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert_eq!(
+        count(theirs.id, other.id).await[0].location,
+        their_asset.location
+    );
+    assert_eq!(
+        count(ours.id, mine.id).await.len(),
+        1,
+        "the new asset is not kept"
+    );
+
+    let service = |outcome: &str| HistoryRecord {
+        id: Uuid::now_v7(),
+        org_id: ours.id,
+        building_id: mine.id,
+        asset_id: new.id,
+        rule_code: "AS1851-11-6M-BLK".into(),
+        serviced_on: NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(),
+        outcome: outcome.into(),
+        source: "import".into(),
+        note: None,
+        recorded_by: None,
+        created_at: now,
+    };
+    let r = store
+        .import_assets(std::slice::from_ref(&new), &[service("maybe")])
+        .await;
+    assert!(r.is_err(), "the database refuses the outcome");
+    assert_eq!(
+        count(ours.id, mine.id).await.len(),
+        1,
+        "the asset is undone"
+    );
+
+    let added = store
+        .import_assets(std::slice::from_ref(&new), &[service("pass")])
+        .await
+        .unwrap();
+    assert_eq!(added, 1);
+    assert_eq!(count(ours.id, mine.id).await.len(), 2);
+    let updated = AssetRecord {
+        location: "Kitchen 2".into(),
+        ..new.clone()
+    };
+    let added = store
+        .import_assets(&[updated], &[service("pass")])
+        .await
+        .unwrap();
+    assert_eq!(added, 0, "the same routine and day once");
+    let now_mine = count(ours.id, mine.id).await;
+    let kept = now_mine.iter().find(|a| a.id == new.id).unwrap();
+    assert_eq!(kept.location, "Kitchen 2");
+    assert_eq!(
+        store
+            .asset_service_history(ours.id, new.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
