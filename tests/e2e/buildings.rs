@@ -1058,8 +1058,8 @@ async fn csv_import_all_or_nothing(b: Backend) {
     assert!(at(3, "asset_type"), "{}", r.body);
     assert!(at(4, "location") && at(4, "install_date"), "{}", r.body);
     assert!(
-        at(5, "identifier"),
-        "duplicate of an existing asset: {}",
+        at(5, "rule_codes"),
+        "an update of the existing asset, whose rules are for extinguishers: {}",
         r.body
     );
     assert!(at(6, "identifier"), "duplicate within the file: {}", r.body);

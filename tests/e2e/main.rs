@@ -29,6 +29,7 @@ mod input_rules;
 mod js_conformance;
 mod multinode;
 mod notices;
+mod onboarding;
 mod openapi_contract;
 mod operations;
 mod pii;

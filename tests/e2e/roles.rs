@@ -50,6 +50,8 @@ const PROBES: &[&str] = &[
     "`GET /v1/buildings/{id}/assets/{asset_id}`",
     "`PATCH /v1/buildings/{id}/assets/{asset_id}`",
     "`POST /v1/buildings/{id}/assets/import`",
+    "`GET /v1/buildings/{id}/assets/{asset_id}/service-history`",
+    "`POST /v1/buildings/{id}/assets/{asset_id}/service-history`",
     "`GET /v1/buildings/{id}/assets/{asset_id}/reference-values`",
     "`PUT /v1/buildings/{id}/assets/{asset_id}/reference-values` with `source` `first_service`",
     "`PUT /v1/buildings/{id}/assets/{asset_id}/reference-values` with another `source`",
@@ -360,6 +362,24 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
                 &c.post_raw(&path, t, "text/csv", csv.as_bytes().to_vec())
                     .await,
             )
+        }
+        "`GET /v1/buildings/{id}/assets/{asset_id}/service-history`" => allowed(
+            key,
+            &c.get(
+                &format!("/v1/buildings/{b}/assets/{asset}/service-history"),
+                t,
+            )
+            .await,
+        ),
+        "`POST /v1/buildings/{id}/assets/{asset_id}/service-history`" => {
+            // A day of its own per call (one service per routine and day).
+            static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            let back = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let day = chrono::Utc::now().date_naive() - chrono::Days::new(back);
+            let body = json!({ "rule_code": "AS1851-10-6M-EXT", "serviced_on": day.to_string(),
+                               "outcome": "pass", "note": "probe" });
+            let path = format!("/v1/buildings/{b}/assets/{asset}/service-history");
+            allowed(key, &c.post(&path, t, &body).await)
         }
         "`GET /v1/buildings/{id}/assets/{asset_id}/reference-values`" => allowed(
             key,

@@ -11,6 +11,7 @@
 //! - [`notices`]: which defect changes need the owner told, webhook bodies and signatures,
 //!   retries and escalation.
 //! - [`period`]: what was due in a period and whether each date was kept (records).
+//! - [`service_history`]: services recorded outside sessions (import cells, checks).
 
 pub mod access;
 pub mod applicability;
@@ -23,6 +24,7 @@ pub mod period;
 pub mod readings;
 pub mod reference;
 pub mod schedule;
+pub mod service_history;
 
 #[cfg(test)]
 mod defects_model;

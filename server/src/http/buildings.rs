@@ -3,6 +3,7 @@
 //! organisation's building answers 404 exactly like a missing one.
 
 mod assets;
+mod history;
 pub mod import;
 
 use axum::extract::State;
@@ -34,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get, update, delete))
         .merge(assets::router())
         .merge(import::router())
+        .merge(history::router())
 }
 
 /// An edition a building is serviced under (e.g. AS1851 2012.1.0).

@@ -187,6 +187,17 @@ pub trait BuildingStore: Send + Sync {
         id: Uuid,
         patch: &AssetPatch,
     ) -> StoreResult<AssetRecord>;
+    /// Write an asset import in one transaction (all or none), in multi-row statements: each
+    /// of `assets` is inserted, or, when its id exists, updated in place (type, location,
+    /// dates, rule codes, `updated_at`; its id, identifier and `created_at` stay) provided it
+    /// belongs to the same organisation and building; then `history` rows are added, an
+    /// (asset, routine, day) already recorded left as it is. Returns how many history rows
+    /// were new. `Conflict("identifier")` when a new asset's identifier is taken meanwhile.
+    async fn import_assets(
+        &self,
+        assets: &[AssetRecord],
+        history: &[crate::store::schedule::HistoryRecord],
+    ) -> StoreResult<u64>;
 }
 
 /// Columns of `buildings`, in `BuildingRecord` order.
@@ -607,6 +618,81 @@ macro_rules! buildings_sql {
                 .map_err(|e| $crate::store::StoreError::unique(e, "identifier"))?;
                 tx.commit().await?;
                 Ok(next)
+            }
+
+            async fn import_assets(
+                &self,
+                assets: &[$crate::store::buildings::AssetRecord],
+                history: &[$crate::store::schedule::HistoryRecord],
+            ) -> $crate::store::StoreResult<u64> {
+                let mut tx = self.writer.begin().await?;
+                for chunk in assets.chunks($crate::store::buildings::ASSET_INSERT_CHUNK) {
+                    // The same statement on both backends: an upsert on the primary key. The
+                    // WHERE keeps an id of another building or organisation untouched.
+                    let sql = format!(
+                        "INSERT INTO assets ({}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
+                         asset_type = excluded.asset_type, location = excluded.location, \
+                         install_date = excluded.install_date, rule_codes = excluded.rule_codes, \
+                         updated_at = excluded.updated_at, \
+                         schedule_anchor = excluded.schedule_anchor, \
+                         manufacture_date = excluded.manufacture_date \
+                         WHERE assets.org_id = excluded.org_id \
+                         AND assets.building_id = excluded.building_id",
+                        $crate::store::buildings::ASSET_COLUMNS,
+                        $crate::store::rules::placeholders(chunk.len(), 12)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for a in chunk {
+                        q = q
+                            .bind(a.id)
+                            .bind(a.org_id)
+                            .bind(a.building_id)
+                            .bind(&a.asset_type)
+                            .bind(&a.location)
+                            .bind(&a.identifier)
+                            .bind(a.install_date)
+                            .bind(&a.rule_codes)
+                            .bind(a.created_at)
+                            .bind(a.updated_at)
+                            .bind(a.schedule_anchor)
+                            .bind(a.manufacture_date);
+                    }
+                    let done = q
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| $crate::store::StoreError::unique(e, "identifier"))?;
+                    if done.rows_affected() != chunk.len() as u64 {
+                        // An id of another building: nothing of this import is written.
+                        return Err($crate::store::StoreError::NotFound);
+                    }
+                }
+                let mut added = 0;
+                for chunk in history.chunks($crate::store::buildings::ASSET_INSERT_CHUNK) {
+                    let sql = format!(
+                        "INSERT INTO asset_service_history ({}) VALUES {} \
+                         ON CONFLICT (asset_id, rule_code, serviced_on) DO NOTHING",
+                        $crate::store::schedule::HISTORY_COLUMNS,
+                        $crate::store::rules::placeholders(chunk.len(), 11)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for r in chunk {
+                        q = q
+                            .bind(r.id)
+                            .bind(r.org_id)
+                            .bind(r.building_id)
+                            .bind(r.asset_id)
+                            .bind(&r.rule_code)
+                            .bind(r.serviced_on)
+                            .bind(&r.outcome)
+                            .bind(&r.source)
+                            .bind(&r.note)
+                            .bind(r.recorded_by)
+                            .bind(r.created_at);
+                    }
+                    added += q.execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(added)
             }
         }
     };

@@ -184,16 +184,21 @@ pub async fn buildings(store: &CredentialStore, json: bool) -> anyhow::Result<()
     Ok(())
 }
 
-const COLUMNS: [&str; 5] = [
+const COLUMNS: [&str; 8] = [
     "asset_type",
     "location",
     "identifier",
     "install_date",
     "rule_codes",
+    "manufacture_date",
+    "schedule_anchor",
+    "last_services",
 ];
 
 /// What can be checked without the server: the header names known columns once each and
 /// the required ones, every row has as many fields as the header and its required cells.
+/// A file with an `identifier` column may update assets already imported (the server matches
+/// them by identifier), so then a row with an identifier needs no `asset_type` or `location`.
 /// Returns the number of data rows, or every problem found as `row N: ...`.
 pub fn check_csv(bytes: &[u8]) -> Result<usize, Vec<String>> {
     let body = std::str::from_utf8(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
@@ -220,8 +225,9 @@ pub fn check_csv(bytes: &[u8]) -> Result<usize, Vec<String>> {
             problems.push(format!("row 1: column '{n}' appears twice"));
         }
     }
+    let identifier = names.iter().position(|n| n == "identifier");
     for required in ["asset_type", "location"] {
-        if !names.iter().any(|n| n == required) {
+        if identifier.is_none() && !names.iter().any(|n| n == required) {
             problems.push(format!("row 1: the column '{required}' is required"));
         }
     }
@@ -241,6 +247,9 @@ pub fn check_csv(bytes: &[u8]) -> Result<usize, Vec<String>> {
                 names.len()
             ));
             continue;
+        }
+        if identifier.is_some_and(|k| !cells[k].trim().is_empty()) {
+            continue; // may update an asset of the building: the server decides
         }
         for required in ["asset_type", "location"] {
             if let Some(k) = names.iter().position(|n| n == required) {

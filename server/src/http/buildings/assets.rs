@@ -158,6 +158,11 @@ impl AssetRules {
         })
     }
 
+    /// The equipment kind of a rule the organisation sees (loaded with `needed`).
+    pub fn equipment(&self, code: &str) -> Option<&str> {
+        self.equipment_of.get(code).map(String::as_str)
+    }
+
     /// Check every field and collect every problem.
     pub fn validate(&self, input: AssetInput) -> Result<ValidAsset, Vec<FieldError>> {
         let mut errors = Vec::new();
