@@ -17,6 +17,7 @@ mod defects;
 mod docs;
 mod document_store;
 mod durability;
+mod email_notices;
 mod evidence;
 mod evidence_s3;
 mod hardening;
