@@ -262,7 +262,11 @@ impl Worker {
                 )
             };
             if let Some(e) = &error {
-                tracing::info!(notice = %d.notice_id, channel = %d.channel, endpoint = ?d.endpoint_id, attempts, error = %e, "notice delivery attempt failed");
+                if email {
+                    tracing::info!(notice = %d.notice_id, delivery = %d.id, attempts, error = %e, "email attempt failed");
+                } else {
+                    tracing::info!(notice = %d.notice_id, endpoint = ?d.endpoint_id, attempts, error = %e, "webhook attempt failed");
+                }
             }
             Finish {
                 status,
