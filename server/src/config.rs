@@ -559,6 +559,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn smtp_settings_are_checked_and_the_password_never_shown() {
+        let load = |pairs: &[(&str, &str)]| {
+            let env: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::load(None, &env, &BTreeMap::new())
+        };
+        let url = (
+            "FIREMODE_SMTP_URL",
+            "smtps://fm:Hunter2-smtp@mail.example:465",
+        );
+        let from = ("FIREMODE_SMTP_FROM", "FireMode <notices@example.com>");
+        let cfg = load(&[url, from]).unwrap();
+        assert_eq!(cfg.smtp_url.as_ref().unwrap().expose(), url.1);
+        assert!(!format!("{cfg:?}").contains("Hunter2"));
+        let err = load(&[url]).unwrap_err().to_string();
+        assert!(err.contains("FIREMODE_SMTP_FROM"), "{err}");
+        for bad in [
+            "http://fm:Hunter2-smtp@mail.example",
+            "smtps://fm:Hunter2-smtp@",
+        ] {
+            let err = format!(
+                "{:#}",
+                load(&[("FIREMODE_SMTP_URL", bad), from]).unwrap_err()
+            );
+            assert!(err.contains("smtp_url"), "{err}");
+            assert!(!err.contains("Hunter2"), "{err}");
+        }
+        let err = format!(
+            "{:#}",
+            load(&[url, ("FIREMODE_SMTP_FROM", "not an address")]).unwrap_err()
+        );
+        assert!(err.contains("smtp_from"), "{err}");
+        assert!(load(&[]).unwrap().smtp_url.is_none(), "no SMTP by default");
+    }
+
+    #[test]
     fn masks_database_password() {
         let url = DatabaseUrl::parse("postgres://app:hunter2@db.example:5432/fm?sslmode=require")
             .unwrap();
