@@ -88,6 +88,11 @@ impl SmtpConfig {
         Ok(Mailer { transport, from })
     }
 
+    /// The most one email may take, the whole conversation (each answer has `timeout`).
+    fn whole(&self) -> Duration {
+        self.timeout.saturating_mul(6)
+    }
+
     /// Check the settings without sending (at start-up).
     pub fn check(&self) -> Result<(), String> {
         self.mailer().map(|_| ())
@@ -180,9 +185,8 @@ impl Worker {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "escalating overdue defects failed; will retry"),
         }
-        let smtp_timeout = self.cfg.smtp.as_ref().map(|s| s.timeout * 6);
-        let lease =
-            self.cfg.timeout.max(smtp_timeout.unwrap_or_default()) + Duration::from_secs(30);
+        let smtp_whole = self.cfg.smtp.as_ref().map(SmtpConfig::whole);
+        let lease = self.cfg.timeout.max(smtp_whole.unwrap_or_default()) + Duration::from_secs(30);
         let claimed = match self
             .store
             .claim_deliveries(
@@ -230,9 +234,12 @@ impl Worker {
             let started = Instant::now();
             let at = Utc::now();
             let sent = if email {
+                let whole = cfg.smtp.as_ref().map(SmtpConfig::whole).unwrap_or_default();
                 match &mailer {
-                    Some(m) => send_email(m, store.as_ref(), &pii, &d)
+                    // Bounded as a whole, so the lease (longer) never runs out mid-send.
+                    Some(m) => tokio::time::timeout(whole, send_email(m, store.as_ref(), &pii, &d))
                         .await
+                        .unwrap_or_else(|_| Err("the mail server took too long: timed out".into()))
                         .map(|reply| (None, Some(reply)))
                         .map_err(|e| (None, e)),
                     None => Err((None, "email is not configured on this node".to_owned())),
