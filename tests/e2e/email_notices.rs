@@ -1,9 +1,9 @@
 //! Email notices over SMTP, against a real SMTP server started here (`firemode_tests::smtp`,
 //! a socket on 127.0.0.1): the building's contact gets the notice in words with the printable
 //! PDF attached; a mail server answering 451 is retried with backoff until it takes the mail,
-//! every attempt logged with the server's reply; the delivered email meets the deadline; a
-//! building without a contact gets no email, and its escalation goes to the organisation's
-//! admins; the SMTP password reaches neither the logs nor an answer; without SMTP configured
+//! every attempt logged with the server's reply; the delivered email meets the deadline and a
+//! redelivery sends it again with the same Message-ID; a building without a contact gets no
+//! email, and its escalation goes to the organisation's admins; the SMTP password reaches neither the logs nor an answer; without SMTP configured
 //! email is not a channel.
 
 use std::time::{Duration, Instant};
@@ -219,6 +219,30 @@ async fn email_goes_to_the_contact_with_the_pdf_retried_after_451(b: Backend) {
         deliveries(&srv, &org, &untold, "email").await.is_empty(),
         "no contact email: no email delivery of the opened notice"
     );
+
+    // Redelivery sends the email again, with the same Message-ID.
+    let red = srv
+        .client
+        .post(
+            &format!("/v1/notices/{notice_id}/redeliver"),
+            Some(&t),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(red.status, 202, "{}", red.body);
+    assert_eq!(red.json["queued"], 1, "{}", red.body);
+    let owner_mails = || -> Vec<Mail> {
+        sink.received()
+            .into_iter()
+            .filter(|m| to(m, "owner@tower.test"))
+            .collect()
+    };
+    wait_for("the redelivered email", || owner_mails().len() == 2).await;
+    let ids: Vec<String> = owner_mails()
+        .iter()
+        .map(|m| parse(&m.data).header("message-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(ids[0], ids[1]);
 
     // The untold defect's escalation went to the organisation's admin, not to anyone else.
     wait_for("the escalation email", || {
