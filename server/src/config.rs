@@ -189,6 +189,13 @@ pub struct Config {
     pub notice_max_attempts: u32,
     /// Notice worker: a webhook request's whole time (connect, send, answer).
     pub webhook_timeout: Duration,
+    /// Email notices: the SMTP server (`smtp://host:port`, `smtps://user:pass@host`); none: no
+    /// email. Secret (it may carry a password).
+    pub smtp_url: Option<Secret<String>>,
+    /// Email notices: the From address.
+    pub smtp_from: Option<String>,
+    /// Email notices: how long to wait for each SMTP answer.
+    pub smtp_timeout: Duration,
     /// Warnings found while loading (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -236,6 +243,9 @@ impl Config {
             notice_retry_base: Duration::from_secs(30),
             notice_max_attempts: 10,
             webhook_timeout: Duration::from_secs(10),
+            smtp_url: None,
+            smtp_from: None,
+            smtp_timeout: Duration::from_secs(30),
             warnings: Vec::new(),
         }
     }
@@ -299,6 +309,19 @@ impl Config {
                  AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION variables)"
             );
         }
+        if cfg.smtp_url.is_some() {
+            let Some(from) = cfg.smtp_from.clone() else {
+                bail!("smtp_url needs a From address: set FIREMODE_SMTP_FROM (e.g. FireMode <notices@example.com>)");
+            };
+            let smtp = crate::notices::SmtpConfig {
+                url: cfg.smtp_url.clone().expect("checked"),
+                from,
+                timeout: cfg.smtp_timeout,
+            };
+            if let Err(e) = smtp.check() {
+                bail!("{e}");
+            }
+        }
         cfg.warnings = warnings;
         Ok(cfg)
     }
@@ -351,6 +374,14 @@ impl Config {
             "webhook_timeout_ms" => {
                 self.webhook_timeout = Duration::from_millis(number(value)?.max(100))
             }
+            "smtp_url" => {
+                self.smtp_url =
+                    (!value.trim().is_empty()).then(|| Secret::new(value.trim().to_owned()))
+            }
+            "smtp_from" => {
+                self.smtp_from = (!value.trim().is_empty()).then(|| value.trim().to_owned())
+            }
+            "smtp_timeout_ms" => self.smtp_timeout = Duration::from_millis(number(value)?.max(100)),
             "login_max_failures" => self.login_max_failures = number(value)?.max(1) as u32,
             "login_lockout_secs" => self.login_lockout = secs(value)?,
             "password_hash_concurrency" => self.password_hash_concurrency = number(value)? as usize,
@@ -526,6 +557,44 @@ const NOT_SETTINGS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smtp_settings_are_checked_and_the_password_never_shown() {
+        let load = |pairs: &[(&str, &str)]| {
+            let env: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::load(None, &env, &BTreeMap::new())
+        };
+        let url = (
+            "FIREMODE_SMTP_URL",
+            "smtps://fm:Hunter2-smtp@mail.example:465",
+        );
+        let from = ("FIREMODE_SMTP_FROM", "FireMode <notices@example.com>");
+        let cfg = load(&[url, from]).unwrap();
+        assert_eq!(cfg.smtp_url.as_ref().unwrap().expose(), url.1);
+        assert!(!format!("{cfg:?}").contains("Hunter2"));
+        let err = load(&[url]).unwrap_err().to_string();
+        assert!(err.contains("FIREMODE_SMTP_FROM"), "{err}");
+        for bad in [
+            "http://fm:Hunter2-smtp@mail.example",
+            "smtps://fm:Hunter2-smtp@",
+        ] {
+            let err = format!(
+                "{:#}",
+                load(&[("FIREMODE_SMTP_URL", bad), from]).unwrap_err()
+            );
+            assert!(err.contains("smtp_url"), "{err}");
+            assert!(!err.contains("Hunter2"), "{err}");
+        }
+        let err = format!(
+            "{:#}",
+            load(&[url, ("FIREMODE_SMTP_FROM", "not an address")]).unwrap_err()
+        );
+        assert!(err.contains("smtp_from"), "{err}");
+        assert!(load(&[]).unwrap().smtp_url.is_none(), "no SMTP by default");
+    }
 
     #[test]
     fn masks_database_password() {

@@ -4,6 +4,10 @@
 //! (Standard Webhooks), and records each attempt. What to send, how to sign and when to retry
 //! are `crate::domain::notices`.
 //!
+//! With SMTP configured (`smtp_url`, `smtp_from`) notices also go by email: to the building's
+//! contact, or for an escalation to the organisation's admins, with the printable notice
+//! attached; the same deliveries, attempts, backoff and deadline rule as a webhook.
+//!
 //! The guarantee is at-least-once: a node that dies after the receiver answered but before the
 //! attempt was recorded leaves the lease to run out, and another node sends again with the same
 //! `webhook-id`, which receivers use to drop duplicates.
@@ -16,6 +20,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::Secret;
 use crate::crypto::PiiCipher;
 use crate::domain::notices::{self as rules, NoticeKind};
 use crate::store::notices::{AttemptRecord, ClaimedDelivery, Finish};
@@ -37,6 +46,57 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// A webhook request's whole time (connect, send, answer).
     pub timeout: Duration,
+    /// Email by SMTP, if configured.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// Where and as whom email notices are sent.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// `smtp://host:port`, `smtps://user:pass@host`, `smtp://…?tls=required` (the password is
+    /// secret: never logged).
+    pub url: Secret<String>,
+    /// The From address (`FireMode <notices@example.com>`).
+    pub from: String,
+    /// One SMTP conversation's time limit (each command's answer).
+    pub timeout: Duration,
+}
+
+/// What an email notice is sent with.
+#[derive(Clone)]
+struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl SmtpConfig {
+    /// The transport and From mailbox, or why they cannot be made (without the URL: it may
+    /// carry a password).
+    fn mailer(&self) -> Result<Mailer, String> {
+        let from: Mailbox = self
+            .from
+            .parse()
+            .map_err(|e| format!("smtp_from is not an email address: {e}"))?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(self.url.expose())
+            .map_err(|_| {
+                "smtp_url cannot be used: it must be smtp://host[:port] or smtps://[user:pass@]host[:port] \
+                 (optionally ?tls=required or ?tls=opportunistic)"
+                    .to_owned()
+            })?
+            .timeout(Some(self.timeout))
+            .build();
+        Ok(Mailer { transport, from })
+    }
+
+    /// The most one email may take, the whole conversation (each answer has `timeout`).
+    fn whole(&self) -> Duration {
+        self.timeout.saturating_mul(6)
+    }
+
+    /// Check the settings without sending (at start-up).
+    pub fn check(&self) -> Result<(), String> {
+        self.mailer().map(|_| ())
+    }
 }
 
 impl WorkerConfig {
@@ -46,6 +106,11 @@ impl WorkerConfig {
             retry_base: c.notice_retry_base,
             max_attempts: c.notice_max_attempts,
             timeout: c.webhook_timeout,
+            smtp: c.smtp_url.clone().map(|url| SmtpConfig {
+                url,
+                from: c.smtp_from.clone().unwrap_or_default(),
+                timeout: c.smtp_timeout,
+            }),
         }
     }
 }
@@ -72,12 +137,23 @@ pub fn spawn(
             return;
         }
     };
+    let mailer = match cfg.smtp.as_ref().map(SmtpConfig::mailer) {
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "email notices are off");
+            None
+        }
+        None => None,
+    };
+    // Before the first request: notices written from now on get email deliveries.
+    store.set_email_channel(mailer.is_some());
     let worker = Worker {
         id: Uuid::new_v4(),
         store,
         pii,
         cfg,
         client,
+        mailer,
     };
     tasks.spawn(async move {
         loop {
@@ -96,6 +172,7 @@ struct Worker {
     pii: Arc<PiiCipher>,
     cfg: WorkerConfig,
     client: reqwest::Client,
+    mailer: Option<Mailer>,
 }
 
 impl Worker {
@@ -108,7 +185,8 @@ impl Worker {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "escalating overdue defects failed; will retry"),
         }
-        let lease = self.cfg.timeout + Duration::from_secs(30);
+        let smtp_whole = self.cfg.smtp.as_ref().map(SmtpConfig::whole);
+        let lease = self.cfg.timeout.max(smtp_whole.unwrap_or_default()) + Duration::from_secs(30);
         let claimed = match self
             .store
             .claim_deliveries(
@@ -147,18 +225,36 @@ impl Worker {
     /// Send one delivery; the future owns what it needs so several run at once.
     fn attempt(&self, d: ClaimedDelivery) -> impl std::future::Future<Output = Finish> + Send {
         let client = self.client.clone();
-        let keys = self.keys(&d);
+        let email = d.channel == "email";
+        let keys = if email { Ok(Vec::new()) } else { self.keys(&d) };
         let cfg = self.cfg.clone();
+        let mailer = self.mailer.clone();
+        let (store, pii) = (self.store.clone(), self.pii.clone());
         async move {
             let started = Instant::now();
             let at = Utc::now();
-            let sent = match keys {
-                Ok(keys) => send(&client, &d, &keys).await,
-                Err(e) => Err((None, e)),
+            let sent = if email {
+                let whole = cfg.smtp.as_ref().map(SmtpConfig::whole).unwrap_or_default();
+                match &mailer {
+                    // Bounded as a whole, so the lease (longer) never runs out mid-send.
+                    Some(m) => tokio::time::timeout(whole, send_email(m, store.as_ref(), &pii, &d))
+                        .await
+                        .unwrap_or_else(|_| Err("the mail server took too long: timed out".into()))
+                        .map(|reply| (None, Some(reply)))
+                        .map_err(|e| (None, e)),
+                    None => Err((None, "email is not configured on this node".to_owned())),
+                }
+            } else {
+                match keys {
+                    Ok(keys) => send(&client, &d, &keys)
+                        .await
+                        .map(|status| (Some(status), None)),
+                    Err(e) => Err((None, e)),
+                }
             };
-            let (outcome, http_status, error) = match sent {
-                Ok(status) => ("delivered", Some(status), None),
-                Err((status, e)) => ("failed", status, Some(e)),
+            let (outcome, http_status, error, reply) = match sent {
+                Ok((status, reply)) => ("delivered", status, None, reply),
+                Err((status, e)) => ("failed", status, Some(e), None),
             };
             let attempts = u32::try_from(d.attempts).unwrap_or(0) + 1;
             let (status, next) = if outcome == "delivered" {
@@ -173,7 +269,11 @@ impl Worker {
                 )
             };
             if let Some(e) = &error {
-                tracing::info!(notice = %d.notice_id, endpoint = ?d.endpoint_id, attempts, error = %e, "webhook attempt failed");
+                if email {
+                    tracing::info!(notice = %d.notice_id, delivery = %d.id, attempts, error = %e, "email attempt failed");
+                } else {
+                    tracing::info!(notice = %d.notice_id, endpoint = ?d.endpoint_id, attempts, error = %e, "webhook attempt failed");
+                }
             }
             Finish {
                 status,
@@ -191,6 +291,7 @@ impl Worker {
                     http_status: http_status.map(i32::from),
                     error,
                     duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+                    reply,
                 },
             }
         }
@@ -260,6 +361,81 @@ async fn send(
             format!("answered {status}: {}", answer.trim()),
         ))
     }
+}
+
+/// Send an email notice: the subject and plain-text body in words, the printable notice
+/// attached. The mail server's reply on success, else why it failed.
+async fn send_email(
+    m: &Mailer,
+    store: &dyn Store,
+    pii: &PiiCipher,
+    d: &ClaimedDelivery,
+) -> Result<String, String> {
+    let n = store
+        .get_notice(d.org_id, d.notice_id, None)
+        .await
+        .map_err(|e| format!("reading the notice: {e}"))?;
+    let sheet = crate::http::notices::notice_sheet(store, pii, d.org_id, &n)
+        .await
+        .map_err(|e| format!("reading the notice's facts: {e}"))?;
+    let kind = NoticeKind::parse(&n.kind).ok_or(format!("unknown kind {}", n.kind))?;
+    let text = rules::email_text(
+        kind,
+        &rules::EmailFacts {
+            heading: &sheet.heading,
+            organisation: &sheet.organisation,
+            building_name: &sheet.building_name,
+            building_address: &sheet.building_address,
+            asset: &sheet.asset,
+            severity: &sheet.severity,
+            title: &sheet.title,
+            description: &sheet.description,
+            condition: &sheet.condition,
+            found_at: &sheet.found_at,
+            found_by: &sheet.found_by,
+            notify_by: &sheet.notify_by,
+            action_required: &sheet.action_required,
+            notice_id: &sheet.notice_id,
+        },
+    );
+    let pdf = crate::compliance::pdf::render_notice(&sheet);
+    let to: Mailbox = d
+        .recipient
+        .parse()
+        .map_err(|e| format!("the address cannot be used: {e}"))?;
+    let message = Message::builder()
+        .from(m.from.clone())
+        .to(to)
+        .subject(text.subject)
+        // The same id on every attempt: a mailbox that got it twice can tell.
+        .message_id(Some(format!("<{}@{}>", d.id, m.from.email.domain())))
+        .multipart(
+            MultiPart::mixed()
+                .singlepart(SinglePart::plain(text.body))
+                .singlepart(Attachment::new(format!("notice-{}.pdf", n.id)).body(
+                    pdf,
+                    ContentType::parse("application/pdf").map_err(|e| e.to_string())?,
+                )),
+        )
+        .map_err(|e| format!("building the email: {e}"))?;
+    match m.transport.send(message).await {
+        Ok(r) => Ok(one_line(&format!(
+            "{} {}",
+            r.code(),
+            r.message().collect::<Vec<_>>().join(" ")
+        ))),
+        Err(e) => Err(one_line(&e.to_string())),
+    }
+}
+
+/// Control characters out, at most 200 characters.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// At most `MAX_RESPONSE_BYTES` of the answer (lossy UTF-8, 200 characters kept).

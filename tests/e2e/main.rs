@@ -18,6 +18,7 @@ mod docs;
 mod document_store;
 mod durability;
 mod editions;
+mod email_notices;
 mod evidence;
 mod evidence_s3;
 mod hardening;

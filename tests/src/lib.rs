@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod http;
 pub mod logs;
 pub mod process;
+pub mod smtp;
 pub mod sync_client;
 
 use std::sync::Arc;

@@ -199,6 +199,124 @@ pub fn action_required(kind: NoticeKind, severity: &str) -> &'static str {
     }
 }
 
+/// Who a notice goes to by email: the building's contact for a notice that tells the owner
+/// (only when the building has one), the organisation's admins for an escalation (the owner was
+/// not told: the organisation must act). Addresses are trimmed, lower-cased for comparison and
+/// given once; one that is not a plausible address is left out.
+pub fn email_recipients(kind: NoticeKind, contact: Option<&str>, admins: &[String]) -> Vec<String> {
+    let candidates: Vec<&str> = if kind == NoticeKind::Escalated {
+        admins.iter().map(String::as_str).collect()
+    } else {
+        contact.into_iter().collect()
+    };
+    let mut out: Vec<String> = Vec::new();
+    for c in candidates {
+        let c = c.trim();
+        if plausible_email(c) && !out.iter().any(|o| o.eq_ignore_ascii_case(c)) {
+            out.push(c.to_owned());
+        }
+    }
+    out
+}
+
+/// One `@`, something on each side, no spaces, angle brackets or control characters (what
+/// would break an SMTP envelope); the mail server judges the rest.
+pub fn plausible_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && s.len() <= 254
+        && !s
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';'))
+}
+
+/// What an email notice says, taken from the printed notice (the same facts and words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailText {
+    pub subject: String,
+    pub body: String,
+}
+
+/// The printed notice's facts an email needs (all already in words).
+#[derive(Debug, Clone, Default)]
+pub struct EmailFacts<'a> {
+    pub heading: &'a str,
+    pub organisation: &'a str,
+    pub building_name: &'a str,
+    pub building_address: &'a str,
+    pub asset: &'a str,
+    pub severity: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub condition: &'a str,
+    pub found_at: &'a str,
+    pub found_by: &'a str,
+    pub notify_by: &'a str,
+    pub action_required: &'a str,
+    pub notice_id: &'a str,
+}
+
+/// The subject and plain-text body of an email notice, for a building owner (or, for an
+/// escalation, the organisation's admins). Control characters are taken out of the subject
+/// (a line break there would start a new header).
+pub fn email_text(kind: NoticeKind, f: &EmailFacts<'_>) -> EmailText {
+    let subject: String = format!("{}: {} - {}", f.heading, f.building_name, f.title)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let opening = match kind {
+        NoticeKind::Escalated => format!(
+            "The owner of {} was not told of this defect by its notification deadline. \
+             You are receiving this as an administrator of {}.",
+            f.building_name, f.organisation
+        ),
+        NoticeKind::Reconfirmed => format!(
+            "{} found this critical defect again at {}. It is still not fixed.",
+            f.organisation, f.building_name
+        ),
+        _ => format!(
+            "{} found a defect in the fire safety equipment at {}.",
+            f.organisation, f.building_name
+        ),
+    };
+    let body = format!(
+        "{heading}\n\n{opening}\n\n\
+         What was found: {title}\n\
+         {description}\
+         Condition: {condition}\n\
+         Where: {building}, {address}\n\
+         Equipment: {asset}\n\
+         Severity: {severity}\n\
+         Found: {found_at}, by {found_by}\n\
+         You must be told by: {notify_by}\n\n\
+         What you must do: {action}\n\n\
+         The printable notice is attached (PDF). Notice reference: {id}.\n",
+        heading = f.heading,
+        title = f.title,
+        description = if f.description.trim().is_empty() || f.description == f.title {
+            String::new()
+        } else {
+            format!("{}\n", f.description.trim())
+        },
+        condition = f.condition,
+        building = f.building_name,
+        address = f.building_address,
+        asset = f.asset,
+        severity = f.severity,
+        found_at = f.found_at,
+        found_by = f.found_by,
+        notify_by = f.notify_by,
+        action = f.action_required,
+        id = f.notice_id,
+    );
+    EmailText { subject, body }
+}
+
 /// The body of a webhook request (Standard Webhooks: `type`, `timestamp`, `data`).
 pub fn body(kind: NoticeKind, created_at: DateTime<Utc>, data: &Value) -> String {
     json!({ "type": kind.as_str(), "timestamp": ts(created_at), "data": data }).to_string()
@@ -421,6 +539,74 @@ mod tests {
         assert!(!needs_escalation("open", later, None, None, t));
         assert!(is_overdue("repaired", t, None, later));
         assert!(!is_overdue("repaired", t, Some(later), later));
+    }
+
+    #[test]
+    fn email_goes_to_the_contact_or_for_an_escalation_to_the_admins() {
+        let admins = vec![
+            "a@org.test".to_owned(),
+            "A@org.test".to_owned(),
+            "bad".to_owned(),
+        ];
+        assert_eq!(
+            email_recipients(NoticeKind::Opened, Some(" owner@b.test "), &admins),
+            vec!["owner@b.test"]
+        );
+        assert!(email_recipients(NoticeKind::Opened, None, &admins).is_empty());
+        assert!(email_recipients(NoticeKind::Opened, Some("no at sign"), &admins).is_empty());
+        assert_eq!(
+            email_recipients(NoticeKind::Escalated, Some("owner@b.test"), &admins),
+            vec!["a@org.test"]
+        );
+        for bad in [
+            "",
+            "@x",
+            "x@",
+            "a@b@c",
+            "a b@c",
+            "<a@b>",
+            "a@b\r\nRCPT TO:<x@y>",
+        ] {
+            assert!(!plausible_email(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn email_text_says_what_where_how_bad_by_when_and_what_to_do() {
+        let f = EmailFacts {
+            heading: heading(NoticeKind::Opened, "critical"),
+            organisation: "Acme Fire",
+            building_name: "Collins Tower",
+            building_address: "1 Collins St",
+            asset: "EXT-003 (Portable fire extinguisher, Level 2)",
+            severity: "critical",
+            title: "EXT-003: discharged\r\nBcc: x@y",
+            description: "Found empty.",
+            condition: "extinguisher discharged or empty",
+            found_at: "6 December 2026, 09:58 UTC",
+            found_by: "Jo Smith, licence 123",
+            notify_by: "7 December 2026, 09:58 UTC",
+            action_required: action_required(NoticeKind::Opened, "critical"),
+            notice_id: "n-1",
+        };
+        let t = email_text(NoticeKind::Opened, &f);
+        assert!(!t.subject.chars().any(char::is_control), "{:?}", t.subject);
+        assert!(t
+            .subject
+            .starts_with("Critical defect notice: Collins Tower"));
+        for part in [
+            "Collins Tower, 1 Collins St",
+            "Severity: critical",
+            "EXT-003 (Portable",
+            "7 December 2026, 09:58 UTC",
+            "arrange repair",
+            "Jo Smith, licence 123",
+            "n-1",
+        ] {
+            assert!(t.body.contains(part), "{part}: {}", t.body);
+        }
+        let e = email_text(NoticeKind::Escalated, &f);
+        assert!(e.body.contains("was not told"), "{}", e.body);
     }
 
     proptest! {

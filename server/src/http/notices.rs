@@ -19,12 +19,13 @@ use super::extract::{Json, Path, Query};
 use super::pagination::{PageQuery, Paginated};
 use crate::audit::Target;
 use crate::auth::AuthUser;
+use crate::crypto::PiiCipher;
 use crate::domain::notices::{self as rules, NoticeKind};
 use crate::state::AppState;
 use crate::store::notices::{
     AttemptRecord, DeliveryRecord, EndpointPatch, EndpointRecord, NoticeRecord,
 };
-use crate::store::{Role, StoreError};
+use crate::store::{Role, Store, StoreError, StoreResult};
 
 /// How long the previous secret keeps signing after a rotation, unless the request says.
 const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
@@ -336,18 +337,21 @@ pub struct AttemptView {
     pub id: Uuid,
     pub notice_id: Uuid,
     pub endpoint_id: Option<Uuid>,
-    /// webhook.
+    /// webhook or email.
     pub channel: String,
-    /// The endpoint's URL at the time.
+    /// The endpoint's URL at the time, or the email address.
     pub recipient: String,
     pub at: DateTime<Utc>,
     /// delivered or failed.
     pub outcome: String,
-    /// The receiver's HTTP status, if it answered.
+    /// The receiver's HTTP status, if it answered (webhooks).
     pub http_status: Option<i32>,
-    /// Why it failed (the answer's first 200 characters, a timeout, a refused connection).
+    /// Why it failed (the answer's first 200 characters, the mail server's reply, a timeout, a
+    /// refused connection).
     pub error: Option<String>,
     pub duration_ms: i64,
+    /// The mail server's reply to a delivered email (e.g. `250 2.0.0 queued as …`).
+    pub reply: Option<String>,
 }
 
 impl From<AttemptRecord> for AttemptView {
@@ -363,6 +367,7 @@ impl From<AttemptRecord> for AttemptView {
             http_status: a.http_status,
             error: a.error,
             duration_ms: a.duration_ms,
+            reply: a.reply,
         }
     }
 }
@@ -591,15 +596,9 @@ async fn redeliver(
 }
 
 /// A user as a printed notice names them: full name (else email) and licence number.
-async fn person(state: &AppState, org: Uuid, id: Uuid) -> Option<String> {
-    let u = state
-        .store
-        .get_user(id)
-        .await
-        .ok()
-        .filter(|u| u.org_id == org)?;
-    let name = state
-        .pii
+async fn person(store: &dyn Store, pii: &PiiCipher, org: Uuid, id: Uuid) -> Option<String> {
+    let u = store.get_user(id).await.ok().filter(|u| u.org_id == org)?;
+    let name = pii
         .decrypt_opt(u.full_name_enc.as_deref())
         .unwrap_or(u.email);
     Some(match u.licence_number {
@@ -610,23 +609,28 @@ async fn person(state: &AppState, org: Uuid, id: Uuid) -> Option<String> {
 
 /// Who found or recorded the defect: the person who recorded it by hand, else the session that
 /// found it with who signed it off or who is assigned to it.
-async fn found_by(state: &AppState, org: Uuid, defect: Uuid) -> ApiResult<String> {
-    let d = state.store.get_defect(org, defect, None).await?;
+async fn found_by(
+    store: &dyn Store,
+    pii: &PiiCipher,
+    org: Uuid,
+    defect: Uuid,
+) -> StoreResult<String> {
+    let d = store.get_defect(org, defect, None).await?;
     if let Some(u) = d.created_by {
-        if let Some(p) = person(state, org, u).await {
+        if let Some(p) = person(store, pii, org, u).await {
             return Ok(p);
         }
     }
     let Some(sid) = d.session_id else {
         return Ok("not recorded".into());
     };
-    let s = state.store.get_session(org, sid).await?;
+    let s = store.get_session(org, sid).await?;
     let mut people = Vec::new();
     if let Some(by) = s.row.signed_off_by {
-        people.extend(person(state, org, by).await);
+        people.extend(person(store, pii, org, by).await);
     } else {
         for u in s.assigned_to.iter().take(3) {
-            people.extend(person(state, org, *u).await);
+            people.extend(person(store, pii, org, *u).await);
         }
     }
     let who = if people.is_empty() {
@@ -648,22 +652,14 @@ fn when(v: &serde_json::Value) -> String {
         .unwrap_or_default()
 }
 
-/// The notice as a printable one-page PDF (the same access as `GET /v1/notices/{id}`): the
-/// building, asset, defect, severity, when and by whom it was found, the deadline and what the
-/// owner must do.
-#[utoipa::path(get, path = "/v1/notices/{id}/pdf", tag = "notices", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
-    responses((status = 200, description = "the notice, `application/pdf`", content((Vec<u8> = "application/pdf"))),
-              (status = 404, body = Problem)))]
-async fn notice_pdf(
-    State(state): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<Uuid>,
-) -> ApiResult<Response> {
-    let n = state
-        .store
-        .get_notice(user.org_id, id, visible_to(&user))
-        .await?;
+/// What the printed notice (and the email notice) says: the notice's facts as they were when
+/// it was written, in words, with the organisation and who found the defect.
+pub(crate) async fn notice_sheet(
+    store: &dyn Store,
+    pii: &PiiCipher,
+    org: Uuid,
+    n: &NoticeRecord,
+) -> StoreResult<crate::compliance::pdf::NoticeSheet> {
     let kind = NoticeKind::parse(&n.kind).unwrap_or(NoticeKind::Opened);
     let d = &n.payload.0;
     let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
@@ -683,10 +679,10 @@ async fn notice_pdf(
         };
         label.describe()
     };
-    let sheet = crate::compliance::pdf::NoticeSheet {
+    Ok(crate::compliance::pdf::NoticeSheet {
         heading: rules::heading(kind, &severity).to_owned(),
         notice_id: n.id.to_string(),
-        organisation: state.store.get_org(user.org_id).await?.name,
+        organisation: store.get_org(org).await?.name,
         building_name: s(&d["building"]["name"]),
         building_address: s(&d["building"]["address"]),
         asset,
@@ -695,11 +691,30 @@ async fn notice_pdf(
         description: s(&d["description"]),
         condition: crate::domain::defects::condition_words(d["observed_condition"].as_str()),
         found_at: when(&d["discovered_at"]),
-        found_by: found_by(&state, user.org_id, n.defect_id).await?,
+        found_by: found_by(store, pii, org, n.defect_id).await?,
         notify_by: when(&d["notify_by"]),
         action_required: rules::action_required(kind, &severity).to_owned(),
         issued_at: n.created_at,
-    };
+    })
+}
+
+/// The notice as a printable one-page PDF (the same access as `GET /v1/notices/{id}`): the
+/// building, asset, defect, severity, when and by whom it was found, the deadline and what the
+/// owner must do.
+#[utoipa::path(get, path = "/v1/notices/{id}/pdf", tag = "notices", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the notice, `application/pdf`", content((Vec<u8> = "application/pdf"))),
+              (status = 404, body = Problem)))]
+async fn notice_pdf(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    let n = state
+        .store
+        .get_notice(user.org_id, id, visible_to(&user))
+        .await?;
+    let sheet = notice_sheet(state.store.as_ref(), &state.pii, user.org_id, &n).await?;
     let body = crate::compliance::pdf::render_notice(&sheet);
     let disposition = HeaderValue::from_str(&format!("inline; filename=\"notice-{id}.pdf\""))
         .unwrap_or_else(|_| HeaderValue::from_static("inline"));

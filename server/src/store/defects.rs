@@ -351,6 +351,7 @@ macro_rules! defects_sql {
             /// (`crate::domain::notices::on_finding_update`), into the outbox.
             async fn notice_for_finding(
                 tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                email: bool,
                 id: uuid::Uuid,
                 old: &str,
                 new: &Option<String>,
@@ -361,7 +362,7 @@ macro_rules! defects_sql {
                 let Some(old) = Severity::parse(old) else { return Ok(()) };
                 let new = new.as_deref().and_then(Severity::parse).unwrap_or(old);
                 if let Some(kind) = $crate::domain::notices::on_finding_update(old, new, found_again) {
-                    Self::enqueue_notice(tx, id, kind, at).await?;
+                    Self::enqueue_notice(tx, email, id, kind, at).await?;
                 }
                 Ok(())
             }
@@ -388,7 +389,7 @@ macro_rules! defects_sql {
                     Self::defect_sighting(&mut tx, d.id, session, d.discovered_at).await?;
                 }
                 // The outbox row commits with the defect or not at all.
-                Self::enqueue_notice(&mut tx, d.id, $crate::domain::notices::NoticeKind::Opened, d.created_at).await?;
+                Self::enqueue_notice(&mut tx, $crate::store::notices::NoticeStore::email_channel(self), d.id, $crate::domain::notices::NoticeKind::Opened, d.created_at).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -452,7 +453,7 @@ macro_rules! defects_sql {
                             if let Some(session) = d.session_id {
                                 Self::defect_sighting(&mut tx, d.id, session, d.discovered_at).await?;
                             }
-                            Self::enqueue_notice(&mut tx, d.id, $crate::domain::notices::NoticeKind::Opened, d.created_at).await?;
+                            Self::enqueue_notice(&mut tx, $crate::store::notices::NoticeStore::email_channel(self), d.id, $crate::domain::notices::NoticeKind::Opened, d.created_at).await?;
                         }
                         DefectWrite::Reconfirm { id, session, at, severity, evidence, notify_by } => {
                             let status = Self::defect_status(&mut tx, *id).await?;
@@ -461,7 +462,7 @@ macro_rules! defects_sql {
                             Self::defect_sighting(&mut tx, *id, *session, *at).await?;
                             let note = format!("found again in session {session}");
                             Self::defect_event(&mut tx, *id, Some(&status), &status, None, Some(&note), *at).await?;
-                            Self::notice_for_finding(&mut tx, *id, &old, severity, true, *at).await?;
+                            Self::notice_for_finding(&mut tx, $crate::store::notices::NoticeStore::email_channel(self), *id, &old, severity, true, *at).await?;
                         }
                         DefectWrite::Reopen { id, from, session, at, severity, evidence, notify_by } => {
                             sqlx::query(
@@ -481,12 +482,12 @@ macro_rules! defects_sql {
                             Self::defect_sighting(&mut tx, *id, *session, *at).await?;
                             let note = format!("found again in session {session}");
                             Self::defect_event(&mut tx, *id, Some(from), "open", None, Some(&note), *at).await?;
-                            Self::enqueue_notice(&mut tx, *id, $crate::domain::notices::NoticeKind::Reopened, *at).await?;
+                            Self::enqueue_notice(&mut tx, $crate::store::notices::NoticeStore::email_channel(self), *id, $crate::domain::notices::NoticeKind::Reopened, *at).await?;
                         }
                         DefectWrite::Refresh { id, at, severity, evidence, notify_by } => {
                             let old = Self::defect_severity(&mut tx, *id).await?;
                             Self::defect_refresh(&mut tx, *id, *at, severity, evidence, *notify_by).await?;
-                            Self::notice_for_finding(&mut tx, *id, &old, severity, false, *at).await?;
+                            Self::notice_for_finding(&mut tx, $crate::store::notices::NoticeStore::email_channel(self), *id, &old, severity, false, *at).await?;
                         }
                         DefectWrite::Withdraw { id, at } => {
                             let done = sqlx::query(
@@ -591,7 +592,7 @@ macro_rules! defects_sql {
                 }
                 Self::defect_event(&mut tx, id, Some(from), to, Some(step.actor), step.note, at).await?;
                 if to == $crate::domain::defects::status::OPEN {
-                    Self::enqueue_notice(&mut tx, id, $crate::domain::notices::NoticeKind::Reopened, at).await?;
+                    Self::enqueue_notice(&mut tx, $crate::store::notices::NoticeStore::email_channel(self), id, $crate::domain::notices::NoticeKind::Reopened, at).await?;
                 }
                 tx.commit().await?;
                 Ok(true)
@@ -628,7 +629,7 @@ macro_rules! defects_sql {
                 let note = format!("severity {old} -> {}: {}", o.severity, o.reason);
                 Self::defect_event(&mut tx, id, Some(&status), &status, Some(o.actor), Some(&note), o.at).await?;
                 let new = Some(o.severity.to_owned());
-                Self::notice_for_finding(&mut tx, id, &old, &new, false, o.at).await?;
+                Self::notice_for_finding(&mut tx, $crate::store::notices::NoticeStore::email_channel(self), id, &old, &new, false, o.at).await?;
                 tx.commit().await?;
                 Ok(())
             }

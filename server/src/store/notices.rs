@@ -79,6 +79,8 @@ pub struct AttemptRecord {
     pub http_status: Option<i32>,
     pub error: Option<String>,
     pub duration_ms: i64,
+    /// The receiving server's answer to a delivered email (its SMTP reply).
+    pub reply: Option<String>,
 }
 
 /// A delivery a worker holds the lease of, with what it needs to send it.
@@ -112,6 +114,10 @@ pub struct Finish {
 
 #[async_trait]
 pub trait NoticeStore: Send + Sync {
+    /// Whether notices also go by email (SMTP is configured on this node): set once at start,
+    /// before any notice is written. Off by default.
+    fn set_email_channel(&self, on: bool);
+    fn email_channel(&self) -> bool;
     async fn insert_endpoint(&self, e: &EndpointRecord) -> StoreResult<()>;
     /// The organisation's endpoints that are not deleted, oldest first.
     async fn list_endpoints(&self, org_id: Uuid) -> StoreResult<Vec<EndpointRecord>>;
@@ -172,7 +178,7 @@ pub trait NoticeStore: Send + Sync {
     ) -> StoreResult<u64>;
 
     /// Take the lease of up to `limit` due deliveries until `lease_until` (rows another worker
-    /// holds are skipped).
+    /// holds are skipped); email deliveries only when this node sends email.
     async fn claim_deliveries(
         &self,
         worker: Uuid,
@@ -204,7 +210,7 @@ pub(crate) const DELIVERY_COLUMNS: &str = "id, notice_id, channel, endpoint_id, 
      status, attempts, next_attempt_at, delivered_at, last_error, created_at";
 
 pub(crate) const ATTEMPT_COLUMNS: &str = "id, delivery_id, notice_id, endpoint_id, channel, \
-     recipient, at, outcome, http_status, error, duration_ms";
+     recipient, at, outcome, http_status, error, duration_ms, reply";
 
 /// What a notice needs to know of its defect, read inside the writing transaction.
 #[derive(Debug, sqlx::FromRow)]
@@ -243,6 +249,7 @@ macro_rules! enqueue_sql {
         impl $store {
             pub(crate) async fn enqueue_notice(
                 tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                email: bool,
                 defect: uuid::Uuid,
                 kind: $crate::domain::notices::NoticeKind,
                 at: chrono::DateTime<chrono::Utc>,
@@ -286,7 +293,7 @@ macro_rules! enqueue_sql {
                 .bind(at)
                 .execute(&mut **tx)
                 .await?;
-                Self::fan_out(tx, id, f.org_id, kind, at).await?;
+                Self::fan_out(tx, email, id, f.org_id, f.building_id, kind, at).await?;
                 if kind.restarts_period() {
                     sqlx::query(
                         "UPDATE defects SET notified_at = NULL, escalated_at = NULL WHERE id = $1",
@@ -299,11 +306,15 @@ macro_rules! enqueue_sql {
             }
 
             /// A delivery of `notice` to every enabled endpoint of the organisation that wants
-            /// `kind` and has none yet. Returns how many were added.
+            /// `kind` and has none yet, and with `email` one to each address
+            /// `crate::domain::notices::email_recipients` names that has none yet. Returns how
+            /// many were added.
             pub(crate) async fn fan_out(
                 tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                email: bool,
                 notice: uuid::Uuid,
                 org: uuid::Uuid,
+                building: uuid::Uuid,
                 kind: $crate::domain::notices::NoticeKind,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<u64> {
@@ -338,6 +349,63 @@ macro_rules! enqueue_sql {
                     .await?;
                     added += 1;
                 }
+                if email {
+                    added += Self::fan_out_email(tx, notice, org, building, kind, at).await?;
+                }
+                Ok(added)
+            }
+
+            async fn fan_out_email(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                notice: uuid::Uuid,
+                org: uuid::Uuid,
+                building: uuid::Uuid,
+                kind: $crate::domain::notices::NoticeKind,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                let contact: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT contact_email FROM buildings WHERE id = $1")
+                        .bind(building)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                let admins: Vec<String> = if kind == $crate::domain::notices::NoticeKind::Escalated {
+                    sqlx::query_scalar(
+                        "SELECT email FROM users WHERE org_id = $1 AND role = 'admin' AND active \
+                         ORDER BY email",
+                    )
+                    .bind(org)
+                    .fetch_all(&mut **tx)
+                    .await?
+                } else {
+                    Vec::new()
+                };
+                let mut added = 0;
+                for to in $crate::domain::notices::email_recipients(kind, contact.flatten().as_deref(), &admins) {
+                    let exists: Option<i32> = sqlx::query_scalar(
+                        "SELECT 1 FROM notice_deliveries WHERE notice_id = $1 AND channel = 'email' \
+                         AND recipient = $2",
+                    )
+                    .bind(notice)
+                    .bind(&to)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    if exists.is_some() {
+                        continue;
+                    }
+                    sqlx::query(
+                        "INSERT INTO notice_deliveries (id, notice_id, org_id, channel, endpoint_id, \
+                         recipient, status, attempts, next_attempt_at, created_at) \
+                         VALUES ($1, $2, $3, 'email', NULL, $4, 'pending', 0, $5, $5)",
+                    )
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(notice)
+                    .bind(org)
+                    .bind(&to)
+                    .bind(at)
+                    .execute(&mut **tx)
+                    .await?;
+                    added += 1;
+                }
                 Ok(added)
             }
         }
@@ -352,6 +420,14 @@ macro_rules! notices_sql {
 
         #[async_trait::async_trait]
         impl $crate::store::notices::NoticeStore for $store {
+            fn set_email_channel(&self, on: bool) {
+                self.email.store(on, std::sync::atomic::Ordering::Relaxed);
+            }
+
+            fn email_channel(&self) -> bool {
+                self.email.load(std::sync::atomic::Ordering::Relaxed)
+            }
+
             async fn insert_endpoint(
                 &self,
                 e: &$crate::store::notices::EndpointRecord,
@@ -606,19 +682,28 @@ macro_rules! notices_sql {
                     .as_deref()
                     .and_then($crate::domain::notices::NoticeKind::parse)
                     .ok_or($crate::store::StoreError::NotFound)?;
+                let email = $crate::store::notices::NoticeStore::email_channel(self);
                 let reset = sqlx::query(
                     "UPDATE notice_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, \
                      lease_until = NULL, leased_by = NULL \
-                     WHERE notice_id = $2 AND endpoint_id IN (SELECT id FROM webhook_endpoints \
-                        WHERE org_id = $3 AND enabled AND deleted_at IS NULL)",
+                     WHERE notice_id = $2 AND (endpoint_id IN (SELECT id FROM webhook_endpoints \
+                        WHERE org_id = $3 AND enabled AND deleted_at IS NULL) \
+                        OR (channel = 'email' AND $4))",
                 )
                 .bind(at)
                 .bind(notice_id)
                 .bind(org_id)
+                .bind(email)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                let added = Self::fan_out(&mut tx, notice_id, org_id, kind, at).await?;
+                let building: uuid::Uuid = sqlx::query_scalar(
+                    "SELECT d.building_id FROM notices n JOIN defects d ON d.id = n.defect_id WHERE n.id = $1",
+                )
+                .bind(notice_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let added = Self::fan_out(&mut tx, email, notice_id, org_id, building, kind, at).await?;
                 tx.commit().await?;
                 Ok(reset + added)
             }
@@ -635,11 +720,13 @@ macro_rules! notices_sql {
                 // for; SQLite has one writer. The lease covers a worker that dies mid-send.
                 let ids: Vec<uuid::Uuid> = sqlx::query_scalar(&format!(
                     "SELECT id FROM notice_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
-                     AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_attempt_at, id LIMIT $2 {}",
+                     AND (lease_until IS NULL OR lease_until < $1) AND (channel = 'webhook' OR $3) \
+                     ORDER BY next_attempt_at, id LIMIT $2 {}",
                     <$store>::SKIP_LOCKED
                 ))
                 .bind(now)
                 .bind(limit)
+                .bind($crate::store::notices::NoticeStore::email_channel(self))
                 .fetch_all(&mut *tx)
                 .await?;
                 if ids.is_empty() {
@@ -696,7 +783,7 @@ macro_rules! notices_sql {
                 }
                 sqlx::query(&format!(
                     "INSERT INTO notice_attempts ({}, org_id) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, org_id FROM notices WHERE id = $3",
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, org_id FROM notices WHERE id = $3",
                     $crate::store::notices::ATTEMPT_COLUMNS
                 ))
                 .bind(a.id)
@@ -710,6 +797,7 @@ macro_rules! notices_sql {
                 .bind(a.http_status)
                 .bind(&a.error)
                 .bind(a.duration_ms)
+                .bind(&a.reply)
                 .execute(&mut *tx)
                 .await?;
                 if f.status == "delivered" {
@@ -762,7 +850,7 @@ macro_rules! notices_sql {
                     .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() == 1 {
-                        Self::enqueue_notice(&mut tx, id, $crate::domain::notices::NoticeKind::Escalated, now)
+                        Self::enqueue_notice(&mut tx, $crate::store::notices::NoticeStore::email_channel(self), id, $crate::domain::notices::NoticeKind::Escalated, now)
                             .await?;
                         tx.commit().await?;
                         escalated.push(id);

@@ -26,6 +26,8 @@ pub struct PgStore {
     /// The doorbell's own connection, with `synchronous_commit` off for its whole session: a
     /// ring is then one round trip that never waits for a WAL flush (see `announce`).
     doorbell: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
+    /// Notices also go by email (`NoticeStore::set_email_channel`).
+    pub(crate) email: std::sync::atomic::AtomicBool,
 }
 
 impl PgStore {
@@ -46,6 +48,7 @@ impl PgStore {
             writer: pool.clone(),
             reader: pool,
             doorbell: tokio::sync::Mutex::new(None),
+            email: Default::default(),
         })
     }
 

@@ -16,6 +16,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite"
 pub struct SqliteStore {
     pub(crate) writer: SqlitePool,
     pub(crate) reader: SqlitePool,
+    /// Notices also go by email (`NoticeStore::set_email_channel`).
+    pub(crate) email: std::sync::atomic::AtomicBool,
 }
 
 impl SqliteStore {
@@ -47,7 +49,11 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            email: Default::default(),
+        })
     }
 
     /// The catch-up watermark is the change sequence number: with one writer connection,
