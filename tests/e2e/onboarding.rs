@@ -661,6 +661,7 @@ async fn the_store_writes_an_import_all_or_nothing(be: Backend) {
         identifier: Some("FB-NEW".into()),
         install_date: None,
         rule_codes: sqlx::types::Json(vec![]),
+        rule_alternatives: Default::default(),
         created_at: now,
         updated_at: now,
         schedule_anchor: None,

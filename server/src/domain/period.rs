@@ -131,10 +131,12 @@ mod tests {
 
     const SIX_MONTHLY: Routine = Routine {
         months: 6,
+        days: 0,
         tolerance: Tolerance::Months(1),
     };
     const MONTHLY: Routine = Routine {
         months: 1,
+        days: 0,
         tolerance: Tolerance::WorkingDays(5),
     };
 

@@ -168,6 +168,16 @@ pub struct Grid {
 impl Grid {
     /// The k-th scheduled date.
     pub fn date(&self, k: i64) -> Option<NaiveDate> {
+        if self.routine.months == 0 {
+            // A routine of days (weekly); one with no interval at all has only its anchor.
+            if self.routine.days == 0 {
+                return (k == 0).then_some(self.anchor);
+            }
+            let days = k.checked_mul(i64::from(self.routine.days))?;
+            return self
+                .anchor
+                .checked_add_signed(chrono::TimeDelta::try_days(days)?);
+        }
         let months = u32::try_from(
             k.unsigned_abs()
                 .checked_mul(u64::from(self.routine.months))?,
@@ -493,10 +503,11 @@ mod tests {
         assert_eq!(s.last_scheduled, Some(day("2026-12-07")));
         assert_eq!(s.next_due, Some(day("2026-12-14")));
         assert!(!s.outside_tolerance);
-        // Thursday is three working days late.
+        // Thursday is two working days early for Monday 2026-12-14: it meets that date.
         let s = standing(weekly, a, &[day("2026-12-10")], day("2026-12-10"), &cal());
-        assert!(s.outside_tolerance);
-        assert_eq!(s.next_due, Some(day("2026-12-14")));
+        assert!(!s.outside_tolerance);
+        assert_eq!(s.last_scheduled, Some(day("2026-12-14")));
+        assert_eq!(s.next_due, Some(day("2026-12-21")));
         let d = occurrences(
             weekly,
             day("2026-11-30"),

@@ -709,12 +709,14 @@ pub fn condition_report(input: &Inputs<'_>) -> ConditionReport {
                     r,
                     Routine {
                         months: f.months,
+                        days: f.days.unwrap_or(0),
                         tolerance: f.tolerance,
                     },
                 ))
             })
             .collect();
-        applicable.sort_by(|a, b| (a.1.months, &a.0.code).cmp(&(b.1.months, &b.0.code)));
+        applicable
+            .sort_by(|a, b| (a.1.length_days(), &a.0.code).cmp(&(b.1.length_days(), &b.0.code)));
         for (rule, routine) in &applicable {
             if !sys.standards.contains(&rule.standard) {
                 sys.standards.push(rule.standard.clone());

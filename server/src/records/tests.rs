@@ -37,6 +37,9 @@ fn rule(code: &str, frequency: &str) -> RuleRecord {
         created_by: None,
         created_at: Utc::now(),
         deactivated_at: None,
+        rule_set_code: "AS1851".into(),
+        rule_set_version: "2012.1.0".into(),
+        alternative_to: None,
     }
 }
 
@@ -50,6 +53,7 @@ fn asset() -> AssetRecord {
         identifier: Some("EXT-03-01".into()),
         install_date: None,
         rule_codes: sqlx::types::Json(vec![EXT_6M.into(), EXT_12M.into()]),
+        rule_alternatives: Default::default(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
         schedule_anchor: None,
@@ -69,6 +73,7 @@ fn building() -> BuildingRecord {
         contact_email: None,
         rule_set_code: "AS1851".into(),
         rule_set_version: "2012.1.0".into(),
+        editions: Default::default(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
         schedule_anchor: None,

@@ -639,7 +639,7 @@ macro_rules! buildings_sql {
                          WHERE assets.org_id = excluded.org_id \
                          AND assets.building_id = excluded.building_id",
                         $crate::store::buildings::ASSET_COLUMNS,
-                        $crate::store::rules::placeholders(chunk.len(), 12)
+                        $crate::store::rules::placeholders(chunk.len(), 13)
                     );
                     let mut q = sqlx::query(&sql);
                     for a in chunk {
@@ -652,6 +652,7 @@ macro_rules! buildings_sql {
                             .bind(&a.identifier)
                             .bind(a.install_date)
                             .bind(&a.rule_codes)
+                            .bind(&a.rule_alternatives)
                             .bind(a.created_at)
                             .bind(a.updated_at)
                             .bind(a.schedule_anchor)

@@ -155,7 +155,7 @@ async fn add_history(
         .get_asset(user.org_id, building_id, asset_id)
         .await
         .map_err(ApiError::from)?;
-    let rules = AssetRules::load(&state, user.org_id, true).await?;
+    let rules = AssetRules::load(&state, &user, building_id, true).await?;
     let today = Utc::now().date_naive();
     let rule_code = req.rule_code.trim().to_owned();
     let mut errors: Vec<(&str, String)> = Vec::new();

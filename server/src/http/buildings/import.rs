@@ -269,6 +269,8 @@ fn plan_asset(
                 identifier: v.identifier,
                 install_date: v.install_date,
                 rule_codes: sqlx::types::Json(v.rule_codes),
+                // Kept as they are on an update (the upsert does not set them).
+                rule_alternatives: Default::default(),
                 created_at: now,
                 updated_at: now,
                 schedule_anchor: v.schedule_anchor,
