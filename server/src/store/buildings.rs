@@ -236,7 +236,7 @@ macro_rules! buildings_sql {
                 b: &$crate::store::buildings::BuildingRecord,
             ) -> $crate::store::StoreResult<()> {
                 sqlx::query(&format!(
-                    "INSERT INTO buildings ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                    "INSERT INTO buildings ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                     $crate::store::buildings::BUILDING_COLUMNS
                 ))
                 .bind(b.id)
