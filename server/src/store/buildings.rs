@@ -667,31 +667,7 @@ macro_rules! buildings_sql {
                         return Err($crate::store::StoreError::NotFound);
                     }
                 }
-                let mut added = 0;
-                for chunk in history.chunks($crate::store::buildings::ASSET_INSERT_CHUNK) {
-                    let sql = format!(
-                        "INSERT INTO asset_service_history ({}) VALUES {} \
-                         ON CONFLICT (asset_id, rule_code, serviced_on) DO NOTHING",
-                        $crate::store::schedule::HISTORY_COLUMNS,
-                        $crate::store::rules::placeholders(chunk.len(), 11)
-                    );
-                    let mut q = sqlx::query(&sql);
-                    for r in chunk {
-                        q = q
-                            .bind(r.id)
-                            .bind(r.org_id)
-                            .bind(r.building_id)
-                            .bind(r.asset_id)
-                            .bind(&r.rule_code)
-                            .bind(r.serviced_on)
-                            .bind(&r.outcome)
-                            .bind(&r.source)
-                            .bind(&r.note)
-                            .bind(r.recorded_by)
-                            .bind(r.created_at);
-                    }
-                    added += q.execute(&mut *tx).await?.rows_affected();
-                }
+                let added = Self::insert_history_rows(&mut tx, history).await?;
                 tx.commit().await?;
                 Ok(added)
             }

@@ -94,6 +94,43 @@ pub(crate) const HISTORY_COLUMNS: &str = "id, org_id, building_id, asset_id, rul
 
 macro_rules! schedule_sql {
     ($store:ty) => {
+        impl $store {
+            /// Insert history rows in `tx`, 500 to a statement; a row for an (asset, routine,
+            /// day) already recorded is left as it is. Returns how many were new. Shared by
+            /// `add_service_history` and the asset import.
+            pub(crate) async fn insert_history_rows(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::store::Backend>::Db>,
+                rows: &[$crate::store::schedule::HistoryRecord],
+            ) -> $crate::store::StoreResult<u64> {
+                let mut added = 0;
+                for chunk in rows.chunks(500) {
+                    let sql = format!(
+                        "INSERT INTO asset_service_history ({}) VALUES {} \
+                         ON CONFLICT (asset_id, rule_code, serviced_on) DO NOTHING",
+                        $crate::store::schedule::HISTORY_COLUMNS,
+                        $crate::store::rules::placeholders(chunk.len(), 11)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for r in chunk {
+                        q = q
+                            .bind(r.id)
+                            .bind(r.org_id)
+                            .bind(r.building_id)
+                            .bind(r.asset_id)
+                            .bind(&r.rule_code)
+                            .bind(r.serviced_on)
+                            .bind(&r.outcome)
+                            .bind(&r.source)
+                            .bind(&r.note)
+                            .bind(r.recorded_by)
+                            .bind(r.created_at);
+                    }
+                    added += q.execute(&mut **tx).await?.rows_affected();
+                }
+                Ok(added)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::schedule::ScheduleStore for $store {
             async fn service_history(
@@ -189,31 +226,7 @@ macro_rules! schedule_sql {
                 rows: &[$crate::store::schedule::HistoryRecord],
             ) -> $crate::store::StoreResult<u64> {
                 let mut tx = self.writer.begin().await?;
-                let mut added = 0;
-                for chunk in rows.chunks(500) {
-                    let sql = format!(
-                        "INSERT INTO asset_service_history ({}) VALUES {} \
-                         ON CONFLICT (asset_id, rule_code, serviced_on) DO NOTHING",
-                        $crate::store::schedule::HISTORY_COLUMNS,
-                        $crate::store::rules::placeholders(chunk.len(), 11)
-                    );
-                    let mut q = sqlx::query(&sql);
-                    for r in chunk {
-                        q = q
-                            .bind(r.id)
-                            .bind(r.org_id)
-                            .bind(r.building_id)
-                            .bind(r.asset_id)
-                            .bind(&r.rule_code)
-                            .bind(r.serviced_on)
-                            .bind(&r.outcome)
-                            .bind(&r.source)
-                            .bind(&r.note)
-                            .bind(r.recorded_by)
-                            .bind(r.created_at);
-                    }
-                    added += q.execute(&mut *tx).await?.rows_affected();
-                }
+                let added = Self::insert_history_rows(&mut tx, rows).await?;
                 tx.commit().await?;
                 Ok(added)
             }
