@@ -365,6 +365,92 @@ async fn a_future_edition_does_not_change_a_pinned_building(b: Backend) {
     let (_, quarterly) = new_session(&srv, t, pinned, "three_monthly").await;
     assert!(quarterly.is_empty(), "{quarterly:?}");
     assert_eq!(report_rules(&srv, t, pinned).await, report_before);
+    // Classification and the catalogue asked for the building follow its pin too; without a
+    // building they take the newest version.
+    let classify = |building: Option<Uuid>| {
+        let mut body =
+            json!({ "rule_code": "AS1851-12-6M-FD", "observed_condition": "door_fails_to_latch" });
+        if let Some(b) = building {
+            body["building_id"] = json!(b);
+        }
+        let c = &srv.client;
+        async move { c.post("/v1/classify", Some(t), &body).await }
+    };
+    let r = classify(Some(pinned)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json["classification"], "non_critical_defect",
+        "{}",
+        r.body
+    );
+    // The rule's own version within the 2012 edition (rules are revised within an edition).
+    assert!(
+        r.json["rule_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("2012."),
+        "{}",
+        r.body
+    );
+    let r = classify(None).await;
+    assert_eq!(
+        (&r.json["classification"], &r.json["rule_version"]),
+        (&json!("critical_defect"), &json!("2030.1.0"))
+    );
+    let catalogue = |q: String| {
+        let c = &srv.client;
+        async move {
+            let r = c.get(&format!("/v1/rules?limit=500&{q}"), Some(t)).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    (
+                        i["code"].as_str().unwrap().to_owned(),
+                        i["version"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let for_pinned = catalogue(format!("building_id={pinned}&equipment=fire_door")).await;
+    assert!(
+        for_pinned
+            .iter()
+            .any(|(c, v)| c == "AS1851-12-6M-FD" && v.starts_with("2012.")),
+        "{for_pinned:?}"
+    );
+    assert!(
+        !for_pinned.iter().any(|(c, _)| c == "AS1851-2030-12-3M-FD"),
+        "{for_pinned:?}"
+    );
+    let newest = catalogue("equipment=fire_door".into()).await;
+    assert!(
+        newest.contains(&("AS1851-12-6M-FD".into(), "2030.1.0".into())),
+        "{newest:?}"
+    );
+    // Another organisation's building is not found, and nothing is classified for it.
+    let other = srv.org("Other").await;
+    let r = srv
+        .client
+        .post(
+            "/v1/classify",
+            Some(&other.admin.token),
+            &json!({ "rule_code": "AS1851-12-6M-FD", "observed_condition": "door_fails_to_latch",
+                     "building_id": pinned }),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = srv
+        .client
+        .get(
+            &format!("/v1/rules?building_id={pinned}"),
+            Some(&other.admin.token),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
 
     // A building pinned to the future edition gets it.
     let future = new_building(&srv, t, "Future", None).await.uuid("id");

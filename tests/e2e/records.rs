@@ -781,6 +781,22 @@ async fn deleting_a_building_with_records_archives_it(be: Backend) {
         &[json!({ "asset_id": b.assets[0], "outcome": "pass" })],
     )
     .await;
+    // A service the office recorded outside a session (yesterday: not in the future) is in
+    // the logbook too, marked as such.
+    let yesterday = Utc::now().date_naive().pred_opt().unwrap();
+    let history = srv
+        .client
+        .post(
+            &format!(
+                "/v1/buildings/{}/assets/{}/service-history",
+                b.id, b.assets[1]
+            ),
+            Some(admin),
+            &json!({ "rule_code": "AS1851-10-6M-EXT", "serviced_on": yesterday, "outcome": "fail",
+                     "note": "Gauge in the red; replaced" }),
+        )
+        .await;
+    assert_eq!(history.status, 201, "{}", history.body);
 
     // Holding records, it is archived, not deleted.
     let r = srv
@@ -815,7 +831,36 @@ async fn deleting_a_building_with_records_archives_it(be: Backend) {
         )
         .await;
     assert_eq!(book.status, 200, "{}", book.body);
-    assert_eq!(book.json["entries"].as_array().unwrap().len(), 1);
+    let entries = book.json["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{}", book.body);
+    let office: Vec<&Value> = entries.iter().filter(|e| e["source"] == "office").collect();
+    assert_eq!(office.len(), 1, "{}", book.body);
+    assert_eq!(office[0]["session_id"], Value::Null);
+    assert_eq!(office[0]["outcome"], "fail");
+    assert_eq!(office[0]["date"], json!(yesterday));
+    assert_eq!(office[0]["notes"], "Gauge in the red; replaced");
+    assert_eq!(book.json["summary"]["services"], 2);
+    assert_eq!(book.json["summary"]["sessions"], 1);
+    let csv = srv
+        .client
+        .get(
+            &format!("/v1/buildings/{}/logbook?to={today}&format=csv", b.id),
+            Some(&auditor.token),
+        )
+        .await;
+    assert_eq!(csv.status, 200);
+    assert!(
+        csv.body.lines().next().unwrap().ends_with(",source"),
+        "{}",
+        csv.body
+    );
+    assert!(
+        csv.body
+            .lines()
+            .any(|l| l.starts_with("service,") && l.ends_with(",office")),
+        "{}",
+        csv.body
+    );
     let results = srv
         .client
         .get(
@@ -853,6 +898,52 @@ async fn deleting_a_building_with_records_archives_it(be: Backend) {
         )
         .await;
     assert_problem(&import, 409, "building_archived");
+    // Nor does it take edits: the building, its assets, their history and baselines, manual
+    // defects. Each refusal changes nothing.
+    let before = srv
+        .client
+        .get(&format!("/v1/buildings/{}", b.id), Some(admin))
+        .await
+        .json;
+    let asset_url = format!("/v1/buildings/{}/assets/{}", b.id, b.assets[0]);
+    let asset_before = srv.client.get(&asset_url, Some(admin)).await.json;
+    let refused = [
+        srv.client
+            .patch(&format!("/v1/buildings/{}", b.id), Some(admin), &json!({ "name": "Renamed" }))
+            .await,
+        srv.client
+            .patch(&asset_url, Some(admin), &json!({ "location": "Moved" }))
+            .await,
+        srv.client
+            .post(
+                &format!("{asset_url}/service-history"),
+                Some(admin),
+                &json!({ "rule_code": "AS1851-10-6M-EXT", "serviced_on": "2026-01-10",
+                         "outcome": "pass" }),
+            )
+            .await,
+        srv.client
+            .post(
+                "/v1/defects",
+                Some(admin),
+                &json!({ "building_id": b.id, "title": "Door wedged open", "severity": "non_critical" }),
+            )
+            .await,
+    ];
+    for r in &refused {
+        assert_problem(r, 409, "building_archived");
+    }
+    assert_eq!(
+        srv.client
+            .get(&format!("/v1/buildings/{}", b.id), Some(admin))
+            .await
+            .json,
+        before
+    );
+    assert_eq!(
+        srv.client.get(&asset_url, Some(admin)).await.json,
+        asset_before
+    );
     // Deleting it again is refused while its records are kept.
     let again = srv
         .client

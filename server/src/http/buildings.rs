@@ -480,7 +480,7 @@ pub struct UpdateBuilding {
 #[utoipa::path(patch, path = "/v1/buildings/{id}", tag = "buildings", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = UpdateBuilding,
     responses((status = 200, body = BuildingView), (status = 403, body = Problem), (status = 404, body = Problem),
-              (status = 422, body = Problem)))]
+              (status = 409, body = Problem, description = "building_archived"), (status = 422, body = Problem)))]
 async fn update(
     State(state): State<AppState>,
     user: AuthUser,
@@ -489,6 +489,8 @@ async fn update(
 ) -> ApiResult<Json<BuildingView>> {
     user.require(WRITERS)?;
     let before = building_of(&state, &user, id).await?;
+    // An archived building keeps its records as they were.
+    crate::http::records::ensure_open(&state, user.org_id, id).await?;
     let mut patch = BuildingPatch {
         name: req
             .name

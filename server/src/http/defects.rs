@@ -212,7 +212,7 @@ async fn create(
         ApiError::unprocessable("unknown_reference", format!("{field}: {what}"))
     };
     match state.store.get_building(user.org_id, req.building_id).await {
-        Ok(_) => {}
+        Ok(_) => super::records::ensure_open(&state, user.org_id, req.building_id).await?,
         Err(StoreError::NotFound) => {
             return Err(unknown(
                 "building_id",

@@ -349,6 +349,7 @@ async fn write(
     building_id: Uuid,
     batch: &[AssetValues],
 ) -> Result<Vec<ReferenceChange>, ApiError> {
+    crate::http::records::ensure_open(state, user.org_id, building_id).await?;
     let only_over = (user.role == Role::Inspector).then_some(Source::FirstService.as_str());
     let changes = state
         .store

@@ -98,11 +98,17 @@ pub struct RulesQuery {
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Only the rules this building is serviced under: the latest active version of every
+    /// code of the editions it pins (without it, the latest version of every code, whatever
+    /// its edition).
+    pub building_id: Option<Uuid>,
 }
 
-/// The latest active version of every rule visible to the caller's organisation, by code.
+/// The latest active version of every rule visible to the caller's organisation, by code; with
+/// `building_id`, the versions of the editions that building pins.
 #[utoipa::path(get, path = "/v1/rules", tag = "rules", security(("bearer" = [])), params(RulesQuery),
-    responses((status = 200, body = Paginated<RuleView>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 200, body = Paginated<RuleView>), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 404, body = Problem, description = "the building is not the organisation's")))]
 async fn list(
     State(state): State<AppState>,
     user: AuthUser,
@@ -148,15 +154,31 @@ async fn list(
             "cursor is not valid",
         ));
     }
-    let filter = RuleFilter {
-        equipment: q.equipment,
-        frequency: q.frequency,
-    };
     let limit = limit as usize;
-    let mut rows = state
-        .store
-        .latest_rules_page(user.org_id, &filter, q.cursor.as_deref(), limit as i64 + 1)
-        .await?;
+    let mut rows = match q.building_id {
+        Some(building_id) => {
+            let building = state.store.get_building(user.org_id, building_id).await?;
+            let mut rules =
+                library::building_rules(&*state.store, &building, q.frequency.as_deref()).await?;
+            rules.retain(|r| {
+                q.equipment.as_deref().is_none_or(|e| r.equipment == e)
+                    && q.cursor.as_deref().is_none_or(|c| r.code.as_str() > c)
+            });
+            rules.sort_by(|a, b| a.code.cmp(&b.code));
+            rules.truncate(limit + 1);
+            rules
+        }
+        None => {
+            let filter = RuleFilter {
+                equipment: q.equipment,
+                frequency: q.frequency,
+            };
+            state
+                .store
+                .latest_rules_page(user.org_id, &filter, q.cursor.as_deref(), limit as i64 + 1)
+                .await?
+        }
+    };
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next_cursor = if more {
@@ -374,6 +396,9 @@ async fn deactivate(
 pub struct ClassifyRequest {
     pub rule_code: String,
     pub observed_condition: String,
+    /// Classify under the version of the rule this building is serviced under (the edition it
+    /// pins); without it, under the latest active version of the code.
+    pub building_id: Option<Uuid>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -385,25 +410,38 @@ pub struct ClassifyResponse {
     pub audit_id: Uuid,
 }
 
-/// Classify an observed condition under the latest active version of a rule (any role).
-/// Every classification is recorded in the audit log.
+/// Classify an observed condition under the latest active version of a rule, or with
+/// `building_id` under the version of the edition that building pins (any role). Every
+/// classification is recorded in the audit log.
 #[utoipa::path(post, path = "/v1/classify", tag = "rules", security(("bearer" = [])), request_body = ClassifyRequest,
-    responses((status = 200, body = ClassifyResponse), (status = 404, body = Problem, description = "code rule_not_found"),
+    responses((status = 200, body = ClassifyResponse), (status = 404, body = Problem, description = "code rule_not_found, or the building is not the organisation's"),
               (status = 422, body = Problem, description = "code unknown_condition")))]
 async fn classify(
     State(state): State<AppState>,
     user: AuthUser,
     Json(req): Json<ClassifyRequest>,
 ) -> Result<Json<ClassifyResponse>, HandlerError> {
-    let rule = match state.store.latest_rule(user.org_id, &req.rule_code).await {
+    let found = match req.building_id {
+        Some(building_id) => {
+            let building = state.store.get_building(user.org_id, building_id).await?;
+            library::building_rule(&*state.store, &building, &req.rule_code).await
+        }
+        None => state.store.latest_rule(user.org_id, &req.rule_code).await,
+    };
+    let rule = match found {
         Ok(rule) => rule,
         Err(StoreError::NotFound) => {
+            let under = if req.building_id.is_some() {
+                " in the editions the building is serviced under"
+            } else {
+                ""
+            };
             return Err(CustomProblem::new(
                 StatusCode::NOT_FOUND,
                 "rule_not_found",
-                format!("no active rule with code '{}'", req.rule_code),
+                format!("no active rule with code '{}'{under}", req.rule_code),
             )
-            .into())
+            .into());
         }
         Err(e) => return Err(ApiError::from(e)),
     };

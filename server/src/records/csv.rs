@@ -6,9 +6,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::{reading_text, EsmStatement, Logbook, PersonRef};
 use crate::compliance::csv::guard;
 
-/// Logbook columns: one line per service (`record` = `service`) then one per defect
-/// (`record` = `defect`); columns that do not apply to a line are empty.
-pub const LOGBOOK_COLUMNS: [&str; 27] = [
+/// Logbook columns: one line per service (`record` = `service`; `source` says whether it is a
+/// session's result, imported history or an office entry) then one per defect (`record` =
+/// `defect`); columns that do not apply to a line are empty.
+pub const LOGBOOK_COLUMNS: [&str; 28] = [
     "record",
     "date",
     "session_id",
@@ -36,6 +37,7 @@ pub const LOGBOOK_COLUMNS: [&str; 27] = [
     "defect_status",
     "found_at",
     "rectified_at",
+    "source",
 ];
 
 /// Statement export columns: one line per measure.
@@ -84,10 +86,10 @@ pub fn logbook(l: &Logbook) -> Vec<u8> {
     let _ = w.write_record(LOGBOOK_COLUMNS);
     for e in &l.entries {
         let readings: Vec<String> = e.readings.iter().map(reading_text).collect();
-        let row: [String; 27] = [
+        let row: [String; 28] = [
             "service".into(),
             e.date.to_string(),
-            e.session_id.to_string(),
+            e.session_id.map(|s| s.to_string()).unwrap_or_default(),
             e.session_name.clone(),
             e.asset_id.clone(),
             e.identifier.clone().unwrap_or_default(),
@@ -115,11 +117,12 @@ pub fn logbook(l: &Logbook) -> Vec<u8> {
             String::new(),
             String::new(),
             String::new(),
+            e.source.clone(),
         ];
         let _ = w.write_record(row.map(guard));
     }
     for d in &l.defects {
-        let row: [String; 27] = [
+        let row: [String; 28] = [
             "defect".into(),
             d.found_at.date_naive().to_string(),
             String::new(),
@@ -147,6 +150,7 @@ pub fn logbook(l: &Logbook) -> Vec<u8> {
             d.status.clone(),
             time(Some(d.found_at)),
             time(d.rectified_at),
+            String::new(),
         ];
         let _ = w.write_record(row.map(guard));
     }

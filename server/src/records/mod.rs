@@ -176,7 +176,12 @@ pub struct SignOff {
 pub struct LogbookEntry {
     pub date: NaiveDate,
     pub recorded_at: DateTime<Utc>,
-    pub session_id: Uuid,
+    /// `session` (a result of a test session), `import` (a site's history brought by the CSV
+    /// import) or `office` (a service entered by the office for an asset).
+    pub source: String,
+    /// The session, for `session` entries.
+    pub session_id: Option<Uuid>,
+    /// The session's name; empty for services recorded outside a session.
     pub session_name: String,
     pub asset_id: String,
     pub identifier: Option<String>,
@@ -361,7 +366,8 @@ pub fn logbook(input: &Inputs<'_>) -> Logbook {
         entries.push(LogbookEntry {
             date: at.date_naive(),
             recorded_at: at,
-            session_id: item.session_id,
+            source: "session".into(),
+            session_id: Some(item.session_id),
             session_name: item.session_name.clone(),
             asset_id: item.asset_id.clone(),
             identifier: asset.and_then(|a| a.identifier.clone()),
@@ -394,8 +400,47 @@ pub fn logbook(input: &Inputs<'_>) -> Logbook {
             },
         });
     }
+    // Services recorded outside sessions (a site's imported history, office entries): dated
+    // by the day of the service; who performed them is not known to the server.
+    for h in input.history {
+        if !(input.from <= h.serviced_on && h.serviced_on <= input.to) {
+            continue;
+        }
+        let asset_id = h.asset_id.to_string();
+        let asset = assets.get(&asset_id);
+        let rule = input.rule(&h.rule_code);
+        match h.outcome.as_str() {
+            "fail" => summary.failed += 1,
+            _ => summary.passed += 1,
+        }
+        let asset_type = asset.map_or_else(|| "unknown".to_owned(), |a| a.asset_type.clone());
+        entries.push(LogbookEntry {
+            date: h.serviced_on,
+            recorded_at: h.created_at,
+            source: h.source.clone(),
+            session_id: None,
+            session_name: String::new(),
+            asset_id,
+            identifier: asset.and_then(|a| a.identifier.clone()),
+            equipment: kind_name(&asset_type),
+            asset_type,
+            location: asset.map(|a| a.location.clone()).unwrap_or_default(),
+            rule_code: Some(h.rule_code.clone()),
+            rule_name: rule.map(|r| r.name.clone()),
+            rule_version: None,
+            frequency: rule.map(|r| r.frequency.clone()),
+            outcome: h.outcome.clone(),
+            classification: None,
+            observed_conditions: Vec::new(),
+            readings: Vec::new(),
+            notes: h.note.clone().unwrap_or_default(),
+            performed_by: None,
+            signed_off: None,
+        });
+    }
     entries.sort_by(|a, b| {
-        (a.recorded_at, &a.identifier, &a.asset_id).cmp(&(
+        (a.date, a.recorded_at, &a.identifier, &a.asset_id).cmp(&(
+            b.date,
             b.recorded_at,
             &b.identifier,
             &b.asset_id,

@@ -95,6 +95,11 @@ pub fn logbook(l: &Logbook) -> Vec<u8> {
             if !e.notes.trim().is_empty() {
                 result.push(format!("Note: {}", e.notes.trim()));
             }
+            match e.source.as_str() {
+                "import" => result.push("Imported service history".into()),
+                "office" => result.push("Entered by the office".into()),
+                _ => {}
+            }
             vec![
                 Cell::from(e.date.to_string()),
                 Cell::from(e.identifier.clone().unwrap_or_else(|| e.asset_id.clone())),
@@ -114,7 +119,13 @@ pub fn logbook(l: &Logbook) -> Vec<u8> {
                         .map(|s| {
                             format!("{} (lic. {}) {}", s.by.name, s.licence, s.at.date_naive())
                         })
-                        .unwrap_or_else(|| "not signed off".into()),
+                        .unwrap_or_else(|| {
+                            if e.session_id.is_some() {
+                                "not signed off".into()
+                            } else {
+                                "-".into()
+                            }
+                        }),
                 ),
             ]
         })

@@ -532,6 +532,7 @@ async fn update(
         .store
         .get_asset(user.org_id, building_id, asset_id)
         .await?;
+    crate::http::records::ensure_open(&state, user.org_id, building_id).await?;
     let merged = AssetInput {
         asset_type: req
             .asset_type

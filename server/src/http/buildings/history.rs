@@ -140,7 +140,7 @@ async fn list_history(
     security(("bearer" = [])),
     params(("id" = Uuid, Path), ("asset_id" = Uuid, Path)), request_body = NewService,
     responses((status = 201, body = ServiceView), (status = 400, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem, description = "building_archived"),
               (status = 409, body = Problem, description = "code service_exists: this routine is already recorded on that day"),
               (status = 422, body = Problem, description = "code invalid_field, with errors: [{field, message}]")))]
 async fn add_history(
@@ -155,6 +155,7 @@ async fn add_history(
         .get_asset(user.org_id, building_id, asset_id)
         .await
         .map_err(ApiError::from)?;
+    crate::http::records::ensure_open(&state, user.org_id, building_id).await?;
     let rules = AssetRules::load(&state, &user, building_id, true).await?;
     let today = Utc::now().date_naive();
     let rule_code = req.rule_code.trim().to_owned();
