@@ -139,6 +139,9 @@ async fn openapi_document_is_a_contract() {
         ["application/octet-stream"]["schema"];
     assert_eq!(content["format"], "binary", "{content}");
 
+    closed_vocabularies_have_enums(&doc);
+    examples_are_accepted(&srv, &doc).await;
+
     // The validator, where installed.
     let validator = std::env::var("FIREMODE_OPENAPI_VALIDATOR")
         .ok()
@@ -165,6 +168,171 @@ async fn openapi_document_is_a_contract() {
         }
         None => eprintln!("skipping OpenAPI validation: openapi-spec-validator is not installed"),
     }
+}
+
+/// Property names that always hold a code from a closed set.
+const CLOSED: [&str; 9] = [
+    "outcome",
+    "status",
+    "severity",
+    "frequency",
+    "classification",
+    "asset_type",
+    "equipment",
+    "source",
+    "kind",
+];
+
+/// Properties with one of those names whose values are not codes: a name for people, or a
+/// type that may be `unknown` for an asset no longer registered.
+const NOT_CODES: [&str; 3] = [
+    "LogbookEntry.equipment",
+    "LogbookEntry.asset_type",
+    "LogbookDefect.asset_type",
+];
+
+/// Every string property with a closed vocabulary has its `enum` (from the server's own
+/// constants and rule library), and the server's table names only properties that exist.
+fn closed_vocabularies_have_enums(doc: &Value) {
+    let mut again = doc.clone();
+    let unmatched = firemode_server::http::vocabulary::add_enums(&mut again);
+    assert!(
+        unmatched.is_empty(),
+        "the vocabulary table names properties the document lacks: {unmatched:?}"
+    );
+    assert_eq!(&again, doc, "the enums are already in the served document");
+    let mut missing = Vec::new();
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        let Some(props) = schema["properties"].as_object() else {
+            continue;
+        };
+        for (prop, def) in props {
+            let stringy = def["type"] == "string"
+                || def["type"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "string"));
+            let key = format!("{name}.{prop}");
+            if CLOSED.contains(&prop.as_str())
+                && stringy
+                && def.get("enum").is_none()
+                && !NOT_CODES.contains(&key.as_str())
+            {
+                missing.push(key);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "closed vocabularies without enum: {missing:?}"
+    );
+    // Spot checks against the domain.
+    let schemas = &doc["components"]["schemas"];
+    let outcome = &schemas["ResultIn"]["properties"]["outcome"]["enum"];
+    assert_eq!(
+        outcome,
+        &serde_json::json!(["pass", "fail", "not_tested", "not_accessible"])
+    );
+    let kinds = schemas["CreateAsset"]["properties"]["asset_type"]["enum"]
+        .as_array()
+        .unwrap();
+    assert!(
+        kinds.iter().any(|k| k == "portable_extinguisher") && kinds.len() > 30,
+        "{kinds:?}"
+    );
+    let status = &schemas["UpdateSession"]["properties"]["status"]["enum"];
+    assert_eq!(
+        status,
+        &serde_json::json!(["in_progress", "completed", null])
+    );
+}
+
+/// Every JSON request body has an example, and the server's own deserialiser accepts each:
+/// sent to a real server (path ids random, so the request ends in a 404 or a semantic
+/// refusal), none is refused as malformed or of the wrong shape.
+async fn examples_are_accepted(srv: &TestServer, doc: &Value) {
+    let org = srv.org("Examples").await;
+    let token = org.admin.token.clone();
+    let mut tried = 0;
+    for (m, path, op) in operations(doc) {
+        let Some(body) = op.pointer("/requestBody/content/application~1json") else {
+            continue;
+        };
+        let id = op["operationId"].as_str().unwrap();
+        let example = body
+            .get("example")
+            .unwrap_or_else(|| panic!("{m} {path} ({id}): request body without an example"));
+        let url: String = path
+            .split('/')
+            .map(|seg| match seg {
+                "{state}" => "NSW".to_owned(),
+                "{year}" => "2026".to_owned(),
+                "{code}" => "AS1851-10-6M-EXT".to_owned(),
+                "{version}" => "9.9.9".to_owned(),
+                s if s.starts_with('{') => uuid::Uuid::new_v4().to_string(),
+                s => s.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let method = reqwest::Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+        let r = firemode_tests::Client::send(
+            srv.client
+                .request(method, &url, Some(&token))
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .json(example),
+        )
+        .await;
+        let code = r.json["code"].as_str().unwrap_or("");
+        assert!(
+            !matches!(code, "invalid_body" | "malformed_json") && r.status != 415,
+            "{m} {path} ({id}): its example is refused as a body: {} {}",
+            r.status,
+            r.body
+        );
+        tried += 1;
+    }
+    assert!(tried >= 24, "only {tried} request bodies");
+}
+
+/// The TypeScript types generated from the served document (`openapi-typescript`, from the
+/// npm registry) typecheck against the JS client's use of the REST API (`tsc --checkJs` over
+/// clients/js/src): a renamed field, a removed route or a changed type the client relies on
+/// fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_typescript_client_typechecks() {
+    if !firemode_tests::clients::js_clients_available() {
+        return;
+    }
+    let srv = TestServer::start(Backend::Sqlite).await.expect("sqlite");
+    let r = srv.client.get("/openapi.json", None).await;
+    assert_eq!(r.status, 200);
+    let js = firemode_tests::clients::js_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("openapi.json");
+    std::fs::write(&spec, r.body.as_bytes()).unwrap();
+    let run = |bin: &str, args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(js.join("node_modules/.bin").join(bin))
+            .args(args)
+            .current_dir(&js)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+        assert!(
+            out.status.success(),
+            "{bin} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let generated = js.join("generated/api.d.ts");
+    run(
+        "openapi-typescript",
+        &[spec.as_os_str(), "-o".as_ref(), generated.as_os_str()],
+    );
+    let types = std::fs::read_to_string(&generated).unwrap();
+    assert!(
+        types.contains("SessionView"),
+        "generated types lack SessionView"
+    );
+    run("tsc", &["-p".as_ref(), "tsconfig.json".as_ref()]);
 }
 
 fn which(bin: &str) -> Option<String> {

@@ -116,7 +116,16 @@ fn install_js_modules(dir: &std::path::Path) -> Result<(), String> {
     static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     INSTALLED
         .get_or_init(|| {
-            if dir.join("node_modules/@automerge/automerge-repo").exists() {
+            // Every package the tests use (a checkout whose lock file gained one reinstalls).
+            let needed = [
+                "@automerge/automerge-repo",
+                "typescript",
+                "openapi-typescript",
+            ];
+            if needed
+                .iter()
+                .all(|p| dir.join("node_modules").join(p).exists())
+            {
                 return Ok(());
             }
             eprintln!(

@@ -25,24 +25,12 @@ import * as A from "@automerge/automerge"
 import { Repo, ImmutableString, interpretAsDocumentId } from "@automerge/automerge-repo"
 import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
 
-/**
- * @typedef {object} Session
- * @property {string} id             session UUID (also the document's 16 bytes)
- * @property {string} document_id    bs58check automerge document id
- * @property {string} document_url   `automerge:<document_id>`, what `repo.find()` takes
- * @property {string} building_id
- * @property {string} name
- * @property {string} frequency
- * @property {string} status
- * @property {string[]} assigned_to
- */
-
-/**
- * @typedef {object} Tokens
- * @property {string} access_token
- * @property {string} refresh_token
- * @property {number} expires_in     seconds
- */
+// The REST types are generated from the server's /openapi.json (`npm run generate`, into
+// generated/api.d.ts; the server's test suite regenerates them and runs `tsc` over this file,
+// so a change of the API that breaks this client fails the build).
+/** @typedef {import("../generated/api.js").components["schemas"]} Schemas */
+/** A test session as the REST API lists it (`document_url` is what `repo.find()` takes). @typedef {Schemas["SessionView"]} Session */
+/** @typedef {Schemas["TokenPair"]} Tokens */
 
 /**
  * Record a result on a session item the way the server writes it: enumerations and ids as
@@ -139,7 +127,10 @@ export class FireModeClient {
 
   /** Log in with email and password, then start syncing. */
   async login(email, password) {
-    const tokens = await this.#post("/v1/auth/login", { email, password }, null)
+    /** @type {Schemas["LoginRequest"]} */
+    const body = { email, password }
+    /** @type {Tokens} */
+    const tokens = await this.#post("/v1/auth/login", body, null)
     this.useTokens(tokens)
     return this
   }
@@ -229,7 +220,10 @@ export class FireModeClient {
   /** Exchange the refresh token for a new pair and rebuild the sync connection with it. */
   async refresh() {
     if (!this.tokens) throw new Error("not logged in")
-    const tokens = await this.#post("/v1/auth/refresh", { refresh_token: this.tokens.refresh_token }, null)
+    /** @type {Schemas["RefreshRequest"]} */
+    const body = { refresh_token: this.tokens.refresh_token }
+    /** @type {Tokens} */
+    const tokens = await this.#post("/v1/auth/refresh", body, null)
     this.useTokens(tokens)
     return tokens
   }
@@ -242,6 +236,7 @@ export class FireModeClient {
     do {
       const q = new URLSearchParams({ assigned_to: "me", limit: "100" })
       if (cursor) q.set("cursor", cursor)
+      /** @type {Schemas["Paginated_SessionView"]} */
       const page = await this.api("GET", `/v1/tests/sessions?${q}`)
       all.push(...page.items)
       cursor = page.next_cursor
@@ -256,7 +251,7 @@ export class FireModeClient {
    */
   async openSession(session) {
     const url = typeof session === "string" ? session : session.document_url
-    return this.#repo().find(url)
+    return this.#repo().find(/** @type {import("@automerge/automerge-repo").AutomergeUrl} */ (url))
   }
 
   /**
@@ -303,13 +298,16 @@ export class FireModeClient {
    * to have it synced at once.
    */
   async registerSession({ buildingId, name, frequency, documentId, assignedTo = [] }) {
-    const session = await this.api("POST", "/v1/tests/sessions", {
+    /** @type {Schemas["CreateSession"]} */
+    const body = {
       building_id: buildingId,
       name,
       frequency,
       assigned_to: assignedTo,
       document_id: documentId,
-    })
+    }
+    /** @type {Session} */
+    const session = await this.api("POST", "/v1/tests/sessions", body)
     this.reconnect()
     return session
   }

@@ -309,6 +309,9 @@ fn finish_value(doc: &mut serde_json::Value) {
             }
         }
     }
+    super::vocabulary::link_pages(doc);
+    super::vocabulary::add_enums(doc);
+    super::vocabulary::add_examples(doc);
 }
 
 /// `GET /v1/sync`, described for readers of the document (its protocol is in

@@ -24,6 +24,7 @@ mod session_history;
 pub mod sessions;
 mod sync;
 pub mod users;
+pub mod vocabulary;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue};
