@@ -154,12 +154,41 @@ async fn openapi_and_docs(b: Backend) {
     assert_eq!(d.status, 200);
     assert!(d.header("content-type").unwrap().starts_with("text/html"));
     assert!(d.body.contains("/v1/auth/login"));
-    assert!(!d.body.contains("<script"), "no scripts, no network");
+    // Every operation is there without scripts, marked with its operation id for the page's
+    // module, which is served from this server only (no CDN, no inline script).
+    assert!(d.body.contains("data-op=\"loginAuth\""), "{}", d.body);
+    assert!(d
+        .body
+        .contains("<script type=module src=\"/docs/app.js\"></script>"));
     let csp = d.header("content-security-policy").unwrap();
     assert!(
-        csp.contains("default-src 'none'") && csp.contains("style-src 'sha256-"),
+        csp.contains("default-src 'none'")
+            && csp.contains("script-src 'self'")
+            && csp.contains("connect-src 'self'")
+            && !csp.contains("unsafe"),
         "{csp}"
     );
+    for (asset, kind) in [
+        ("/docs/app.js", "text/javascript"),
+        ("/docs/docs.css", "text/css"),
+    ] {
+        let a = srv.client.get(asset, None).await;
+        assert_eq!(a.status, 200, "{asset}");
+        assert!(
+            a.header("content-type").unwrap().starts_with(kind),
+            "{asset}"
+        );
+        assert!(
+            !a.body.contains("http://") && !a.body.contains("https://"),
+            "{asset} refers to another origin"
+        );
+    }
+    assert!(srv
+        .client
+        .get("/docs/app.js", None)
+        .await
+        .body
+        .contains("/openapi.json"));
 }
 
 /// PostgreSQL only: the database going away turns readiness into 503 (liveness stays 200).

@@ -7,9 +7,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use base64::Engine;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -126,19 +125,28 @@ pub fn spec_routes(spec: utoipa::openapi::OpenApi, docs: DocsPage) -> Router<App
                 async move { docs.response() }
             }),
         )
+        .route(
+            "/docs/app.js",
+            get(|| async { docs_asset("text/javascript; charset=utf-8", DOCS_JS) }),
+        )
+        .route(
+            "/docs/docs.css",
+            get(|| async { docs_asset("text/css; charset=utf-8", DOCS_CSS) }),
+        )
 }
 
-/// A self-contained API reference page rendered from the OpenAPI document: no scripts, no
-/// network, CSP pinned to the hash of its one style block.
+/// The API reference page, rendered from the OpenAPI document so that it reads without
+/// scripts; its module (`docs_ui/app.js`, embedded) adds each operation's fields, responses
+/// and a form to try it against this server. Nothing is fetched from elsewhere: the CSP allows
+/// only this origin.
 pub struct DocsPage {
     html: String,
-    csp: String,
 }
 
-const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}\
-h1{margin-bottom:0}h2{border-bottom:1px solid #ddd;margin-top:2rem}.op{margin:.8rem 0;padding:.5rem .8rem;\
-border-left:4px solid #c33;background:#fafafa}.m{font-weight:700;text-transform:uppercase;display:inline-block;\
-width:4.5rem}code{font-size:14px}.d{color:#555;margin:.2rem 0 0 4.5rem}";
+const DOCS_JS: &str = include_str!("docs_ui/app.js");
+const DOCS_CSS: &str = include_str!("docs_ui/docs.css");
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                        img-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 impl DocsPage {
     pub fn new(spec: &utoipa::openapi::OpenApi) -> Self {
@@ -166,7 +174,8 @@ impl DocsPage {
                 let mut responses: Vec<_> = op.responses.responses.keys().cloned().collect();
                 responses.sort();
                 by_tag.entry(tag).or_default().push(format!(
-                    "<div class=op><span class=m>{method}</span><code>{}</code><div class=d>{}<br>Responses: {}</div></div>",
+                    "<div class=op data-op=\"{}\"><span class=m>{method}</span><code>{}</code><div class=d>{}<br>Responses: {}</div></div>",
+                    escape(op.operation_id.as_deref().unwrap_or("")),
                     escape(path),
                     escape(&summary),
                     escape(&responses.join(", "))
@@ -182,25 +191,43 @@ impl DocsPage {
         }
         let html = format!(
             "<!doctype html><html lang=en><head><meta charset=utf-8><title>FireMode API</title>\
-             <style>{STYLE}</style></head><body><h1>FireMode API</h1><p>{}</p>\
+             <meta name=viewport content=\"width=device-width, initial-scale=1\">\
+             <link rel=stylesheet href=\"/docs/docs.css\"><script type=module src=\"/docs/app.js\"></script>\
+             </head><body><h1>FireMode API</h1><p>{}</p>\
              <p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a> (OpenAPI 3.1). \
              Authenticate with <code>Authorization: Bearer &lt;access_token&gt;</code> from \
-             <code>POST /v1/auth/login</code>. Errors are <code>application/problem+json</code>.</p>{body}</body></html>",
+             <code>POST /v1/auth/login</code> (or sign in below: the token stays in this page). \
+             Errors are <code>application/problem+json</code>.</p>{body}</body></html>",
             escape(spec.info.description.as_deref().unwrap_or(""))
         );
-        let hash =
-            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
-        let csp = format!("default-src 'none'; style-src 'sha256-{hash}'; frame-ancestors 'none'");
-        Self { html, csp }
+        Self { html }
     }
 
     fn response(&self) -> Response {
-        let mut res = (StatusCode::OK, Html(self.html.clone())).into_response();
-        if let Ok(v) = HeaderValue::from_str(&self.csp) {
-            res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
-        }
-        res
+        with_csp((StatusCode::OK, Html(self.html.clone())).into_response())
     }
+}
+
+fn with_csp(mut res: Response) -> Response {
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DOCS_CSP),
+    );
+    res
+}
+
+/// An embedded asset of the docs page.
+fn docs_asset(content_type: &'static str, body: &'static str) -> Response {
+    with_csp(
+        (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+    )
 }
 
 fn escape(s: &str) -> String {
