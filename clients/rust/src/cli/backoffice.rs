@@ -322,7 +322,7 @@ pub async fn assets(
         .post(format!("{}{path}", creds.url))
         .bearer_auth(&creds.tokens.access_token)
         .header(reqwest::header::CONTENT_TYPE, "text/csv")
-        .body(bytes)
+        .body(progress::body(bytes, format!("sending {}", file.display())).0)
         .send()
         .await
         .with_context(|| format!("cannot reach {}", creds.url))?;
@@ -634,9 +634,11 @@ pub async fn evidence(
                         if let Some(m) = &metadata {
                             form = form.text("metadata", m.clone());
                         }
+                        let (body, len) =
+                            progress::body(bytes.clone(), format!("uploading {filename}"));
                         form = form.part(
                             "file",
-                            reqwest::multipart::Part::bytes(bytes.clone())
+                            reqwest::multipart::Part::stream_with_length(body, len)
                                 .file_name(filename.clone()),
                         );
                         http.post(url)
@@ -684,6 +686,78 @@ pub async fn evidence(
                 );
             }
             Ok(())
+        }
+    }
+}
+
+/// Upload progress on stderr for large files: a body sent in 64 KiB chunks, each counted.
+mod progress {
+    use std::io::{IsTerminal, Write};
+
+    use futures_util::stream;
+
+    const CHUNK: usize = 64 * 1024;
+
+    /// The chunks of `bytes`, calling `seen(sent, total)` as each is handed to the connection.
+    pub(super) fn counted(
+        bytes: Vec<u8>,
+        mut seen: impl FnMut(u64, u64) + Send + 'static,
+    ) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
+        let total = bytes.len() as u64;
+        let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK).map(<[u8]>::to_vec).collect();
+        let mut sent = 0u64;
+        stream::iter(chunks.into_iter().map(move |c| {
+            sent += c.len() as u64;
+            seen(sent, total);
+            Ok(c)
+        }))
+    }
+
+    /// A request body that draws `label: 42% (1.2 of 2.9 MiB)` on stderr while it is sent, when
+    /// stderr is a terminal and the file is worth it (over 256 KiB); otherwise just the bytes.
+    pub(super) fn body(bytes: Vec<u8>, label: String) -> (reqwest::Body, u64) {
+        let len = bytes.len() as u64;
+        if !std::io::stderr().is_terminal() || len < 256 * 1024 {
+            return (reqwest::Body::from(bytes), len);
+        }
+        let draw = move |sent: u64, total: u64| {
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            let pct = (sent * 100).checked_div(total).unwrap_or(100);
+            let mut err = std::io::stderr();
+            let _ = write!(
+                err,
+                "\r{label}: {pct:>3}% ({:.1} of {:.1} MiB)",
+                mib(sent),
+                mib(total)
+            );
+            if sent == total {
+                let _ = writeln!(err);
+            }
+        };
+        (reqwest::Body::wrap_stream(counted(bytes, draw)), len)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::sync::{Arc, Mutex};
+
+        use futures_util::StreamExt;
+
+        #[tokio::test]
+        async fn every_byte_is_sent_once_and_counted_in_order() {
+            let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let log = seen.clone();
+            let chunks: Vec<Vec<u8>> =
+                super::counted(bytes.clone(), move |s, t| log.lock().unwrap().push((s, t)))
+                    .map(|c| c.unwrap())
+                    .collect()
+                    .await;
+            assert_eq!(chunks.concat(), bytes);
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.len(), 4, "{seen:?}");
+            assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+            assert_eq!(*seen.last().unwrap(), (200_000, 200_000));
         }
     }
 }
