@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Server CPU per edit, FireMode beside the reference sync servers, same clients and workloads,
+# in one run. The server is pinned to CPU 0 and the load generator to CPU 1 (`taskset`), so
+# that the generator cannot take the server's core; CPU per edit is read from /proc/<pid>/stat
+# and does not depend on who else runs.
+#
+#   docs/bench/side-by-side.sh            # appends to docs/bench/side-by-side.jsonl
+#   python3 docs/bench/chart.py           # draws docs/bench/cpu-per-edit.svg from it
+#
+# Servers (SERVERS, any of): firemode-sqlite firemode-postgres ref25 ref028
+#   ref25:  docs/bench/reference/server.mjs — the sync server's logic on automerge-repo 2.5.6
+#           and automerge 3.5 (installed under /tmp by this script, never committed)
+#   ref028: the npm package @automerge/automerge-repo-sync-server 0.2.8 (automerge-repo 1.x)
+# Workloads (WORKLOADS, any of):
+#   js-burst:   unmodified automerge-repo 2.5 JS clients, 20 clients, 100 edits each, burst
+#   js-paced:   the same clients, 100 clients, 30 edits each at 5 edits/s
+#   rust-closed: `firemode-cli bench sync`, 200 clients / 100 documents, closed loop, 20 s
+#   rust-1hz:    the same, 1 edit/s per client, 30 s
+# Needs release builds of firemode and firemode-cli (BIN, default $CARGO_TARGET_DIR/release),
+# node with clients/js installed (npm ci), curl, psql, taskset.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+unset DATABASE_URL
+PG=${PG:-postgres://postgres@127.0.0.1:5432}
+PORT=${PORT:-18081}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
+FM=$BIN/firemode
+PW='Load-tests-run-on-two-cores!'
+EMAIL=bench@example.test
+URL=http://127.0.0.1:$PORT
+OUT=${OUT:-docs/bench/side-by-side.jsonl}
+SERVERS=${SERVERS:-firemode-sqlite firemode-postgres ref25 ref028}
+WORKLOADS=${WORKLOADS:-js-burst js-paced rust-closed rust-1hz}
+SERVER_CPU=${SERVER_CPU:-0}
+GEN_CPU=${GEN_CPU:-1}
+REF25=${REF25:-/tmp/fm-ref25}
+REF028=${REF028:-/tmp/fm-ref028}
+RUN_ID=$(date -u +%Y-%m-%dT%H:%MZ)
+COMMIT=$(git rev-parse --short HEAD)
+
+[ -d "$REF25/node_modules/@automerge/automerge-repo" ] || {
+  mkdir -p "$REF25" && echo '{"private":true}' >"$REF25/package.json"
+  npm install --prefix "$REF25" --no-audit --no-fund $(cat docs/bench/reference/packages.txt) >/dev/null
+}
+[ -d "$REF028/node_modules/@automerge/automerge-repo-sync-server" ] || {
+  mkdir -p "$REF028" && echo '{"private":true}' >"$REF028/package.json"
+  npm install --prefix "$REF028" --no-audit --no-fund @automerge/automerge-repo-sync-server@0.2.8 >/dev/null
+}
+
+wait_up() { for _ in $(seq 1 200); do curl -s -o /dev/null "$URL/" && return; sleep 0.1; done; echo "server did not start" >&2; exit 1; }
+gen() { taskset -c "$GEN_CPU" "$@"; }
+tag() { # $1 server $2 workload
+  sed "s/^{/{\"run\":\"$RUN_ID\",\"commit\":\"$COMMIT\",\"server\":\"$1\",\"workload\":\"$2\",/" | tee -a "$OUT"
+}
+
+start() { # $1 server name; sets $server
+  local data=$1
+  case $name in
+  firemode-*)
+    taskset -c "$SERVER_CPU" "$FM" serve --listen 127.0.0.1:$PORT --data-dir "$data" >>"$data/server.log" 2>&1 &
+    ;;
+  ref25)
+    (cd "$data" && REF_PREFIX=$REF25 DATA_DIR="$data/amrg" PORT=$PORT exec taskset -c "$SERVER_CPU" node "$OLDPWD/docs/bench/reference/server.mjs" >"$data/ref.log" 2>&1) &
+    ;;
+  ref028)
+    (cd "$data" && DATA_DIR="$data/amrg" PORT=$PORT exec taskset -c "$SERVER_CPU" node "$REF028/node_modules/@automerge/automerge-repo-sync-server/src/index.js" >"$data/ref.log" 2>&1) &
+    ;;
+  esac
+  server=$!
+  wait_up
+}
+
+workload() { # $1 workload; server running as $server
+  local kind=firemode
+  [[ $name == ref* ]] && kind=reference
+  case $1 in
+  js-burst | js-paced)
+    local c=20 d=10 e=100 r=0
+    [ "$1" = js-paced ] && c=100 d=50 e=30 r=5
+    gen node docs/bench/js-load.mjs --target $kind --url "$URL" --email "$EMAIL" --password "$PW" \
+      --clients $c --docs $d --edits $e --rate $r --server-pid $server
+    ;;
+  rust-closed | rust-1hz)
+    local r=0 dur=20
+    [ "$1" = rust-1hz ] && r=1 dur=30
+    local flag=()
+    [ $kind = reference ] && flag=(--server reference)
+    FIREMODE_EMAIL=$EMAIL FIREMODE_PASSWORD=$PW gen "$BIN/firemode-cli" --json bench sync "${flag[@]}" \
+      --url "$URL" --clients 200 --docs 100 --rate $r --duration $dur --warmup 3 --server-pid $server
+    ;;
+  esac
+}
+
+for name in $SERVERS; do
+  for w in $WORKLOADS; do
+    data=$(mktemp -d)
+    case $name in
+    firemode-postgres)
+      psql "$PG/postgres" -qc 'DROP DATABASE IF EXISTS fm_sbs' -qc 'CREATE DATABASE fm_sbs'
+      export DATABASE_URL=$PG/fm_sbs
+      FIREMODE_JWT_SECRET=$("$FM" admin gen-key) FIREMODE_PII_KEYS=1:$("$FM" admin gen-key)
+      export FIREMODE_JWT_SECRET FIREMODE_PII_KEYS
+      ;;
+    esac
+    if [[ $name == firemode-* ]]; then
+      FIREMODE_ADMIN_PASSWORD=$PW "$FM" admin create-org --data-dir "$data" --name Bench \
+        --admin-email "$EMAIL" >/dev/null
+    fi
+    start "$data"
+    workload "$w" | tag "$name" "$w" || echo "{\"server\":\"$name\",\"workload\":\"$w\",\"failed\":true}" >>"$OUT"
+    kill $server 2>/dev/null; wait $server 2>/dev/null || true
+    if [ "$name" = firemode-postgres ]; then
+      unset DATABASE_URL FIREMODE_JWT_SECRET FIREMODE_PII_KEYS
+      psql "$PG/postgres" -qc 'DROP DATABASE IF EXISTS fm_sbs'
+    fi
+    rm -rf "$data"
+  done
+done
