@@ -16,6 +16,9 @@
 #   js-paced:   the same clients, 100 clients, 30 edits each at 5 edits/s
 #   rust-closed: `firemode-cli bench sync`, 200 clients / 100 documents, closed loop, 20 s
 #   rust-1hz:    the same, 1 edit/s per client, 30 s
+#   storm:       (FireMode only) docs/bench/js-storm.mjs: TABLETS tablets (default 1,000) with
+#                on-device storage edit SESSIONS sessions (500) offline and reconnect within one
+#                second, while 20 online tablets edit once a second
 # Needs release builds of firemode and firemode-cli (BIN, default $CARGO_TARGET_DIR/release),
 # node with clients/js installed (npm ci), curl, psql, taskset.
 set -euo pipefail
@@ -70,7 +73,7 @@ start() { # $1 server name; sets $server
   wait_up
 }
 
-workload() { # $1 workload; server running as $server
+workload() { # $1 workload; server running as $server, its data in $data
   local kind=firemode
   [[ $name == ref* ]] && kind=reference
   case $1 in
@@ -79,6 +82,12 @@ workload() { # $1 workload; server running as $server
     [ "$1" = js-paced ] && c=100 d=50 e=30 r=5
     gen node docs/bench/js-load.mjs --target $kind --url "$URL" --email "$EMAIL" --password "$PW" \
       --clients $c --docs $d --edits $e --rate $r --server-pid $server
+    ;;
+  storm)
+    [ $kind = firemode ] || return 0
+    gen node docs/bench/js-storm.mjs --url "$URL" --email "$EMAIL" --password "$PW" \
+      --tablets "${TABLETS:-1000}" --sessions "${SESSIONS:-500}" --edits "${EDITS:-5}" --online 20 \
+      --server-pid $server --server-log "$data/server.log"
     ;;
   rust-closed | rust-1hz)
     local r=0 dur=20
