@@ -50,7 +50,7 @@ def load(run):
     if not runs:
         sys.exit("no runs in side-by-side.jsonl")
     run = run or runs[-1]
-    return run, {(r["server"], r["workload"]): r for r in rows if r.get("run") == run}
+    return run, {(r["sbs_server"], r["workload"]): r for r in rows if r.get("run") == run}
 
 
 def bars(title, unit, values, path):

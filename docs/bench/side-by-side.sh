@@ -53,7 +53,7 @@ COMMIT=$(git rev-parse --short HEAD)
 wait_up() { for _ in $(seq 1 200); do curl -s -o /dev/null "$URL/" && return; sleep 0.1; done; echo "server did not start" >&2; exit 1; }
 gen() { taskset -c "$GEN_CPU" "$@"; }
 tag() { # $1 server $2 workload
-  sed "s/^{/{\"run\":\"$RUN_ID\",\"commit\":\"$COMMIT\",\"server\":\"$1\",\"workload\":\"$2\",/" | tee -a "$OUT"
+  sed "s/^{/{\"run\":\"$RUN_ID\",\"commit\":\"$COMMIT\",\"sbs_server\":\"$1\",\"workload\":\"$2\",/" | tee -a "$OUT"
 }
 
 start() { # $1 server name; sets $server
@@ -116,7 +116,7 @@ for name in $SERVERS; do
         --admin-email "$EMAIL" >/dev/null
     fi
     start "$data"
-    workload "$w" | tag "$name" "$w" || echo "{\"server\":\"$name\",\"workload\":\"$w\",\"failed\":true}" >>"$OUT"
+    workload "$w" | tag "$name" "$w" || echo "{\"sbs_server\":\"$name\",\"workload\":\"$w\",\"failed\":true}" >>"$OUT"
     kill $server 2>/dev/null; wait $server 2>/dev/null || true
     if [ "$name" = firemode-postgres ]; then
       unset DATABASE_URL FIREMODE_JWT_SECRET FIREMODE_PII_KEYS
