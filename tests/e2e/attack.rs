@@ -9,7 +9,9 @@
 //! - `text_sweep`: every string query parameter and top-level string body field of every
 //!   operation, sent with NUL and invalid percent-encodings (4xx, nothing changed) and with
 //!   control characters, 100 KB, RTL/combining/emoji text (never 5xx).
-//! - `jwt_attacks`: forged, expired, foreign, tampered, revoked and oversized tokens on REST and
+//! - `jwt_attacks`: forged, expired, foreign, tampered, revoked and oversized tokens, and tokens
+//!   signed with the real key for users the database does not back (unknown, deactivated,
+//!   another organisation's, a role above their own), on REST and
 //!   on `/v1/sync` (401; 400/414/431 for the oversized one).
 //! - `kill9_loop`: three `kill -9` cycles of the real binary under concurrent REST writes and
 //!   tablet edits; every acknowledged write present after each restart.
@@ -893,6 +895,49 @@ async fn jwt_attacks(b: Backend) {
         .await;
     assert!(r.status < 300, "logout: {}", r.body);
     tokens.push(("logged-out token".into(), out.token.clone()));
+    // Signed with the real key, for identities the database does not back: the signature
+    // alone must not make a user. `iat` two seconds ahead passes the user revocation the
+    // deactivation wrote, so the refusal is the user check's.
+    let ahead = chrono::Utc::now().timestamp() + 2;
+    let elsewhere = srv.org("Elsewhere Fire").await;
+    for (what, sub, org_id, role, iat) in [
+        ("unknown user, real key", Uuid::new_v4(), org.id, "admin", now - 10),
+        ("unknown organisation, real key", admin.id, Uuid::new_v4(), "admin", now - 10),
+        (
+            "deactivated user, token minted after the deactivation",
+            gone.id,
+            org.id,
+            "office",
+            ahead,
+        ),
+        (
+            "another organisation's admin claimed under this one",
+            elsewhere.admin.id,
+            org.id,
+            "admin",
+            now - 10,
+        ),
+        ("inspector claiming admin, real key", inspector.id, org.id, "admin", now - 10),
+    ] {
+        let c = claims(&|c| {
+            c["sub"] = json!(sub);
+            c["org"] = json!(org_id);
+            c["role"] = json!(role);
+            c["iat"] = json!(iat);
+        });
+        tokens.push((what.into(), hs256(&c, secret.as_bytes())));
+    }
+    // The control for the last one: the other organisation's admin under its own organisation.
+    let own = hs256(
+        &claims(&|c| {
+            c["sub"] = json!(elsewhere.admin.id);
+            c["org"] = json!(elsewhere.id);
+        }),
+        secret.as_bytes(),
+    );
+    assert_eq!(srv.client.get("/v1/users/me", Some(&own)).await.status, 200);
+    let buildings_before = srv.client.get("/v1/buildings?limit=200", Some(&admin.token)).await;
+    assert_eq!(buildings_before.status, 200, "{}", buildings_before.body);
 
     let mut t = Tally::new("JWT attacks", b);
     let c = &srv.client;
@@ -929,6 +974,12 @@ async fn jwt_attacks(b: Backend) {
             format!("{what}: /v1/sync?token -> {} {}", r.status, r.body)
         });
     }
+    // Nothing was written under any of them.
+    let r = c.get("/v1/buildings?limit=200", Some(&admin.token)).await;
+    t.tried += 1;
+    t.check(r.json == buildings_before.json, || {
+        format!("refused tokens changed the buildings: {}", r.body)
+    });
     // A 64 KB token: refused early, never a 2xx or 5xx.
     let huge = format!(
         "{}.{}.{sig}",
