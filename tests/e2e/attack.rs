@@ -5,7 +5,9 @@
 //! - `cross_org_matrix`: every operation of `/openapi.json` (fetched from the running server)
 //!   whose path takes an id, called with real ids of organisation A as every role of A (the
 //!   outcome docs/roles.md gives) and as every role of organisation B (never 2xx: 404, or 403
-//!   where the role is refused first). No 5xx anywhere.
+//!   where the role is refused first). No 5xx anywhere. `/v1/sync` too: every role of B asks
+//!   for A's session document and a random one (request, sync and ephemeral messages):
+//!   doc-unavailable, nothing about the document comes back, nothing changes.
 //! - `text_sweep`: every string query parameter and top-level string body field of every
 //!   operation, sent with NUL and invalid percent-encodings (4xx, nothing changed) and with
 //!   control characters, 100 KB, RTL/combining/emoji text (never 5xx).
@@ -96,6 +98,8 @@ struct Side {
     building: Uuid,
     asset: Uuid,
     session: Uuid,
+    /// The session's automerge document id (base58check), for `/v1/sync`.
+    document: String,
     evidence: Uuid,
     defect: Uuid,
     rule: String,
@@ -116,6 +120,7 @@ async fn side(srv: &TestServer, name: &str) -> Side {
     // Assigned to the inspector: "assigned" cells are then allowed.
     let s = fixtures::session(srv, &org.admin, &building, &[users[2].id]).await;
     let session: Uuid = s["id"].as_str().expect("id").parse().expect("uuid");
+    let document = s["document_id"].as_str().expect("document_id").to_owned();
     let r = Upload::photo(session, jpeg(2048, 3))
         .send(&srv.client, &org.admin.token)
         .await;
@@ -185,6 +190,7 @@ async fn side(srv: &TestServer, name: &str) -> Side {
         building: building.id,
         asset: building.assets[0],
         session,
+        document,
         evidence,
         defect,
         rule,
@@ -474,6 +480,33 @@ async fn cross_org_matrix(b: Backend) {
     );
     let mut t = Tally::new("cross-organisation matrix", b);
     let c = &srv.client;
+    // The sync socket: every role of B asks for A's session document (and for a random one),
+    // offers a change to it and sends it ephemeral data. Each is answered doc-unavailable and
+    // nothing about the document comes back; A's assigned inspector, the control, gets it.
+    let random = firemode_sync_core::DocumentId::from_uuid(Uuid::new_v4()).to_string();
+    let before = owner_document(&srv, &owner).await;
+    let (leaks, answered) = sync_probe(&srv, &owner.users[2], &owner.document, false).await;
+    t.tried += 1;
+    t.check(!leaks.is_empty() && !answered, || {
+        format!("owner inspector: /v1/sync of the own session document got no content ({leaks:?})")
+    });
+    for (i, role) in ROLES.iter().enumerate() {
+        for (which, doc) in [("owner's session document", &owner.document), ("random document", &random)] {
+            let (leaks, answered) = sync_probe(&srv, &other.users[i], doc, true).await;
+            t.tried += 1;
+            t.check(leaks.is_empty() && answered, || {
+                format!(
+                    "other org {role}: /v1/sync of the {which}: doc-unavailable {answered}, \
+                     messages about it {leaks:?}"
+                )
+            });
+        }
+    }
+    let after = owner_document(&srv, &owner).await;
+    t.tried += 1;
+    t.check(before == after, || {
+        format!("the other organisation's sync messages changed the document: {after}")
+    });
     for (method, path, op) in &ops {
         let url = fill_path(path, &owner);
         let query = required_query(&doc, op);
@@ -544,6 +577,104 @@ async fn cross_org_matrix(b: Backend) {
         }
     }
     t.finish();
+}
+
+/// The session document as its organisation's admin reads it through REST.
+async fn owner_document(srv: &TestServer, s: &Side) -> Value {
+    let r = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{}/document", s.session),
+            Some(&s.org.admin.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json
+}
+
+/// Join `/v1/sync` as `user` and try `doc` every way a client can: a request with a change, a
+/// sync message with a change, ephemeral data. Returns the messages about `doc` other than
+/// doc-unavailable (content, heads, relayed data: a leak for a refused user), and whether a
+/// doc-unavailable came.
+async fn sync_probe(
+    srv: &TestServer,
+    user: &User,
+    doc: &str,
+    hostile: bool,
+) -> (Vec<&'static str>, bool) {
+    use firemode_sync_core::automerge::sync::{self, SyncDoc};
+    use firemode_sync_core::automerge::transaction::Transactable;
+    use firemode_sync_core::automerge::{Automerge, ROOT};
+    use firemode_sync_core::wire::Message;
+    use firemode_tests::sync_client::Event;
+
+    let peer = format!("{}:probe-{}", user.id, Uuid::new_v4().simple());
+    let mut c = SyncClient::joined(&srv.base, &user.token, &peer).await;
+    let server = c.server_peer.clone().unwrap_or_default();
+    let mut d = Automerge::new();
+    if hostile {
+        let mut tx = d.transaction();
+        tx.put(ROOT, "status", "signed_off").unwrap();
+        tx.put(ROOT, "injected", "by another organisation").unwrap();
+        tx.commit();
+    }
+    let mut state = sync::State::new();
+    let first = d.generate_sync_message(&mut state).expect("a sync message");
+    c.send(&Message::Request {
+        document_id: doc.to_owned(),
+        sender_id: peer.clone(),
+        target_id: server.clone(),
+        data: first.encode(),
+    })
+    .await;
+    if hostile {
+        send_hostile(&mut c, &d, doc, &peer, &server).await;
+    }
+    let (mut leaks, mut answered) = (Vec::new(), false);
+    // Everything that comes within a second (the control's answer comes well within it).
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match c.next(left).await {
+            Event::Msg(Message::DocUnavailable { document_id, .. }) if document_id == doc => {
+                answered = true
+            }
+            Event::Msg(m) if m.document_id() == Some(doc) => leaks.push(m.type_name()),
+            Event::Msg(_) => {}
+            Event::Closed(_) | Event::Timeout => break,
+        }
+    }
+    (leaks, answered)
+}
+
+/// After the request: a sync message with the change, and ephemeral data.
+async fn send_hostile(
+    c: &mut SyncClient,
+    d: &firemode_sync_core::automerge::Automerge,
+    doc: &str,
+    peer: &str,
+    server: &str,
+) {
+    use firemode_sync_core::automerge::sync::{self, SyncDoc};
+    use firemode_sync_core::wire::Message;
+    let mut state = sync::State::new();
+    let again = d.generate_sync_message(&mut state).expect("a sync message");
+    c.send(&Message::Sync {
+        document_id: doc.to_owned(),
+        sender_id: peer.to_owned(),
+        target_id: server.to_owned(),
+        data: again.encode(),
+    })
+    .await;
+    c.send(&Message::Ephemeral {
+        document_id: doc.to_owned(),
+        sender_id: peer.to_owned(),
+        target_id: server.to_owned(),
+        count: 1,
+        session_id: "probe".into(),
+        data: vec![0xa0],
+    })
+    .await;
 }
 
 /// Everything of the organisation, read through the API (as its admin).
