@@ -701,8 +701,104 @@ async fn snapshot(srv: &TestServer, s: &Side) -> Vec<Value> {
     out
 }
 
-/// The string query parameters and top-level string body fields of an operation.
-fn string_inputs(doc: &Value, op: &Value) -> (Vec<String>, Vec<String>) {
+/// One step from a JSON value into a member: an object's field or an array's first item,
+/// with the schema of what is there (to build it when the minimal body leaves it out).
+#[derive(Clone)]
+enum Step {
+    Key(String, Value),
+    Item(Value),
+}
+
+/// A string somewhere in a request body: the steps from the root to it.
+type Leaf = Vec<Step>;
+
+fn leaf_name(leaf: &Leaf) -> String {
+    leaf.iter()
+        .map(|s| match s {
+            Step::Key(k, _) => format!(".{k}"),
+            Step::Item(_) => "[0]".to_owned(),
+        })
+        .collect()
+}
+
+fn is_string_schema(s: &Value) -> bool {
+    let ty = &s["type"];
+    (ty == "string" || ty.as_array().is_some_and(|a| a.contains(&json!("string"))))
+        && s["enum"].is_null()
+}
+
+/// Every string the body schema `schema` holds, nested objects and arrays included (through
+/// `allOf`/`oneOf`/`anyOf`), each once.
+fn string_leaves(doc: &Value, schema: &Value, at: &mut Leaf, depth: usize, out: &mut Vec<Leaf>) {
+    let s = deref(doc, schema);
+    if depth > 8 {
+        return;
+    }
+    if !at.is_empty() && is_string_schema(s) {
+        let name = leaf_name(at);
+        if !out.iter().any(|l| leaf_name(l) == name) {
+            out.push(at.clone());
+        }
+    }
+    for combo in ["allOf", "oneOf", "anyOf"] {
+        for variant in s[combo].as_array().into_iter().flatten() {
+            string_leaves(doc, variant, at, depth + 1, out);
+        }
+    }
+    for (name, prop) in s["properties"].as_object().into_iter().flatten() {
+        at.push(Step::Key(name.clone(), prop.clone()));
+        string_leaves(doc, prop, at, depth + 1, out);
+        at.pop();
+    }
+    if s["items"].is_object() {
+        at.push(Step::Item(s["items"].clone()));
+        string_leaves(doc, &s["items"], at, depth + 1, out);
+        at.pop();
+    }
+}
+
+/// `body` with `value` at `leaf`, the containers on the way built from their schemas when the
+/// minimal body has none.
+fn with_leaf(doc: &Value, body: &Value, leaf: &Leaf, value: Value) -> Value {
+    let mut out = body.clone();
+    let mut cur = &mut out;
+    for (i, step) in leaf.iter().enumerate() {
+        let last = i + 1 == leaf.len();
+        match step {
+            Step::Key(k, schema) => {
+                if !cur.is_object() {
+                    *cur = json!({});
+                }
+                let m = cur.as_object_mut().expect("object");
+                if last {
+                    m.insert(k.clone(), value);
+                    break;
+                }
+                cur = m
+                    .entry(k.clone())
+                    .or_insert_with(|| example(doc, schema, 0));
+            }
+            Step::Item(schema) => {
+                if !cur.is_array() {
+                    *cur = json!([]);
+                }
+                let a = cur.as_array_mut().expect("array");
+                if a.is_empty() {
+                    a.push(example(doc, schema, 0));
+                }
+                if last {
+                    a[0] = value;
+                    break;
+                }
+                cur = &mut a[0];
+            }
+        }
+    }
+    out
+}
+
+/// The string query parameters and the strings (at any depth) of the JSON body of an operation.
+fn string_inputs(doc: &Value, op: &Value) -> (Vec<String>, Vec<Leaf>) {
     let query = op["parameters"]
         .as_array()
         .into_iter()
@@ -714,17 +810,9 @@ fn string_inputs(doc: &Value, op: &Value) -> (Vec<String>, Vec<String>) {
     let mut fields = Vec::new();
     if let Some(schema) = op["requestBody"]["content"]
         .get("application/json")
-        .map(|c| deref(doc, &c["schema"]))
+        .map(|c| &c["schema"])
     {
-        for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
-            let p = deref(doc, prop);
-            let ty = &p["type"];
-            let is_string =
-                ty == "string" || ty.as_array().is_some_and(|a| a.contains(&json!("string")));
-            if is_string && p["enum"].is_null() {
-                fields.push(name.clone());
-            }
-        }
+        string_leaves(doc, schema, &mut Vec::new(), 0, &mut fields);
     }
     (query, fields)
 }
@@ -746,7 +834,7 @@ async fn text_sweep(b: Backend) {
     let c = &srv.client;
     let mut bad = Tally::new("NUL and invalid-encoding sweep", b);
     let before = snapshot(&srv, &s).await;
-    let mut inputs = 0;
+    let (mut inputs, mut nested) = (0, 0);
     for (method, path, op) in &ops {
         let url = fill_path_any(path, &s);
         let query = required_query(&doc, op);
@@ -773,10 +861,11 @@ async fn text_sweep(b: Backend) {
             }
         }
         if let Body::Json(base) = body_of(&doc, op) {
-            for field in &fields {
+            for leaf in &fields {
+                let field = leaf_name(leaf);
+                nested += usize::from(leaf.len() > 1);
                 for v in ["a\u{0}b", "\u{0}"] {
-                    let mut body = base.clone();
-                    body[field.as_str()] = json!(v);
+                    let body = with_leaf(&doc, &base, leaf, json!(v));
                     let r = call(c, method, &url, &query, &admin, &Body::Json(body)).await;
                     bad.tried += 1;
                     bad.check((400..500).contains(&r.status), || {
@@ -803,11 +892,14 @@ async fn text_sweep(b: Backend) {
             }
         }
     }
+    let nul: [&str; 2] = ["a\u{0}b", "\u{0}"];
+    inputs += forms_and_csv(&srv, &s, &nul, &mut bad, true).await;
     let after = snapshot(&srv, &s).await;
     bad.check(before == after, || {
         "refused requests changed the organisation's data".to_owned()
     });
     assert!(inputs > 20, "only {inputs} string inputs found");
+    assert!(nested > 10, "only {nested} nested string body fields found");
     bad.finish();
 
     // Text that is valid but hostile: accepted or refused, never a server error.
@@ -848,10 +940,10 @@ async fn text_sweep(b: Backend) {
             }
         }
         if let Body::Json(base) = body_of(&doc, op) {
-            for field in &fields {
+            for leaf in &fields {
+                let field = leaf_name(leaf);
                 for v in &values {
-                    let mut body = base.clone();
-                    body[field.as_str()] = json!(v);
+                    let body = with_leaf(&doc, &base, leaf, json!(v));
                     let r = call(c, method, &url, &query, &admin, &Body::Json(body)).await;
                     odd.tried += 1;
                     odd.check((200..500).contains(&r.status), || {
@@ -861,6 +953,7 @@ async fn text_sweep(b: Backend) {
             }
         }
     }
+    forms_and_csv(&srv, &s, &values, &mut odd, false).await;
     // Regressions found by this sweep: a 60 KB search was a 500 on SQLite (LIKE pattern too
     // long), and percent-encodings that are not UTF-8 were searched for as U+FFFD.
     for q in [format!("q={}", "x".repeat(60_000)), "q=%C0%80".to_owned()] {
@@ -875,6 +968,130 @@ async fn text_sweep(b: Backend) {
     odd.tried += 1;
     odd.check(r.status == 200, || format!("after the sweep: {}", r.status));
     odd.finish();
+}
+
+/// A CSV cell holding `v` exactly (quoted, quotes doubled).
+fn csv_cell(v: &str) -> String {
+    format!("\"{}\"", v.replace('"', "\"\""))
+}
+
+/// The inputs that are not JSON: every field of the evidence upload form (the metadata's
+/// nested strings too) and the file name, and every cell of the two CSV imports (assets,
+/// reference values), each given every one of `values`. `refused`: each must be a 4xx;
+/// otherwise anything but a 5xx. Returns how many inputs were probed.
+async fn forms_and_csv(srv: &TestServer, s: &Side, values: &[&str], t: &mut Tally, refused: bool) -> usize {
+    let c = &srv.client;
+    let admin = &s.org.admin.token;
+    let mut seed = 0u8;
+    let form_fields = [
+        "session_id",
+        "evidence_type",
+        "asset_id",
+        "sha256",
+        "metadata",
+        "metadata.note",
+        "metadata.tags[0]",
+        "metadata.nested.deeper",
+        "file name",
+    ];
+    for field in form_fields {
+        for v in values {
+            seed = seed.wrapping_add(1);
+            let mut u = Upload::photo(s.session, jpeg(1024, seed));
+            u.asset_id = Some(s.asset.to_string());
+            let v = (*v).to_owned();
+            match field {
+                "session_id" => u.session_id = v.clone(),
+                "evidence_type" => u.evidence_type = v.clone(),
+                "asset_id" => u.asset_id = Some(v.clone()),
+                "sha256" => u.sha256 = Some(v.clone()),
+                "metadata" => u.metadata = Some(v.clone()),
+                "metadata.note" => u.metadata = Some(json!({ "note": v }).to_string()),
+                "metadata.tags[0]" => {
+                    u.metadata = Some(json!({ "tags": [v, "ok"] }).to_string())
+                }
+                "metadata.nested.deeper" => {
+                    u.metadata = Some(json!({ "nested": { "deeper": [{ "x": v }] } }).to_string())
+                }
+                _ => u.filename = v.clone(),
+            }
+            let r = u.send(c, admin).await;
+            t.tried += 1;
+            let ok = if refused {
+                (400..500).contains(&r.status)
+            } else {
+                (200..500).contains(&r.status)
+            };
+            t.check(ok, || {
+                format!("POST /v1/evidence {field}={:.40?} -> {} {}", v, r.status, r.body)
+            });
+        }
+    }
+    // The CSV imports: a valid row, one cell replaced; and the header.
+    let b = s.building;
+    let imports: [(String, &[&str], Vec<String>); 2] = [
+        (
+            format!("/v1/buildings/{b}/assets/import"),
+            &[
+                "asset_type",
+                "location",
+                "identifier",
+                "install_date",
+                "rule_codes",
+                "manufacture_date",
+                "schedule_anchor",
+                "last_services",
+            ],
+            ["portable_extinguisher", "Store", "ATK-CSV", "2020-01-01", "", "", "", ""]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        (
+            format!("/v1/buildings/{b}/reference-values/import"),
+            &["asset_identifier", "kind", "key", "value", "unit", "source", "note"],
+            ["EXT-0000", "baseline", "flow", "1", "", "first_service", "from the sweep"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+    ];
+    let mut cells = 0;
+    for (url, header, row) in &imports {
+        for col in 0..=header.len() {
+            cells += 1;
+            for (n, v) in values.iter().enumerate() {
+                let mut head: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+                let mut cells_of_row = row.clone();
+                let at = if col == header.len() {
+                    // The header itself: a column name.
+                    head[0] = format!("{}{v}", head[0]);
+                    "header".to_owned()
+                } else {
+                    cells_of_row[col] = v.to_string();
+                    if header[col] == "identifier" && !refused {
+                        // Each accepted row makes an asset of its own.
+                        cells_of_row[col] = format!("{v}-{n}");
+                    }
+                    header[col].to_owned()
+                };
+                let csv = format!(
+                    "{}\n{}\n",
+                    head.iter().map(|h| csv_cell(h)).collect::<Vec<_>>().join(","),
+                    cells_of_row.iter().map(|h| csv_cell(h)).collect::<Vec<_>>().join(",")
+                );
+                let r = c.post_raw(url, Some(admin), "text/csv", csv.into_bytes()).await;
+                t.tried += 1;
+                let ok = if refused {
+                    (400..500).contains(&r.status)
+                } else {
+                    (200..500).contains(&r.status)
+                };
+                t.check(ok, || {
+                    format!("POST {url} {at}={:.40?} -> {} {}", v, r.status, r.body)
+                });
+            }
+        }
+    }
+    form_fields.len() + cells
 }
 
 /// `fill_path` for every route (those without ids included).
