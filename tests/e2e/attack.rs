@@ -15,8 +15,10 @@
 //!   signed with the real key for users the database does not back (unknown, deactivated,
 //!   another organisation's, a role above their own), on REST and
 //!   on `/v1/sync` (401; 400/414/431 for the oversized one).
-//! - `kill9_loop`: three `kill -9` cycles of the real binary under concurrent REST writes and
-//!   tablet edits; every acknowledged write present after each restart.
+//! - `kill9_loop`: three `kill -9` cycles of the real binary under concurrent REST writes,
+//!   a Rust tablet's edits and two JS tablets' (unmodified automerge-repo, in Node); every
+//!   acknowledged write present after each restart (for automerge-repo: a change inside the
+//!   heads the server last announced, `handle.getSyncInfo(storageId)`).
 //! - `schemathesis`: schemathesis (PyPI) fuzzing every operation as an admin, checks
 //!   `not_a_server_error` and `response_schema_conformance`.
 //!
@@ -1450,6 +1452,30 @@ async fn kill9_loop(b: Backend) {
     let sid = s.str("id").to_owned();
     let doc_id = s.str("document_id").to_owned();
     let peer = format!("{me}:tablet");
+    // The JS tablets (unmodified automerge-repo, clients/js/test/kill9.test.mjs): a session
+    // document each, so that each document has one writer and "acknowledged" is exact.
+    let js = firemode_tests::clients::js_clients_available();
+    let refresh = login.str("refresh_token").to_owned();
+    let mut js_docs: Vec<(String, String)> = Vec::new();
+    if js {
+        for n in 0..2 {
+            let s = c
+                .post(
+                    "/v1/tests/sessions",
+                    Some(&token),
+                    &json!({ "building_id": building, "name": format!("JS {n}"),
+                             "frequency": "six_monthly" }),
+                )
+                .await;
+            assert_eq!(s.status, 201, "{}", s.body);
+            js_docs.push((
+                s.str("document_url").to_owned(),
+                s.str("document_id").to_owned(),
+            ));
+        }
+    }
+    let mut js_acked: Vec<Vec<ChangeHash>> = vec![Vec::new(); js_docs.len()];
+    let mut js_edits = 0;
 
     let mut t = Tally::new("kill -9 cycles under REST and sync load", b);
     let mut acked_buildings: Vec<String> = Vec::new();
@@ -1538,16 +1564,65 @@ async fn kill9_loop(b: Backend) {
             }
             (doc, state, acked, tried, acked_edits)
         });
-        // Both kinds of write under way (however slow the machine), then a little more load.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // The JS tablets, started against this run of the server.
+        let node = js.then(|| {
+            let tablets: Vec<Value> = js_docs
+                .iter()
+                .enumerate()
+                .map(|(n, (url, _))| json!({ "device": format!("js{n}"), "document_url": url, "asset": asset }))
+                .collect();
+            firemode_tests::clients::NodeTest::spawn(
+                "kill9.test.mjs",
+                &json!({ "base_url": srv.base, "cycle": cycle, "tablets": tablets,
+                         "user": { "token": token, "refresh": refresh } }),
+            )
+        });
+        // JS acknowledgements so far (the script's progress file), the fewest of its tablets.
+        let js_progress = |node: &Option<firemode_tests::clients::NodeTest>| {
+            node.as_ref().map_or(usize::MAX, |n| {
+                std::fs::read(n.control("progress"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Vec<usize>>(&b).ok())
+                    .and_then(|v| v.into_iter().min())
+                    .unwrap_or(0)
+            })
+        };
+        // Every kind of write under way (however slow the machine), then a little more load.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while (progress.0.load(std::sync::atomic::Ordering::SeqCst) == 0
-            || progress.1.load(std::sync::atomic::Ordering::SeqCst) < 3)
+            || progress.1.load(std::sync::atomic::Ordering::SeqCst) < 3
+            || js_progress(&node) < 3)
             && std::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         srv.kill9();
+        if let Some(mut node) = node {
+            std::fs::write(node.control("stop"), b"").unwrap();
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !node.finished() && std::time::Instant::now() < until {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            let run = node.wait(std::time::Duration::from_secs(5)).await;
+            let tablets = run.result["tablets"].as_array().cloned().unwrap_or_default();
+            t.check(run.success && tablets.len() == js_docs.len(), || {
+                format!("cycle {cycle}: the JS tablets failed: {}", run.output)
+            });
+            for (n, tb) in tablets.iter().enumerate() {
+                let edits = tb["edits"].as_u64().unwrap_or(0) as usize;
+                let acked_edits = tb["acked_edits"].as_u64().unwrap_or(0) as usize;
+                t.tried += edits;
+                js_edits += acked_edits;
+                t.check(acked_edits > 0, || {
+                    format!("cycle {cycle}: JS tablet {n}: no edit acknowledged before the kill ({edits} made)")
+                });
+                for h in tb["acked_heads"].as_array().into_iter().flatten() {
+                    let h: ChangeHash = h.as_str().unwrap_or_default().parse().expect("hex change hash");
+                    js_acked[n].push(h);
+                }
+            }
+        }
         let (ok, tried) = writer.await.unwrap();
         let (d, st, acked, edits, acked_edits) = editor.await.unwrap();
         total_edits += acked_edits;
@@ -1585,6 +1660,21 @@ async fn kill9_loop(b: Backend) {
                 format!("cycle {cycle}: acknowledged change {h} lost")
             });
         }
+        // The same for each JS tablet's document.
+        for ((_, js_doc), acked) in js_docs.iter().zip(&js_acked) {
+            let mut fresh = Automerge::new();
+            let mut fresh_state = sync::State::new();
+            puller
+                .sync(js_doc, &mut fresh, &mut fresh_state, true)
+                .await
+                .unwrap();
+            t.tried += 1;
+            for h in acked {
+                t.check(fresh.get_change_by_hash(h).is_some(), || {
+                    format!("cycle {cycle}: acknowledged JS change {h} lost")
+                });
+            }
+        }
         drop(puller);
         let r = c
             .get(&format!("/v1/tests/sessions/{sid}/document"), Some(&token))
@@ -1594,7 +1684,7 @@ async fn kill9_loop(b: Backend) {
             format!("document after restart: {}", r.status)
         });
         eprintln!(
-            "kill -9 cycle {cycle} ({b:?}): {} buildings and {total_edits} tablet edits acknowledged so far, all present",
+            "kill -9 cycle {cycle} ({b:?}): {} buildings, {total_edits} Rust tablet edits and {js_edits} JS tablet edits acknowledged so far, all present",
             acked_buildings.len(),
         );
     }
