@@ -276,7 +276,7 @@ struct Acked {
 async fn backup_under_sync_load(b: Backend) {
     use firemode_sync_core::automerge::sync;
     use firemode_sync_core::automerge::transaction::Transactable;
-    use firemode_sync_core::automerge::{Automerge, ROOT};
+    use firemode_sync_core::automerge::{Automerge, ReadDoc, ROOT};
     use std::sync::Mutex;
 
     let Some(srv) = TestServer::start(b).await else {
