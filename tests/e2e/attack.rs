@@ -493,7 +493,10 @@ async fn cross_org_matrix(b: Backend) {
         format!("owner inspector: /v1/sync of the own session document got no content ({leaks:?})")
     });
     for (i, role) in ROLES.iter().enumerate() {
-        for (which, doc) in [("owner's session document", &owner.document), ("random document", &random)] {
+        for (which, doc) in [
+            ("owner's session document", &owner.document),
+            ("random document", &random),
+        ] {
             let (leaks, answered) = sync_probe(&srv, &other.users[i], doc, true).await;
             t.tried += 1;
             t.check(leaks.is_empty() && answered, || {
@@ -981,7 +984,13 @@ fn csv_cell(v: &str) -> String {
 /// nested strings too) and the file name, and every cell of the two CSV imports (assets,
 /// reference values), each given every one of `values`. `refused`: each must be a 4xx;
 /// otherwise anything but a 5xx. Returns how many inputs were probed.
-async fn forms_and_csv(srv: &TestServer, s: &Side, values: &[&str], t: &mut Tally, refused: bool) -> usize {
+async fn forms_and_csv(
+    srv: &TestServer,
+    s: &Side,
+    values: &[&str],
+    t: &mut Tally,
+    refused: bool,
+) -> usize {
     let c = &srv.client;
     let admin = s.org.admin.token.as_str();
     let mut seed = 0u8;
@@ -996,8 +1005,15 @@ async fn forms_and_csv(srv: &TestServer, s: &Side, values: &[&str], t: &mut Tall
         "metadata.nested.deeper",
         "file name",
     ];
-    for field in form_fields {
-        for v in values {
+    // The control (in the sweep that may write): the form and the rows as built here, with
+    // no hostile value, are accepted, so the refusals below are the values'.
+    let control = if refused { vec![] } else { vec![("none", "")] };
+    for (field, v) in control.into_iter().chain(
+        form_fields
+            .iter()
+            .flat_map(|f| values.iter().map(move |v| (*f, *v))),
+    ) {
+        {
             seed = seed.wrapping_add(1);
             let file = jpeg(1024, seed);
             let v = (*v).to_owned();
@@ -1019,6 +1035,7 @@ async fn forms_and_csv(srv: &TestServer, s: &Side, values: &[&str], t: &mut Tall
                     filename = v.clone();
                     None
                 }
+                "none" => None,
                 name => {
                     for f in fields.iter_mut().filter(|f| f.0 == name) {
                         f.1 = v.clone();
@@ -1054,13 +1071,18 @@ async fn forms_and_csv(srv: &TestServer, s: &Side, values: &[&str], t: &mut Tall
             )
             .await;
             t.tried += 1;
-            let ok = if refused {
+            let ok = if field == "none" {
+                r.status == 201
+            } else if refused {
                 (400..500).contains(&r.status)
             } else {
                 (200..500).contains(&r.status)
             };
             t.check(ok, || {
-                format!("POST /v1/evidence {field}={:.40?} -> {} {}", v, r.status, r.body)
+                format!(
+                    "POST /v1/evidence {field}={:.40?} -> {} {}",
+                    v, r.status, r.body
+                )
             });
         }
     }
@@ -1079,20 +1101,57 @@ async fn forms_and_csv(srv: &TestServer, s: &Side, values: &[&str], t: &mut Tall
                 "schedule_anchor",
                 "last_services",
             ],
-            ["portable_extinguisher", "Store", "ATK-CSV", "2020-01-01", "", "", "", ""]
-                .map(str::to_owned)
-                .to_vec(),
+            [
+                "portable_extinguisher",
+                "Store",
+                "ATK-CSV",
+                "2020-01-01",
+                "",
+                "",
+                "",
+                "",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         ),
         (
             format!("/v1/buildings/{b}/reference-values/import"),
-            &["asset_identifier", "kind", "key", "value", "unit", "source", "note"],
-            ["EXT-0000", "baseline", "flow", "1", "", "first_service", "from the sweep"]
-                .map(str::to_owned)
-                .to_vec(),
+            &[
+                "asset_identifier",
+                "kind",
+                "key",
+                "value",
+                "unit",
+                "source",
+                "note",
+            ],
+            [
+                // The fixture's asset while nothing has changed; after the writing sweeps
+                // renamed it, the asset the asset import's control row made.
+                if refused { "EXT-0000" } else { "ATK-CSV" },
+                "baseline",
+                "flow",
+                "1",
+                "",
+                "first_service",
+                "from the sweep",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         ),
     ];
     let mut cells = 0;
     for (url, header, row) in &imports {
+        if !refused {
+            let csv = format!("{}\n{}\n", header.join(","), row.join(","));
+            let r = c
+                .post_raw(url, Some(admin), "text/csv", csv.into_bytes())
+                .await;
+            t.tried += 1;
+            t.check((200..300).contains(&r.status), || {
+                format!("POST {url}, the control row -> {} {}", r.status, r.body)
+            });
+        }
         for col in 0..=header.len() {
             cells += 1;
             for (n, v) in values.iter().enumerate() {
@@ -1112,10 +1171,19 @@ async fn forms_and_csv(srv: &TestServer, s: &Side, values: &[&str], t: &mut Tall
                 };
                 let csv = format!(
                     "{}\n{}\n",
-                    head.iter().map(|h| csv_cell(h)).collect::<Vec<_>>().join(","),
-                    cells_of_row.iter().map(|h| csv_cell(h)).collect::<Vec<_>>().join(",")
+                    head.iter()
+                        .map(|h| csv_cell(h))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    cells_of_row
+                        .iter()
+                        .map(|h| csv_cell(h))
+                        .collect::<Vec<_>>()
+                        .join(",")
                 );
-                let r = c.post_raw(url, Some(admin), "text/csv", csv.into_bytes()).await;
+                let r = c
+                    .post_raw(url, Some(admin), "text/csv", csv.into_bytes())
+                    .await;
                 t.tried += 1;
                 let ok = if refused {
                     (400..500).contains(&r.status)
@@ -1286,8 +1354,20 @@ async fn jwt_attacks(b: Backend) {
     let ahead = chrono::Utc::now().timestamp() + 2;
     let elsewhere = srv.org("Elsewhere Fire").await;
     for (what, sub, org_id, role, iat) in [
-        ("unknown user, real key", Uuid::new_v4(), org.id, "admin", now - 10),
-        ("unknown organisation, real key", admin.id, Uuid::new_v4(), "admin", now - 10),
+        (
+            "unknown user, real key",
+            Uuid::new_v4(),
+            org.id,
+            "admin",
+            now - 10,
+        ),
+        (
+            "unknown organisation, real key",
+            admin.id,
+            Uuid::new_v4(),
+            "admin",
+            now - 10,
+        ),
         (
             "deactivated user, token minted after the deactivation",
             gone.id,
@@ -1302,7 +1382,13 @@ async fn jwt_attacks(b: Backend) {
             "admin",
             now - 10,
         ),
-        ("inspector claiming admin, real key", inspector.id, org.id, "admin", now - 10),
+        (
+            "inspector claiming admin, real key",
+            inspector.id,
+            org.id,
+            "admin",
+            now - 10,
+        ),
     ] {
         let c = claims(&|c| {
             c["sub"] = json!(sub);
@@ -1321,7 +1407,10 @@ async fn jwt_attacks(b: Backend) {
         secret.as_bytes(),
     );
     assert_eq!(srv.client.get("/v1/users/me", Some(&own)).await.status, 200);
-    let buildings_before = srv.client.get("/v1/buildings?limit=200", Some(&admin.token)).await;
+    let buildings_before = srv
+        .client
+        .get("/v1/buildings?limit=200", Some(&admin.token))
+        .await;
     assert_eq!(buildings_before.status, 200, "{}", buildings_before.body);
 
     let mut t = Tally::new("JWT attacks", b);
@@ -1640,7 +1729,10 @@ async fn kill9_loop(b: Backend) {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             let run = node.wait(std::time::Duration::from_secs(5)).await;
-            let tablets = run.result["tablets"].as_array().cloned().unwrap_or_default();
+            let tablets = run.result["tablets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             t.check(run.success && tablets.len() == js_docs.len(), || {
                 format!("cycle {cycle}: the JS tablets failed: {}", run.output)
             });
@@ -1653,7 +1745,11 @@ async fn kill9_loop(b: Backend) {
                     format!("cycle {cycle}: JS tablet {n}: no edit acknowledged before the kill ({edits} made)")
                 });
                 for h in tb["acked_heads"].as_array().into_iter().flatten() {
-                    let h: ChangeHash = h.as_str().unwrap_or_default().parse().expect("hex change hash");
+                    let h: ChangeHash = h
+                        .as_str()
+                        .unwrap_or_default()
+                        .parse()
+                        .expect("hex change hash");
                     js_acked[n].push(h);
                 }
             }

@@ -333,21 +333,29 @@ async fn backup_under_sync_load(b: Backend) {
     };
     // A tablet: one edit after another, acknowledged when the server announces its heads.
     let tablet = {
-        let (base, token, stop, acked) = (srv.base.clone(), token.clone(), stop.clone(), acked.clone());
+        let (base, token, stop, acked) =
+            (srv.base.clone(), token.clone(), stop.clone(), acked.clone());
         let (doc_id, asset) = (doc_id.clone(), asset.clone());
         let peer = format!("{}:backup-tablet", org.admin.id);
         tokio::spawn(async move {
             let mut client = SyncClient::joined(&base, &token, &peer).await;
             let (mut doc, mut state) = (Automerge::new(), sync::State::new());
-            client.sync(&doc_id, &mut doc, &mut state, true).await.unwrap();
+            client
+                .sync(&doc_id, &mut doc, &mut state, true)
+                .await
+                .unwrap();
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let mut tx = doc.transaction();
                 let (_, items) = tx.get(ROOT, "items").unwrap().unwrap();
                 let (_, item) = tx.get(&items, asset.as_str()).unwrap().unwrap();
-                tx.put(&item, "observedCondition", format!("edit {i}")).unwrap();
+                tx.put(&item, "observedCondition", format!("edit {i}"))
+                    .unwrap();
                 tx.commit();
-                client.sync(&doc_id, &mut doc, &mut state, false).await.unwrap();
+                client
+                    .sync(&doc_id, &mut doc, &mut state, false)
+                    .await
+                    .unwrap();
                 let heads = doc.get_heads();
                 if state.their_heads.as_ref() == Some(&heads) {
                     acked.lock().unwrap().heads.extend(heads);
@@ -365,7 +373,10 @@ async fn backup_under_sync_load(b: Backend) {
                 break;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "the writers did not get going");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writers did not get going"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let (before_buildings, before_evidence, before_heads) = {
@@ -436,7 +447,10 @@ async fn backup_under_sync_load(b: Backend) {
         (cfg.jwt_secret, cfg.pii_keys) = secrets;
     }
     let restored = TestServer::start_with(db, cfg).await;
-    let t = restored.login(&org.admin.email, &org.admin.password).await.token;
+    let t = restored
+        .login(&org.admin.email, &org.admin.password)
+        .await
+        .token;
     let rc = restored.client.clone();
 
     // Rows: every building acknowledged before the backup started, and of the ones written
@@ -455,7 +469,12 @@ async fn backup_under_sync_load(b: Backend) {
     assert_eq!(names, all_buildings[..names.len()], "a consistent cut");
     // Evidence: each acknowledged before, there byte for byte; every record restored has its
     // object (verify re-hashes it).
-    let listed = get(&rc, &t, &format!("/v1/tests/sessions/{sid}/evidence?limit=500")).await;
+    let listed = get(
+        &rc,
+        &t,
+        &format!("/v1/tests/sessions/{sid}/evidence?limit=500"),
+    )
+    .await;
     let listed: Vec<Uuid> = listed["items"]
         .as_array()
         .unwrap()
@@ -463,7 +482,10 @@ async fn backup_under_sync_load(b: Backend) {
         .map(|e| e["id"].as_str().unwrap().parse().unwrap())
         .collect();
     for (id, _) in &before_evidence {
-        assert!(listed.contains(id), "evidence {id} acknowledged before the backup is missing");
+        assert!(
+            listed.contains(id),
+            "evidence {id} acknowledged before the backup is missing"
+        );
     }
     for id in &listed {
         let v = get(&rc, &t, &format!("/v1/evidence/{id}/verify")).await;

@@ -185,7 +185,11 @@ async fn metrics_on_their_own_listener_and_behind_a_token(b: Backend) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let m = Client::new(&format!("http://{}", listener.local_addr().unwrap()));
     tokio::spawn(firemode_server::serve_metrics(listener, srv.state.clone()));
-    for t in [None, Some("wrong-token-wrong-token"), Some(&token[..token.len() - 1])] {
+    for t in [
+        None,
+        Some("wrong-token-wrong-token"),
+        Some(&token[..token.len() - 1]),
+    ] {
         let r = m.get("/metrics", t).await;
         assert_eq!(r.status, 401, "{t:?}: {}", r.body);
         assert!(!r.body.contains("firemode_"), "{}", r.body);
@@ -230,10 +234,15 @@ async fn metrics_on_their_own_listener_and_behind_a_token(b: Backend) {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             break v["address"].as_str().unwrap().to_owned();
         }
-        assert!(std::time::Instant::now() < deadline, "no metrics listener: {out}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no metrics listener: {out}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let r = Client::new(&format!("http://{addr}")).get("/metrics", None).await;
+    let r = Client::new(&format!("http://{addr}"))
+        .get("/metrics", None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("firemode_"), "{}", r.body);
     assert_eq!(Client::new(&p.base).get("/metrics", None).await.status, 404);
