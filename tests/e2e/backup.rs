@@ -512,7 +512,7 @@ async fn backup_under_sync_load(b: Backend) {
     }
     let doc = get(&rc, &t, &format!("/v1/tests/sessions/{sid}/document")).await;
     assert!(
-        doc["items"][&asset]["observedCondition"]
+        doc["document"]["items"][&asset]["observedCondition"]
             .as_str()
             .is_some_and(|v| v.starts_with("edit ")),
         "{doc}"
