@@ -191,13 +191,25 @@ pub async fn run_server(config: Config) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let listen = config.listen;
+    let (listen, metrics_listen) = (config.listen, config.metrics_listen);
     tracing::info!(database = %config.database_url, data_dir = %config.data_dir.display(), "starting");
     let state = AppState::new(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (set --listen or FIREMODE_LISTEN)"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
+    if let Some(addr) = metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for metrics (set FIREMODE_METRICS_LISTEN)")
+        })?;
+        tracing::info!(address = %metrics.local_addr()?, "metrics listening");
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::serve_metrics(metrics, state).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

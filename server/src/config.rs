@@ -119,6 +119,11 @@ pub enum EvidenceStoreKind {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// A second address serving only `GET /metrics` (e.g. 127.0.0.1:9090); when set, the API
+    /// port no longer serves it. None: `/metrics` on the API port.
+    pub metrics_listen: Option<SocketAddr>,
+    /// When set, `/metrics` (wherever it is served) needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret<String>>,
     pub data_dir: PathBuf,
     pub database_url: DatabaseUrl,
     /// How long a request waits for a database connection before it is answered 503
@@ -206,6 +211,8 @@ impl Config {
         let data_dir = data_dir.into();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
+            metrics_token: None,
             database_url: DatabaseUrl::Sqlite(data_dir.join("firemode.db")),
             data_dir,
             db_acquire_timeout: Duration::from_secs(2),
@@ -339,6 +346,20 @@ impl Config {
         };
         match key {
             "listen" => self.listen = resolve_listen(value)?,
+            "metrics_listen" => {
+                self.metrics_listen = if value.trim().is_empty() {
+                    None
+                } else {
+                    Some(resolve_addr("metrics_listen", value.trim())?)
+                }
+            }
+            "metrics_token" => {
+                let token = value.trim();
+                if !token.is_empty() && token.len() < 16 {
+                    bail!("setting 'metrics_token' must be at least 16 characters long");
+                }
+                self.metrics_token = (!token.is_empty()).then(|| Secret::new(token.to_owned()))
+            }
             "database_url" => self.database_url = DatabaseUrl::parse(value)?,
             "db_acquire_timeout_ms" => {
                 self.db_acquire_timeout = Duration::from_millis(number(value)?.max(50))
@@ -445,12 +466,17 @@ impl Config {
 /// `host:port` or `ip:port`. A host name is resolved once, at start-up; its first IPv4
 /// address is used (else its first address), so `localhost:8080` listens on 127.0.0.1.
 fn resolve_listen(value: &str) -> anyhow::Result<SocketAddr> {
+    resolve_addr("listen", value)
+}
+
+/// `resolve_listen` for the setting `key`.
+fn resolve_addr(key: &str, value: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(addr) = value.parse::<SocketAddr>() {
         return Ok(addr);
     }
     let hint = || {
         format!(
-            "setting 'listen' must be an address and port like 127.0.0.1:8080 or localhost:8080, got '{value}'"
+            "setting '{key}' must be an address and port like 127.0.0.1:8080 or localhost:8080, got '{value}'"
         )
     };
     let (host, port) = value.rsplit_once(':').with_context(hint)?;
@@ -459,14 +485,14 @@ fn resolve_listen(value: &str) -> anyhow::Result<SocketAddr> {
         bail!(hint());
     }
     let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .with_context(|| format!("setting 'listen': cannot resolve host '{host}'"))?
+        .with_context(|| format!("setting '{key}': cannot resolve host '{host}'"))?
         .collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or_else(|| addrs.first())
         .copied()
-        .with_context(|| format!("setting 'listen': host '{host}' has no address"))
+        .with_context(|| format!("setting '{key}': host '{host}' has no address"))
 }
 
 /// The comma-separated items of a list setting, trimmed, empty ones skipped.

@@ -21,7 +21,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 
-pub use http::{app, serve};
+pub use http::{app, serve, serve_metrics};
 
 /// With the `mimalloc` feature, mimalloc replaces glibc's allocator in every binary linking
 /// this library (see docs/benchmarks.md, "Login storm", for what each does with memory freed

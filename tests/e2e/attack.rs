@@ -5,14 +5,20 @@
 //! - `cross_org_matrix`: every operation of `/openapi.json` (fetched from the running server)
 //!   whose path takes an id, called with real ids of organisation A as every role of A (the
 //!   outcome docs/roles.md gives) and as every role of organisation B (never 2xx: 404, or 403
-//!   where the role is refused first). No 5xx anywhere.
+//!   where the role is refused first). No 5xx anywhere. `/v1/sync` too: every role of B asks
+//!   for A's session document and a random one (request, sync and ephemeral messages):
+//!   doc-unavailable, nothing about the document comes back, nothing changes.
 //! - `text_sweep`: every string query parameter and top-level string body field of every
 //!   operation, sent with NUL and invalid percent-encodings (4xx, nothing changed) and with
 //!   control characters, 100 KB, RTL/combining/emoji text (never 5xx).
-//! - `jwt_attacks`: forged, expired, foreign, tampered, revoked and oversized tokens on REST and
+//! - `jwt_attacks`: forged, expired, foreign, tampered, revoked and oversized tokens, and tokens
+//!   signed with the real key for users the database does not back (unknown, deactivated,
+//!   another organisation's, a role above their own), on REST and
 //!   on `/v1/sync` (401; 400/414/431 for the oversized one).
-//! - `kill9_loop`: three `kill -9` cycles of the real binary under concurrent REST writes and
-//!   tablet edits; every acknowledged write present after each restart.
+//! - `kill9_loop`: three `kill -9` cycles of the real binary under concurrent REST writes,
+//!   a Rust tablet's edits and two JS tablets' (unmodified automerge-repo, in Node); every
+//!   acknowledged write present after each restart (for automerge-repo: a change inside the
+//!   heads the server last announced, `handle.getSyncInfo(storageId)`).
 //! - `schemathesis`: schemathesis (PyPI) fuzzing every operation as an admin, checks
 //!   `not_a_server_error` and `response_schema_conformance`.
 //!
@@ -94,6 +100,8 @@ struct Side {
     building: Uuid,
     asset: Uuid,
     session: Uuid,
+    /// The session's automerge document id (base58check), for `/v1/sync`.
+    document: String,
     evidence: Uuid,
     defect: Uuid,
     rule: String,
@@ -114,6 +122,7 @@ async fn side(srv: &TestServer, name: &str) -> Side {
     // Assigned to the inspector: "assigned" cells are then allowed.
     let s = fixtures::session(srv, &org.admin, &building, &[users[2].id]).await;
     let session: Uuid = s["id"].as_str().expect("id").parse().expect("uuid");
+    let document = s["document_id"].as_str().expect("document_id").to_owned();
     let r = Upload::photo(session, jpeg(2048, 3))
         .send(&srv.client, &org.admin.token)
         .await;
@@ -183,6 +192,7 @@ async fn side(srv: &TestServer, name: &str) -> Side {
         building: building.id,
         asset: building.assets[0],
         session,
+        document,
         evidence,
         defect,
         rule,
@@ -472,6 +482,36 @@ async fn cross_org_matrix(b: Backend) {
     );
     let mut t = Tally::new("cross-organisation matrix", b);
     let c = &srv.client;
+    // The sync socket: every role of B asks for A's session document (and for a random one),
+    // offers a change to it and sends it ephemeral data. Each is answered doc-unavailable and
+    // nothing about the document comes back; A's assigned inspector, the control, gets it.
+    let random = firemode_sync_core::DocumentId::from_uuid(Uuid::new_v4()).to_string();
+    let before = owner_document(&srv, &owner).await;
+    let (leaks, answered) = sync_probe(&srv, &owner.users[2], &owner.document, false).await;
+    t.tried += 1;
+    t.check(!leaks.is_empty() && !answered, || {
+        format!("owner inspector: /v1/sync of the own session document got no content ({leaks:?})")
+    });
+    for (i, role) in ROLES.iter().enumerate() {
+        for (which, doc) in [
+            ("owner's session document", &owner.document),
+            ("random document", &random),
+        ] {
+            let (leaks, answered) = sync_probe(&srv, &other.users[i], doc, true).await;
+            t.tried += 1;
+            t.check(leaks.is_empty() && answered, || {
+                format!(
+                    "other org {role}: /v1/sync of the {which}: doc-unavailable {answered}, \
+                     messages about it {leaks:?}"
+                )
+            });
+        }
+    }
+    let after = owner_document(&srv, &owner).await;
+    t.tried += 1;
+    t.check(before == after, || {
+        format!("the other organisation's sync messages changed the document: {after}")
+    });
     for (method, path, op) in &ops {
         let url = fill_path(path, &owner);
         let query = required_query(&doc, op);
@@ -544,6 +584,104 @@ async fn cross_org_matrix(b: Backend) {
     t.finish();
 }
 
+/// The session document as its organisation's admin reads it through REST.
+async fn owner_document(srv: &TestServer, s: &Side) -> Value {
+    let r = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{}/document", s.session),
+            Some(&s.org.admin.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json
+}
+
+/// Join `/v1/sync` as `user` and try `doc` every way a client can: a request with a change, a
+/// sync message with a change, ephemeral data. Returns the messages about `doc` other than
+/// doc-unavailable (content, heads, relayed data: a leak for a refused user), and whether a
+/// doc-unavailable came.
+async fn sync_probe(
+    srv: &TestServer,
+    user: &User,
+    doc: &str,
+    hostile: bool,
+) -> (Vec<&'static str>, bool) {
+    use firemode_sync_core::automerge::sync::{self, SyncDoc};
+    use firemode_sync_core::automerge::transaction::Transactable;
+    use firemode_sync_core::automerge::{Automerge, ROOT};
+    use firemode_sync_core::wire::Message;
+    use firemode_tests::sync_client::Event;
+
+    let peer = format!("{}:probe-{}", user.id, Uuid::new_v4().simple());
+    let mut c = SyncClient::joined(&srv.base, &user.token, &peer).await;
+    let server = c.server_peer.clone().unwrap_or_default();
+    let mut d = Automerge::new();
+    if hostile {
+        let mut tx = d.transaction();
+        tx.put(ROOT, "status", "signed_off").unwrap();
+        tx.put(ROOT, "injected", "by another organisation").unwrap();
+        tx.commit();
+    }
+    let mut state = sync::State::new();
+    let first = d.generate_sync_message(&mut state).expect("a sync message");
+    c.send(&Message::Request {
+        document_id: doc.to_owned(),
+        sender_id: peer.clone(),
+        target_id: server.clone(),
+        data: first.encode(),
+    })
+    .await;
+    if hostile {
+        send_hostile(&mut c, &d, doc, &peer, &server).await;
+    }
+    let (mut leaks, mut answered) = (Vec::new(), false);
+    // Everything that comes within a second (the control's answer comes well within it).
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match c.next(left).await {
+            Event::Msg(Message::DocUnavailable { document_id, .. }) if document_id == doc => {
+                answered = true
+            }
+            Event::Msg(m) if m.document_id() == Some(doc) => leaks.push(m.type_name()),
+            Event::Msg(_) => {}
+            Event::Closed(_) | Event::Timeout => break,
+        }
+    }
+    (leaks, answered)
+}
+
+/// After the request: a sync message with the change, and ephemeral data.
+async fn send_hostile(
+    c: &mut SyncClient,
+    d: &firemode_sync_core::automerge::Automerge,
+    doc: &str,
+    peer: &str,
+    server: &str,
+) {
+    use firemode_sync_core::automerge::sync::{self, SyncDoc};
+    use firemode_sync_core::wire::Message;
+    let mut state = sync::State::new();
+    let again = d.generate_sync_message(&mut state).expect("a sync message");
+    c.send(&Message::Sync {
+        document_id: doc.to_owned(),
+        sender_id: peer.to_owned(),
+        target_id: server.to_owned(),
+        data: again.encode(),
+    })
+    .await;
+    c.send(&Message::Ephemeral {
+        document_id: doc.to_owned(),
+        sender_id: peer.to_owned(),
+        target_id: server.to_owned(),
+        count: 1,
+        session_id: "probe".into(),
+        data: vec![0xa0],
+    })
+    .await;
+}
+
 /// Everything of the organisation, read through the API (as its admin).
 async fn snapshot(srv: &TestServer, s: &Side) -> Vec<Value> {
     let b = s.building;
@@ -568,8 +706,104 @@ async fn snapshot(srv: &TestServer, s: &Side) -> Vec<Value> {
     out
 }
 
-/// The string query parameters and top-level string body fields of an operation.
-fn string_inputs(doc: &Value, op: &Value) -> (Vec<String>, Vec<String>) {
+/// One step from a JSON value into a member: an object's field or an array's first item,
+/// with the schema of what is there (to build it when the minimal body leaves it out).
+#[derive(Clone)]
+enum Step {
+    Key(String, Value),
+    Item(Value),
+}
+
+/// A string somewhere in a request body: the steps from the root to it.
+type Leaf = Vec<Step>;
+
+fn leaf_name(leaf: &Leaf) -> String {
+    leaf.iter()
+        .map(|s| match s {
+            Step::Key(k, _) => format!(".{k}"),
+            Step::Item(_) => "[0]".to_owned(),
+        })
+        .collect()
+}
+
+fn is_string_schema(s: &Value) -> bool {
+    let ty = &s["type"];
+    (ty == "string" || ty.as_array().is_some_and(|a| a.contains(&json!("string"))))
+        && s["enum"].is_null()
+}
+
+/// Every string the body schema `schema` holds, nested objects and arrays included (through
+/// `allOf`/`oneOf`/`anyOf`), each once.
+fn string_leaves(doc: &Value, schema: &Value, at: &mut Leaf, depth: usize, out: &mut Vec<Leaf>) {
+    let s = deref(doc, schema);
+    if depth > 8 {
+        return;
+    }
+    if !at.is_empty() && is_string_schema(s) {
+        let name = leaf_name(at);
+        if !out.iter().any(|l| leaf_name(l) == name) {
+            out.push(at.clone());
+        }
+    }
+    for combo in ["allOf", "oneOf", "anyOf"] {
+        for variant in s[combo].as_array().into_iter().flatten() {
+            string_leaves(doc, variant, at, depth + 1, out);
+        }
+    }
+    for (name, prop) in s["properties"].as_object().into_iter().flatten() {
+        at.push(Step::Key(name.clone(), prop.clone()));
+        string_leaves(doc, prop, at, depth + 1, out);
+        at.pop();
+    }
+    if s["items"].is_object() {
+        at.push(Step::Item(s["items"].clone()));
+        string_leaves(doc, &s["items"], at, depth + 1, out);
+        at.pop();
+    }
+}
+
+/// `body` with `value` at `leaf`, the containers on the way built from their schemas when the
+/// minimal body has none.
+fn with_leaf(doc: &Value, body: &Value, leaf: &Leaf, value: Value) -> Value {
+    let mut out = body.clone();
+    let mut cur = &mut out;
+    for (i, step) in leaf.iter().enumerate() {
+        let last = i + 1 == leaf.len();
+        match step {
+            Step::Key(k, schema) => {
+                if !cur.is_object() {
+                    *cur = json!({});
+                }
+                let m = cur.as_object_mut().expect("object");
+                if last {
+                    m.insert(k.clone(), value);
+                    break;
+                }
+                cur = m
+                    .entry(k.clone())
+                    .or_insert_with(|| example(doc, schema, 0));
+            }
+            Step::Item(schema) => {
+                if !cur.is_array() {
+                    *cur = json!([]);
+                }
+                let a = cur.as_array_mut().expect("array");
+                if a.is_empty() {
+                    a.push(example(doc, schema, 0));
+                }
+                if last {
+                    a[0] = value;
+                    break;
+                }
+                cur = &mut a[0];
+            }
+        }
+    }
+    out
+}
+
+/// The string query parameters and the strings (at any depth) of the JSON body of an operation.
+fn string_inputs(doc: &Value, op: &Value) -> (Vec<String>, Vec<Leaf>) {
     let query = op["parameters"]
         .as_array()
         .into_iter()
@@ -581,17 +815,9 @@ fn string_inputs(doc: &Value, op: &Value) -> (Vec<String>, Vec<String>) {
     let mut fields = Vec::new();
     if let Some(schema) = op["requestBody"]["content"]
         .get("application/json")
-        .map(|c| deref(doc, &c["schema"]))
+        .map(|c| &c["schema"])
     {
-        for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
-            let p = deref(doc, prop);
-            let ty = &p["type"];
-            let is_string =
-                ty == "string" || ty.as_array().is_some_and(|a| a.contains(&json!("string")));
-            if is_string && p["enum"].is_null() {
-                fields.push(name.clone());
-            }
-        }
+        string_leaves(doc, schema, &mut Vec::new(), 0, &mut fields);
     }
     (query, fields)
 }
@@ -613,7 +839,7 @@ async fn text_sweep(b: Backend) {
     let c = &srv.client;
     let mut bad = Tally::new("NUL and invalid-encoding sweep", b);
     let before = snapshot(&srv, &s).await;
-    let mut inputs = 0;
+    let (mut inputs, mut nested) = (0, 0);
     for (method, path, op) in &ops {
         let url = fill_path_any(path, &s);
         let query = required_query(&doc, op);
@@ -640,10 +866,11 @@ async fn text_sweep(b: Backend) {
             }
         }
         if let Body::Json(base) = body_of(&doc, op) {
-            for field in &fields {
+            for leaf in &fields {
+                let field = leaf_name(leaf);
+                nested += usize::from(leaf.len() > 1);
                 for v in ["a\u{0}b", "\u{0}"] {
-                    let mut body = base.clone();
-                    body[field.as_str()] = json!(v);
+                    let body = with_leaf(&doc, &base, leaf, json!(v));
                     let r = call(c, method, &url, &query, &admin, &Body::Json(body)).await;
                     bad.tried += 1;
                     bad.check((400..500).contains(&r.status), || {
@@ -670,11 +897,14 @@ async fn text_sweep(b: Backend) {
             }
         }
     }
+    let nul: [&str; 2] = ["a\u{0}b", "\u{0}"];
+    inputs += forms_and_csv(&srv, &s, &nul, &mut bad, true).await;
     let after = snapshot(&srv, &s).await;
     bad.check(before == after, || {
         "refused requests changed the organisation's data".to_owned()
     });
     assert!(inputs > 20, "only {inputs} string inputs found");
+    assert!(nested > 10, "only {nested} nested string body fields found");
     bad.finish();
 
     // Text that is valid but hostile: accepted or refused, never a server error.
@@ -715,10 +945,10 @@ async fn text_sweep(b: Backend) {
             }
         }
         if let Body::Json(base) = body_of(&doc, op) {
-            for field in &fields {
+            for leaf in &fields {
+                let field = leaf_name(leaf);
                 for v in &values {
-                    let mut body = base.clone();
-                    body[field.as_str()] = json!(v);
+                    let body = with_leaf(&doc, &base, leaf, json!(v));
                     let r = call(c, method, &url, &query, &admin, &Body::Json(body)).await;
                     odd.tried += 1;
                     odd.check((200..500).contains(&r.status), || {
@@ -728,6 +958,7 @@ async fn text_sweep(b: Backend) {
             }
         }
     }
+    forms_and_csv(&srv, &s, &values, &mut odd, false).await;
     // Regressions found by this sweep: a 60 KB search was a 500 on SQLite (LIKE pattern too
     // long), and percent-encodings that are not UTF-8 were searched for as U+FFFD.
     for q in [format!("q={}", "x".repeat(60_000)), "q=%C0%80".to_owned()] {
@@ -742,6 +973,230 @@ async fn text_sweep(b: Backend) {
     odd.tried += 1;
     odd.check(r.status == 200, || format!("after the sweep: {}", r.status));
     odd.finish();
+}
+
+/// A CSV cell holding `v` exactly (quoted, quotes doubled).
+fn csv_cell(v: &str) -> String {
+    format!("\"{}\"", v.replace('"', "\"\""))
+}
+
+/// The inputs that are not JSON: every field of the evidence upload form (the metadata's
+/// nested strings too) and the file name, and every cell of the two CSV imports (assets,
+/// reference values), each given every one of `values`. `refused`: each must be a 4xx;
+/// otherwise anything but a 5xx. Returns how many inputs were probed.
+async fn forms_and_csv(
+    srv: &TestServer,
+    s: &Side,
+    values: &[&str],
+    t: &mut Tally,
+    refused: bool,
+) -> usize {
+    let c = &srv.client;
+    let admin = s.org.admin.token.as_str();
+    let mut seed = 0u8;
+    let form_fields = [
+        "session_id",
+        "evidence_type",
+        "asset_id",
+        "sha256",
+        "metadata",
+        "metadata.note",
+        "metadata.tags[0]",
+        "metadata.nested.deeper",
+        "file name",
+    ];
+    // The control (in the sweep that may write): the form and the rows as built here, with
+    // no hostile value, are accepted, so the refusals below are the values'.
+    let control = if refused { vec![] } else { vec![("none", "")] };
+    for (field, v) in control.into_iter().chain(
+        form_fields
+            .iter()
+            .flat_map(|f| values.iter().map(move |v| (*f, *v))),
+    ) {
+        {
+            seed = seed.wrapping_add(1);
+            let file = jpeg(1024, seed);
+            let v = (*v).to_owned();
+            let mut fields: Vec<(&str, String)> = vec![
+                ("session_id", s.session.to_string()),
+                ("evidence_type", "photo".into()),
+                ("asset_id", s.asset.to_string()),
+                ("sha256", crate::evidence::sha_hex(&file)),
+            ];
+            let mut filename = "panel.jpg".to_owned();
+            let metadata = match field {
+                "metadata" => Some(v.clone()),
+                "metadata.note" => Some(json!({ "note": v }).to_string()),
+                "metadata.tags[0]" => Some(json!({ "tags": [v, "ok"] }).to_string()),
+                "metadata.nested.deeper" => {
+                    Some(json!({ "nested": { "deeper": [{ "x": v }] } }).to_string())
+                }
+                "file name" => {
+                    filename = v.clone();
+                    None
+                }
+                "none" => None,
+                name => {
+                    for f in fields.iter_mut().filter(|f| f.0 == name) {
+                        f.1 = v.clone();
+                    }
+                    None
+                }
+            };
+            if let Some(m) = metadata {
+                fields.push(("metadata", m));
+            }
+            // Built by hand: the bytes go out exactly as given (no client-side escaping).
+            let mut body = Vec::new();
+            for (name, value) in &fields {
+                body.extend_from_slice(
+                    format!("--atk\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                        .as_bytes(),
+                );
+            }
+            body.extend_from_slice(
+                format!(
+                    "--atk\r\ncontent-disposition: form-data; name=\"file\"; filename=\"{}\"\r\ncontent-type: application/octet-stream\r\n\r\n",
+                    filename.replace('"', "%22")
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(&file);
+            body.extend_from_slice(b"\r\n--atk--\r\n");
+            let r = send(
+                c.request(Method::POST, "/v1/evidence", Some(admin))
+                    .header("content-type", "multipart/form-data; boundary=atk")
+                    .header("idempotency-key", Uuid::new_v4().to_string())
+                    .body(body),
+            )
+            .await;
+            t.tried += 1;
+            let ok = if field == "none" {
+                r.status == 201
+            } else if refused {
+                (400..500).contains(&r.status)
+            } else {
+                (200..500).contains(&r.status)
+            };
+            t.check(ok, || {
+                format!(
+                    "POST /v1/evidence {field}={:.40?} -> {} {}",
+                    v, r.status, r.body
+                )
+            });
+        }
+    }
+    // The CSV imports: a valid row, one cell replaced; and the header.
+    let b = s.building;
+    let imports: [(String, &[&str], Vec<String>); 2] = [
+        (
+            format!("/v1/buildings/{b}/assets/import"),
+            &[
+                "asset_type",
+                "location",
+                "identifier",
+                "install_date",
+                "rule_codes",
+                "manufacture_date",
+                "schedule_anchor",
+                "last_services",
+            ],
+            [
+                "portable_extinguisher",
+                "Store",
+                "ATK-CSV",
+                "2020-01-01",
+                "",
+                "",
+                "",
+                "",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ),
+        (
+            format!("/v1/buildings/{b}/reference-values/import"),
+            &[
+                "asset_identifier",
+                "kind",
+                "key",
+                "value",
+                "unit",
+                "source",
+                "note",
+            ],
+            [
+                // The fixture's asset while nothing has changed; after the writing sweeps
+                // renamed it, the asset the asset import's control row made.
+                if refused { "EXT-0000" } else { "ATK-CSV" },
+                "baseline",
+                "flow",
+                "1",
+                "",
+                "first_service",
+                "from the sweep",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ),
+    ];
+    let mut cells = 0;
+    for (url, header, row) in &imports {
+        if !refused {
+            let csv = format!("{}\n{}\n", header.join(","), row.join(","));
+            let r = c
+                .post_raw(url, Some(admin), "text/csv", csv.into_bytes())
+                .await;
+            t.tried += 1;
+            t.check((200..300).contains(&r.status), || {
+                format!("POST {url}, the control row -> {} {}", r.status, r.body)
+            });
+        }
+        for col in 0..=header.len() {
+            cells += 1;
+            for (n, v) in values.iter().enumerate() {
+                let mut head: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+                let mut cells_of_row = row.clone();
+                let at = if col == header.len() {
+                    // The header itself: a column name.
+                    head[0] = format!("{}{v}", head[0]);
+                    "header".to_owned()
+                } else {
+                    cells_of_row[col] = v.to_string();
+                    if header[col] == "identifier" && !refused {
+                        // Each accepted row makes an asset of its own.
+                        cells_of_row[col] = format!("{v}-{n}");
+                    }
+                    header[col].to_owned()
+                };
+                let csv = format!(
+                    "{}\n{}\n",
+                    head.iter()
+                        .map(|h| csv_cell(h))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    cells_of_row
+                        .iter()
+                        .map(|h| csv_cell(h))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let r = c
+                    .post_raw(url, Some(admin), "text/csv", csv.into_bytes())
+                    .await;
+                t.tried += 1;
+                let ok = if refused {
+                    (400..500).contains(&r.status)
+                } else {
+                    (200..500).contains(&r.status)
+                };
+                t.check(ok, || {
+                    format!("POST {url} {at}={:.40?} -> {} {}", v, r.status, r.body)
+                });
+            }
+        }
+    }
+    form_fields.len() + cells
 }
 
 /// `fill_path` for every route (those without ids included).
@@ -893,6 +1348,70 @@ async fn jwt_attacks(b: Backend) {
         .await;
     assert!(r.status < 300, "logout: {}", r.body);
     tokens.push(("logged-out token".into(), out.token.clone()));
+    // Signed with the real key, for identities the database does not back: the signature
+    // alone must not make a user. `iat` two seconds ahead passes the user revocation the
+    // deactivation wrote, so the refusal is the user check's.
+    let ahead = chrono::Utc::now().timestamp() + 2;
+    let elsewhere = srv.org("Elsewhere Fire").await;
+    for (what, sub, org_id, role, iat) in [
+        (
+            "unknown user, real key",
+            Uuid::new_v4(),
+            org.id,
+            "admin",
+            now - 10,
+        ),
+        (
+            "unknown organisation, real key",
+            admin.id,
+            Uuid::new_v4(),
+            "admin",
+            now - 10,
+        ),
+        (
+            "deactivated user, token minted after the deactivation",
+            gone.id,
+            org.id,
+            "office",
+            ahead,
+        ),
+        (
+            "another organisation's admin claimed under this one",
+            elsewhere.admin.id,
+            org.id,
+            "admin",
+            now - 10,
+        ),
+        (
+            "inspector claiming admin, real key",
+            inspector.id,
+            org.id,
+            "admin",
+            now - 10,
+        ),
+    ] {
+        let c = claims(&|c| {
+            c["sub"] = json!(sub);
+            c["org"] = json!(org_id);
+            c["role"] = json!(role);
+            c["iat"] = json!(iat);
+        });
+        tokens.push((what.into(), hs256(&c, secret.as_bytes())));
+    }
+    // The control for the last one: the other organisation's admin under its own organisation.
+    let own = hs256(
+        &claims(&|c| {
+            c["sub"] = json!(elsewhere.admin.id);
+            c["org"] = json!(elsewhere.id);
+        }),
+        secret.as_bytes(),
+    );
+    assert_eq!(srv.client.get("/v1/users/me", Some(&own)).await.status, 200);
+    let buildings_before = srv
+        .client
+        .get("/v1/buildings?limit=200", Some(&admin.token))
+        .await;
+    assert_eq!(buildings_before.status, 200, "{}", buildings_before.body);
 
     let mut t = Tally::new("JWT attacks", b);
     let c = &srv.client;
@@ -929,6 +1448,12 @@ async fn jwt_attacks(b: Backend) {
             format!("{what}: /v1/sync?token -> {} {}", r.status, r.body)
         });
     }
+    // Nothing was written under any of them.
+    let r = c.get("/v1/buildings?limit=200", Some(&admin.token)).await;
+    t.tried += 1;
+    t.check(r.json == buildings_before.json, || {
+        format!("refused tokens changed the buildings: {}", r.body)
+    });
     // A 64 KB token: refused early, never a 2xx or 5xx.
     let huge = format!(
         "{}.{}.{sig}",
@@ -1051,6 +1576,30 @@ async fn kill9_loop(b: Backend) {
     let sid = s.str("id").to_owned();
     let doc_id = s.str("document_id").to_owned();
     let peer = format!("{me}:tablet");
+    // The JS tablets (unmodified automerge-repo, clients/js/test/kill9.test.mjs): a session
+    // document each, so that each document has one writer and "acknowledged" is exact.
+    let js = firemode_tests::clients::js_clients_available();
+    let refresh = login.str("refresh_token").to_owned();
+    let mut js_docs: Vec<(String, String)> = Vec::new();
+    if js {
+        for n in 0..2 {
+            let s = c
+                .post(
+                    "/v1/tests/sessions",
+                    Some(&token),
+                    &json!({ "building_id": building, "name": format!("JS {n}"),
+                             "frequency": "six_monthly" }),
+                )
+                .await;
+            assert_eq!(s.status, 201, "{}", s.body);
+            js_docs.push((
+                s.str("document_url").to_owned(),
+                s.str("document_id").to_owned(),
+            ));
+        }
+    }
+    let mut js_acked: Vec<Vec<ChangeHash>> = vec![Vec::new(); js_docs.len()];
+    let mut js_edits = 0;
 
     let mut t = Tally::new("kill -9 cycles under REST and sync load", b);
     let mut acked_buildings: Vec<String> = Vec::new();
@@ -1139,16 +1688,72 @@ async fn kill9_loop(b: Backend) {
             }
             (doc, state, acked, tried, acked_edits)
         });
-        // Both kinds of write under way (however slow the machine), then a little more load.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // The JS tablets, started against this run of the server.
+        let node = js.then(|| {
+            let tablets: Vec<Value> = js_docs
+                .iter()
+                .enumerate()
+                .map(|(n, (url, _))| json!({ "device": format!("js{n}"), "document_url": url, "asset": asset }))
+                .collect();
+            firemode_tests::clients::NodeTest::spawn(
+                "kill9.test.mjs",
+                &json!({ "base_url": srv.base, "cycle": cycle, "tablets": tablets,
+                         "user": { "token": token, "refresh": refresh } }),
+            )
+        });
+        // JS acknowledgements so far (the script's progress file), the fewest of its tablets.
+        let js_progress = |node: &Option<firemode_tests::clients::NodeTest>| {
+            node.as_ref().map_or(usize::MAX, |n| {
+                std::fs::read(n.control("progress"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Vec<usize>>(&b).ok())
+                    .and_then(|v| v.into_iter().min())
+                    .unwrap_or(0)
+            })
+        };
+        // Every kind of write under way (however slow the machine), then a little more load.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while (progress.0.load(std::sync::atomic::Ordering::SeqCst) == 0
-            || progress.1.load(std::sync::atomic::Ordering::SeqCst) < 3)
+            || progress.1.load(std::sync::atomic::Ordering::SeqCst) < 3
+            || js_progress(&node) < 3)
             && std::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         srv.kill9();
+        if let Some(mut node) = node {
+            std::fs::write(node.control("stop"), b"").unwrap();
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !node.finished() && std::time::Instant::now() < until {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            let run = node.wait(std::time::Duration::from_secs(5)).await;
+            let tablets = run.result["tablets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            t.check(run.success && tablets.len() == js_docs.len(), || {
+                format!("cycle {cycle}: the JS tablets failed: {}", run.output)
+            });
+            for (n, tb) in tablets.iter().enumerate() {
+                let edits = tb["edits"].as_u64().unwrap_or(0) as usize;
+                let acked_edits = tb["acked_edits"].as_u64().unwrap_or(0) as usize;
+                t.tried += edits;
+                js_edits += acked_edits;
+                t.check(acked_edits > 0, || {
+                    format!("cycle {cycle}: JS tablet {n}: no edit acknowledged before the kill ({edits} made)")
+                });
+                for h in tb["acked_heads"].as_array().into_iter().flatten() {
+                    let h: ChangeHash = h
+                        .as_str()
+                        .unwrap_or_default()
+                        .parse()
+                        .expect("hex change hash");
+                    js_acked[n].push(h);
+                }
+            }
+        }
         let (ok, tried) = writer.await.unwrap();
         let (d, st, acked, edits, acked_edits) = editor.await.unwrap();
         total_edits += acked_edits;
@@ -1186,6 +1791,21 @@ async fn kill9_loop(b: Backend) {
                 format!("cycle {cycle}: acknowledged change {h} lost")
             });
         }
+        // The same for each JS tablet's document.
+        for ((_, js_doc), acked) in js_docs.iter().zip(&js_acked) {
+            let mut fresh = Automerge::new();
+            let mut fresh_state = sync::State::new();
+            puller
+                .sync(js_doc, &mut fresh, &mut fresh_state, true)
+                .await
+                .unwrap();
+            t.tried += 1;
+            for h in acked {
+                t.check(fresh.get_change_by_hash(h).is_some(), || {
+                    format!("cycle {cycle}: acknowledged JS change {h} lost")
+                });
+            }
+        }
         drop(puller);
         let r = c
             .get(&format!("/v1/tests/sessions/{sid}/document"), Some(&token))
@@ -1195,7 +1815,7 @@ async fn kill9_loop(b: Backend) {
             format!("document after restart: {}", r.status)
         });
         eprintln!(
-            "kill -9 cycle {cycle} ({b:?}): {} buildings and {total_edits} tablet edits acknowledged so far, all present",
+            "kill -9 cycle {cycle} ({b:?}): {} buildings, {total_edits} Rust tablet edits and {js_edits} JS tablet edits acknowledged so far, all present",
             acked_buildings.len(),
         );
     }

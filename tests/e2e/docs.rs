@@ -455,3 +455,139 @@ fn readme_configuration_table_matches_the_code() {
         .iter()
         .any(|w| w.contains("unknown setting 'no_such_setting'")));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The API guide's walkthrough, run as written
+
+/// The shell blocks of a Markdown text, in order, each with the line its first command is on.
+fn shell_blocks(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut block: Option<(usize, String)> = None;
+    for (n, line) in text.lines().enumerate() {
+        let fence = line.trim_start().starts_with("```");
+        match &mut block {
+            Some(_) if fence => out.extend(block.take()),
+            Some((_, body)) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            None if fence && line.trim_start().trim_start_matches('`').trim() == "sh" => {
+                block = Some((n + 2, String::new()));
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn shell_blocks_are_found_in_order() {
+    let text = "intro\n```sh\na=1\n```\n```json\n{}\n```\n  ```sh\necho $a\n```\n";
+    assert_eq!(
+        shell_blocks(text),
+        vec![(3, "a=1\n".to_owned()), (9, "echo $a\n".to_owned())]
+    );
+}
+
+/// docs/api.md's walkthrough, every `sh` block in order in one shell, against the real binary:
+/// the commands as written, with only what the reader has to supply substituted (the server's
+/// address for `127.0.0.1:8080`, the built binaries for `cargo run` and `firemode-cli`, a
+/// photo for `gauge.jpg`, and on PostgreSQL the database and secrets in the environment, as
+/// the guide says). Every `curl` runs with `--fail-with-body`, so an answer of 400 or more
+/// stops the walkthrough, naming the guide's line.
+async fn api_guide_walkthrough(b: firemode_tests::Backend) {
+    use firemode_tests::process::Proc;
+    const SERVER: &str = env!("CARGO_BIN_EXE_firemode-e2e-server");
+    const CLI: &str = env!("CARGO_BIN_EXE_firemode-e2e-cli");
+    let Some(db) = firemode_tests::TestDb::new(b).await else {
+        return;
+    };
+    let guide = std::fs::read_to_string(repo_root().join("docs/api.md")).expect("docs/api.md");
+    let blocks = shell_blocks(&guide);
+    let work = db.dir.path().to_owned();
+    let data = work.join("data");
+    let data_s = data.to_str().unwrap().to_owned();
+    let mut env: Vec<(String, String)> = vec![("FIREMODE_LOG_FORMAT".into(), "json".into())];
+    if b == firemode_tests::Backend::Postgres {
+        env.push(("DATABASE_URL".into(), db.raw_url()));
+        env.push((
+            "FIREMODE_JWT_SECRET".into(),
+            firemode_server::crypto::random_b64(48),
+        ));
+        env.push((
+            "FIREMODE_PII_KEYS".into(),
+            format!("1:{}", firemode_server::crypto::random_b64(32)),
+        ));
+    }
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // The guide's `serve` (block 1), on a free port instead of 8080.
+    let srv = Proc::spawn(
+        SERVER,
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_s],
+        &env_ref,
+    );
+    std::fs::write(work.join("gauge.jpg"), crate::evidence::jpeg(4096, 7)).unwrap();
+
+    let mut script = String::from(
+        "set -eEuo pipefail\n\
+         curl() { command curl --fail-with-body --max-time 60 \"$@\"; }\n\
+         command -v uuidgen >/dev/null || uuidgen() { cat /proc/sys/kernel/random/uuid; }\n",
+    );
+    script.push_str(&format!(
+        "firemode-cli() {{ '{CLI}' --config-dir \"$PWD/cli-config\" \"$@\"; }}\n\
+         trap 'echo \"docs/api.md, the block at line $GUIDE_LINE: failed: $BASH_COMMAND\" >&2' ERR\n"
+    ));
+    let mut run = 0;
+    for (line, body) in &blocks {
+        if body.contains("-- serve") {
+            continue;
+        }
+        let body = body
+            .replace(
+                "cargo run --release -q -p firemode-server --",
+                &format!("'{SERVER}'"),
+            )
+            .replace("http://127.0.0.1:8080", &srv.base);
+        script.push_str(&format!(
+            "GUIDE_LINE={line}\necho \"--- docs/api.md:{line}\" >&2\n{body}\n"
+        ));
+        run += 1;
+    }
+    script.push_str("echo 'walkthrough complete' >&2\n");
+    assert!(run >= 20, "only {run} shell blocks found in docs/api.md");
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(&script)
+        .current_dir(&work)
+        .env("HOME", &work)
+        .env_remove("DATABASE_URL")
+        .env_remove("FIREMODE_PASSWORD")
+        .env_remove("XDG_CONFIG_HOME")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), cmd.output())
+        .await
+        .expect("the walkthrough finished within 5 minutes")
+        .expect("run bash");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tail = |s: &str| {
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    assert!(
+        out.status.success() && stderr.contains("walkthrough complete"),
+        "the API guide's walkthrough failed ({}):\n--- stderr\n{}\n--- stdout (end)\n{}\n--- server log (end)\n{}",
+        out.status,
+        tail(&stderr),
+        tail(&stdout),
+        tail(&srv.output())
+    );
+    eprintln!("docs/api.md walkthrough ({b:?}): {run} shell blocks ran as written");
+    let (status, _) = srv.terminate();
+    assert!(status.success());
+}
+
+firemode_tests::backend_tests!(api_guide_walkthrough);

@@ -94,7 +94,7 @@ async fn a_connection_over_a_channel_syncs_and_closes_honestly(b: Backend) {
     let session = s["id"].as_str().unwrap().to_owned();
     let asset = assets[0].to_string();
 
-    let user = srv.state.authenticate(&office.token).expect("token");
+    let user = srv.state.authenticate(&office.token).await.expect("token");
     let (to_hub, from_client) = mpsc::unbounded_channel();
     let (to_client, from_hub) = mpsc::unbounded_channel();
     let hub = srv.state.hub.clone();

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use firemode_tests::fixtures;
 use firemode_tests::sync_client::SyncClient;
-use firemode_tests::{backend_tests, Backend, Client, TestServer};
+use firemode_tests::{backend_tests, test_config, Backend, Client, TestDb, TestServer};
 use serde_json::json;
 use uuid::Uuid;
 
 backend_tests!(
+    metrics_on_their_own_listener_and_behind_a_token,
     metrics_cover_process_pools_and_build,
     overlapping_scrapes_do_not_over_count,
     sync_sockets_are_logged_with_counts
@@ -157,4 +158,94 @@ async fn sync_sockets_are_logged_with_counts(b: Backend) {
         "an opening line"
     );
     assert!(!logs.contains(&org.admin.token), "no token in the logs");
+}
+
+/// `metrics_listen`: `/metrics` is served on its own address and no longer on the API port,
+/// which serves nothing else there; `metrics_token`: without the bearer token, 401. In process
+/// (both databases) and through the real binary's start-up (SQLite).
+async fn metrics_on_their_own_listener_and_behind_a_token(b: Backend) {
+    use firemode_server::config::Secret;
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let token = format!("scrape-{}", Uuid::new_v4().simple());
+    let mut cfg = test_config(&db);
+    cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.metrics_token = Some(Secret::new(token.clone()));
+    let srv = TestServer::start_with(db, cfg).await;
+    srv.org("Scraped").await;
+    // The API port: 404 with or without the token, everything else as before.
+    for t in [None, Some(token.as_str())] {
+        let r = srv.client.get("/metrics", t).await;
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert_eq!(r.json["code"], "not_found", "{}", r.body);
+    }
+    assert_eq!(srv.client.get("/health", None).await.status, 200);
+    // The metrics listener (bound here as the binary binds `metrics_listen`).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let m = Client::new(&format!("http://{}", listener.local_addr().unwrap()));
+    tokio::spawn(firemode_server::serve_metrics(listener, srv.state.clone()));
+    for t in [
+        None,
+        Some("wrong-token-wrong-token"),
+        Some(&token[..token.len() - 1]),
+    ] {
+        let r = m.get("/metrics", t).await;
+        assert_eq!(r.status, 401, "{t:?}: {}", r.body);
+        assert!(!r.body.contains("firemode_"), "{}", r.body);
+    }
+    let r = m.get("/metrics", Some(&token)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("# TYPE firemode_"), "{}", r.body);
+    // Nothing but metrics there.
+    for path in ["/health", "/v1/users/me", "/openapi.json"] {
+        assert_eq!(m.get(path, Some(&token)).await.status, 404, "{path}");
+    }
+    // A token alone (no separate listener): the API port's /metrics needs it.
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let mut cfg = test_config(&db);
+    cfg.metrics_token = Some(Secret::new(token.clone()));
+    let srv2 = TestServer::start_with(db, cfg).await;
+    assert_eq!(srv2.client.get("/metrics", None).await.status, 401);
+    assert_eq!(srv2.client.get("/metrics", Some(&token)).await.status, 200);
+    srv2.stop().await;
+    srv.stop().await;
+
+    // The binary binds `metrics_listen` at start-up and logs where.
+    if b != Backend::Sqlite {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let p = firemode_tests::process::Proc::spawn(
+        env!("CARGO_BIN_EXE_firemode-e2e-server"),
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &data],
+        &[
+            ("FIREMODE_LOG_FORMAT", "json"),
+            ("FIREMODE_METRICS_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let addr = loop {
+        let out = p.output();
+        if let Some(line) = out.lines().find(|l| l.contains("\"metrics listening\"")) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            break v["address"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no metrics listener: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let r = Client::new(&format!("http://{addr}"))
+        .get("/metrics", None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("firemode_"), "{}", r.body);
+    assert_eq!(Client::new(&p.base).get("/metrics", None).await.status, 404);
+    let (status, _) = p.terminate();
+    assert!(status.success());
 }

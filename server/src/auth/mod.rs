@@ -1,6 +1,7 @@
 //! Authentication and authorization: tokens, passwords, the revocation list, login limits, and
 //! the `AuthUser` extractor every protected handler takes.
 
+pub mod known_users;
 pub mod limiter;
 pub mod password;
 pub mod policy;
@@ -14,7 +15,8 @@ use uuid::Uuid;
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
-use crate::store::Role;
+use crate::store::{Role, StoreError};
+use known_users::UserFacts;
 use tokens::{Claims, TokenError};
 
 /// The authenticated caller, from a valid, unrevoked access token.
@@ -67,8 +69,11 @@ pub fn bearer(value: &str) -> Option<&str> {
 }
 
 impl AppState {
-    /// Verify a token string: signature, claims, expiry, and the revocation list.
-    pub fn authenticate(&self, token: &str) -> Result<AuthUser, ApiError> {
+    /// Verify a token string: signature, claims, expiry, the revocation list, and that its
+    /// user exists, is active, and belongs to the token's organisation with the token's role
+    /// (the database's answer, cached: see `known_users`). A token signed with the real key for
+    /// anyone else is refused like a forged one.
+    pub async fn authenticate(&self, token: &str) -> Result<AuthUser, ApiError> {
         let claims = self.tokens.verify(token).map_err(|e| match e {
             TokenError::Expired => ApiError::TokenExpired,
             TokenError::Invalid => ApiError::Unauthorized("the access token is invalid".into()),
@@ -80,6 +85,28 @@ impl AppState {
         if self.revocations.is_revoked(&claims) {
             return Err(ApiError::Unauthorized(
                 "the access token has been revoked".into(),
+            ));
+        }
+        let facts = match self.revocations.known.get(claims.sub) {
+            Some(facts) => facts,
+            None => {
+                let facts = match self.store.get_user(claims.sub).await {
+                    Ok(u) => Some(UserFacts {
+                        org: u.org_id,
+                        role: u.role(),
+                        active: u.active,
+                    }),
+                    Err(StoreError::NotFound) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                self.revocations.known.put(claims.sub, facts);
+                facts
+            }
+        };
+        let valid = facts.is_some_and(|f| f.active && f.org == claims.org && f.role == claims.role);
+        if !valid {
+            return Err(ApiError::Unauthorized(
+                "the access token is not valid for any active user".into(),
             ));
         }
         Ok(AuthUser {
@@ -104,6 +131,6 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = header.to_str().ok().and_then(bearer).ok_or_else(|| {
             ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
         })?;
-        state.authenticate(token)
+        state.authenticate(token).await
     }
 }

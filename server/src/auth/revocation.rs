@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use super::known_users::KnownUsers;
 use super::tokens::Claims;
 use crate::store::{Revocation, RevocationKind, Store};
 
@@ -30,6 +31,8 @@ pub struct RevocationList {
     families: DashMap<Uuid, i64>,
     last_seq: AtomicI64,
     events: broadcast::Sender<Revoked>,
+    /// Users recently looked up for authentication; a user revocation forgets the user.
+    pub known: KnownUsers,
 }
 
 impl Default for RevocationList {
@@ -40,6 +43,7 @@ impl Default for RevocationList {
             families: DashMap::new(),
             last_seq: AtomicI64::new(0),
             events: broadcast::channel(1024).0,
+            known: KnownUsers::default(),
         }
     }
 }
@@ -79,6 +83,8 @@ impl RevocationList {
             }
             RevocationKind::User => {
                 if let Ok(user) = r.subject.parse::<Uuid>() {
+                    // Role, activity or password changed: ask the database again.
+                    self.known.forget(user);
                     let nb = ceil_secs(r.not_before);
                     self.users
                         .entry(user)

@@ -254,12 +254,16 @@ async fn apply(state: &AppState, req: Request, next: Next) -> ApiResult<Response
         return Ok(next.run(req).await);
     }
     // No valid token: let the handler answer 401 as usual; nothing is claimed or stored.
-    let user = req
+    let token = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::auth::bearer)
-        .and_then(|t| state.authenticate(t).ok());
+        .map(str::to_owned);
+    let user = match token {
+        Some(t) => state.authenticate(&t).await.ok(),
+        None => None,
+    };
     let Some(user) = user else {
         return Ok(next.run(req).await);
     };

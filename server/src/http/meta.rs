@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -72,10 +72,40 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
     }
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics (text exposition format). With `metrics_token` set it needs
+/// `Authorization: Bearer <metrics_token>`; with `metrics_listen` set it is served only there
+/// (404 on the API port).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
-async fn metrics(State(state): State<AppState>) -> Response {
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, body = super::error::Problem), (status = 404, body = super::error::Problem)))]
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.config.metrics_listen.is_some() {
+        return ApiError::NotFound.into_response();
+    }
+    metrics_response(&state, &headers)
+}
+
+/// `GET /metrics` on the separate metrics listener.
+async fn metrics_only(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    metrics_response(&state, &headers)
+}
+
+/// The metrics, if the request may see them.
+fn metrics_response(state: &AppState, headers: &HeaderMap) -> Response {
+    if let Some(expected) = &state.config.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::auth::bearer)
+            .unwrap_or_default();
+        // Digests compared, so the time taken says nothing about how much of the token matched.
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.expose().as_bytes()) {
+            return ApiError::Unauthorized(
+                "/metrics needs Authorization: Bearer <metrics_token>".into(),
+            )
+            .into_response();
+        }
+    }
     state
         .metrics
         .sync_connections
@@ -99,6 +129,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(state.store.backend()),
     )
         .into_response()
+}
+
+/// The router of the separate metrics listener (`metrics_listen`): `GET /metrics` only.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_only))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
 }
 
 /// `/openapi.json` and `/docs`, built once from the generated spec.

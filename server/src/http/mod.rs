@@ -170,6 +170,18 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
     .await
 }
 
+/// Serve `GET /metrics` alone on `listener` (the `metrics_listen` address) until
+/// `state.shutdown` is cancelled.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    axum::serve(listener, meta::metrics_app(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use axum::serve::Listener;

@@ -43,7 +43,7 @@ pub async fn upgrade(
         )
         .into_response();
     };
-    let user = match state.authenticate(&token) {
+    let user = match state.authenticate(&token).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };

@@ -258,6 +258,9 @@ async fn update(
         licence_number: req.licence_number.map(|v| v.map(|l| l.trim().to_owned())),
     };
     let after = state.store.update_user(user.org_id, id, patch).await?;
+    // Reactivation writes no revocation: forget the cached answer here (other nodes within
+    // `known_users::KNOWN_USER_TTL`).
+    state.revocations.known.forget(id);
     if changes_access {
         state
             .revocations
