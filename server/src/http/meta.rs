@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
