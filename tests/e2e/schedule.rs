@@ -715,7 +715,10 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
     assert_eq!(s["overdue"], 2, "{s}");
     assert_eq!(year(&srv, t, None).await, s, "the same answer twice");
     let st = building_status(&srv, t, b).await;
-    assert_eq!(st, json!({ "overall": "overdue", "overdue": 2, "open_critical_defects": 0 }));
+    assert_eq!(
+        st,
+        json!({ "overall": "overdue", "overdue": 2, "open_critical_defects": 0 })
+    );
 
     // A result recorded in a session (projected): EXT-0 serviced today.
     let session_id = session(
@@ -749,9 +752,31 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
     assert_eq!(e0["overdue"], false);
     assert_eq!(
         e0["next_due"],
-        today.checked_add_months(Months::new(6)).unwrap().to_string()
+        today
+            .checked_add_months(Months::new(6))
+            .unwrap()
+            .to_string()
     );
     assert_eq!(building_status(&srv, t, b).await["overdue"], 1);
+    // The same item made not accessible: no longer a service, EXT-0 is due now again (the
+    // routine's span is computed again from the items); then passed once more.
+    for (outcome, overdue) in [("not_accessible", 2), ("pass", 1)] {
+        let r = Client::send(
+            srv.client
+                .request(
+                    Method::POST,
+                    &format!("/v1/tests/sessions/{session_id}/results"),
+                    Some(t),
+                )
+                .header("idempotency-key", Uuid::new_v4().to_string())
+                .json(&json!({ "results": [{ "asset_id": ext0, "outcome": outcome }] })),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let (s, _) = both(&srv, t, b).await;
+        assert_eq!(s["overdue"], overdue, "{outcome}: {s}");
+        assert_eq!(building_status(&srv, t, b).await["overdue"], overdue);
+    }
 
     // Imported history: EXT-1 serviced a month ago.
     let month_ago = today.checked_sub_months(Months::new(1)).unwrap();
@@ -803,7 +828,10 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
     }
     assert_eq!(
         item(&s, "EXT-0")["next_due"],
-        anchor.checked_add_months(Months::new(6)).unwrap().to_string()
+        anchor
+            .checked_add_months(Months::new(6))
+            .unwrap()
+            .to_string()
     );
 
     // A holiday: a monthly routine's window (±5 working days) closes a working day later.
@@ -834,7 +862,10 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
         let builtin = srv
             .client
             .get(
-                &format!("/v1/holidays?state=NSW&year={}", chrono::Datelike::year(&day)),
+                &format!(
+                    "/v1/holidays?state=NSW&year={}",
+                    chrono::Datelike::year(&day)
+                ),
                 Some(t),
             )
             .await;
@@ -909,7 +940,10 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
     assert_eq!(r.status, 204, "{}", r.body);
     let s = year(&srv, t, None).await;
     assert!(lines(&s, Some(b2)).is_empty(), "{s}");
-    assert_eq!(lines(&s, Some(b)), lines(&year(&srv, t, Some(b)).await, None));
+    assert_eq!(
+        lines(&s, Some(b)),
+        lines(&year(&srv, t, Some(b)).await, None)
+    );
 }
 
 /// Two nodes on one PostgreSQL, each with its own cache: a change made through either is in
