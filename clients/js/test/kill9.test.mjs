@@ -21,7 +21,10 @@ import { loadFixture, sleep, tablet, writeOutput } from "./helpers.mjs"
 
 const fx = loadFixture()
 const control = process.env.FIREMODE_CONTROL ?? "."
-const stopped = () => existsSync(join(control, "stop"))
+// "stop" from the Rust side; also when its control folder is gone (the Rust test ended
+// without saying so) or after two minutes, so that no tablet outlives its test.
+const started = Date.now()
+const stopped = () => existsSync(join(control, "stop")) || !existsSync(control) || Date.now() - started > 120_000
 const key = heads => [...heads].sort().join(",")
 
 /** The heads the server last announced for this tablet's document, as hex hashes. */
