@@ -19,6 +19,7 @@ pub mod records;
 pub mod reference_values;
 pub mod rules;
 pub mod schedule;
+mod session_diff;
 mod session_doc;
 mod session_history;
 pub mod sessions;
