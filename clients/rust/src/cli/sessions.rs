@@ -616,7 +616,8 @@ mod tests {
         assert!(lines[3].starts_with("  WINS  VALUE   AUTHOR"), "{text}");
         assert!(lines[4].starts_with("  yes   \"fail\"  Sam "), "{text}");
         assert!(lines[4].contains("sam-tablet") && lines[4].ends_with("01234567"));
-        assert!(lines[5].contains(&Uuid::nil().to_string()) && lines[5].ends_with(" -"));
+        // Long names are cut (within 100 columns).
+        assert!(lines[5].contains("00000000-0000-0000-0") && lines[5].ends_with(" -"));
         assert_eq!(
             render_conflicts(&Conflicts {
                 session_id: Uuid::nil(),
@@ -650,7 +651,7 @@ mod tests {
             recorded_at: Some(json!("2026-12-06T01:00:00.005Z")),
             values: serde_json::Map::from_iter([
                 ("outcome".to_string(), json!(outcome)),
-                ("notes".to_string(), json!(notes.repeat(40))),
+                ("notes".to_string(), json!(notes.repeat(80))),
             ]),
         };
         let c = Conflicts {
