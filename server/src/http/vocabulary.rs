@@ -93,6 +93,7 @@ const TABLE: &[(&[&str], &str, Vocab)] = &[
             "DefectAsset",
             "DueItem",
             "ReportRow",
+            "ItemConflictsView",
         ],
         "asset_type",
         Vocab::Equipment,
@@ -341,6 +342,7 @@ pub fn example(operation_id: &str) -> Option<Value> {
         "resolveTestsSessionConflicts" => {
             json!({ "path": format!("/items/{asset}/outcome"), "value": "fail" })
         }
+        "resolveTestsSessionConflictsItem" => json!({ "asset_id": asset, "side": 0 }),
         "createTestsSessionResult" => json!({ "results": [{
             "asset_id": asset, "outcome": "fail", "observed_conditions": ["pressure_gauge_below_green"],
             "notes": "Gauge reads 600 kPa", "evidence": [evidence]
