@@ -13,6 +13,7 @@ pub mod domain;
 pub mod evidence;
 pub mod http;
 pub mod hub;
+pub mod live;
 pub mod notices;
 pub mod projection;
 pub mod records;

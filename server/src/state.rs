@@ -34,6 +34,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Schedules computed under their organisation's version (`http::schedule_cache`).
     pub schedules: Arc<crate::http::schedule_cache::ScheduleCache>,
+    /// Live events for `GET /v1/events` (`crate::live`).
+    pub live: Arc<crate::live::LiveEvents>,
 }
 
 impl AppState {
@@ -138,6 +140,7 @@ impl AppState {
             shutdown,
             tasks,
             schedules: Arc::default(),
+            live: Arc::default(),
         })
     }
 

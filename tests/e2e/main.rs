@@ -19,6 +19,7 @@ mod document_store;
 mod durability;
 mod editions;
 mod email_notices;
+mod events;
 mod evidence;
 mod evidence_s3;
 mod hardening;

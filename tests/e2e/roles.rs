@@ -86,6 +86,7 @@ const PROBES: &[&str] = &[
     "`POST /v1/tests/sessions/{id}/results`",
     "`GET /v1/tests/sessions/{id}/results`",
     "`GET /v1/tests/sessions/{id}/history`",
+    "`GET /v1/events`",
     "`GET /v1/tests/sessions/{id}/conflicts`",
     "`GET /v1/tests/sessions/{id}/diff`",
     "`POST /v1/tests/sessions/{id}/conflicts/resolve`",
@@ -515,6 +516,43 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
                 .expect("items")
                 .iter()
                 .any(|i| i["id"] == s["id"])
+        }
+        "`GET /v1/events`" => {
+            // Sees the session's events: a stream opened before a result is recorded on a
+            // session assigned (or not) to the caller gets its `session` event.
+            let res = c
+                .raw()
+                .get(format!("{}/v1/events", c.base()))
+                .bearer_auth(&who.token)
+                .send()
+                .await
+                .expect("events");
+            if res.status() != 200 {
+                return false;
+            }
+            let (s, _) = w.session(to).await;
+            let r = Client::send(
+                c.request(
+                    reqwest::Method::POST,
+                    &format!("/v1/tests/sessions/{s}/results"),
+                    admin,
+                )
+                .header("idempotency-key", Uuid::new_v4().to_string())
+                .json(&json!({ "results": [{ "asset_id": asset, "outcome": "pass" }] })),
+            )
+            .await;
+            assert!(r.status < 300, "{key}: {}", r.body);
+            let want = format!("\"session_id\":\"{s}\"");
+            let mut res = res;
+            let mut seen = String::new();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(4);
+            while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, res.chunk()).await {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+                if seen.contains(&want) {
+                    return true;
+                }
+            }
+            false
         }
         "`GET /v1/tests/sessions/{id}`"
         | "`GET /v1/tests/sessions/{id}/document`"

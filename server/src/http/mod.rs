@@ -8,6 +8,7 @@ pub mod csv_upload;
 pub mod defects;
 pub mod early;
 pub mod error;
+pub mod events;
 pub mod evidence;
 pub mod extract;
 pub mod idempotency;
@@ -88,6 +89,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(defects::router())
         .merge(notices::router())
         .merge(evidence::router())
+        .merge(events::router())
 }
 
 /// The OpenAPI document for the routes this server serves.

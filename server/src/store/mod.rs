@@ -9,6 +9,7 @@ pub mod buildings;
 pub mod defects;
 pub mod evidence;
 pub mod idempotency;
+pub mod live;
 pub mod notices;
 mod postgres;
 pub mod records;
@@ -319,6 +320,7 @@ pub trait Store:
     + rules::RuleStore
     + reports::ReportStore
     + schedule::ScheduleStore
+    + live::LiveStore
     + records::RecordStore
     + sessions::SessionStore
     + evidence::EvidenceStore

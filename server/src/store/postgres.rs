@@ -155,6 +155,7 @@ super::evidence::evidence_sql!(PgStore);
 super::idempotency::idempotency_sql!(PgStore);
 super::reports::reports_sql!(PgStore);
 super::schedule::schedule_sql!(PgStore);
+super::live::live_sql!(PgStore);
 super::records::records_sql!(PgStore);
 super::defects::defects_sql!(PgStore);
 super::notices::notices_sql!(PgStore);

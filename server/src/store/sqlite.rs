@@ -94,6 +94,7 @@ super::evidence::evidence_sql!(SqliteStore);
 super::idempotency::idempotency_sql!(SqliteStore);
 super::reports::reports_sql!(SqliteStore);
 super::schedule::schedule_sql!(SqliteStore);
+super::live::live_sql!(SqliteStore);
 super::records::records_sql!(SqliteStore);
 super::defects::defects_sql!(SqliteStore);
 super::notices::notices_sql!(SqliteStore);
