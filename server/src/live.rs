@@ -5,7 +5,7 @@
 //! [`POLL`] what changed since its last look (`store::live`) and broadcasts it to that
 //! organisation's streams on this node. Reading the tables every node writes — rather than
 //! hooking the projection writer — makes the events complete on several nodes without a
-//! channel between them, at the cost of one pair of indexed queries per second per
+//! channel between them, at the cost of one pair of indexed queries (migration 0019) per poll per
 //! organisation being watched (shared by all its streams), and up to [`POLL`] of delay.
 //! A watcher stops when its organisation's last stream goes.
 

@@ -66,7 +66,10 @@ macro_rules! live_sql {
                                        THEN p.updated_at ELSE s.updated_at END AS changed_at \
                            FROM test_sessions s \
                            LEFT JOIN session_projection_state p ON p.session_id = s.id \
-                           WHERE s.org_id = $1 AND (s.updated_at > $2 OR p.updated_at > $2) \
+                           WHERE s.id IN (SELECT id FROM test_sessions WHERE org_id = $1 AND updated_at > $2 \
+                                          UNION SELECT q.session_id FROM session_projection_state q \
+                                          JOIN test_sessions t ON t.id = q.session_id \
+                                          WHERE q.updated_at > $2 AND t.org_id = $1) \
                            ORDER BY changed_at LIMIT $3) c \
                      LEFT JOIN session_assignees a ON a.session_id = c.id \
                      ORDER BY c.changed_at, c.id",
