@@ -1,0 +1,111 @@
+// Live updates: `GET /v1/events` (server-sent events) read with fetch streaming, because
+// EventSource cannot send the Authorization header. Screens subscribe; on `lagged` (the server
+// dropped events for us) or a reconnect they reload their data.
+
+import { token } from "./api.js"
+
+const listeners = new Set()
+let controller = null
+let retry = null
+let state = "off"
+
+/** Listen to events: `fn(type, data)`. Returns the unsubscribe function. */
+export function subscribe(fn) {
+  listeners.add(fn)
+  return () => listeners.delete(fn)
+}
+
+export function liveState() {
+  return state
+}
+
+function emit(type, data) {
+  for (const fn of [...listeners]) {
+    try {
+      fn(type, data)
+    } catch (e) {
+      console.warn("live listener failed", e)
+    }
+  }
+}
+
+function setState(s) {
+  state = s
+  const el = document.getElementById("live-state")
+  if (el) {
+    el.textContent = s === "on" ? "Live" : s === "connecting" ? "Connecting…" : "Offline"
+    el.className = `live live-${s}`
+  }
+}
+
+/** Start (or restart) the stream with the current token. */
+export function start() {
+  stop()
+  controller = new AbortController()
+  run(controller.signal)
+}
+
+export function stop() {
+  clearTimeout(retry)
+  controller?.abort()
+  controller = null
+  setState("off")
+}
+
+async function run(signal) {
+  setState("connecting")
+  let wasOpen = false
+  try {
+    const t = token()
+    if (!t) return
+    const res = await fetch("/v1/events", {
+      headers: { authorization: `Bearer ${t}`, accept: "text/event-stream" },
+      signal,
+    })
+    if (!res.ok || !res.body) throw new Error(`events: ${res.status}`)
+    wasOpen = true
+    setState("on")
+    // After a gap, what we missed is unknown: have screens reload.
+    emit("lagged", {})
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+    let buf = ""
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) break
+      buf += value
+      let i
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, i)
+        buf = buf.slice(i + 2)
+        dispatch(block)
+      }
+    }
+  } catch (e) {
+    if (signal.aborted) return
+  }
+  if (signal.aborted) return
+  setState("off")
+  // Reconnect (a fresh token is picked up then).
+  retry = setTimeout(() => {
+    if (controller?.signal === signal) run(signal)
+  }, wasOpen ? 1000 : 5000)
+}
+
+function dispatch(block) {
+  let type = "message"
+  const data = []
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) continue
+    const [k, ...rest] = line.split(":")
+    const v = rest.join(":").replace(/^ /, "")
+    if (k === "event") type = v
+    else if (k === "data") data.push(v)
+  }
+  let parsed = null
+  try {
+    parsed = data.length ? JSON.parse(data.join("\n")) : null
+  } catch {
+    parsed = data.join("\n")
+  }
+  emit(type, parsed)
+}
