@@ -1,5 +1,5 @@
 // DOM helpers. API strings are untrusted: everything is built with createElement and
-// textContent, never innerHTML, so no API value is ever parsed as markup.
+// textContent, so no API value is ever parsed as markup.
 
 /**
  * An element: `h("button", { class: "primary", onclick: fn }, "Save")`.
