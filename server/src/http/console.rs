@@ -33,7 +33,7 @@ pub struct Asset {
 }
 
 macro_rules! asset {
-    ($name:literal, $ty:literal) => {
+    ($name:literal, $ty:expr) => {
         Asset {
             name: $name,
             content_type: $ty,
