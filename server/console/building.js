@@ -239,8 +239,8 @@ async function createSession(b, reload) {
   const form = h(
     "form",
     { class: "inline-form", id: "create-session" },
-    field("Name", h("input", { name: "name", required: true, id: "session-name" })),
-    field("Frequency", h("select", { name: "frequency", id: "session-frequency" }, FREQUENCIES.map(f => h("option", { value: f, selected: f === "six_monthly" }, f.replace(/_/g, " "))))),
+    field("Name", h("input", { name: "name", required: true, id: "new-session-name" })),
+    field("Frequency", h("select", { name: "frequency", id: "new-session-frequency" }, FREQUENCIES.map(f => h("option", { value: f, selected: f === "six_monthly" }, f.replace(/_/g, " "))))),
     assign,
     h("button", { type: "submit", class: "primary" }, "Create session"),
     msg,

@@ -3,7 +3,7 @@
 // (keep a side, or write values by hand). Works with Tab and Enter alone: every choice is a
 // button or a form control.
 
-import { api, can } from "./api.js"
+import { all, api, can } from "./api.js"
 import { h, replace, field, notice, show, when } from "./dom.js"
 import { subscribe } from "./live.js"
 
@@ -19,9 +19,18 @@ export async function render(root, { id }) {
     msg,
     body,
   )
+  const assets = new Map((await all(`/v1/buildings/${s.building_id}/assets`).catch(() => [])).map(a => [a.id, a]))
   const load = async () => {
     const c = await api("GET", `/v1/tests/sessions/${id}/conflicts`)
     const groups = c.items ?? groupFlat(c.conflicts ?? [])
+    for (const g of groups) {
+      const a = assets.get(g.asset_id)
+      if (a) {
+        g.identifier ??= a.identifier
+        g.location ??= a.location
+        g.asset_type ??= a.asset_type
+      }
+    }
     if (!groups.length && !(c.document ?? []).length) {
       replace(body, h("p", { class: "empty", id: "no-conflicts" }, "No conflicts in this session."))
       return
