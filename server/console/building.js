@@ -53,7 +53,7 @@ async function assets(root, b) {
       table(
         ["Identifier", "Type", "Location", "Installed", "Rules"],
         items.map(a => [show(a.identifier), a.asset_type.replace(/_/g, " "), a.location, show(a.install_date), a.rule_codes.join(", ") || "all for its kind"]),
-        { caption: `${items.length} asset(s)`, empty: "No assets match." },
+        { caption: `${items.length} asset(s)`, empty: "No assets (with these filters)." },
       ),
     )
   }
