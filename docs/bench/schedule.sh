@@ -16,7 +16,7 @@ PORT=${PORT:-18083}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 FM=$BIN/firemode SEED=$BIN/firemode-bench-compliance
 BUILDINGS=${BUILDINGS:-250} PER_BUILDING=${PER_BUILDING:-200} VISITS=${VISITS:-4}
-REQUESTS=${REQUESTS:-30}
+REQUESTS=${REQUESTS:-30} COLD_REQUESTS=${COLD_REQUESTS:-10}
 FROM=$(date -u +%F) TO=$(date -u -d '+365 days' +%F)
 
 run() { # $1: backend name, $2: database URL for the seeder, $3: the server's data dir
@@ -30,6 +30,10 @@ run() { # $1: backend name, $2: database URL for the seeder, $3: the server's da
     "$SEED" time --url http://127.0.0.1:$PORT --server-pid $server --requests "$REQUESTS" \
       --path "/v1/schedule?from=$FROM&to=$TO&limit=$limit" | sed "s/^/$name /" | tee -a schedule.txt
   done
+  # Every request after a change: nothing cached can answer (the cold path).
+  "$SEED" time --url http://127.0.0.1:$PORT --server-pid $server --requests "$COLD_REQUESTS" \
+    --warmup 1 --invalidate --path "/v1/schedule?from=$FROM&to=$TO&limit=1000" \
+    | sed "s/^/$name /" | tee -a schedule.txt
   kill $server
   wait $server || true
 }

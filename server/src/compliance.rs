@@ -36,7 +36,7 @@ pub mod pdf;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -55,7 +55,9 @@ pub const SERVICES_PER_RULE: i64 = 3;
 /// `critical_defect` (an open critical defect: a system may be inoperative, cl. 1.5.6) >
 /// `overdue` (a routine service is late or was never done) > `defects_open` (open
 /// non-critical defects or non-conformances) > `compliant`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Compliant,
@@ -88,7 +90,8 @@ impl DefectCounts {
         self.critical + self.non_critical + self.non_conformance
     }
 
-    fn add(&mut self, severity: &str, n: u32) {
+    /// Count `n` more defects of `severity`.
+    pub(crate) fn add(&mut self, severity: &str, n: u32) {
         match severity {
             "critical" => self.critical += n,
             "non_critical" => self.non_critical += n,
@@ -107,6 +110,16 @@ impl DefectCounts {
             Status::Compliant
         }
     }
+}
+
+/// A building's overall status from its active defects and the number of its routines
+/// overdue: what [`build`] makes the report's `status`.
+pub fn overall_status(defects: &DefectCounts, overdue: u32) -> Status {
+    defects.status().max(if overdue > 0 {
+        Status::Overdue
+    } else {
+        Status::Compliant
+    })
 }
 
 /// One asset under one applicable rule (or, for an asset no active rule applies to, one row
@@ -316,6 +329,8 @@ pub fn calendar(
 /// A rule with its interval and tolerance.
 pub(crate) struct Applicable<'a> {
     pub rule: &'a RuleRecord,
+    /// Its place in the rules it was picked from.
+    pub index: usize,
     /// The interval's length in days (months as 30), to order routines.
     pub months: u32,
     pub routine: Routine,
@@ -389,8 +404,9 @@ pub(crate) fn applicable<'a>(asset: &AssetRecord, rules: &'a [RuleRecord]) -> Ve
     let lib = crate::rules::library();
     let mut applicable: Vec<Applicable<'a>> = rules
         .iter()
-        .filter(|r| crate::domain::applicability::applies(&asset.facts(), &r.facts()))
-        .filter_map(|rule| {
+        .enumerate()
+        .filter(|(_, r)| crate::domain::applicability::applies(&asset.facts(), &r.facts()))
+        .filter_map(|(index, rule)| {
             let f = lib.frequency(&rule.frequency)?;
             let routine = Routine {
                 months: f.months,
@@ -399,6 +415,7 @@ pub(crate) fn applicable<'a>(asset: &AssetRecord, rules: &'a [RuleRecord]) -> Ve
             };
             Some(Applicable {
                 rule,
+                index,
                 months: routine.length_days(),
                 routine,
             })
@@ -565,16 +582,12 @@ pub fn build(input: Inputs<'_>) -> Report {
         }
     }
     // Every open defect counts, including building-level ones (no asset) that have no row.
-    let overdue = if summary.overdue > 0 {
-        Status::Overdue
-    } else {
-        Status::Compliant
-    };
+    let status = overall_status(&all_defects, summary.overdue);
     Report {
         building: input.building.into(),
         as_of: input.as_of,
         generated_at: input.generated_at,
-        status: all_defects.status().max(overdue),
+        status,
         summary,
         items,
         defects: {

@@ -32,6 +32,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every background task is spawned here so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Schedules computed under their organisation's version (`http::schedule_cache`).
+    pub schedules: Arc<crate::http::schedule_cache::ScheduleCache>,
 }
 
 impl AppState {
@@ -135,6 +137,7 @@ impl AppState {
             hub,
             shutdown,
             tasks,
+            schedules: Arc::default(),
         })
     }
 

@@ -5,7 +5,10 @@
 
 use chrono::{Days, Months, NaiveDate, Utc};
 use firemode_server::store::schedule::HistoryRecord;
-use firemode_tests::{assert_problem, backend_tests, Backend, Client, Org, Resp, TestServer};
+use firemode_tests::fixtures::{session, Building};
+use firemode_tests::{
+    assert_problem, backend_tests, test_config, Backend, Client, Org, Resp, TestDb, TestServer,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -14,6 +17,7 @@ backend_tests!(
     anchors_folding_and_holidays,
     history_counts_and_a_session_is_made_from_what_is_due,
     schedule_pages_and_bad_inputs,
+    every_change_reaches_the_next_schedule_and_status,
 );
 
 const EXT_6M: &str = "AS1851-10-6M-EXT";
@@ -606,4 +610,376 @@ async fn schedule_pages_and_bad_inputs(be: Backend) {
         )
         .await;
     assert_problem(&r, 422, "invalid_field");
+}
+
+/// The schedule over a year from today: the organisation's, or one building's.
+async fn year(srv: &TestServer, t: &str, b: Option<Uuid>) -> Value {
+    let today = Utc::now().date_naive();
+    let mut q = format!("from={today}&to={}&limit=10000", today + Days::new(365));
+    if let Some(b) = b {
+        q.push_str(&format!("&building_id={b}"));
+    }
+    schedule(srv, t, &q).await
+}
+
+/// One line per item: what a change could move.
+fn lines(s: &Value, building: Option<Uuid>) -> Vec<String> {
+    s["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| building.is_none_or(|b| i["building_id"] == b.to_string()))
+        .map(|i| {
+            format!(
+                "{} {} {} {} {} {} {} {}",
+                i["identifier"],
+                i["rule_code"],
+                i["next_due"],
+                i["window_opens"],
+                i["due_by"],
+                i["overdue"],
+                i["anchor"],
+                i["last_service"]
+            )
+        })
+        .collect()
+}
+
+/// The organisation's schedule and building `b`'s, checked to agree on `b` (one is computed
+/// from each routine's first and last service, the other from the latest services).
+async fn both(srv: &TestServer, t: &str, b: Uuid) -> (Value, Value) {
+    let org = year(srv, t, None).await;
+    let one = year(srv, t, Some(b)).await;
+    assert_eq!(lines(&org, Some(b)), lines(&one, None));
+    (org, one)
+}
+
+fn item<'a>(s: &'a Value, identifier: &str) -> &'a Value {
+    s["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["identifier"] == identifier)
+        .unwrap_or_else(|| panic!("{identifier} in {s}"))
+}
+
+/// The status `GET /v1/buildings` and `GET /v1/buildings/{id}` give building `b`, checked to
+/// agree with each other and with the building's compliance report.
+async fn building_status(srv: &TestServer, t: &str, b: Uuid) -> Value {
+    let list = srv.client.get("/v1/buildings?limit=500", Some(t)).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let listed = list.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == b.to_string())
+        .expect("listed")["status"]
+        .clone();
+    let one = srv.client.get(&format!("/v1/buildings/{b}"), Some(t)).await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(listed, one.json["status"]);
+    let report = srv
+        .client
+        .get(&format!("/v1/buildings/{b}/compliance"), Some(t))
+        .await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert_eq!(listed["overall"], report.json["status"]);
+    assert_eq!(listed["overdue"], report.json["summary"]["overdue"]);
+    assert_eq!(
+        listed["open_critical_defects"],
+        report.json["summary"]["open_defects"]["critical"]
+    );
+    listed
+}
+
+/// Schedules are cached per organisation until something they are computed from changes:
+/// each kind of change shows in the very next answer — of the organisation's schedule, of the
+/// building's, and in the buildings' status — and an unchanged answer is the same twice.
+async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
+    let Some(srv) = TestServer::start(be).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let t = org.admin.token.as_str();
+    let today = Utc::now().date_naive();
+    let b = create_building(&srv, t, json!({ "state": "NSW" })).await;
+    let ext = |i: usize| {
+        json!({ "asset_type": "portable_extinguisher", "location": format!("Level {i}"),
+                "identifier": format!("EXT-{i}"), "rule_codes": [EXT_6M] })
+    };
+    let ext0 = create_asset(&srv, t, b, ext(0)).await;
+    let ext1 = create_asset(&srv, t, b, ext(1)).await;
+
+    // Nothing to count from: both due now.
+    let (s, _) = both(&srv, t, b).await;
+    assert_eq!(s["overdue"], 2, "{s}");
+    assert_eq!(year(&srv, t, None).await, s, "the same answer twice");
+    let st = building_status(&srv, t, b).await;
+    assert_eq!(st, json!({ "overall": "overdue", "overdue": 2, "open_critical_defects": 0 }));
+
+    // A result recorded in a session (projected): EXT-0 serviced today.
+    let session_id = session(
+        &srv,
+        &org.admin,
+        &Building {
+            id: b,
+            assets: vec![ext0, ext1],
+        },
+        &[],
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = Client::send(
+        srv.client
+            .request(
+                Method::POST,
+                &format!("/v1/tests/sessions/{session_id}/results"),
+                Some(t),
+            )
+            .header("idempotency-key", Uuid::new_v4().to_string())
+            .json(&json!({ "results": [{ "asset_id": ext0, "outcome": "pass" }] })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (s, _) = both(&srv, t, b).await;
+    assert_eq!(s["overdue"], 1, "{s}");
+    let e0 = item(&s, "EXT-0");
+    assert_eq!(e0["overdue"], false);
+    assert_eq!(
+        e0["next_due"],
+        today.checked_add_months(Months::new(6)).unwrap().to_string()
+    );
+    assert_eq!(building_status(&srv, t, b).await["overdue"], 1);
+
+    // Imported history: EXT-1 serviced a month ago.
+    let month_ago = today.checked_sub_months(Months::new(1)).unwrap();
+    add_history(&srv, &org, b, ext1, EXT_6M, month_ago).await;
+    let (s, _) = both(&srv, t, b).await;
+    assert_eq!(s["overdue"], 0, "{s}");
+    assert_eq!(
+        item(&s, "EXT-1")["next_due"],
+        month_ago
+            .checked_add_months(Months::new(6))
+            .unwrap()
+            .to_string()
+    );
+    assert_eq!(
+        building_status(&srv, t, b).await,
+        json!({ "overall": "compliant", "overdue": 0, "open_critical_defects": 0 })
+    );
+
+    // An office entry through the API: EXT-1 serviced today.
+    let r = srv
+        .client
+        .post(
+            &format!("/v1/buildings/{b}/assets/{ext1}/service-history"),
+            Some(t),
+            &json!({ "rule_code": EXT_6M, "serviced_on": today.to_string(), "outcome": "pass" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (s, _) = both(&srv, t, b).await;
+    assert_eq!(
+        item(&s, "EXT-1")["last_service"].as_str().unwrap()[..10],
+        today.to_string()
+    );
+
+    // The building's anchor: every grid moves onto it.
+    let anchor = today - Days::new(20);
+    let r = patch(
+        &srv,
+        t,
+        &format!("/v1/buildings/{b}"),
+        json!({ "schedule_anchor": anchor }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (s, _) = both(&srv, t, b).await;
+    for i in s["items"].as_array().unwrap() {
+        assert_eq!(i["anchor"], anchor.to_string(), "{i}");
+        assert_eq!(i["anchor_source"], "building");
+    }
+    assert_eq!(
+        item(&s, "EXT-0")["next_due"],
+        anchor.checked_add_months(Months::new(6)).unwrap().to_string()
+    );
+
+    // A holiday: a monthly routine's window (±5 working days) closes a working day later.
+    let spr = create_asset(
+        &srv,
+        t,
+        b,
+        json!({ "asset_type": "sprinkler_system", "location": "Valve room",
+                "identifier": "SPR-1", "rule_codes": [SPR_1M] }),
+    )
+    .await;
+    let (s, _) = both(&srv, t, b).await;
+    let first = |s: &Value| {
+        s["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["asset_id"] == spr.to_string())
+            .expect("SPR-1 listed, the asset just added")
+            .clone()
+    };
+    let before = first(&s);
+    let due: NaiveDate = before["next_due"].as_str().unwrap().parse().unwrap();
+    let due_by: NaiveDate = before["due_by"].as_str().unwrap().parse().unwrap();
+    // The first working day after the due date that is no holiday yet.
+    let mut day = due + Days::new(1);
+    loop {
+        let builtin = srv
+            .client
+            .get(
+                &format!("/v1/holidays?state=NSW&year={}", chrono::Datelike::year(&day)),
+                Some(t),
+            )
+            .await;
+        let taken = builtin.json["holidays"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["date"] == day.to_string());
+        let weekend = matches!(
+            chrono::Datelike::weekday(&day),
+            chrono::Weekday::Sat | chrono::Weekday::Sun
+        );
+        if !taken && !weekend {
+            break;
+        }
+        day = day + Days::new(1);
+    }
+    assert!(day <= due_by);
+    let r = Client::send(
+        srv.client
+            .request(
+                Method::PUT,
+                &format!("/v1/holidays/NSW/{}", chrono::Datelike::year(&day)),
+                Some(t),
+            )
+            .json(&json!({ "holidays": [{ "date": day, "name": "Site shutdown" }] })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (s, _) = both(&srv, t, b).await;
+    let after = first(&s);
+    assert_eq!(after["next_due"], before["next_due"]);
+    let moved: NaiveDate = after["due_by"].as_str().unwrap().parse().unwrap();
+    assert!(moved > due_by, "{due_by} -> {moved}");
+
+    // A critical defect: the status shows it (defects are read live).
+    let r = srv
+        .client
+        .post(
+            "/v1/defects",
+            Some(t),
+            &json!({ "building_id": b, "asset_id": ext0, "severity": "critical",
+                     "title": "Extinguisher missing" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let st = building_status(&srv, t, b).await;
+    assert_eq!(st["overall"], "critical_defect");
+    assert_eq!(st["open_critical_defects"], 1);
+
+    // A second building: listed, then archived (it holds a session) and gone.
+    let b2 = create_building(&srv, t, json!({})).await;
+    let other = create_asset(&srv, t, b2, ext(9)).await;
+    let s = year(&srv, t, None).await;
+    assert!(lines(&s, Some(b2)).len() == 1, "{s}");
+    session(
+        &srv,
+        &org.admin,
+        &Building {
+            id: b2,
+            assets: vec![other],
+        },
+        &[],
+    )
+    .await;
+    let r = Client::send(srv.client.request(
+        Method::DELETE,
+        &format!("/v1/buildings/{b2}"),
+        Some(t),
+    ))
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let s = year(&srv, t, None).await;
+    assert!(lines(&s, Some(b2)).is_empty(), "{s}");
+    assert_eq!(lines(&s, Some(b)), lines(&year(&srv, t, Some(b)).await, None));
+}
+
+/// Two nodes on one PostgreSQL, each with its own cache: a change made through either is in
+/// the other's next answer (the version they both read is raised in the change's transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_serve_a_stale_schedule() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let cfg = test_config(&db);
+    let second = db.shared();
+    let a = TestServer::start_with(db, cfg.clone()).await;
+    let n2 = TestServer::start_with(second, cfg).await;
+    let org = a.org("Acme").await;
+    let t = org.admin.token.as_str();
+    let today = Utc::now().date_naive();
+    let b = create_building(&a, t, json!({})).await;
+    let ext0 = create_asset(
+        &a,
+        t,
+        b,
+        json!({ "asset_type": "portable_extinguisher", "location": "Lobby",
+                "identifier": "EXT-0", "rule_codes": [EXT_6M] }),
+    )
+    .await;
+    // Both nodes compute and keep it.
+    for node in [&a, &n2] {
+        let s = year(node, t, None).await;
+        assert_eq!(s["overdue"], 1);
+        assert_eq!(building_status(node, t, b).await["overdue"], 1);
+    }
+    // Serviced, through the second node: the first one sees it.
+    let r = n2
+        .client
+        .post(
+            &format!("/v1/buildings/{b}/assets/{ext0}/service-history"),
+            Some(t),
+            &json!({ "rule_code": EXT_6M, "serviced_on": today.to_string(), "outcome": "pass" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let s = year(&a, t, None).await;
+    assert_eq!(s["overdue"], 0, "{s}");
+    assert_eq!(year(&a, t, Some(b)).await["overdue"], 0);
+    assert_eq!(building_status(&a, t, b).await["overall"], "compliant");
+    // An asset added through the first: the second lists it.
+    create_asset(
+        &a,
+        t,
+        b,
+        json!({ "asset_type": "portable_extinguisher", "location": "Roof",
+                "identifier": "EXT-1", "rule_codes": [EXT_6M] }),
+    )
+    .await;
+    let s = year(&n2, t, None).await;
+    assert_eq!(s["overdue"], 1, "{s}");
+    item(&s, "EXT-1");
+    assert_eq!(building_status(&n2, t, b).await["overdue"], 1);
+    // The anchor, through the second: the first moves every grid.
+    let anchor = today - Days::new(20);
+    let r = patch(
+        &n2,
+        t,
+        &format!("/v1/buildings/{b}"),
+        json!({ "schedule_anchor": anchor }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = year(&a, t, None).await;
+    for i in s["items"].as_array().unwrap() {
+        assert_eq!(i["anchor"], anchor.to_string(), "{i}");
+    }
 }

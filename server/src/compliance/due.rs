@@ -50,7 +50,11 @@ pub struct DueItem {
 pub struct DueLine<'a> {
     pub building: &'a BuildingRecord,
     pub asset: &'a AssetRecord,
+    /// The asset's place in [`DueInputs::assets`].
+    pub asset_index: usize,
     pub rule: &'a RuleRecord,
+    /// The rule's place in [`DueInputs::rules`].
+    pub rule_index: usize,
     pub last_service: Option<DateTime<Utc>>,
     /// The scheduled date; None: nothing to count from, due now.
     pub date: Option<NaiveDate>,
@@ -118,7 +122,7 @@ pub struct DueInputs<'a> {
 pub fn due_lines<'a>(input: &DueInputs<'a>, from: NaiveDate, to: NaiveDate) -> Vec<DueLine<'a>> {
     let index = ServiceIndex::new(input.services, input.history, input.as_of);
     let mut out: Vec<DueLine<'a>> = Vec::new();
-    for asset in input.assets {
+    for (asset_index, asset) in input.assets.iter().enumerate() {
         let applicable = applicable(asset, input.rules);
         let mut lines: Vec<(DueLine<'a>, Routine)> = Vec::new();
         for a in &applicable {
@@ -135,7 +139,9 @@ pub fn due_lines<'a>(input: &DueInputs<'a>, from: NaiveDate, to: NaiveDate) -> V
             let line = |date: Option<NaiveDate>, overdue: bool| DueLine {
                 building: input.building,
                 asset,
+                asset_index,
                 rule: a.rule,
+                rule_index: a.index,
                 last_service: state.last_service(),
                 date,
                 window: date.map(|d| schedule::window(d, a.routine.tolerance, input.calendar)),

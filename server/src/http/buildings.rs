@@ -6,6 +6,8 @@ mod assets;
 mod history;
 pub mod import;
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -75,6 +77,95 @@ pub struct BuildingView {
     /// no new sessions or assets) and its records are kept until `retain_until`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived: Option<Archived>,
+    /// How the building stands today, at a glance (in `GET /v1/buildings` and
+    /// `GET /v1/buildings/{id}`; absent from the answers of changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<BuildingStatus>,
+}
+
+/// A building's standing today: the figures of its compliance report that a list shows.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BuildingStatus {
+    /// The compliance report's overall status (`GET /v1/buildings/{id}/compliance`'s
+    /// `status`), by precedence `critical_defect` > `overdue` > `defects_open` > `compliant`.
+    pub overall: crate::compliance::Status,
+    /// Routines (asset and rule) overdue today: the report's `summary.overdue`.
+    pub overdue: u32,
+    /// Active critical defects of the building (open to verified, with or without an asset).
+    pub open_critical_defects: u32,
+}
+
+impl BuildingStatus {
+    fn new(defects: &crate::compliance::DefectCounts, overdue: u32) -> Self {
+        Self {
+            overall: crate::compliance::overall_status(defects, overdue),
+            overdue,
+            open_critical_defects: defects.critical,
+        }
+    }
+}
+
+/// The status of each of `buildings` (of the caller's organisation): overdue routines from
+/// the organisation's cached schedule inputs (`schedule_cache`: loaded once per version, not
+/// per building), active defects from one grouped query.
+async fn statuses(
+    state: &AppState,
+    org_id: Uuid,
+    buildings: &[Uuid],
+) -> ApiResult<HashMap<Uuid, BuildingStatus>> {
+    use crate::compliance::DefectCounts;
+    if buildings.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let loaded = super::schedule_cache::loaded(state, org_id, None).await?;
+    let mut overdue = super::schedule_cache::overdue_by_building(loaded).await?;
+    // A building created since the organisation's inputs were read (rare): on its own.
+    for id in buildings {
+        if !overdue.contains_key(id) {
+            let one = super::schedule_cache::loaded(state, org_id, Some(*id)).await?;
+            overdue.extend(super::schedule_cache::overdue_by_building(one).await?);
+        }
+    }
+    let mut defects: HashMap<Uuid, DefectCounts> = HashMap::new();
+    for row in state.store.org_open_defect_counts(org_id).await? {
+        defects
+            .entry(row.building_id)
+            .or_default()
+            .add(&row.severity, u32::try_from(row.open).unwrap_or(u32::MAX));
+    }
+    Ok(buildings
+        .iter()
+        .map(|id| {
+            let d = defects.get(id).copied().unwrap_or_default();
+            (
+                *id,
+                BuildingStatus::new(&d, overdue.get(id).copied().unwrap_or(0)),
+            )
+        })
+        .collect())
+}
+
+/// The status of one building (its own cached schedule inputs and defect counts).
+async fn status_of(state: &AppState, org_id: Uuid, id: Uuid) -> ApiResult<BuildingStatus> {
+    let (loaded, counts) = tokio::try_join!(
+        super::schedule_cache::loaded(state, org_id, Some(id)),
+        async {
+            state
+                .store
+                .open_defect_counts(org_id, id)
+                .await
+                .map_err(ApiError::from)
+        },
+    )?;
+    let overdue = super::schedule_cache::overdue_by_building(loaded).await?;
+    let mut d = crate::compliance::DefectCounts::default();
+    for row in counts {
+        d.add(&row.severity, u32::try_from(row.open).unwrap_or(u32::MAX));
+    }
+    Ok(BuildingStatus::new(
+        &d,
+        overdue.get(&id).copied().unwrap_or(0),
+    ))
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -111,6 +202,7 @@ impl AppState {
             created_at: b.created_at,
             updated_at: b.updated_at,
             archived: None,
+            status: None,
         }
     }
 }
@@ -417,11 +509,16 @@ async fn list(
         .store
         .list_buildings(user.org_id, &filter, page)
         .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|b| b.id).collect();
+    let mut statuses = statuses(&state, user.org_id, &ids).await?;
     Ok(Json(Paginated::from_rows(
         rows,
         page,
         |b| b.id,
-        |b| state.building_view(b),
+        |b| BuildingView {
+            status: statuses.remove(&b.id),
+            ..state.building_view(b)
+        },
     )))
 }
 
@@ -443,8 +540,10 @@ async fn get(
             archived_at: a.archived_at,
             retain_until: a.retain_until,
         });
+    let status = status_of(&state, user.org_id, id).await?;
     Ok(Json(BuildingView {
         archived,
+        status: Some(status),
         ..state.building_view(b)
     }))
 }

@@ -207,13 +207,28 @@ async fn get(
     let now = Utc::now();
     let as_of = q.as_of.unwrap_or_else(|| now.date_naive());
     let store = &state.store;
-    let building = store.get_building(user.org_id, id).await?;
-    // Independent reads; on SQLite they run on separate reader connections.
-    let (inputs, rules, defects) = tokio::try_join!(
-        ScheduleInputs::load(&state, user.org_id, &building, as_of),
-        crate::rules::building_rules(store.as_ref(), &building, None),
-        store.open_defect_counts(user.org_id, id),
-    )?;
+    // Today's report: the building's schedule inputs as cached under its organisation's
+    // version (`schedule_cache`); another day's is loaded for it.
+    let cached = match q.as_of {
+        Some(d) if d != now.date_naive() => None,
+        _ => Some(super::schedule_cache::loaded(&state, user.org_id, Some(id)).await?),
+    }
+    .filter(|l| l.today() == as_of);
+    let fresh;
+    let (building, rules, inputs) = match cached.as_ref().and_then(|l| l.building(0)) {
+        Some(parts) => parts,
+        None => {
+            let building = store.get_building(user.org_id, id).await?;
+            // Independent reads; on SQLite they run on separate reader connections.
+            let (inputs, rules) = tokio::try_join!(
+                ScheduleInputs::load(&state, user.org_id, &building, as_of),
+                crate::rules::building_rules(store.as_ref(), &building, None),
+            )?;
+            fresh = (building, rules, inputs);
+            (&fresh.0, fresh.1.as_slice(), &fresh.2)
+        }
+    };
+    let defects = store.open_defect_counts(user.org_id, id).await?;
     let listed = store
         .list_defects(
             user.org_id,
@@ -249,9 +264,9 @@ async fn get(
         })
         .collect();
     let report = compliance::build(Inputs {
-        building: &building,
+        building,
         assets: &inputs.assets,
-        rules: &rules,
+        rules,
         services: &inputs.services,
         history: &inputs.history,
         calendar: &inputs.calendar,

@@ -20,6 +20,7 @@ pub mod records;
 pub mod reference_values;
 pub mod rules;
 pub mod schedule;
+pub(crate) mod schedule_cache;
 mod session_doc;
 mod session_history;
 pub mod sessions;

@@ -3,7 +3,7 @@
 //! (`/v1/holidays`). Due dates are the compliance report's (`crate::compliance`,
 //! `crate::domain::schedule`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -28,7 +28,6 @@ use crate::domain::holidays::{self, AuState};
 use crate::state::AppState;
 use crate::store::buildings::BuildingRecord;
 use crate::store::rules::RuleRecord;
-use crate::store::Page;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -131,45 +130,6 @@ async fn building_due(
     Ok(lines.iter().map(DueLine::item).collect())
 }
 
-/// A page of the schedule from all its lines.
-fn page(
-    lines: &mut [DueLine<'_>],
-    from: NaiveDate,
-    to: NaiveDate,
-    offset: usize,
-    limit: usize,
-) -> Schedule {
-    lines.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    let mut months: BTreeMap<String, u32> = BTreeMap::new();
-    for d in lines.iter().filter_map(|l| l.date) {
-        if from <= d && d <= to {
-            *months.entry(d.format("%Y-%m").to_string()).or_default() += 1;
-        }
-    }
-    let total = lines.len();
-    let overdue = lines.iter().filter(|l| l.overdue).count();
-    let items: Vec<DueItem> = lines
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(DueLine::item)
-        .collect();
-    let next_offset = (offset + items.len() < total).then_some(offset + items.len());
-    Schedule {
-        from,
-        to,
-        total,
-        overdue,
-        by_month: months
-            .into_iter()
-            .map(|(month, due)| MonthCount { month, due })
-            .collect(),
-        offset,
-        next_offset,
-        items,
-    }
-}
-
 /// What is due in a date range — every scheduled date of every routine of every asset, with
 /// shorter routines due at the same time as a longer one folded into it (`includes`) — and
 /// what is overdue today, for one building or every building of the organisation. Due dates
@@ -195,65 +155,29 @@ async fn schedule(
         ));
     }
     let offset = q.offset.unwrap_or(0);
-    let store = &state.store;
-    let buildings = match q.building_id {
-        Some(id) => vec![store.get_building(user.org_id, id).await?],
-        None => {
-            let mut all = Vec::new();
-            let mut after = None;
-            loop {
-                let page = Page { after, limit: 500 };
-                let rows = store
-                    .list_buildings(user.org_id, &Default::default(), page)
-                    .await?;
-                let done = rows.len() < 500;
-                after = rows.last().map(|b| b.id);
-                all.extend(rows);
-                if done {
-                    break;
-                }
-            }
-            all
-        }
-    };
-    // Each building's rules come from its pinned editions.
-    let candidates = store.edition_rules(user.org_id, None, None).await?;
-    let rules: HashMap<Uuid, Vec<RuleRecord>> = buildings
-        .iter()
-        .map(|b| (b.id, crate::rules::for_building(b, &candidates)))
-        .collect();
-    let today = Utc::now().date_naive();
-    let inputs: HashMap<Uuid, ScheduleInputs> = match q.building_id {
-        Some(_) => {
-            let mut one = HashMap::new();
-            for b in &buildings {
-                one.insert(
-                    b.id,
-                    ScheduleInputs::load(&state, user.org_id, b, today).await?,
-                );
-            }
-            one
-        }
-        None => ScheduleInputs::load_org(&state, user.org_id, &buildings, today).await?,
-    };
-    // Pure computation over every building: off the async workers.
-    let schedule = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
-        for building in &buildings {
-            if let (Some(inputs), Some(rules)) = (inputs.get(&building.id), rules.get(&building.id))
-            {
-                lines.extend(due_lines(
-                    &due_inputs(building, inputs, rules, today),
-                    from,
-                    to,
-                ));
-            }
-        }
-        page(&mut lines, from, to, offset, limit)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(schedule))
+    // Computed once per organisation version, day and range (`schedule_cache`); a page is
+    // cut from it.
+    let c = super::schedule_cache::computed(&state, user.org_id, q.building_id, from, to).await?;
+    let items = c.items(offset, limit);
+    let total = c.total();
+    let next_offset = (offset + items.len() < total).then_some(offset + items.len());
+    Ok(Json(Schedule {
+        from,
+        to,
+        total,
+        overdue: c.overdue,
+        by_month: c
+            .by_month
+            .iter()
+            .map(|(month, due)| MonthCount {
+                month: month.clone(),
+                due: *due,
+            })
+            .collect(),
+        offset,
+        next_offset,
+        items,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]

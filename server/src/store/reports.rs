@@ -56,6 +56,17 @@ pub trait ReportStore: Send + Sync {
         org_id: Uuid,
         building_id: Uuid,
     ) -> StoreResult<Vec<DefectCountRow>>;
+
+    /// Active defects of every building of `org_id`, counted per building and severity.
+    async fn org_open_defect_counts(&self, org_id: Uuid) -> StoreResult<Vec<BuildingDefectCount>>;
+}
+
+/// How many active defects of one severity a building has.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BuildingDefectCount {
+    pub building_id: Uuid,
+    pub severity: String,
+    pub open: i64,
 }
 
 /// Ranks each (asset, rule) pair's services newest first and keeps the first `$4`. Served by
@@ -73,12 +84,20 @@ pub(crate) const LATEST_SERVICES_SQL: &str = "SELECT asset_id, rule_code, outcom
      ) ranked WHERE rn <= $4";
 
 /// The first and last service of every (asset, rule code) of an organisation (`$1`) before
-/// `$2`: all the schedule needs. A streaming aggregate over `session_items_org_report_idx`.
-pub(crate) const ORG_SERVICE_SPANS_SQL: &str = "SELECT asset_id, rule_code, \
-     MIN(recorded_at) AS first_recorded_at, MAX(recorded_at) AS last_recorded_at \
-     FROM session_items WHERE org_id = $1 AND rule_code IS NOT NULL \
-     AND recorded_at IS NOT NULL AND recorded_at < $2 AND outcome IN ('pass', 'fail') \
-     GROUP BY asset_id, rule_code";
+/// `$2`: all the schedule needs. Read from `routine_service_spans` (migration 0020: one row per
+/// routine, kept by triggers where items are written) instead of an aggregate over every
+/// result; a routine serviced on or after `$2` (a report date in the past, a device clock
+/// ahead) is aggregated from its items, as before.
+pub(crate) const ORG_SERVICE_SPANS_SQL: &str = "SELECT asset_id, rule_code, first_recorded_at, \
+     last_recorded_at FROM routine_service_spans WHERE org_id = $1 AND last_recorded_at < $2 \
+     UNION ALL \
+     SELECT i.asset_id, i.rule_code, MIN(i.recorded_at) AS first_recorded_at, \
+       MAX(i.recorded_at) AS last_recorded_at \
+     FROM routine_service_spans s JOIN session_items i \
+       ON i.org_id = s.org_id AND i.asset_id = s.asset_id AND i.rule_code = s.rule_code \
+     WHERE s.org_id = $1 AND s.last_recorded_at >= $2 AND s.first_recorded_at < $2 \
+       AND i.recorded_at IS NOT NULL AND i.recorded_at < $2 AND i.outcome IN ('pass', 'fail') \
+     GROUP BY i.asset_id, i.rule_code";
 
 /// When an (asset, rule code) was first and last serviced.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -94,6 +113,11 @@ pub(crate) const OPEN_DEFECT_COUNTS_SQL: &str = "SELECT asset_id, severity, COUN
      FROM defects WHERE building_id = $1 AND org_id = $2 \
      AND status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified') \
      GROUP BY asset_id, severity";
+
+pub(crate) const ORG_OPEN_DEFECT_COUNTS_SQL: &str = "SELECT building_id, severity, \
+     COUNT(*) AS open FROM defects WHERE org_id = $1 \
+     AND status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified') \
+     GROUP BY building_id, severity";
 
 macro_rules! reports_sql {
     ($store:ty) => {
@@ -123,6 +147,18 @@ macro_rules! reports_sql {
                 Ok(
                     sqlx::query_as($crate::store::reports::OPEN_DEFECT_COUNTS_SQL)
                         .bind(building_id)
+                        .bind(org_id)
+                        .fetch_all(&self.reader)
+                        .await?,
+                )
+            }
+
+            async fn org_open_defect_counts(
+                &self,
+                org_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::reports::BuildingDefectCount>> {
+                Ok(
+                    sqlx::query_as($crate::store::reports::ORG_OPEN_DEFECT_COUNTS_SQL)
                         .bind(org_id)
                         .fetch_all(&self.reader)
                         .await?,

@@ -62,6 +62,11 @@ pub trait ScheduleStore: Send + Sync {
     /// Every asset of `org_id`, by building.
     async fn org_assets(&self, org_id: Uuid) -> StoreResult<Vec<super::buildings::AssetRecord>>;
 
+    /// The version of `org_id`'s schedule inputs (migration 0020: raised in the same
+    /// transaction as every change a schedule is computed from, shipped rules included).
+    /// Read it before loading what it versions.
+    async fn schedule_version(&self, org_id: Uuid) -> StoreResult<i64>;
+
     /// Every holiday `org_id` added, all states.
     async fn org_holidays(&self, org_id: Uuid) -> StoreResult<Vec<HolidayRow>>;
 
@@ -190,6 +195,17 @@ macro_rules! schedule_sql {
                 ))
                 .bind(org_id)
                 .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn schedule_version(&self, org_id: uuid::Uuid) -> $crate::store::StoreResult<i64> {
+                Ok(sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM schedule_versions \
+                     WHERE org_id = $1 OR org_id = $2",
+                )
+                .bind(org_id)
+                .bind(uuid::Uuid::nil())
+                .fetch_one(&self.reader)
                 .await?)
             }
 

@@ -85,6 +85,31 @@ enum Command {
         /// The server's process id: its CPU time per request is read from /proc.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Before each request (untimed), change what schedules are computed from (the
+        /// organisation's holidays of 2100), so that no cached schedule can answer it.
+        #[arg(long)]
+        invalidate: bool,
+    },
+    /// Time the console's building page: its four requests, sent together (the building, its
+    /// compliance report, its first 100 assets, its schedule for the next 90 days).
+    BuildingPage {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long, default_value = "bench-admin@example.test")]
+        email: String,
+        #[arg(long, default_value = "bench-password-123")]
+        password: String,
+        #[arg(long)]
+        building: Uuid,
+        #[arg(long, default_value_t = 30)]
+        requests: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// As for `time`: every page load after a change.
+        #[arg(long)]
+        invalidate: bool,
     },
 }
 
@@ -152,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
             format,
             path,
             server_pid,
+            invalidate,
         } => {
             let target = match (path, building) {
                 (Some(p), _) => format!("{url}{p}"),
@@ -159,11 +185,146 @@ async fn main() -> anyhow::Result<()> {
                 (None, None) => bail!("give --building or --path"),
             };
             time(
-                &url, &email, &password, &target, requests, warmup, server_pid,
+                &url, &email, &password, &target, requests, warmup, server_pid, invalidate,
+            )
+            .await
+        }
+        Command::BuildingPage {
+            url,
+            email,
+            password,
+            building,
+            requests,
+            warmup,
+            server_pid,
+            invalidate,
+        } => {
+            building_page(
+                &url, &email, &password, building, requests, warmup, server_pid, invalidate,
             )
             .await
         }
     }
+}
+
+async fn login(http: &reqwest::Client, url: &str, email: &str, password: &str) -> anyhow::Result<String> {
+    let login: serde_json::Value = http
+        .post(format!("{url}/v1/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(login["access_token"]
+        .as_str()
+        .context("no access_token in the login answer")?
+        .to_owned())
+}
+
+/// Replace the organisation's NSW holidays of 2100: a change every schedule's version counts
+/// (and no schedule looks at).
+async fn invalidate_schedules(http: &reqwest::Client, url: &str, token: &str, n: usize) -> anyhow::Result<()> {
+    let day = format!("2100-01-{:02}", 10 + n % 10);
+    http.put(format!("{url}/v1/holidays/NSW/2100"))
+        .bearer_auth(token)
+        .json(&json!({ "holidays": [{ "date": day, "name": "Bench" }] }))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// One GET: (time, body length).
+async fn get_timed(http: &reqwest::Client, target: &str, token: &str) -> anyhow::Result<(Duration, usize)> {
+    let t0 = Instant::now();
+    let res = http.get(target).bearer_auth(token).send().await?;
+    let status = res.status();
+    let body = res.bytes().await?;
+    let took = t0.elapsed();
+    if !status.is_success() {
+        bail!("{target}: {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok((took, body.len()))
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> f64 {
+    samples.sort();
+    let i = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
+    samples[i].as_secs_f64() * 1000.0
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn building_page(
+    url: &str,
+    email: &str,
+    password: &str,
+    building: Uuid,
+    requests: usize,
+    warmup: usize,
+    server_pid: Option<u32>,
+    invalidate: bool,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let token = login(&http, url, email, password).await?;
+    let today = Utc::now().date_naive();
+    let to = today + chrono::Duration::days(90);
+    let targets = [
+        ("building", format!("{url}/v1/buildings/{building}")),
+        ("compliance", format!("{url}/v1/buildings/{building}/compliance")),
+        ("assets", format!("{url}/v1/buildings/{building}/assets?limit=100")),
+        (
+            "schedule",
+            format!("{url}/v1/schedule?building_id={building}&from={today}&to={to}"),
+        ),
+    ];
+    let mut each: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
+    let mut page = Vec::new();
+    let mut cpu_ticks_total = 0;
+    for n in 0..warmup + requests {
+        if invalidate {
+            invalidate_schedules(&http, url, &token, n).await?;
+        }
+        let cpu_before = server_pid.map(cpu_ticks).transpose()?;
+        let t0 = Instant::now();
+        let (a, b, c, d) = tokio::try_join!(
+            get_timed(&http, &targets[0].1, &token),
+            get_timed(&http, &targets[1].1, &token),
+            get_timed(&http, &targets[2].1, &token),
+            get_timed(&http, &targets[3].1, &token),
+        )?;
+        let took = t0.elapsed();
+        if n >= warmup {
+            for (i, (t, _)) in [a, b, c, d].into_iter().enumerate() {
+                each[i].push(t);
+            }
+            page.push(took);
+            if let (Some(pid), Some(before)) = (server_pid, cpu_before) {
+                cpu_ticks_total += cpu_ticks(pid)? - before;
+            }
+        }
+    }
+    for (i, (name, _)) in targets.iter().enumerate() {
+        println!(
+            "building-page {name} requests={requests} p50={:.1}ms p95={:.1}ms",
+            percentile(&mut each[i], 0.5),
+            percentile(&mut each[i], 0.95)
+        );
+    }
+    let cpu = match server_pid {
+        Some(_) => format!(
+            " server_cpu_per_page={:.1}ms",
+            cpu_ticks_total as f64 * 10.0 / requests as f64
+        ),
+        None => String::new(),
+    };
+    println!(
+        "building-page page(slowest of four) requests={requests} p50={:.1}ms p95={:.1}ms{cpu}{}",
+        percentile(&mut page, 0.5),
+        percentile(&mut page, 0.95),
+        if invalidate { " (each after a change)" } else { "" }
+    );
+    Ok(())
 }
 
 /// utime + stime of a process, in clock ticks (100 per second on Linux).
@@ -561,6 +722,7 @@ async fn seed_defects(
     Ok(rows.len())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn time(
     url: &str,
     email: &str,
@@ -569,28 +731,19 @@ async fn time(
     requests: usize,
     warmup: usize,
     server_pid: Option<u32>,
+    invalidate: bool,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(format!("{url}/v1/auth/login"))
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = login["access_token"]
-        .as_str()
-        .context("no access_token in the login answer")?;
+    let token = login(&http, url, email, password).await?;
+    let token = token.as_str();
     let mut samples = Vec::with_capacity(requests);
     let mut bytes = 0;
-    let mut cpu_before = 0;
+    let mut cpu_ticks_total = 0;
     for n in 0..warmup + requests {
-        if n == warmup {
-            if let Some(pid) = server_pid {
-                cpu_before = cpu_ticks(pid)?;
-            }
+        if invalidate {
+            invalidate_schedules(&http, url, token, n).await?;
         }
+        let cpu_before = server_pid.map(cpu_ticks).transpose()?;
         let t0 = Instant::now();
         let res = http.get(target).bearer_auth(token).send().await?;
         let status = res.status();
@@ -602,6 +755,9 @@ async fn time(
         if n >= warmup {
             samples.push(took);
             bytes = body.len();
+            if let (Some(pid), Some(before)) = (server_pid, cpu_before) {
+                cpu_ticks_total += cpu_ticks(pid)? - before;
+            }
         }
     }
     samples.sort();
@@ -609,9 +765,10 @@ async fn time(
         |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let cpu = match server_pid {
-        Some(pid) => format!(
-            " server_cpu_per_request={:.1}ms",
-            (cpu_ticks(pid)? - cpu_before) as f64 * 10.0 / samples.len() as f64
+        Some(_) => format!(
+            " server_cpu_per_request={:.1}ms{}",
+            cpu_ticks_total as f64 * 10.0 / samples.len() as f64,
+            if invalidate { " (each after a change)" } else { "" }
         ),
         None => String::new(),
     };
