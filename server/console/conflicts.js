@@ -5,7 +5,7 @@
 
 import { all, api, can } from "./api.js"
 import { h, replace, field, notice, show, when } from "./dom.js"
-import { subscribe } from "./live.js"
+import { subscribe, watch } from "./live.js"
 
 export async function render(root, { id }) {
   const s = await api("GET", `/v1/tests/sessions/${id}`)
@@ -42,9 +42,14 @@ export async function render(root, { id }) {
     )
   }
   await load()
-  return subscribe((type, data) => {
+  const off = subscribe((type, data) => {
     if (type === "lagged" || (type === "session" && data?.session_id === id)) load()
   })
+  const unwatch = watch(id)
+  return () => {
+    off()
+    unwatch()
+  }
 }
 
 /** The flat list of an older server, grouped by item path (no sides: values per field). */

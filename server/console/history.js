@@ -1,12 +1,16 @@
 // History of a session: every change (author, device, time, items touched); pick a point to
 // see the document then, and two points to see what changed between them.
 
-import { api } from "./api.js"
+import { all, api } from "./api.js"
 import { h, replace, notice, table, show, when } from "./dom.js"
 
 export async function render(root, { id }) {
   const s = await api("GET", `/v1/tests/sessions/${id}`)
-  const hist = await api("GET", `/v1/tests/sessions/${id}/history`)
+  const [hist, assets] = await Promise.all([
+    api("GET", `/v1/tests/sessions/${id}/history`),
+    all(`/v1/buildings/${s.building_id}/assets`).catch(() => []),
+  ])
+  const names = new Map(assets.map(a => [a.id, a.identifier ?? a.location]))
   const view = h("div", { id: "history-view" })
   const changes = hist.changes ?? []
   let from = null
@@ -18,9 +22,9 @@ export async function render(root, { id }) {
     pickTo.addEventListener("change", () => (to = c.hash))
     return [
       String(i + 1),
-      when(c.author?.received_at ?? c.time),
+      h("span", { class: "nowrap" }, when(c.author?.received_at ?? c.time)),
       [c.author?.user_name ?? (c.author?.user_id ? c.author.user_id.slice(0, 8) : "server"), c.author?.device_id ? ` · ${c.author.device_id}` : ""].join(""),
-      h("span", { class: "touched" }, (c.touched ?? []).slice(0, 6).join(", ") + ((c.touched ?? []).length > 6 ? " …" : "")),
+      h("span", { class: "touched" }, touched(c.touched ?? [], names)),
       h("button", { type: "button", class: "quiet", onclick: () => showAt(id, c.hash, i + 1, view) }, "View"),
       pickFrom,
       pickTo,
@@ -61,4 +65,19 @@ async function showDiff(id, from, to, view) {
   } catch (e) {
     replace(view, notice(e.message, "error"))
   }
+}
+
+/** Paths touched, per item by identifier: "EXT-101: outcome, notes · session: name". */
+function touched(paths, names) {
+  const groups = new Map()
+  for (const p of paths) {
+    const m = p.match(/^\/items\/([^/]+)(?:\/([^/]+))?/)
+    const key = m ? names.get(m[1]) ?? `item ${m[1].slice(0, 8)}` : "session"
+    const fieldName = m ? m[2] : p.replace(/^\//, "").split("/")[0]
+    const set = groups.get(key) ?? new Set()
+    if (fieldName) set.add(fieldName)
+    groups.set(key, set)
+  }
+  const parts = [...groups].map(([k, f]) => (f.size > 3 ? `${k}: ${f.size} fields` : f.size ? `${k}: ${[...f].join(", ")}` : k))
+  return parts.length > 4 ? `${parts.slice(0, 4).join(" · ")} · +${parts.length - 4} more` : parts.join(" · ")
 }

@@ -2,7 +2,7 @@
 // EventSource cannot send the Authorization header. Screens subscribe; on `lagged` (the server
 // dropped events for us) or a reconnect they reload their data.
 
-import { token } from "./api.js"
+import { api, token } from "./api.js"
 
 const listeners = new Set()
 let controller = null
@@ -33,7 +33,7 @@ function setState(s) {
   state = s
   const el = document.getElementById("live-state")
   if (el) {
-    el.textContent = s === "on" ? "Live" : s === "connecting" ? "Connecting…" : "Offline"
+    el.textContent = { on: "Live", polling: "Live (polling)", connecting: "Connecting…" }[s] ?? "Offline"
     el.className = `live live-${s}`
   }
 }
@@ -47,13 +47,59 @@ export function start() {
 
 export function stop() {
   clearTimeout(retry)
+  clearTimeout(pollTimer)
   controller?.abort()
   controller = null
   setState("off")
 }
 
+/** Does this server have the event stream? (Its OpenAPI document says; asking it would log a 404.) */
+let hasEvents = null
+
+async function eventsAvailable() {
+  if (hasEvents === null) {
+    try {
+      const spec = await (await fetch("/openapi.json")).json()
+      hasEvents = Boolean(spec.paths?.["/v1/events"])
+    } catch {
+      hasEvents = false
+    }
+  }
+  return hasEvents
+}
+
+// Without the stream (an older server), the sessions a screen watches are polled instead: a
+// `session` event when their document's heads change.
+const watched = new Map()
+let pollTimer = null
+
+/** Watch a session (polled when there is no event stream). Returns the unwatch function. */
+export function watch(sessionId) {
+  watched.set(sessionId, watched.get(sessionId) ?? null)
+  return () => watched.delete(sessionId)
+}
+
+async function poll(signal) {
+  for (const [id, heads] of [...watched]) {
+    try {
+      const d = await api("GET", `/v1/tests/sessions/${id}/document`)
+      const now = JSON.stringify([...(d.heads ?? [])].sort())
+      if (heads !== null && heads !== now) emit("session", { session_id: id, heads: d.heads, status: d.document?.status })
+      if (watched.has(id)) watched.set(id, now)
+    } catch {}
+  }
+  if (!signal.aborted) pollTimer = setTimeout(() => poll(signal), 2000)
+}
+
 async function run(signal) {
   setState("connecting")
+  if (!(await eventsAvailable())) {
+    if (signal.aborted) return
+    setState("polling")
+    clearTimeout(pollTimer)
+    poll(signal)
+    return
+  }
   let wasOpen = false
   try {
     const t = token()

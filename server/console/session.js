@@ -3,7 +3,7 @@
 
 import { all, api } from "./api.js"
 import { h, replace, badge, table, when, show } from "./dom.js"
-import { subscribe } from "./live.js"
+import { subscribe, watch } from "./live.js"
 
 export async function render(root, { id }) {
   const s = await api("GET", `/v1/tests/sessions/${id}`)
@@ -59,8 +59,10 @@ export async function render(root, { id }) {
   const off = subscribe((type, data) => {
     if (type === "lagged" || (type === "session" && data?.session_id === id)) load()
   })
+  const unwatch = watch(id)
   return () => {
     off()
+    unwatch()
     for (const u of urls) URL.revokeObjectURL(u)
   }
 }

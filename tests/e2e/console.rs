@@ -26,7 +26,11 @@ async fn console_is_served_offline_ready(b: Backend) {
     let root = raw.get(format!("{}/", srv.base)).send().await.unwrap();
     assert_eq!(root.status(), 303);
     assert_eq!(root.headers()["location"], "/console/");
-    let bare = raw.get(format!("{}/console", srv.base)).send().await.unwrap();
+    let bare = raw
+        .get(format!("{}/console", srv.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bare.status(), 308);
     assert_eq!(bare.headers()["location"], "/console/");
 
@@ -96,12 +100,19 @@ async fn console_is_served_offline_ready(b: Backend) {
     // Offline-ready: no URL of another origin, no inline script or style, no eval, and no
     // innerHTML (API strings are untrusted: the screens build nodes with textContent).
     for asset in ASSETS {
-        for bad in ["http://", "https://", "//cdn", "eval(", "new Function", "innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", " style=\""] {
-            assert!(
-                !asset.body.contains(bad),
-                "{} contains {bad:?}",
-                asset.name
-            );
+        for bad in [
+            "http://",
+            "https://",
+            "//cdn",
+            "eval(",
+            "new Function",
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            " style=\"",
+        ] {
+            assert!(!asset.body.contains(bad), "{} contains {bad:?}", asset.name);
         }
     }
     let index = ASSETS.iter().find(|a| a.name == "index.html").unwrap();
@@ -138,7 +149,10 @@ fn chromium() -> Option<PathBuf> {
     if std::env::var_os("CI").is_some() {
         panic!("CI is set but Chromium is not at {}", path.display());
     }
-    eprintln!("skipping the console browser test: no Chromium at {}", path.display());
+    eprintln!(
+        "skipping the console browser test: no Chromium at {}",
+        path.display()
+    );
     None
 }
 
@@ -225,7 +239,10 @@ async fn console_in_chromium(b: Backend) {
     assert_eq!(ids, ["EL-101", "EXT-101", "HR-101"]);
     let s = srv
         .client
-        .get(&format!("/v1/tests/sessions/{session}"), Some(&office.token))
+        .get(
+            &format!("/v1/tests/sessions/{session}"),
+            Some(&office.token),
+        )
         .await;
     assert_eq!(s.status, 200, "{}", s.body);
     assert_eq!(s.json["name"], "Console round");
@@ -273,7 +290,10 @@ async fn console_in_chromium(b: Backend) {
         .await;
     assert_eq!(d.json["status"], "repair_scheduled");
     assert_eq!(d.json["severity"], "non_critical");
-    assert_eq!(d.json["severity_reason"], "Another extinguisher covers the space");
+    assert_eq!(
+        d.json["severity_reason"],
+        "Another extinguisher covers the space"
+    );
     assert_eq!(out["live"], true);
 
     for name in ["buildings", "conflicts", "defects", "session", "users"] {

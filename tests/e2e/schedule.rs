@@ -715,7 +715,10 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
     assert_eq!(s["overdue"], 2, "{s}");
     assert_eq!(year(&srv, t, None).await, s, "the same answer twice");
     let st = building_status(&srv, t, b).await;
-    assert_eq!(st, json!({ "overall": "overdue", "overdue": 2, "open_critical_defects": 0 }));
+    assert_eq!(
+        st,
+        json!({ "overall": "overdue", "overdue": 2, "open_critical_defects": 0 })
+    );
 
     // A result recorded in a session (projected): EXT-0 serviced today.
     let session_id = session(
@@ -749,7 +752,10 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
     assert_eq!(e0["overdue"], false);
     assert_eq!(
         e0["next_due"],
-        today.checked_add_months(Months::new(6)).unwrap().to_string()
+        today
+            .checked_add_months(Months::new(6))
+            .unwrap()
+            .to_string()
     );
     assert_eq!(building_status(&srv, t, b).await["overdue"], 1);
 
@@ -803,7 +809,10 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
     }
     assert_eq!(
         item(&s, "EXT-0")["next_due"],
-        anchor.checked_add_months(Months::new(6)).unwrap().to_string()
+        anchor
+            .checked_add_months(Months::new(6))
+            .unwrap()
+            .to_string()
     );
 
     // A holiday: a monthly routine's window (±5 working days) closes a working day later.
@@ -834,7 +843,10 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
         let builtin = srv
             .client
             .get(
-                &format!("/v1/holidays?state=NSW&year={}", chrono::Datelike::year(&day)),
+                &format!(
+                    "/v1/holidays?state=NSW&year={}",
+                    chrono::Datelike::year(&day)
+                ),
                 Some(t),
             )
             .await;
@@ -909,7 +921,10 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
     assert_eq!(r.status, 204, "{}", r.body);
     let s = year(&srv, t, None).await;
     assert!(lines(&s, Some(b2)).is_empty(), "{s}");
-    assert_eq!(lines(&s, Some(b)), lines(&year(&srv, t, Some(b)).await, None));
+    assert_eq!(
+        lines(&s, Some(b)),
+        lines(&year(&srv, t, Some(b)).await, None)
+    );
 }
 
 /// Two nodes on one PostgreSQL, each with its own cache: a change made through either is in

@@ -327,12 +327,18 @@ async fn admin_unlocks_a_throttled_user(b: Backend) {
     for _ in 0..5 {
         assert_eq!(attempt("wrong-password!").await.status, 401);
     }
-    assert_problem(&attempt(&victim.password.clone()).await, 429, "rate_limited");
+    assert_problem(
+        &attempt(&victim.password.clone()).await,
+        429,
+        "rate_limited",
+    );
 
     let path = format!("/v1/users/{}/unlock", victim.id);
     // Not an admin, another organisation's admin, an unknown id: refused, nothing cleared.
     assert_problem(
-        &srv.client.post(&path, Some(&office.token), &json!({})).await,
+        &srv.client
+            .post(&path, Some(&office.token), &json!({}))
+            .await,
         403,
         "forbidden",
     );
@@ -354,7 +360,11 @@ async fn admin_unlocks_a_throttled_user(b: Backend) {
         404,
         "not_found",
     );
-    assert_problem(&attempt(&victim.password.clone()).await, 429, "rate_limited");
+    assert_problem(
+        &attempt(&victim.password.clone()).await,
+        429,
+        "rate_limited",
+    );
 
     let r = srv
         .client
@@ -362,7 +372,11 @@ async fn admin_unlocks_a_throttled_user(b: Backend) {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json["user_id"], victim.id.to_string());
-    assert!(r.json["cleared_addresses"].as_u64().unwrap() >= 1, "{}", r.body);
+    assert!(
+        r.json["cleared_addresses"].as_u64().unwrap() >= 1,
+        "{}",
+        r.body
+    );
     assert_eq!(attempt(&victim.password.clone()).await.status, 200);
 
     let audits = srv

@@ -81,7 +81,10 @@ fn serve(index: usize, headers: &HeaderMap) -> Response {
     let asset = &ASSETS[index];
     let etag = &etags()[index];
     let common = [
-        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (
             header::ETAG,

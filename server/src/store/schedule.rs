@@ -198,7 +198,10 @@ macro_rules! schedule_sql {
                 .await?)
             }
 
-            async fn schedule_version(&self, org_id: uuid::Uuid) -> $crate::store::StoreResult<i64> {
+            async fn schedule_version(
+                &self,
+                org_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<i64> {
                 Ok(sqlx::query_scalar(
                     "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM schedule_versions \
                      WHERE org_id = $1 OR org_id = $2",

@@ -207,7 +207,12 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn login(http: &reqwest::Client, url: &str, email: &str, password: &str) -> anyhow::Result<String> {
+async fn login(
+    http: &reqwest::Client,
+    url: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
     let login: serde_json::Value = http
         .post(format!("{url}/v1/auth/login"))
         .json(&json!({ "email": email, "password": password }))
@@ -224,7 +229,12 @@ async fn login(http: &reqwest::Client, url: &str, email: &str, password: &str) -
 
 /// Replace the organisation's NSW holidays of 2100: a change every schedule's version counts
 /// (and no schedule looks at).
-async fn invalidate_schedules(http: &reqwest::Client, url: &str, token: &str, n: usize) -> anyhow::Result<()> {
+async fn invalidate_schedules(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    n: usize,
+) -> anyhow::Result<()> {
     let day = format!("2100-01-{:02}", 10 + n % 10);
     http.put(format!("{url}/v1/holidays/NSW/2100"))
         .bearer_auth(token)
@@ -236,7 +246,11 @@ async fn invalidate_schedules(http: &reqwest::Client, url: &str, token: &str, n:
 }
 
 /// One GET: (time, body length).
-async fn get_timed(http: &reqwest::Client, target: &str, token: &str) -> anyhow::Result<(Duration, usize)> {
+async fn get_timed(
+    http: &reqwest::Client,
+    target: &str,
+    token: &str,
+) -> anyhow::Result<(Duration, usize)> {
     let t0 = Instant::now();
     let res = http.get(target).bearer_auth(token).send().await?;
     let status = res.status();
@@ -271,8 +285,14 @@ async fn building_page(
     let to = today + chrono::Duration::days(90);
     let targets = [
         ("building", format!("{url}/v1/buildings/{building}")),
-        ("compliance", format!("{url}/v1/buildings/{building}/compliance")),
-        ("assets", format!("{url}/v1/buildings/{building}/assets?limit=100")),
+        (
+            "compliance",
+            format!("{url}/v1/buildings/{building}/compliance"),
+        ),
+        (
+            "assets",
+            format!("{url}/v1/buildings/{building}/assets?limit=100"),
+        ),
         (
             "schedule",
             format!("{url}/v1/schedule?building_id={building}&from={today}&to={to}"),
@@ -322,7 +342,11 @@ async fn building_page(
         "building-page page(slowest of four) requests={requests} p50={:.1}ms p95={:.1}ms{cpu}{}",
         percentile(&mut page, 0.5),
         percentile(&mut page, 0.95),
-        if invalidate { " (each after a change)" } else { "" }
+        if invalidate {
+            " (each after a change)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }
@@ -768,7 +792,11 @@ async fn time(
         Some(_) => format!(
             " server_cpu_per_request={:.1}ms{}",
             cpu_ticks_total as f64 * 10.0 / samples.len() as f64,
-            if invalidate { " (each after a change)" } else { "" }
+            if invalidate {
+                " (each after a change)"
+            } else {
+                ""
+            }
         ),
         None => String::new(),
     };

@@ -224,7 +224,9 @@ test("6. live: a tablet edit shows on the open session screen without a reload",
   await page.fill("#password", fx.users.admin.password)
   await page.click("#signin button[type=submit]")
   await page.waitForSelector("#items")
-  await page.waitForSelector("#live-state.live-on", { timeout: 10_000 })
+  // The event stream, or (a server without /v1/events) polling of the watched session.
+  await page.waitForSelector("#live-state.live-on, #live-state.live-polling", { timeout: 10_000 })
+  out.live_mode = (await page.getAttribute("#live-state", "class")).replace("live live-", "")
   const marker = `live-${Date.now()}`
   await page.evaluate(() => (window.__sameDocument = true))
   recordResult(handles[0], assetId, { note: marker })
