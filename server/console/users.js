@@ -26,8 +26,8 @@ export async function render(root) {
             h(
               "div",
               { class: "actions" },
-              h("button", { type: "button", onclick: () => act(() => api("POST", `/v1/users/${u.id}/revoke-tokens`, {}), `${u.email} is signed out everywhere`) }, "Sign out everywhere"),
-              h("button", { type: "button", onclick: () => act(() => api("POST", `/v1/users/${u.id}/unlock`, {}), `${u.email} can sign in again`) }, "Unlock"),
+              h("button", { type: "button", "aria-label": `Sign ${u.email} out everywhere`, onclick: () => act(() => api("POST", `/v1/users/${u.id}/revoke-tokens`, {}), `${u.email} is signed out everywhere`) }, "Sign out everywhere"),
+              h("button", { type: "button", "aria-label": `Unlock ${u.email}`, onclick: () => act(() => api("POST", `/v1/users/${u.id}/unlock`, {}), `${u.email} can sign in again`) }, "Unlock"),
               self ? null : h("button", { type: "button", onclick: () => act(() => api("PATCH", `/v1/users/${u.id}`, { active: !u.active }), `${u.email} ${u.active ? "deactivated" : "reactivated"}`) }, u.active ? "Deactivate" : "Reactivate"),
             ),
           ]
