@@ -73,9 +73,12 @@ async function eventsAvailable() {
 const watched = new Map()
 let pollTimer = null
 
-/** Watch a session (polled when there is no event stream). Returns the unwatch function. */
-export function watch(sessionId) {
-  watched.set(sessionId, watched.get(sessionId) ?? null)
+/**
+ * Watch a session (polled when there is no event stream), `heads` being what the screen shows
+ * (so a change landing before the first poll is not missed). Returns the unwatch function.
+ */
+export function watch(sessionId, heads = null) {
+  watched.set(sessionId, heads ? JSON.stringify([...heads].sort()) : watched.get(sessionId) ?? null)
   return () => watched.delete(sessionId)
 }
 

@@ -18,6 +18,7 @@ export async function render(root, { id }) {
     items,
   )
   const urls = []
+  let unwatch = () => {}
   const thumbs = new Map()
   const load = async () => {
     const [results, evidence, doc, assets] = await Promise.all([
@@ -27,6 +28,7 @@ export async function render(root, { id }) {
       all(`/v1/buildings/${s.building_id}/assets`).catch(() => []),
       refreshConflicts(id, conflictsLink),
     ])
+    unwatch = watch(id, doc.heads)
     const status = doc.document?.status
     if (status) replace(root.querySelector("#session-status"), badge(status))
     const byAsset = new Map(assets.map(a => [a.id, a]))
@@ -39,7 +41,16 @@ export async function render(root, { id }) {
       items,
       table(
         ["Asset", "Routine", "Outcome", "Readings", "Notes", "Evidence", "Recorded"],
-        results.map(r => {
+        results.map(projected => {
+          // The document is the truth and the freshest (the projection follows it): its
+          // outcome, readings and notes; the projection's classification and assessment.
+          const item = doc.document?.items?.[projected.asset_id] ?? {}
+          const r = {
+            ...projected,
+            outcome: typeof item.outcome === "string" ? item.outcome : projected.outcome,
+            readings: item.readings && typeof item.readings === "object" ? item.readings : projected.readings,
+            notes: typeof item.notes === "string" ? item.notes : projected.notes,
+          }
           const a = byAsset.get(r.asset_id)
           return [
             a ? `${show(a.identifier)} · ${a.location}` : r.asset_id,
@@ -59,7 +70,6 @@ export async function render(root, { id }) {
   const off = subscribe((type, data) => {
     if (type === "lagged" || (type === "session" && data?.session_id === id)) load()
   })
-  const unwatch = watch(id)
   return () => {
     off()
     unwatch()

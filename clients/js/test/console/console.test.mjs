@@ -230,7 +230,13 @@ test("6. live: a tablet edit shows on the open session screen without a reload",
   const marker = `live-${Date.now()}`
   await page.evaluate(() => (window.__sameDocument = true))
   recordResult(handles[0], assetId, { note: marker })
-  await waitFor("the edit appears on the screen", async () => (await page.textContent("#items")).includes(marker), { timeoutMs: 10_000 })
+  try {
+    await waitFor("the edit appears on the screen", async () => (await page.textContent("#items")).includes(marker), { timeoutMs: 10_000 })
+  } catch (e) {
+    const server = await rest(fx, "GET", `/v1/tests/sessions/${sessionId}/document`)
+    console.error("live diagnostics:", await page.getAttribute("#live-state", "class"), JSON.stringify(server.body).includes(marker), await page.textContent("#items"))
+    throw e
+  }
   assert.equal(await page.evaluate(() => window.__sameDocument), true, "no reload")
   out.live = true
   await shot(page, "session")
