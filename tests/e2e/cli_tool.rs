@@ -340,51 +340,69 @@ async fn conflicts_resolve_and_history(b: Backend) {
     let office = Tool::new();
     office.login(&srv, &org.admin).await.ok();
 
-    // The table: one block for the path, a row per value with its author and device, and
-    // which one wins. The session is named by its automerge URL here.
+    // The grouped view: one block for the item (tag, location, type), a side per tablet with
+    // its author and device, the value each side holds and which one shows now. The session
+    // is named by its automerge URL here.
     let out = office.run(&["conflicts", doc_url]).await;
     out.ok();
     let text = &out.stdout;
     assert!(
-        text.starts_with(&format!("session {sid}: 1 conflict\n")),
+        text.starts_with(&format!("session {sid}: 1 item in conflict\n")),
         "{text}"
     );
     assert!(
-        text.contains(&format!("{path}  (concurrent edits)")),
+        text.contains("EXT-0000 · Level 0 · portable_extinguisher\n"),
         "{text}"
     );
-    let row = |value: &str| -> String {
-        text.lines()
-            .find(|l| l.contains(&format!("\"{value}\"")))
-            .unwrap_or_else(|| panic!("a row for {value} in {text}"))
-            .to_owned()
+    assert!(text.contains(&format!("  asset {asset}\n")), "{text}");
+    assert!(text.contains("  differs: outcome\n"), "{text}");
+    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    // (the side's header line, its value line) for a value.
+    let side_of = |value: &str| -> (String, String) {
+        let at = lines
+            .iter()
+            .position(|l| l.contains(&format!("\"{value}\"")))
+            .unwrap_or_else(|| panic!("a row for {value} in {text}"));
+        let header = lines[..at]
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("  side "))
+            .unwrap_or_else(|| panic!("a side above {value} in {text}"));
+        (header.to_string(), lines[at].to_string())
     };
-    let (pass, fail) = (row("pass"), row("fail"));
+    let (pass, fail) = (side_of("pass"), side_of("fail"));
     // The admin may see names; these users have none, so the server gives their emails.
+    // (Long names are cut to keep lines within 100 columns.)
+    let start = |email: &str| email.chars().take(30).collect::<String>();
     assert!(
-        pass.contains(&ivy.email) && pass.contains("ivy-tablet"),
-        "{pass}"
+        pass.0.contains(&start(&ivy.email)) && pass.0.contains("ivy-tablet"),
+        "{pass:?}"
     );
     assert!(
-        fail.contains(&sam.email) && fail.contains("sam-tablet"),
-        "{fail}"
+        fail.0.contains(&start(&sam.email)) && fail.0.contains("sam-tablet"),
+        "{fail:?}"
     );
     assert_eq!(
-        [&pass, &fail]
+        [&pass.1, &fail.1]
             .iter()
-            .filter(|r| r.trim_start().starts_with("yes "))
+            .filter(|r| r.ends_with("(shown now)"))
             .count(),
         1,
-        "exactly one value wins: {text}"
+        "exactly one value shows: {text}"
     );
     assert!(
-        text.contains(&format!("firemode-cli resolve {sid} <PATH> <VALUE>")),
+        text.contains(&format!(
+            "firemode-cli resolve-item {sid} <ASSET> --side <N>"
+        )),
         "{text}"
     );
 
     // --json, with the session named by its document id.
     let c = office.run(&["conflicts", "--json", doc_id]).await.json();
     assert_eq!(c["session_id"], sid);
+    assert_eq!(c["items"][0]["identifier"], "EXT-0000");
+    assert_eq!(c["items"][0]["sides"].as_array().unwrap().len(), 2);
     let list = c["conflicts"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{c}");
     assert_eq!(list[0]["path"], path.as_str());
@@ -490,6 +508,85 @@ async fn conflicts_resolve_and_history(b: Backend) {
         out.stdout.contains(&sam.id.to_string()) && !out.stdout.contains(&sam.email),
         "{}",
         out.stdout
+    );
+
+    // resolve-item: a side needs a conflict; values are an edit, fine without one.
+    let asset_arg = asset.to_string();
+    let err = office
+        .run(&["resolve-item", sid, &asset_arg, "--side", "0"])
+        .await
+        .one_line_error();
+    assert!(err.contains("409") && err.contains("no conflict"), "{err}");
+    let err = office
+        .run(&["resolve-item", sid, &asset_arg])
+        .await
+        .one_line_error();
+    assert!(err.contains("--side") && err.contains("--set"), "{err}");
+    let out = office
+        .run(&[
+            "resolve-item",
+            sid,
+            &asset_arg,
+            "--set",
+            "outcome=not_accessible",
+            "--set",
+            "notes=ladder needed",
+        ])
+        .await;
+    out.ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "resolved item {asset} in session {sid}: set notes, outcome"
+        )),
+        "{}",
+        out.stdout
+    );
+    let d = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{sid}/document"),
+            Some(&org.admin.token),
+        )
+        .await;
+    let item = &d.json["document"]["items"][asset.to_string()];
+    assert_eq!(item["outcome"], "not_accessible");
+    assert_eq!(item["notes"], "ladder needed");
+
+    // A new disagreement, settled by taking a side, the asset named by its tag.
+    let (s2, asset2) = two_tablets_disagree(&srv, &org, &ivy, &sam).await;
+    let sid2 = s2["id"].as_str().unwrap();
+    let c = office.run(&["conflicts", "--json", sid2]).await.json();
+    let sides = c["items"][0]["sides"].as_array().unwrap().clone();
+    let sam_side = sides
+        .iter()
+        .find(|s| s["author"]["user_id"] == sam.id.to_string().as_str())
+        .unwrap();
+    let n = sam_side["side"].to_string();
+    let out = office
+        .run(&["resolve-item", sid2, "EXT-0000", "--side", &n])
+        .await;
+    out.ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "resolved item {asset2} in session {sid2}: took side {n}"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        office.run(&["conflicts", sid2]).await.ok().stdout,
+        format!("no conflicts in session {sid2}\n")
+    );
+    let d = srv
+        .client
+        .get(
+            &format!("/v1/tests/sessions/{sid2}/document"),
+            Some(&org.admin.token),
+        )
+        .await;
+    assert_eq!(
+        d.json["document"]["items"][asset2.to_string()]["outcome"],
+        "fail"
     );
 }
 

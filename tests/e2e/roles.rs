@@ -88,7 +88,9 @@ const PROBES: &[&str] = &[
     "`GET /v1/tests/sessions/{id}/results`",
     "`GET /v1/tests/sessions/{id}/history`",
     "`GET /v1/tests/sessions/{id}/conflicts`",
+    "`GET /v1/tests/sessions/{id}/diff`",
     "`POST /v1/tests/sessions/{id}/conflicts/resolve`",
+    "`POST /v1/tests/sessions/{id}/conflicts/resolve-item`",
     "`GET /v1/tests/sessions/{id}/evidence`",
     "`POST /v1/evidence`",
     "`GET /v1/evidence/{id}`",
@@ -525,6 +527,7 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
         | "`GET /v1/tests/sessions/{id}/results`"
         | "`GET /v1/tests/sessions/{id}/history`"
         | "`GET /v1/tests/sessions/{id}/conflicts`"
+        | "`GET /v1/tests/sessions/{id}/diff`"
         | "`GET /v1/tests/sessions/{id}/evidence`" => {
             let (s, _) = w.session(to).await;
             let suffix = key
@@ -578,6 +581,20 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
             } else {
                 allowed(key, &r)
             }
+        }
+        "`POST /v1/tests/sessions/{id}/conflicts/resolve-item`" => {
+            let (s, _) = w.session(to).await;
+            // An edit needs no conflict: a caller who may resolve gets 200.
+            let body = json!({ "asset_id": asset, "values": { "notes": "checked" } });
+            allowed(
+                key,
+                &c.post(
+                    &format!("/v1/tests/sessions/{s}/conflicts/resolve-item"),
+                    t,
+                    &body,
+                )
+                .await,
+            )
         }
         "`POST /v1/evidence`" => {
             let (s, _) = w.session(to).await;

@@ -32,7 +32,8 @@ mod types;
 
 pub use api::sessions::{
     parse_session_id, Author, Conflict, ConflictKind, ConflictValue, Conflicts, History,
-    HistoryEntry, Resolved, RuleSetRef, Session, SessionDocument, SessionFilter, SessionStatus,
+    HistoryEntry, ItemConflicts, ItemResolution, ItemResolved, ItemSide, Resolved, RuleSetRef,
+    Session, SessionDocument, SessionFilter, SessionStatus,
 };
 pub use client::{Auth, Client};
 pub use error::{ApiError, Error};

@@ -21,6 +21,7 @@ pub mod reference_values;
 pub mod rules;
 pub mod schedule;
 pub(crate) mod schedule_cache;
+mod session_diff;
 mod session_doc;
 mod session_history;
 pub mod sessions;

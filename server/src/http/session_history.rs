@@ -7,6 +7,7 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, ChangeHash, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value, ROOT};
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use firemode_sync_core::history::{self, GroupedConflicts};
 use firemode_sync_core::Outcome;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -21,6 +22,7 @@ use crate::audit::Target;
 use crate::auth::AuthUser;
 use crate::hub::{HubError, Origin};
 use crate::state::AppState;
+use crate::store::buildings::AssetRecord;
 use crate::store::sessions::ChangeAttribution;
 use crate::store::Role;
 
@@ -29,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(conflicts))
         .routes(routes!(resolve))
+        .routes(routes!(resolve_item))
 }
 
 /// Who made a change, as far as the server knows.
@@ -159,11 +162,18 @@ pub struct ConflictValueView {
     pub winner: bool,
     /// The change that wrote it (hex).
     pub change: Option<String>,
+    /// In an item's field: the index of the side (writer) that wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub side: Option<usize>,
     pub author: Author,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ConflictView {
+    /// In `items[].fields` and `document`: the field, a pointer relative to the item
+    /// (`outcome`, `readings/pressure_kpa`) or to the document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// JSON pointer, e.g. `/items/<assetId>/outcome`.
     pub path: String,
     /// `concurrent_edits` or `schema_violation`.
@@ -175,10 +185,53 @@ pub struct ConflictView {
     pub problem: Option<String>,
 }
 
+/// One writer's concurrent version of an item.
+#[derive(Serialize, ToSchema)]
+pub struct ItemSideView {
+    /// Index to pass as `side` to `resolve-item`.
+    pub side: usize,
+    /// automerge actor, hex.
+    pub actor: String,
+    /// The writer's latest change to the item in this version (hex).
+    pub change: Option<String>,
+    /// Who made that change, from which device, received when.
+    pub author: Author,
+    /// The item's `recordedBy` in this version.
+    #[schema(value_type = Option<Object>)]
+    pub recorded_by: Option<serde_json::Value>,
+    /// The item's `recordedAt` in this version.
+    #[schema(value_type = Option<Object>)]
+    pub recorded_at: Option<serde_json::Value>,
+    /// Field -> value in this version: the conflicted fields and the companions the writer
+    /// changed with them (outcome, observedCondition(s), readings, notes); `null` = absent.
+    #[schema(value_type = Object)]
+    pub values: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The conflicts and problems of one item (asset) of the session.
+#[derive(Serialize, ToSchema)]
+pub struct ItemConflictsView {
+    pub asset_id: String,
+    /// The asset's tag, from the asset register.
+    pub identifier: Option<String>,
+    pub location: Option<String>,
+    pub asset_type: Option<String>,
+    /// `/items/<assetId>`.
+    pub path: String,
+    pub fields: Vec<ConflictView>,
+    /// One per writer with a concurrent version; empty when the item only has problems.
+    pub sides: Vec<ItemSideView>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Conflicts {
     pub session_id: Uuid,
+    /// Every conflict and problem, flat (bookkeeping fields and equal values left out).
     pub conflicts: Vec<ConflictView>,
+    /// The same, grouped per item, with the writers' sides.
+    pub items: Vec<ItemConflictsView>,
+    /// Conflicts and problems not under an item.
+    pub document: Vec<ConflictView>,
 }
 
 /// Resolve a JSON pointer to (parent object, property).
@@ -242,7 +295,13 @@ type RawConflict = (
 /// Concurrent edits and schema violations of the document, then `extra` problems (path,
 /// message) found by assessing items against their rules (a reading of the wrong kind, an
 /// unknown condition, an outcome contradicting its conditions).
-fn collect_conflicts(doc: &Automerge, extra: &[(String, String)]) -> Vec<RawConflict> {
+/// With `relevant_only`, concurrent edits of bookkeeping fields (`recordedBy`, `recordedAt`)
+/// and those whose values are all equal are left out.
+fn collect_conflicts(
+    doc: &Automerge,
+    extra: &[(String, String)],
+    relevant_only: bool,
+) -> Vec<RawConflict> {
     let mut out: Vec<RawConflict> = Vec::new();
     let describe = |path: &str| -> Vec<(serde_json::Value, bool, Option<String>)> {
         let Some((obj, prop)) = resolve_pointer(doc, path) else {
@@ -262,6 +321,9 @@ fn collect_conflicts(doc: &Automerge, extra: &[(String, String)]) -> Vec<RawConf
             .collect()
     };
     for c in firemode_sync_core::conflicts(doc) {
+        if relevant_only && (history::is_bookkeeping(&c.path) || !history::values_differ(&c)) {
+            continue;
+        }
         let values = describe(&c.path);
         out.push((c.path, "concurrent_edits", None, c.winner, values));
     }
@@ -296,7 +358,7 @@ async fn conflicts(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Conflicts>> {
-    visible_session(&state, &user, id).await?;
+    let session = visible_session(&state, &user, id).await?;
     // What the projection found against the rules, beyond the document's own schema.
     state.hub.settled(id).await;
     let extra: Vec<(String, String)> = state
@@ -312,39 +374,180 @@ async fn conflicts(
             ))
         })
         .collect();
-    let raw = state
+    let (raw, grouped) = state
         .hub
-        .read(id, move |doc| collect_conflicts(doc, &extra))
+        .read(id, move |doc| {
+            (
+                collect_conflicts(doc, &extra, true),
+                history::grouped_conflicts(doc),
+            )
+        })
         .await
         .map_err(hub_error)?;
+    let assets: HashMap<String, AssetRecord> = state
+        .store
+        .building_assets(user.org_id, session.row.building_id)
+        .await?
+        .into_iter()
+        .map(|a| (a.id.to_string(), a))
+        .collect();
     let mut authors = Authors::load(&state, &user, id).await?;
     let mut conflicts = Vec::with_capacity(raw.len());
-    for (path, kind, problem, winner, values) in raw {
-        let mut views = Vec::with_capacity(values.len());
-        for (value, is_winner, change) in values {
-            let author = match &change {
-                Some(h) => authors.of(h).await,
-                None => Author::default(),
-            };
-            views.push(ConflictValueView {
-                value,
-                winner: is_winner,
-                change,
-                author,
-            });
-        }
-        conflicts.push(ConflictView {
-            path,
-            kind: kind.to_owned(),
-            winner,
-            values: views,
-            problem,
-        });
+    for raw in raw {
+        conflicts.push(conflict_view(&mut authors, raw, None).await);
     }
+    let (items, document) = group_views(&mut authors, &assets, &conflicts, grouped).await;
     Ok(Json(Conflicts {
         session_id: id,
         conflicts,
+        items,
+        document,
     }))
+}
+
+async fn values_view(
+    authors: &mut Authors<'_>,
+    values: Vec<(serde_json::Value, bool, Option<String>)>,
+    side_of: impl Fn(Option<&str>) -> Option<usize>,
+) -> Vec<ConflictValueView> {
+    let mut views = Vec::with_capacity(values.len());
+    for (value, is_winner, change) in values {
+        let author = match &change {
+            Some(h) => authors.of(h).await,
+            None => Author::default(),
+        };
+        views.push(ConflictValueView {
+            value,
+            winner: is_winner,
+            side: side_of(change.as_deref()),
+            change,
+            author,
+        });
+    }
+    views
+}
+
+async fn conflict_view(
+    authors: &mut Authors<'_>,
+    (path, kind, problem, winner, values): RawConflict,
+    field: Option<String>,
+) -> ConflictView {
+    ConflictView {
+        field,
+        path,
+        kind: kind.to_owned(),
+        winner,
+        values: values_view(authors, values, |_| None).await,
+        problem,
+    }
+}
+
+fn copy_view(c: &ConflictView, field: Option<String>) -> ConflictView {
+    ConflictView {
+        field,
+        path: c.path.clone(),
+        kind: c.kind.clone(),
+        winner: c.winner.clone(),
+        values: c
+            .values
+            .iter()
+            .map(|v| ConflictValueView {
+                value: v.value.clone(),
+                winner: v.winner,
+                change: v.change.clone(),
+                side: None,
+                author: v.author.clone(),
+            })
+            .collect(),
+        problem: c.problem.clone(),
+    }
+}
+
+/// The flat list regrouped: concurrent edits per item with their sides (from sync-core's
+/// grouping), schema problems under the item they concern, the rest under `document`.
+async fn group_views(
+    authors: &mut Authors<'_>,
+    assets: &HashMap<String, AssetRecord>,
+    flat: &[ConflictView],
+    grouped: GroupedConflicts,
+) -> (Vec<ItemConflictsView>, Vec<ConflictView>) {
+    let mut items: Vec<ItemConflictsView> = Vec::new();
+    let new_item = |key: &str, path: String| {
+        let asset = assets.get(key);
+        ItemConflictsView {
+            asset_id: key.to_owned(),
+            identifier: asset.and_then(|a| a.identifier.clone()),
+            location: asset.map(|a| a.location.clone()),
+            asset_type: asset.map(|a| a.asset_type.clone()),
+            path,
+            fields: Vec::new(),
+            sides: Vec::new(),
+        }
+    };
+    for item in grouped.items {
+        let mut view = new_item(&item.key, item.path.clone());
+        for (n, side) in item.sides.iter().enumerate() {
+            let author = match &side.change {
+                Some(h) => authors.of(h).await,
+                None => Author::default(),
+            };
+            view.sides.push(ItemSideView {
+                side: n,
+                actor: side.actor.clone(),
+                change: side.change.clone(),
+                author,
+                recorded_by: side.recorded_by.clone(),
+                recorded_at: side.recorded_at.clone(),
+                values: side.values.clone().into_iter().collect(),
+            });
+        }
+        for f in item.fields {
+            // The flat view of the same path has the values with their authors.
+            let Some(flat_view) = flat.iter().find(|c| c.path == f.conflict.path) else {
+                continue;
+            };
+            let by_change: HashMap<String, usize> = f
+                .conflict
+                .values
+                .iter()
+                .zip(&f.sides)
+                .filter_map(|(v, s)| Some((v.change.clone()?, *s)))
+                .collect();
+            let mut view_f = copy_view(flat_view, Some(f.field.clone()));
+            for v in &mut view_f.values {
+                v.side = v.change.as_ref().and_then(|c| by_change.get(c).copied());
+            }
+            view.fields.push(view_f);
+        }
+        items.push(view);
+    }
+    let mut document = Vec::new();
+    for c in flat {
+        let in_item = items
+            .iter()
+            .any(|i| i.fields.iter().any(|f| f.path == c.path));
+        if in_item {
+            continue;
+        }
+        match history::item_field_of(&c.path) {
+            Some((key, field, _)) => {
+                let pos = match items.iter().position(|i| i.asset_id == key) {
+                    Some(pos) => pos,
+                    None => {
+                        let path = c.path[..c.path.len() - field.len() - 1].to_owned();
+                        items.push(new_item(&key, path));
+                        items.len() - 1
+                    }
+                };
+                items[pos].fields.push(copy_view(c, Some(field)));
+            }
+            None => {
+                let field = c.path.trim_start_matches('/').to_owned();
+                document.push(copy_view(c, Some(field)));
+            }
+        }
+    }
+    (items, document)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -414,7 +617,9 @@ async fn resolve(
     let (_, heads) = state
         .hub
         .write(id, origin, move |doc, actor| {
-            let conflicted = collect_conflicts(doc, &[]).into_iter().any(|c| c.0 == path);
+            let conflicted = collect_conflicts(doc, &[], false)
+                .into_iter()
+                .any(|c| c.0 == path);
             if !conflicted {
                 return Err(HubError::Rejected(format!(
                     "there is no conflict at {path}"
@@ -458,6 +663,115 @@ async fn resolve(
     Ok(Json(Resolved {
         session_id: id,
         path: req.path,
+        heads: heads
+            .iter()
+            .map(|h| firemode_sync_core::encode_heads(std::slice::from_ref(h)))
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveItem {
+    /// The item (asset) to resolve.
+    pub asset_id: Uuid,
+    /// Take this side's values (index from `items[].sides[].side`) for every conflicted
+    /// field of the item and its companions. Exactly one of `side` and `values`.
+    pub side: Option<usize>,
+    /// Or set these fields (`outcome`, `observedCondition`, `observedConditions`, `readings`,
+    /// `notes`); fields still conflicted keep the value shown now.
+    #[schema(value_type = Option<Object>)]
+    pub values: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ItemResolved {
+    pub session_id: Uuid,
+    pub asset_id: Uuid,
+    /// Document heads after the resolving change (bs58check).
+    pub heads: Vec<String>,
+}
+
+/// Resolve every conflict of one item in one change by the caller: take a side (one writer's
+/// version, companions included) or set values (an edit, fine without a conflict). Pushed to
+/// connected tablets at once. Office, admin, or the assigned inspector.
+#[utoipa::path(post, path = "/v1/tests/sessions/{id}/conflicts/resolve-item", tag = "sessions", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = ResolveItem,
+    responses((status = 200, body = ItemResolved), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn resolve_item(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    Json(req): Json<ResolveItem>,
+) -> ApiResult<Json<ItemResolved>> {
+    let session = visible_session(&state, &user, id).await?;
+    require_writer(&user, &session)?;
+    let resolution = match (req.side, req.values) {
+        (Some(side), None) => history::ItemResolution::Side(side),
+        (None, Some(values)) => {
+            history::validate_item_values(&values)
+                .map_err(|m| ApiError::unprocessable("invalid_value", m))?;
+            history::ItemResolution::Values(values)
+        }
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "give exactly one of side and values",
+            ))
+        }
+    };
+    let key = req.asset_id.to_string();
+    let recorded_by = user.user_id.to_string();
+    let recorded_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let origin = Origin {
+        user_id: user.user_id,
+        request_id: super::error::current_request_id(),
+        on_completed: false,
+    };
+    let (outcome, heads) = state
+        .hub
+        .write(id, origin, move |doc, actor| {
+            doc.set_actor(actor);
+            Ok(history::resolve_item(
+                doc,
+                &key,
+                &resolution,
+                Some((&recorded_by, &recorded_at)),
+                &format!("resolve item {key}"),
+                Utc::now().timestamp(),
+            ))
+        })
+        .await
+        .map_err(hub_error)?;
+    match outcome {
+        Ok(_) => {}
+        Err(history::ResolveItemError::NoItem(_)) => return Err(ApiError::NotFound),
+        Err(e @ history::ResolveItemError::NoConflict(_)) => {
+            return Err(ApiError::conflict("no_conflict", e.to_string()))
+        }
+        Err(e @ history::ResolveItemError::NoSuchSide { .. }) => {
+            return Err(ApiError::unprocessable("invalid_side", e.to_string()))
+        }
+        Err(e @ history::ResolveItemError::InvalidValue(_)) => {
+            return Err(ApiError::unprocessable("invalid_value", e.to_string()))
+        }
+        Err(e @ history::ResolveItemError::Automerge(_)) => {
+            return Err(ApiError::unprocessable("invalid_change", e.to_string()))
+        }
+    }
+    state.hub.project_now(id).await;
+    state
+        .audit(
+            &user,
+            "session.resolve_item",
+            Some(Target::new("session", id)),
+            json!({ "asset_id": req.asset_id, "side": req.side }),
+        )
+        .await?;
+    Ok(Json(ItemResolved {
+        session_id: id,
+        asset_id: req.asset_id,
         heads: heads
             .iter()
             .map(|h| firemode_sync_core::encode_heads(std::slice::from_ref(h)))

@@ -35,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get, update))
         .merge(super::session_doc::router())
         .merge(super::session_history::router())
+        .merge(super::session_diff::router())
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

@@ -29,6 +29,8 @@ pub struct ConflictValue {
     pub actor: String,
     /// The id of that operation, `counter@actor`.
     pub op_id: String,
+    /// The change that wrote it, hex (`None` only for a change automerge no longer knows).
+    pub change: Option<String>,
 }
 
 /// Every conflicted property of the current document, in document order. The walk follows
@@ -86,6 +88,7 @@ fn visit(
                 value: reader.json(value, id, depth + 1),
                 actor: actor_hex(id),
                 op_id: id.to_string(),
+                change: reader.doc().hash_for_opid(id).map(|h| h.to_string()),
             })
             .collect();
         let winner = winner

@@ -2,6 +2,8 @@
 //! left more than one value.
 
 mod conflicts;
+mod diff;
+mod items;
 
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,6 +15,12 @@ use serde::Serialize;
 use crate::read::{pointer_segment, Reader, MAX_DEPTH};
 
 pub use conflicts::{conflicts, Conflict, ConflictValue};
+pub use diff::{json_diff, JsonChange};
+pub use items::{
+    grouped_conflicts, is_bookkeeping, item_field_of, resolve_item, validate_item_values,
+    values_differ, FieldConflict, GroupedConflicts, ItemConflicts, ItemResolution, ItemSide,
+    ResolveItemError, BOOKKEEPING_FIELDS, COMPANION_FIELDS,
+};
 
 /// One change of a document's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

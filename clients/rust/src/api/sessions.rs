@@ -188,8 +188,77 @@ pub struct HistoryEntry {
 pub struct Conflicts {
     /// The session.
     pub session_id: Uuid,
-    /// One entry per conflicted path; empty when there is nothing to resolve.
+    /// One entry per conflicted path, flat; empty when there is nothing to resolve.
+    /// Bookkeeping fields (`recordedBy`, `recordedAt`) and conflicts whose values are all equal
+    /// are not listed.
     pub conflicts: Vec<Conflict>,
+    /// The same grouped per item (asset), with each writer's side: resolve an item at once
+    /// with [`Client::resolve_item`].
+    #[serde(default)]
+    pub items: Vec<ItemConflicts>,
+    /// Conflicts and problems not under an item.
+    #[serde(default)]
+    pub document: Vec<Conflict>,
+}
+
+/// The conflicts and problems of one item of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemConflicts {
+    /// The asset (the item's key).
+    pub asset_id: String,
+    /// The asset's tag, e.g. `EXT-003`.
+    pub identifier: Option<String>,
+    /// Where the asset is.
+    pub location: Option<String>,
+    /// Its equipment kind.
+    pub asset_type: Option<String>,
+    /// `/items/<assetId>`.
+    pub path: String,
+    /// The conflicted fields (and problems); each has its `field` and each value its `side`.
+    pub fields: Vec<Conflict>,
+    /// One per writer with a concurrent version of the item.
+    pub sides: Vec<ItemSide>,
+}
+
+/// One writer's concurrent version of an item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemSide {
+    /// Its index, to pass to [`Client::resolve_item`].
+    pub side: usize,
+    /// The automerge actor, hex.
+    pub actor: String,
+    /// The writer's latest change to the item in this version.
+    pub change: Option<String>,
+    /// Who made it.
+    pub author: Author,
+    /// The item's `recordedBy` in this version.
+    pub recorded_by: Option<Value>,
+    /// The item's `recordedAt` in this version.
+    pub recorded_at: Option<Value>,
+    /// Field -> value in this version (`null`: absent).
+    pub values: serde_json::Map<String, Value>,
+}
+
+/// How [`Client::resolve_item`] resolves an item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemResolution {
+    /// Take this side's values.
+    Side(usize),
+    /// Set these fields (`outcome`, `observedCondition`, `observedConditions`, `readings`,
+    /// `notes`).
+    Values(serde_json::Map<String, Value>),
+}
+
+/// The answer of [`Client::resolve_item`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemResolved {
+    /// The session.
+    pub session_id: Uuid,
+    /// The item resolved.
+    pub asset_id: Uuid,
+    /// Document heads after the resolving change (base58check).
+    pub heads: Vec<String>,
 }
 
 /// Why a path is listed in [`Conflicts`].
@@ -218,6 +287,9 @@ impl fmt::Display for ConflictKind {
 /// One conflicted path of a session document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
+    /// Under an item: the field (`outcome`, `readings/pressure_kpa`); absent in the flat list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// JSON pointer, e.g. `/items/<assetId>/outcome`; pass it to [`Client::resolve_conflict`].
     pub path: String,
     /// Concurrent edits or a schema violation.
@@ -239,6 +311,9 @@ pub struct ConflictValue {
     pub winner: bool,
     /// Hash (hex) of the change that wrote it, when known.
     pub change: Option<String>,
+    /// Under an item: the side (writer) that wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<usize>,
     /// Who wrote it.
     pub author: Author,
 }
@@ -354,6 +429,28 @@ impl Client {
                 path,
                 value: &value,
             },
+        )
+        .await
+    }
+
+    /// `POST /v1/tests/sessions/{id}/conflicts/resolve-item`: resolve every conflict of one
+    /// item in one change by the caller, taking a side or setting values (an edit, allowed
+    /// without a conflict). A side of an item without conflict is a 409 `no_conflict`.
+    pub async fn resolve_item(
+        &self,
+        id: Uuid,
+        asset_id: Uuid,
+        resolution: ItemResolution,
+    ) -> Result<ItemResolved, Error> {
+        let body = match resolution {
+            ItemResolution::Side(side) => serde_json::json!({ "asset_id": asset_id, "side": side }),
+            ItemResolution::Values(values) => {
+                serde_json::json!({ "asset_id": asset_id, "values": values })
+            }
+        };
+        self.post_json(
+            &format!("/v1/tests/sessions/{id}/conflicts/resolve-item"),
+            &body,
         )
         .await
     }

@@ -80,6 +80,27 @@ pub enum Command {
         /// The value to keep.
         value: String,
     },
+    /// Settle every conflict of one item (asset) at once: take one writer's side (its values
+    /// for all conflicted fields and the fields that go with them), or set values.
+    #[command(
+        after_help = "ASSET is the asset id or its tag as `conflicts` shows it. VALUE is read \
+        as JSON when it parses, else taken as a string:\n  \
+        firemode-cli resolve-item <session> EXT-0003 --side 1\n  \
+        firemode-cli resolve-item <session> <asset> --set outcome=pass --set notes='pin replaced'"
+    )]
+    ResolveItem {
+        /// Session UUID, document id (base58check) or automerge: URL.
+        session: String,
+        /// The asset id, or its tag (identifier).
+        asset: String,
+        /// Take this side (the number `conflicts` shows).
+        #[arg(long, conflicts_with = "set")]
+        side: Option<usize>,
+        /// Set FIELD=VALUE (outcome, observedCondition, observedConditions, readings, notes);
+        /// repeat for several fields.
+        #[arg(long, value_name = "FIELD=VALUE")]
+        set: Vec<String>,
+    },
     /// Show every change of a session: when, who, from which device, what it touched.
     History {
         /// Session UUID, document id (base58check) or automerge: URL.
@@ -157,6 +178,15 @@ pub async fn run(command: &Command, global: &GlobalArgs) -> anyhow::Result<()> {
             path,
             value,
         } => sessions::resolve(&store()?, session, path, value, json).await,
+        Command::ResolveItem {
+            session,
+            asset,
+            side,
+            set,
+        } => {
+            let resolution = sessions::item_resolution(*side, set)?;
+            sessions::resolve_item(&store()?, session, asset, resolution, json).await
+        }
         Command::History { session } => sessions::history(&store()?, session, json).await,
         Command::Buildings => backoffice::buildings(&store()?, json).await,
         Command::Assets(cmd) => backoffice::assets(&store()?, cmd, json).await,
