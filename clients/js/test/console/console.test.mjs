@@ -203,7 +203,10 @@ test("2. two offline tablets conflict; the console groups it and resolves it for
 
   // Keyboard only: Tab to the first "Keep" button and press Enter.
   const keep = await page.$("section.conflict .side button.keep")
-  const kept = await keep.evaluate(el => el.closest(".side").querySelector("dd")?.textContent)
+  const kept = await keep.evaluate(el =>
+    [...el.closest(".side").querySelectorAll(".values div")].find(d => d.querySelector("dt")?.textContent === "outcome")?.querySelector("dd")?.textContent,
+  )
+  assert.ok(["pass", "not_accessible"].includes(kept), `the side shows its outcome: ${kept}`)
   await keep.focus()
   await page.keyboard.press("Enter")
   await page.waitForSelector("#no-conflicts")
@@ -300,6 +303,14 @@ test("7a. screenshots of the other screens", async () => {
   await page.click("table tbody tr:first-child button")
   await page.waitForSelector("#history-view pre")
   out.history_document = true
+  await page.check("table tbody tr:first-child input[name=from]")
+  await page.check("table tbody tr:last-child input[name=to]")
+  await page.click("#compare")
+  await page.waitForSelector("#history-view table")
+  const diff = await page.textContent("#history-view")
+  assert.match(diff, /EXT-101/, "the difference names the item by identifier")
+  assert.match(diff, /outcome/, "and the field that changed")
+  await shot(page, "history-diff")
   await collectViolations(page)
 })
 
