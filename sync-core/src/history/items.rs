@@ -167,7 +167,7 @@ pub fn grouped_conflicts(doc: &Automerge) -> GroupedConflicts {
     let all = conflicts(doc);
     let mut document = Vec::new();
     // key -> (every conflict under the item, the differing non-bookkeeping ones)
-    let mut by_item: BTreeMap<String, (Vec<Conflict>, Vec<(String, Conflict)>)> = BTreeMap::new();
+    let mut by_item: BTreeMap<String, ItemRaw> = BTreeMap::new();
     for c in all {
         match item_field_of(&c.path) {
             Some((key, field, top)) => {
@@ -198,6 +198,9 @@ pub fn grouped_conflicts(doc: &Automerge) -> GroupedConflicts {
         .collect();
     GroupedConflicts { items, document }
 }
+
+/// An item's conflicts: all of them, and the differing non-bookkeeping ones by field.
+type ItemRaw = (Vec<Conflict>, Vec<(String, Conflict)>);
 
 /// What the sides need from the history: each change's actor, deps and touched paths.
 struct History {
