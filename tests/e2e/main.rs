@@ -12,6 +12,7 @@ mod cli_backoffice;
 mod cli_tool;
 mod compliance;
 mod conflicts;
+mod console;
 mod convergence;
 mod defects;
 mod docs;

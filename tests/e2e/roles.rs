@@ -39,6 +39,7 @@ const PROBES: &[&str] = &[
     "`GET /v1/users`",
     "`PATCH /v1/users/{id}`",
     "`POST /v1/users/{id}/revoke-tokens`",
+    "`POST /v1/users/{id}/unlock`",
     "`POST /v1/buildings`",
     "`GET /v1/buildings`",
     "`GET /v1/buildings/{id}`",
@@ -306,6 +307,11 @@ async fn probe(w: &World, key: &str, who: &User, assigned: bool) -> bool {
         "`POST /v1/users/{id}/revoke-tokens`" => {
             let target = w.srv.user(&w.org, "inspector").await;
             let path = format!("/v1/users/{}/revoke-tokens", target.id);
+            allowed(key, &c.post(&path, t, &json!({})).await)
+        }
+        "`POST /v1/users/{id}/unlock`" => {
+            let target = w.srv.user(&w.org, "inspector").await;
+            let path = format!("/v1/users/{}/unlock", target.id);
             allowed(key, &c.post(&path, t, &json!({})).await)
         }
         "`POST /v1/buildings`" => {

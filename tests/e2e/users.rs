@@ -11,6 +11,7 @@ backend_tests!(
     user_input_is_validated,
     role_change_revokes_tokens,
     audits_record_own_actions,
+    admin_unlocks_a_throttled_user,
 );
 
 async fn admin_manages_users(b: Backend) {
@@ -305,4 +306,88 @@ async fn audits_record_own_actions(b: Backend) {
         .unwrap()
         .iter()
         .all(|a| a["actor_id"] == u.id.to_string()));
+}
+
+/// `POST /v1/users/{id}/unlock` clears the login throttling of the user's email (what `firemode
+/// admin unlock` does): the right password works again at once. Admin only, same organisation,
+/// audited.
+async fn admin_unlocks_a_throttled_user(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let victim = srv.user(&org, "inspector").await;
+    let office = srv.user(&org, "office").await;
+    let other = srv.org("Beta").await;
+    let attempt = |pw: &str| {
+        let body = json!({ "email": victim.email, "password": pw });
+        let client = srv.client.clone();
+        async move { client.post("/v1/auth/login", None, &body).await }
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt("wrong-password!").await.status, 401);
+    }
+    assert_problem(
+        &attempt(&victim.password.clone()).await,
+        429,
+        "rate_limited",
+    );
+
+    let path = format!("/v1/users/{}/unlock", victim.id);
+    // Not an admin, another organisation's admin, an unknown id: refused, nothing cleared.
+    assert_problem(
+        &srv.client
+            .post(&path, Some(&office.token), &json!({}))
+            .await,
+        403,
+        "forbidden",
+    );
+    assert_problem(
+        &srv.client
+            .post(&path, Some(&other.admin.token), &json!({}))
+            .await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &srv.client
+            .post(
+                &format!("/v1/users/{}/unlock", Uuid::new_v4()),
+                Some(&org.admin.token),
+                &json!({}),
+            )
+            .await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &attempt(&victim.password.clone()).await,
+        429,
+        "rate_limited",
+    );
+
+    let r = srv
+        .client
+        .post(&path, Some(&org.admin.token), &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["user_id"], victim.id.to_string());
+    assert!(
+        r.json["cleared_addresses"].as_u64().unwrap() >= 1,
+        "{}",
+        r.body
+    );
+    assert_eq!(attempt(&victim.password.clone()).await.status, 200);
+
+    let audits = srv
+        .client
+        .get("/v1/users/me/audits?limit=100", Some(&org.admin.token))
+        .await;
+    let unlock = audits.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "user.unlock")
+        .unwrap_or_else(|| panic!("no user.unlock audit: {}", audits.body));
+    assert_eq!(unlock["target_id"], victim.id.to_string());
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod buildings;
 pub mod compliance;
+pub mod console;
 mod cors;
 pub mod csv_upload;
 pub mod defects;
@@ -105,6 +106,8 @@ pub fn app(state: AppState) -> Router {
     router
         .merge(meta::spec_routes(spec, docs))
         .route("/v1/sync", axum::routing::get(sync::upgrade))
+        // The web console (not in the OpenAPI: a page and its files, not API).
+        .merge(console::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(

@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create, list))
         .routes(routes!(update))
         .routes(routes!(revoke_tokens))
+        .routes(routes!(unlock))
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -310,4 +311,41 @@ async fn revoke_tokens(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UnlockView {
+    pub user_id: Uuid,
+    /// Throttled (email, client address) pairs cleared.
+    pub cleared_addresses: u64,
+}
+
+/// Clear the login throttling of the user's email from every client address (admin), what
+/// `firemode admin unlock` does: the next sign-in with the right password goes through at once.
+#[utoipa::path(post, path = "/v1/users/{id}/unlock", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = UnlockView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn unlock(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<UnlockView>> {
+    user.require_admin()?;
+    let target = state.store.get_user(id).await?;
+    if target.org_id != user.org_id {
+        return Err(ApiError::NotFound);
+    }
+    let cleared = state.store.throttle_clear(&target.email, None).await?;
+    state
+        .audit(
+            &user,
+            "user.unlock",
+            Some(Target::new("user", id)),
+            json!({ "cleared_addresses": cleared }),
+        )
+        .await?;
+    Ok(Json(UnlockView {
+        user_id: id,
+        cleared_addresses: cleared,
+    }))
 }
