@@ -20,8 +20,14 @@ export async function render(root, { id }) {
     body,
   )
   const assets = new Map((await all(`/v1/buildings/${s.building_id}/assets`).catch(() => [])).map(a => [a.id, a]))
+  // A live event re-reads the conflicts but redraws only when they changed: redrawing the
+  // same cards would take the keyboard focus from the button a user is on.
+  let shown = null
   const load = async () => {
     const c = await api("GET", `/v1/tests/sessions/${id}/conflicts`)
+    const key = JSON.stringify(c)
+    if (key === shown) return
+    shown = key
     const groups = c.items ?? groupFlat(c.conflicts ?? [])
     for (const g of groups) {
       const a = assets.get(g.asset_id)

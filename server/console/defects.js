@@ -17,9 +17,15 @@ export async function render(root) {
   for (const b of buildings) buildingFilter.appendChild(h("option", { value: b.id }, b.name))
   const names = new Map(buildings.map(b => [b.id, b.name]))
   replace(root, h("div", { class: "head" }, h("h1", {}, "Defects"), buildingFilter), msg, board)
+  // Redrawn only when the defects changed (a live event for a change already shown would
+  // otherwise take the keyboard focus from the card a user is on).
+  let shown = null
   const load = async () => {
     const q = buildingFilter.value ? `?building_id=${buildingFilter.value}` : ""
     const defects = await all(`/v1/defects${q}`)
+    const key = q + JSON.stringify(defects)
+    if (key === shown) return
+    shown = key
     replace(
       board,
       COLUMNS.map(col => {

@@ -295,6 +295,8 @@ async fn console_in_chromium(b: Backend) {
         "Another extinguisher covers the space"
     );
     assert_eq!(out["live"], true);
+    // Through the server's event stream (GET /v1/events), not the polling fallback.
+    assert_eq!(out["live_mode"], "on", "{out}");
 
     for name in ["buildings", "conflicts", "defects", "session", "users"] {
         for width in [768, 1280] {
