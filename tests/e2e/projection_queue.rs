@@ -7,12 +7,13 @@
 //! without the hub (loading a document through the hub would repair a missing projection and
 //! hide the bug this looks for).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use firemode_server::config::DatabaseUrl;
 use firemode_server::hub::{Hub, Origin};
 use firemode_server::store::Store;
-use firemode_sync_core::automerge::{Automerge, ReadDoc};
+use firemode_sync_core::automerge::Automerge;
 use firemode_sync_core::{Outcome, ResultInput};
 use firemode_tests::fixtures;
 use firemode_tests::{backend_tests, Backend, TestServer};
@@ -53,40 +54,74 @@ async fn touch(hub: &Hub, user: Uuid, session: Uuid, asset: Uuid, outcome: Outco
     .expect("the hub takes the touch");
 }
 
-/// Sessions of `ids` whose stored projection may lack a stored change.
-async fn stale(store: &dyn Store, ids: &[Uuid]) -> Vec<Uuid> {
-    let ours: HashSet<Uuid> = ids.iter().copied().collect();
-    store
-        .stale_projections(None, 100_000)
-        .await
-        .expect("stale projections")
-        .into_iter()
-        .filter(|id| ours.contains(id))
-        .collect()
+/// The watermark stored with each session's projection (−1: marked pending at a shutdown;
+/// None: never projected). Read with SQL: no store method needs it.
+async fn watermarks(db: &DatabaseUrl, ids: &[Uuid]) -> Vec<Option<i64>> {
+    let sql = "SELECT watermark FROM session_projection_state WHERE session_id = $1";
+    let mut out = Vec::new();
+    match db {
+        DatabaseUrl::Sqlite(path) => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+                .await
+                .expect("sqlite");
+            for id in ids {
+                out.push(
+                    sqlx::query_scalar(sql)
+                        .bind(id)
+                        .fetch_optional(&pool)
+                        .await
+                        .expect("read"),
+                );
+            }
+            pool.close().await;
+        }
+        DatabaseUrl::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url.expose()).await.expect("postgres");
+            for id in ids {
+                out.push(
+                    sqlx::query_scalar(sql)
+                        .bind(id)
+                        .fetch_optional(&pool)
+                        .await
+                        .expect("read"),
+                );
+            }
+            pool.close().await;
+        }
+    }
+    out
 }
 
-/// Wait (at most a minute: a hang guard, not a speed target) until none of `ids` is stale and
-/// nothing is queued.
+/// Wait until the stored projection of every session of `ids` is its document, as the server
+/// gets there by itself (debounce, workers, start-up backlog; nothing here asks it to
+/// refresh). At most a minute: a hang guard, not a speed target — a lost projection never
+/// gets there.
 async fn wait_projected(srv: &TestServer, ids: &[Uuid]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let left = stale(srv.store().as_ref(), ids).await;
-        if left.is_empty() && srv.state.hub.projections_pending() == 0 {
-            return;
+        let mut wrong = None;
+        for id in ids {
+            if let Err(e) = projection_is_document(srv.store().as_ref(), *id).await {
+                wrong = Some(e);
+                break;
+            }
         }
+        let Some(wrong) = wrong else {
+            return;
+        };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "still not projected after 60 s: {left:?}, {} queued",
+            "not projected after 60 s ({} queued): {wrong}",
             srv.state.hub.projections_pending()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// The stored projection of `session` is its document: the heads stored with it are the
-/// document's, and there is one row per item with the item's outcome, notes, conditions and
-/// readings.
-async fn assert_projection_is_document(store: &dyn Store, session: Uuid) {
+/// Whether the stored projection of `session` is its document: the heads stored with it are
+/// the document's (rebuilt from the stored changes), and there is one row per item with the
+/// item's outcome, notes, conditions and readings.
+async fn projection_is_document(store: &dyn Store, session: Uuid) -> Result<(), String> {
     let stored = store.load_document(session).await.expect("stored document");
     let mut doc = match &stored.snapshot {
         Some((bytes, _)) => Automerge::load(bytes).expect("snapshot loads"),
@@ -96,36 +131,47 @@ async fn assert_projection_is_document(store: &dyn Store, session: Uuid) {
         doc.load_incremental(bytes).expect("change loads");
     }
     let heads = firemode_sync_core::encode_heads(&doc.get_heads());
-    assert_eq!(
-        stored.projected_heads.as_deref(),
-        Some(heads.as_str()),
-        "session {session}: the projection was made from other heads than the document's"
-    );
+    if stored.projected_heads.as_deref() != Some(heads.as_str()) {
+        return Err(format!(
+            "session {session}: projected at {:?}, the document is at {heads}",
+            stored.projected_heads
+        ));
+    }
     let want = firemode_sync_core::project(&doc);
     let rows = store.list_items(session).await.expect("rows");
-    assert_eq!(rows.len(), want.items.len(), "session {session}: row count");
-    for item in &want.items {
-        let row = rows
-            .iter()
-            .find(|r| r.asset_id == item.asset_id)
-            .unwrap_or_else(|| panic!("session {session}: no row for {}", item.asset_id));
-        assert_eq!(
-            row.outcome.as_deref(),
-            item.outcome.map(|o| o.as_str()),
-            "session {session}, item {}: outcome",
-            item.asset_id
-        );
-        assert_eq!(row.notes, item.notes, "session {session}: notes");
-        assert_eq!(
-            row.observed_conditions.0, item.observed_conditions,
-            "session {session}: conditions"
-        );
-        assert_eq!(
-            row.readings.0,
-            json!(item.readings),
-            "session {session}: readings"
-        );
+    let mut got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.asset_id.clone(),
+                r.outcome.clone(),
+                r.notes.clone(),
+                r.observed_conditions.0.clone(),
+                r.readings.0.clone(),
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected: Vec<_> = want
+        .items
+        .iter()
+        .map(|i| {
+            (
+                i.asset_id.clone(),
+                i.outcome.map(|o| o.as_str().to_owned()),
+                i.notes.clone(),
+                i.observed_conditions.clone(),
+                json!(i.readings),
+            )
+        })
+        .collect();
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    if got != expected {
+        return Err(format!(
+            "session {session}: rows {got:?}, items {expected:?}"
+        ));
     }
+    Ok(())
 }
 
 /// Random touches (seeded; `FIREMODE_PROJECTION_SEED` replays a run) of many sessions, several
@@ -196,9 +242,6 @@ async fn random_touches_with_a_restart_leave_every_projection_equal_to_its_docum
         }
     }
     wait_projected(&srv, &sessions).await;
-    for s in &sessions {
-        assert_projection_is_document(srv.store().as_ref(), *s).await;
-    }
 }
 
 /// A shutdown does not wait for the projection queue: the workers stop, the sessions still
@@ -215,8 +258,6 @@ async fn shutdown_leaves_the_queue_to_the_next_start(b: Backend) {
         let s = fixtures::session(&srv, &org.admin, &building, &[]).await;
         sessions.push(s["id"].as_str().unwrap().parse::<Uuid>().unwrap());
     }
-    // Created sessions are projected at once (the request waits for it).
-    assert!(stale(srv.store().as_ref(), &sessions).await.is_empty());
     let (touched, rest) = sessions.split_at(10);
     let (reassessed, untouched) = rest.split_at(4);
 
@@ -249,9 +290,13 @@ async fn shutdown_leaves_the_queue_to_the_next_start(b: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let url = srv.db.url.clone();
     assert!(
-        stale(srv.store().as_ref(), reassessed).await.is_empty(),
-        "a reassessment is not stale before shutdown"
+        watermarks(&url, &sessions)
+            .await
+            .iter()
+            .all(|w| w.is_some_and(|w| w >= 0)),
+        "every session was projected at creation, none is marked pending yet"
     );
 
     let cfg = (*srv.state.config).clone();
@@ -260,26 +305,40 @@ async fn shutdown_leaves_the_queue_to_the_next_start(b: Backend) {
         .await
         .expect("the server stops without draining the queue");
 
-    // What was queued is pending in the store; what was not queued is not.
+    // What was queued is marked pending in the store (the reassessments too, which no new
+    // change row would have revealed); what was not queued is not.
+    let marks = watermarks(&db.url, &sessions).await;
+    for (s, w) in sessions.iter().zip(&marks) {
+        let queued = touched.contains(s) || reassessed.contains(s);
+        assert_eq!(
+            *w == Some(-1),
+            queued,
+            "session {s} (queued at shutdown: {queued}): watermark {w:?}"
+        );
+    }
+    assert!(!untouched.is_empty());
     let store = firemode_server::store::connect(&db.url)
         .await
         .expect("store");
-    let mut left = stale(store.as_ref(), &sessions).await;
-    left.sort();
-    let mut want: Vec<Uuid> = touched.iter().chain(reassessed).copied().collect();
-    want.sort();
-    assert_eq!(
-        left, want,
-        "the sessions queued at shutdown, and only those, are pending"
-    );
-    assert!(untouched.iter().all(|u| !left.contains(u)));
+    let listed = store.stale_projections(None, 100_000).await.expect("stale");
+    for s in touched.iter().chain(reassessed) {
+        assert!(
+            listed.contains(s),
+            "session {s} is listed for the next start"
+        );
+    }
     drop(store);
 
     // The next start projects them, and each projection is its document.
     let srv = TestServer::start_with(db, cfg).await;
     wait_projected(&srv, &sessions).await;
-    for s in &sessions {
-        assert_projection_is_document(srv.store().as_ref(), *s).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while watermarks(&srv.db.url, &sessions).await.contains(&Some(-1)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a reassessment queued at shutdown was not redone"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let r = srv
         .client

@@ -53,6 +53,8 @@ pub type ConnId = u64;
 
 /// Sessions the start-up backlog catches up at once.
 const BACKLOG_CONCURRENCY: usize = 8;
+/// Documents unloaded at once when the server stops.
+const UNLOAD_CONCURRENCY: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -518,14 +520,17 @@ impl Hub {
         self.inner.committer_stop.cancel();
     }
 
-    /// Flush: ask every loaded document to compact and stop.
+    /// Flush: ask every loaded document to compact and stop (several at a time: each waits
+    /// for its own snapshot write, and one after another they held a shutdown up for seconds).
     pub async fn unload_all(&self) {
         let docs: Vec<Uuid> = self.inner.docs.iter().map(|e| *e.key()).collect();
-        for d in docs {
-            let (tx, rx) = oneshot::channel();
-            self.send(d, DocCmd::Unload(tx)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
-        }
+        futures_util::stream::iter(docs)
+            .for_each_concurrent(UNLOAD_CONCURRENCY, |d| async move {
+                let (tx, rx) = oneshot::channel();
+                self.send(d, DocCmd::Unload(tx)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+            })
+            .await;
     }
 }
 
