@@ -23,15 +23,16 @@ ROUNDS=${ROUNDS:-1}
 SETTLE=${SETTLE:-60}
 MODE=${MODE:-failed}
 PORT=${PORT:-18471}
-PW='Storm-admin-password-1!'
+PW='Quiet-lake-harbour-91!'
 
 FM=$(readlink -f "$FM")
 data=$(mktemp -d)
+pid=
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 if [ "$MODE" = success ]; then
   FIREMODE_ADMIN_PASSWORD=$PW "$FM" admin create-org --data-dir "$data" \
-    --name Storm --admin-email admin@storm.test >/dev/null
+    --name "Acme Fire" --admin-email admin@storm.test >/dev/null
 fi
 "$FM" serve --listen "127.0.0.1:$PORT" --data-dir "$data" >"$data/server.log" 2>&1 &
 pid=$!
@@ -82,7 +83,7 @@ if mode == "success":
     _, admin, _ = retrying("/v1/auth/login", {"email": "admin@storm.test", "password": admin_pw})
     token = admin["access_token"]
     for i in range(n * rounds):
-        email, password = f"storm-user-{i}@storm.test", f"Storm-user-password-{i}!"
+        email, password = f"storm-user-{i}@storm.test", f"Blue-river-{i}-gate!"
         status, _, _ = retrying("/v1/users", {"email": email, "password": password, "role": "inspector"}, token)
         assert status == 201, status
         users.append((email, password))
