@@ -6,6 +6,7 @@
 #   docs/bench/http.sh <workload> "<concurrencies>" [extra bench args...]
 #   docs/bench/http.sh evidence-upload "1 4 8 16"
 #   docs/bench/http.sh create-session "1 4 16" --assets 40
+#   docs/bench/http.sh results 64 --rate 500 --items 5      # open loop, 500 requests/s
 #
 # Needs release builds (cargo build --release -p firemode-server -p firemode-client), curl, psql
 # and a PostgreSQL the user `postgres` reaches without a password (PG below). BIN overrides
@@ -21,6 +22,9 @@ FM=$BIN/firemode CLI=$BIN/firemode-cli
 PW='Load-tests-run-on-two-cores!'
 DURATION=${DURATION:-10} WARMUP=${WARMUP:-2}
 
+# User + system CPU seconds of process $1 so far.
+cpu_secs() { awk -v t="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat"; }
+
 run_backend() { # $1: sqlite | postgres (for postgres, DATABASE_URL and secrets are exported)
   local name=$1 data
   shift
@@ -32,9 +36,14 @@ run_backend() { # $1: sqlite | postgres (for postgres, DATABASE_URL and secrets 
   local server=$!
   until curl -sf http://127.0.0.1:$PORT/health >/dev/null; do sleep 0.2; done
   for c in $concurrencies; do
-    FIREMODE_PASSWORD=$PW "$CLI" --json bench "$workload" --url http://127.0.0.1:$PORT \
-      --email bench@example.test --concurrency "$c" --duration "$DURATION" --warmup "$WARMUP" "$@" |
-      sed "s/^{/{\"backend\":\"$name\",\"server_pid\":$server,/" | tee -a "$workload-$name.jsonl"
+    local cpu0 cpu1 out
+    cpu0=$(cpu_secs $server)
+    out=$(FIREMODE_PASSWORD=$PW "$CLI" --json bench "$workload" --url http://127.0.0.1:$PORT \
+      --email bench@example.test --concurrency "$c" --duration "$DURATION" --warmup "$WARMUP" "$@")
+    cpu1=$(cpu_secs $server)
+    # server_cpu_secs: the server's CPU over the whole run (setup and warm-up included).
+    echo "$out" | sed "s/^{/{\"backend\":\"$name\",\"server_pid\":$server,\"server_cpu_secs\":$(echo "$cpu1 - $cpu0" | bc),/" |
+      tee -a "$workload-$name.jsonl"
   done
   kill $server
   wait $server || true

@@ -1,6 +1,8 @@
 //! Projection: after changes are committed, a session document is turned into relational rows
 //! (`session_items`) that REST reads. Coalesced: a document changed a hundred times in a burst
-//! is written once with its latest state.
+//! is written once with its latest state. Several workers write different sessions at once
+//! (bounded: [`workers_for`]); shutdown leaves what is queued to the next start without
+//! losing it (see [`Projector`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,12 +54,46 @@ struct Written {
     heads: String,
 }
 
+/// One worker's queue. A session always goes to the same shard (by its id), so two writes of
+/// one session never run at once and each worker keeps its own `Written` cache unlocked.
+/// Repeated submissions of a session replace the unwritten one (coalescing): a queue holds at
+/// most one entry per session, however often it is touched.
+#[derive(Default)]
+struct Shard {
+    pending: DashMap<Uuid, Pending>,
+    wake: Notify,
+}
+
+/// How many projection workers to run. PostgreSQL takes parallel writers; SQLite has one write
+/// connection, but a worker spends most of a session's projection reading (the session, the
+/// building, rules, baselines, defects on the reader pool) and assessing, so a second worker
+/// overlaps that with the other's write.
+pub fn workers_for(url: &crate::config::DatabaseUrl) -> usize {
+    match url {
+        crate::config::DatabaseUrl::Sqlite(_) => 2,
+        crate::config::DatabaseUrl::Postgres(_) => 4,
+    }
+}
+
+/// Projects sessions in the background: `workers` tasks, each with its own queue.
+///
+/// **Shutdown and recovery.** The stored projection of a session carries the watermark of
+/// the document state it was made from (`session_projection_state.watermark`); a session
+/// with a change row at or above it is *stale*, and at every start `Hub::project_backlog`
+/// re-projects every stale session (that is also how a crash between a commit and its
+/// projection is repaired). So a queued projection is never the only record of the work:
+/// the change it projects is already committed. At shutdown ([`Projector::stop`], then
+/// [`Projector::finish`]) the workers finish the session each is writing and stop; every
+/// session still queued is then marked stale explicitly (watermark −1), which also covers
+/// queued work that no new change stands behind (a reassessment after a baseline changed,
+/// the first projection after a reload). Shutdown therefore does not wait for the queue, and
+/// nothing queued is lost: the next start projects it.
 #[derive(Clone)]
 pub struct Projector {
-    pending: Arc<DashMap<Uuid, Pending>>,
+    store: Arc<dyn Store>,
+    shards: Arc<[Shard]>,
     /// Per session: (last submitted version, last written version).
     versions: Arc<DashMap<Uuid, (u64, u64)>>,
-    wake: Arc<Notify>,
     /// Bumped after every write; tests and REST readers can wait for it.
     written: Arc<tokio::sync::watch::Sender<u64>>,
     /// Item rows written since start (`/metrics`).
@@ -65,6 +101,10 @@ pub struct Projector {
     /// Failed projection writes since start, and the last one (`/metrics`, `/ready`).
     failures: Arc<AtomicU64>,
     last_failure: Arc<std::sync::Mutex<Option<ProjectionFailure>>>,
+    /// Cancelled by [`Projector::stop`]: workers stop after their current session.
+    stop: CancellationToken,
+    /// The workers, so [`Projector::finish`] can wait for them.
+    workers: TaskTracker,
 }
 
 /// The last projection write that failed (it is retried by the session's next write).
@@ -76,70 +116,87 @@ pub struct ProjectionFailure {
 }
 
 impl Projector {
-    pub fn spawn(store: Arc<dyn Store>, tasks: &TaskTracker, shutdown: CancellationToken) -> Self {
+    pub fn spawn(store: Arc<dyn Store>, workers: usize) -> Self {
+        let shards: Vec<Shard> = (0..workers.max(1)).map(|_| Shard::default()).collect();
         let p = Self {
-            pending: Arc::new(DashMap::new()),
+            store,
+            shards: shards.into(),
             versions: Arc::new(DashMap::new()),
-            wake: Arc::new(Notify::new()),
             written: Arc::new(tokio::sync::watch::channel(0).0),
             rows: Arc::new(AtomicU64::new(0)),
             failures: Arc::new(AtomicU64::new(0)),
             last_failure: Arc::new(std::sync::Mutex::new(None)),
+            stop: CancellationToken::new(),
+            workers: TaskTracker::new(),
         };
-        let worker = p.clone();
-        tasks.spawn(async move {
-            // Only this task reads or writes it: no lock needed.
-            let mut last: HashMap<Uuid, Written> = HashMap::new();
-            loop {
-                let stopping = tokio::select! {
-                    _ = worker.wake.notified() => false,
-                    _ = shutdown.cancelled() => true,
-                };
-                let keys: Vec<Uuid> = worker.pending.iter().map(|e| *e.key()).collect();
-                for id in keys {
-                    let Some((_, pending)) = worker.pending.remove(&id) else {
-                        continue;
-                    };
-                    if let Some(job) = pending.job {
-                        let version = job.version;
-                        let before = last.remove(&id);
-                        match write(store.as_ref(), id, job, before).await {
-                            Ok((written, rows)) => {
-                                worker.rows.fetch_add(rows, Ordering::Relaxed);
-                                if !pending.release {
-                                    last.insert(id, written);
-                                }
-                            }
-                            // Nothing is remembered: the next write rewrites every row.
-                            Err(e) => {
-                                tracing::error!(session = %id, error = %e, "projection failed");
-                                worker.failures.fetch_add(1, Ordering::Relaxed);
-                                if let Ok(mut last) = worker.last_failure.lock() {
-                                    *last = Some(ProjectionFailure {
-                                        session_id: id,
-                                        error: format!("{e:#}"),
-                                        at: Utc::now(),
-                                    });
-                                }
-                            }
-                        }
-                        if let Some(mut v) = worker.versions.get_mut(&id) {
-                            v.1 = v.1.max(version);
-                        }
-                    }
-                    if pending.release {
-                        // `versions` stays: a reader may be waiting for a version number of
-                        // this session, and numbers must keep increasing across reloads.
-                        last.remove(&id);
-                    }
+        for n in 0..p.shards.len() {
+            let worker = p.clone();
+            p.workers.spawn(async move { worker.work(n).await });
+        }
+        p
+    }
+
+    /// One worker: write the sessions of shard `n` until stopped.
+    async fn work(self, n: usize) {
+        let shard = &self.shards[n];
+        // Only this task reads or writes it: no lock needed.
+        let mut last: HashMap<Uuid, Written> = HashMap::new();
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return,
+                _ = shard.wake.notified() => {}
+            }
+            let keys: Vec<Uuid> = shard.pending.iter().map(|e| *e.key()).collect();
+            for id in keys {
+                // What is left stays queued; `finish` marks it stale for the next start.
+                if self.stop.is_cancelled() {
+                    return;
                 }
-                worker.written.send_modify(|n| *n += 1);
-                if stopping && worker.pending.is_empty() {
-                    break;
+                let Some((_, pending)) = shard.pending.remove(&id) else {
+                    continue;
+                };
+                if let Some(job) = pending.job {
+                    let version = job.version;
+                    let before = last.remove(&id);
+                    match write(self.store.as_ref(), id, job, before).await {
+                        Ok((written, rows)) => {
+                            self.rows.fetch_add(rows, Ordering::Relaxed);
+                            if !pending.release {
+                                last.insert(id, written);
+                            }
+                        }
+                        // Nothing is remembered: the next write rewrites every row.
+                        Err(e) => {
+                            tracing::error!(session = %id, error = %e, "projection failed");
+                            self.failures.fetch_add(1, Ordering::Relaxed);
+                            if let Ok(mut last) = self.last_failure.lock() {
+                                *last = Some(ProjectionFailure {
+                                    session_id: id,
+                                    error: format!("{e:#}"),
+                                    at: Utc::now(),
+                                });
+                            }
+                        }
+                    }
+                    if let Some(mut v) = self.versions.get_mut(&id) {
+                        v.1 = v.1.max(version);
+                    }
+                    // Per session, so a reader waiting for one does not wait for the round.
+                    self.written.send_modify(|n| *n += 1);
+                }
+                if pending.release {
+                    // `versions` stays: a reader may be waiting for a version number of
+                    // this session, and numbers must keep increasing across reloads.
+                    last.remove(&id);
                 }
             }
-        });
-        p
+        }
+    }
+
+    fn shard(&self, session: Uuid) -> &Shard {
+        let n = (session.as_u128() % self.shards.len() as u128) as usize;
+        &self.shards[n]
     }
 
     /// Queue the latest projection of a session (replacing an unwritten older one).
@@ -149,25 +206,77 @@ impl Projector {
             v.0 += 1;
             v.0
         };
-        self.pending.entry(session).or_default().job = Some(Job {
+        let shard = self.shard(session);
+        shard.pending.entry(session).or_default().job = Some(Job {
             projection,
             watermark,
             heads,
             version,
         });
-        self.wake.notify_one();
+        shard.wake.notify_one();
     }
 
     /// The session's document was unloaded: after any queued write, drop what the projector
     /// keeps for it (the first projection after a reload rewrites every row).
     pub fn release(&self, session: Uuid) {
-        self.pending.entry(session).or_default().release = true;
-        self.wake.notify_one();
+        let shard = self.shard(session);
+        shard.pending.entry(session).or_default().release = true;
+        shard.wake.notify_one();
     }
 
     /// Sessions with a write or release queued.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.shards.iter().map(|s| s.pending.len()).sum()
+    }
+
+    /// Sessions with a projection queued and not written.
+    fn queued(&self) -> Vec<Uuid> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.pending
+                    .iter()
+                    .filter(|e| e.job.is_some())
+                    .map(|e| *e.key())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Shutdown, first step (the last client is gone): each worker finishes the session it
+    /// is writing and stops; the queue is left as it is. Whoever waits in
+    /// [`Projector::settled`] is released (what they wait for is projected at the next start).
+    pub fn stop(&self) {
+        self.stop.cancel();
+        self.workers.close();
+        self.written.send_modify(|n| *n += 1);
+    }
+
+    /// Shutdown, last step (after the documents are unloaded, so nothing is submitted any
+    /// more): wait for the workers, then mark every session still queued as stale in the store
+    /// so that the next start projects it (see the type's documentation). Returns how many
+    /// sessions were left to the next start.
+    pub async fn finish(&self) -> usize {
+        self.stop();
+        self.workers.wait().await;
+        let queued = self.queued();
+        if queued.is_empty() {
+            return 0;
+        }
+        match self.store.mark_projections_stale(&queued).await {
+            Ok(()) => tracing::info!(
+                sessions = queued.len(),
+                "projections left for the next start (marked stale)"
+            ),
+            // Still not lost for those with a newer change row than their projection (every
+            // queued projection but a reassessment): the next start finds them anyway.
+            Err(e) => tracing::error!(
+                sessions = queued.len(),
+                error = %e,
+                "could not mark queued projections stale"
+            ),
+        }
+        queued.len()
     }
 
     /// Item rows written since start.
@@ -185,7 +294,8 @@ impl Projector {
         self.last_failure.lock().ok().and_then(|l| l.clone())
     }
 
-    /// Wait until every projection submitted for `session` so far is written.
+    /// Wait until every projection submitted for `session` so far is written (or the
+    /// projector stopped: shutting down, the rest is for the next start).
     pub async fn settled(&self, session: Uuid) {
         let mut rx = self.written.subscribe();
         let Some(target) = self.versions.get(&session).map(|v| v.0) else {
@@ -193,7 +303,8 @@ impl Projector {
         };
         loop {
             rx.mark_unchanged();
-            if self.versions.get(&session).is_none_or(|v| v.1 >= target) {
+            if self.stop.is_cancelled() || self.versions.get(&session).is_none_or(|v| v.1 >= target)
+            {
                 return;
             }
             if rx.changed().await.is_err() {

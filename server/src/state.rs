@@ -72,8 +72,10 @@ impl AppState {
         let tasks = TaskTracker::new();
         let evidence = Arc::new(crate::evidence::EvidenceObjects::from_config(&config)?);
         crate::http::idempotency::spawn_purger(store.clone(), shutdown.clone(), &tasks);
-        let projector =
-            crate::projection::Projector::spawn(store.clone(), &tasks, shutdown.clone());
+        let projector = crate::projection::Projector::spawn(
+            store.clone(),
+            crate::projection::workers_for(&config.database_url),
+        );
         let storage_id = store
             .meta_value("storage_id", &uuid::Uuid::new_v4().to_string())
             .await?;
@@ -145,9 +147,13 @@ impl AppState {
     }
 
     /// Graceful stop after the listener closed: flush documents, then wait for every task.
+    /// The projection queue is not drained: what is queued is marked stale and projected at
+    /// the next start (`crate::projection::Projector`).
     pub async fn drain(&self) {
         self.shutdown.cancel();
+        self.hub.stop_projections();
         self.hub.drain().await;
+        self.hub.finish_projections().await;
         self.tasks.close();
         if tokio::time::timeout(std::time::Duration::from_secs(20), self.tasks.wait())
             .await

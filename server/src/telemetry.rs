@@ -112,6 +112,7 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub sync_connections: IntGauge,
     pub sync_documents: IntGauge,
+    pub projections_pending: IntGauge,
     pub sync_changes: IntCounter,
     pub sync_remote_catch_ups: IntCounter,
     pub projection_rows: IntCounter,
@@ -156,6 +157,11 @@ impl Default for Metrics {
             .expect("static metric definition");
         let sync_documents = IntGauge::new("sync_documents_loaded", "Session documents in memory")
             .expect("static metric definition");
+        let projections_pending = IntGauge::new(
+            "projections_pending",
+            "Sessions queued for projection (each once however often it changed)",
+        )
+        .expect("static metric definition");
         let sync_changes = IntCounter::new(
             "sync_changes_stored_total",
             "Automerge changes committed by the sync hub",
@@ -198,6 +204,7 @@ impl Default for Metrics {
         let _ = registry.register(Box::new(http_duration.clone()));
         let _ = registry.register(Box::new(sync_connections.clone()));
         let _ = registry.register(Box::new(sync_documents.clone()));
+        let _ = registry.register(Box::new(projections_pending.clone()));
         let _ = registry.register(Box::new(sync_changes.clone()));
         let _ = registry.register(Box::new(sync_remote_catch_ups.clone()));
         let _ = registry.register(Box::new(projection_rows.clone()));
@@ -208,6 +215,7 @@ impl Default for Metrics {
             http_duration,
             sync_connections,
             sync_documents,
+            projections_pending,
             sync_changes,
             sync_remote_catch_ups,
             projection_rows,

@@ -22,8 +22,8 @@ pub use automerge;
 pub use history::{change_summaries, conflicts, ChangeSummary, Conflict, ConflictValue};
 pub use ids::{decode_heads, encode_heads, parse_url, DocumentId, IdError};
 pub use session::{
-    apply_results, create_session_document, heads_known, project, set_name, set_sign_off,
-    set_status, to_json, ItemInit, Outcome, ProjectedItem, Projection, ProjectionCache,
-    ReadingValue, ResultInput, SchemaProblem, SessionError, SessionInit, SignOff,
+    apply_results, create_session_document, heads_known, project, project_items, set_name,
+    set_sign_off, set_status, to_json, ItemInit, Outcome, ProjectedItem, Projection,
+    ProjectionCache, ReadingValue, ResultInput, SchemaProblem, SessionError, SessionInit, SignOff,
 };
 pub use wire::{DecodeError, Message, PeerMetadata};

@@ -36,6 +36,7 @@ mod onboarding;
 mod openapi_contract;
 mod operations;
 mod pii;
+mod projection_queue;
 mod readings;
 mod records;
 mod reference_values;

@@ -115,6 +115,10 @@ fn metrics_response(state: &AppState, headers: &HeaderMap) -> Response {
         .metrics
         .sync_documents
         .set(state.hub.loaded_documents() as i64);
+    state
+        .metrics
+        .projections_pending
+        .set(state.hub.projections_pending() as i64);
     state.metrics.mirror_hub(crate::telemetry::HubTotals {
         changes_stored: state.hub.changes_stored(),
         remote_catch_ups: state.hub.remote_hints(),

@@ -189,13 +189,16 @@ async fn record_results(
             "results must hold 1-1000 entries",
         ));
     }
-    // Each item's rule and conditions as the document has them now.
+    // The rule and conditions of each item named, as the document has them now (only those
+    // items are read: projecting the whole document cost more than the rest of the request).
+    let wanted: Vec<String> = req.results.iter().map(|r| r.asset_id.to_string()).collect();
     let doc_items: HashMap<String, (Option<String>, Vec<String>)> = state
         .hub
-        .read(id, |doc| {
-            firemode_sync_core::project(doc)
-                .items
+        .read(id, move |doc| {
+            let keys: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            firemode_sync_core::project_items(doc, &keys)
                 .into_iter()
+                .flatten()
                 .map(|i| (i.asset_id, (i.rule_code, i.observed_conditions)))
                 .collect()
         })

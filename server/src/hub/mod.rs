@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use automerge::{ActorId, Automerge, ChangeHash};
 use dashmap::DashMap;
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,6 +50,11 @@ pub struct HubConfig {
 }
 
 pub type ConnId = u64;
+
+/// Sessions the start-up backlog catches up at once.
+const BACKLOG_CONCURRENCY: usize = 8;
+/// Documents unloaded at once when the server stops.
+const UNLOAD_CONCURRENCY: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -254,8 +260,9 @@ impl Hub {
     }
 
     /// Projections that may lack a stored change (a crash between a commit and its
-    /// projection, a node that stopped): caught up and projected, one at a time. Run once at
-    /// start-up, in the background.
+    /// projection, a node that stopped, projections queued at the last shutdown and marked
+    /// stale then): caught up and projected, a few at a time. Run once at start-up, in the
+    /// background.
     pub async fn project_backlog(&self) -> usize {
         let mut after = None;
         let mut done = 0;
@@ -273,10 +280,19 @@ impl Hub {
             let Some(last) = ids.last().copied() else {
                 break;
             };
-            for id in ids {
-                self.refresh(id).await;
-                done += 1;
-            }
+            // Several at a time, so that every projection worker has work.
+            let shutdown = &self.inner.shutdown;
+            done += futures_util::stream::iter(ids)
+                .map(|id| async move {
+                    if shutdown.is_cancelled() {
+                        return 0;
+                    }
+                    self.refresh(id).await;
+                    1
+                })
+                .buffer_unordered(BACKLOG_CONCURRENCY)
+                .fold(0, |n, one| async move { n + one })
+                .await;
             after = Some(last);
         }
         if done > 0 {
@@ -292,6 +308,18 @@ impl Hub {
     /// Number of documents loaded in memory.
     pub fn loaded_documents(&self) -> usize {
         self.inner.docs.len()
+    }
+
+    /// Shutdown: the projection workers stop after their current session (see
+    /// [`Projector::stop`]).
+    pub fn stop_projections(&self) {
+        self.inner.projector.stop();
+    }
+
+    /// Shutdown, after [`Hub::drain`]: what is still queued for projection is marked stale
+    /// for the next start. Returns how many sessions that was.
+    pub async fn finish_projections(&self) -> usize {
+        self.inner.projector.finish().await
     }
 
     /// Sessions with a projection write (or release) still queued.
@@ -492,14 +520,17 @@ impl Hub {
         self.inner.committer_stop.cancel();
     }
 
-    /// Flush: ask every loaded document to compact and stop.
+    /// Flush: ask every loaded document to compact and stop (several at a time: each waits
+    /// for its own snapshot write, and one after another they held a shutdown up for seconds).
     pub async fn unload_all(&self) {
         let docs: Vec<Uuid> = self.inner.docs.iter().map(|e| *e.key()).collect();
-        for d in docs {
-            let (tx, rx) = oneshot::channel();
-            self.send(d, DocCmd::Unload(tx)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
-        }
+        futures_util::stream::iter(docs)
+            .for_each_concurrent(UNLOAD_CONCURRENCY, |d| async move {
+                let (tx, rx) = oneshot::channel();
+                self.send(d, DocCmd::Unload(tx)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+            })
+            .await;
     }
 }
 

@@ -251,6 +251,11 @@ pub trait SessionStore: Send + Sync {
     async fn stale_projections(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<Uuid>>;
     /// True when no change row is at or above the session's projection watermark.
     async fn projection_is_current(&self, session_id: Uuid) -> StoreResult<bool>;
+    /// Mark these sessions' projections stale (watermark −1: every change row is at or above
+    /// it), so that `stale_projections` lists them at the next start even when no new change
+    /// stands behind their queued projection. The projector does it at shutdown for what it
+    /// did not write.
+    async fn mark_projections_stale(&self, sessions: &[Uuid]) -> StoreResult<()>;
     /// Sessions with change rows whose bytes are gone (candidates for `verify-documents`),
     /// with those rows' hashes and the snapshot.
     async fn compacted_changes(
@@ -751,6 +756,24 @@ macro_rules! sessions_sql {
                 .fetch_one(&self.writer)
                 .await?;
                 Ok(!stale)
+            }
+
+            async fn mark_projections_stale(&self, sessions: &[uuid::Uuid]) -> $crate::store::StoreResult<()> {
+                let mut tx = self.writer.begin().await?;
+                for chunk in sessions.chunks(500) {
+                    let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+                    let sql = format!(
+                        "UPDATE session_projection_state SET watermark = -1 WHERE session_id IN ({})",
+                        list.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn compacted_changes(

@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 pub use incremental::ProjectionCache;
 pub use json::{heads_known, to_json};
-pub use project::{project, ProjectedItem, Projection, SchemaProblem};
+pub use project::{project, project_items, ProjectedItem, Projection, SchemaProblem};
 pub use write::{apply_results, create_session_document, set_name, set_sign_off, set_status};
 
 /// The schema version this module writes.

@@ -159,6 +159,28 @@ pub fn project(doc: &Automerge) -> Projection {
     }
 }
 
+/// The items of these assets as [`project`] would give them, read without projecting the rest
+/// of the document (a REST write that checks a few results needs only their items). `None`
+/// for an asset with no item (or one that is not a map, which only [`project`] reports).
+pub fn project_items(doc: &Automerge, assets: &[&str]) -> Vec<Option<ProjectedItem>> {
+    let reader = Reader::new(doc, None);
+    let items = match reader.get(&ROOT, ITEMS) {
+        Some((Value::Object(ObjType::Map), items)) => items,
+        _ => return assets.iter().map(|_| None).collect(),
+    };
+    assets
+        .iter()
+        .map(|asset| match reader.get(&items, *asset) {
+            Some((Value::Object(ObjType::Map), obj)) => Some(project_item(
+                &reader,
+                item_field(&items, asset).with_obj(obj),
+                (*asset).to_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `signedOff`, when present and complete.
 fn read_sign_off(reader: &Reader<'_>, root: &Field, problems: &mut Problems) -> Option<SignOff> {
     match reader.get(&root.obj, SIGNED_OFF) {

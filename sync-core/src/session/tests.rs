@@ -379,3 +379,21 @@ fn sign_off_completes_and_reopening_removes_it() {
     assert_eq!(p.status.as_deref(), Some(STATUS_IN_PROGRESS));
     assert_eq!(p.signed_off, None);
 }
+
+#[test]
+fn items_read_alone_equal_the_full_projection() {
+    let mut doc = create_session_document(&init(), actor(1), 1_700_000_000).unwrap();
+    apply_results(&mut doc, &[result(10)], actor(2), 1_700_000_100).unwrap();
+    let full = project(&doc);
+    let a = uuid(10).to_string();
+    let b = uuid(11).to_string();
+    let missing = uuid(99).to_string();
+    let some = project_items(&doc, &[&b, &missing, &a]);
+    assert_eq!(some[0].as_ref(), full.item(&b));
+    assert_eq!(some[1], None);
+    assert_eq!(some[2].as_ref(), full.item(&a));
+    assert_eq!(
+        some[2].as_ref().map(|i| i.notes.as_str()),
+        Some("Pin missing")
+    );
+}

@@ -50,6 +50,9 @@ enum BenchCommand {
     EvidenceUpload(bench::evidence::EvidenceArgs),
     /// POST /v1/tests/sessions: the server builds and stores a session document per request.
     CreateSession(CreateSessionArgs),
+    /// POST /v1/tests/sessions/{id}/results: a few results per request (5 by default), round
+    /// robin over sessions of one building; each is checked, committed and projected.
+    Results(bench::results::ResultsArgs),
     /// Sync load: N clients editing M shared session documents over the automerge-repo
     /// protocol (FireMode or the reference JS sync server); edit-to-peer latency, edits/s,
     /// convergence, server memory.
@@ -143,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::evidence::run(args, json).await
         }
         Command::Bench(BenchCommand::CreateSession(args)) => bench_create_session(args, json).await,
+        Command::Bench(BenchCommand::Results(args)) => bench::results::run(args, json).await,
         Command::Bench(BenchCommand::Sync(args)) => {
             let r = bench::sync::load::run(args, json).await?;
             print_report(&r, || r.to_text(), json)

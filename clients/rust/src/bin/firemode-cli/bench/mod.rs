@@ -10,6 +10,7 @@
 
 pub mod evidence;
 pub mod fixtures;
+pub mod results;
 pub mod stats;
 pub mod sync;
 pub mod workloads;

@@ -39,7 +39,7 @@ pub struct CreateSession {
 }
 
 /// Asset kinds with six-monthly routines in the shipped AS 1851 library, cycled through.
-const SIX_MONTHLY_KINDS: [&str; 8] = [
+pub const SIX_MONTHLY_KINDS: [&str; 8] = [
     "portable_extinguisher",
     "fire_hose_reel",
     "emergency_lighting",
