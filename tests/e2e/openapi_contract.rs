@@ -201,6 +201,17 @@ fn closed_vocabularies_have_enums(doc: &Value) {
         "the vocabulary table names properties the document lacks: {unmatched:?}"
     );
     assert_eq!(&again, doc, "the enums are already in the served document");
+    let unmatched = firemode_server::http::vocabulary::allow_any(&mut again);
+    assert!(
+        unmatched.is_empty(),
+        "the any-value table names properties the document lacks: {unmatched:?}"
+    );
+    let after = &doc["components"]["schemas"]["DiffChange"]["properties"]["after"];
+    assert_eq!(
+        after["type"],
+        serde_json::json!(["string", "number", "boolean", "object", "array", "null"]),
+        "a diff's value may be any JSON: {after}"
+    );
     let mut missing = Vec::new();
     for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
         let Some(props) = schema["properties"].as_object() else {

@@ -381,6 +381,7 @@ fn finish_value(doc: &mut serde_json::Value) {
         }
     }
     super::vocabulary::link_pages(doc);
+    super::vocabulary::allow_any(doc);
     super::vocabulary::add_enums(doc);
     super::vocabulary::add_examples(doc);
 }

@@ -229,6 +229,50 @@ pub fn link_pages(doc: &mut Value) {
     }
 }
 
+/// Properties that hold any JSON value (a value of a session document: a string, number,
+/// boolean, null, list or map). utoipa can only type them as one kind; here they get every
+/// JSON type.
+const ANY: &[(&str, &str)] = &[
+    ("ConflictValueView", "value"),
+    ("ConflictView", "winner"),
+    ("ItemSideView", "recorded_by"),
+    ("ItemSideView", "recorded_at"),
+    ("DiffChange", "before"),
+    ("DiffChange", "after"),
+    ("Resolve", "value"),
+];
+
+/// Make the properties of [`ANY`] accept any JSON value. Returns those the document lacks.
+pub fn allow_any(doc: &mut Value) -> Vec<String> {
+    let mut unmatched = Vec::new();
+    for (name, property) in ANY {
+        let Some(prop) = doc
+            .pointer_mut(&format!("/components/schemas/{name}/properties/{property}"))
+            .and_then(Value::as_object_mut)
+        else {
+            unmatched.push(format!("{name}.{property}"));
+            continue;
+        };
+        for key in [
+            "oneOf",
+            "anyOf",
+            "allOf",
+            "$ref",
+            "additionalProperties",
+            "properties",
+        ] {
+            prop.remove(key);
+        }
+        // Every JSON type (a schema without `type` would do, but the document must also
+        // read back into utoipa's model, which wants one).
+        prop.insert(
+            "type".into(),
+            json!(["string", "number", "boolean", "object", "array", "null"]),
+        );
+    }
+    unmatched
+}
+
 /// Add the enums of [`TABLE`] to `doc`'s component schemas. Returns the (schema, property)
 /// pairs of the table that the document does not have.
 pub fn add_enums(doc: &mut Value) -> Vec<String> {
