@@ -201,6 +201,9 @@ pub struct Config {
     pub smtp_from: Option<String>,
     /// Email notices: how long to wait for each SMTP answer.
     pub smtp_timeout: Duration,
+    /// Email notices: certificate authorities (PEM) trusted for the mail server's certificate
+    /// beside the system's, for a relay with a private CA.
+    pub smtp_ca_file: Option<PathBuf>,
     /// Warnings found while loading (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -253,6 +256,7 @@ impl Config {
             smtp_url: None,
             smtp_from: None,
             smtp_timeout: Duration::from_secs(30),
+            smtp_ca_file: None,
             warnings: Vec::new(),
         }
     }
@@ -324,6 +328,7 @@ impl Config {
                 url: cfg.smtp_url.clone().expect("checked"),
                 from,
                 timeout: cfg.smtp_timeout,
+                ca_file: cfg.smtp_ca_file.clone(),
             };
             if let Err(e) = smtp.check() {
                 bail!("{e}");
@@ -403,6 +408,9 @@ impl Config {
                 self.smtp_from = (!value.trim().is_empty()).then(|| value.trim().to_owned())
             }
             "smtp_timeout_ms" => self.smtp_timeout = Duration::from_millis(number(value)?.max(100)),
+            "smtp_ca_file" => {
+                self.smtp_ca_file = (!value.trim().is_empty()).then(|| PathBuf::from(value.trim()))
+            }
             "login_max_failures" => self.login_max_failures = number(value)?.max(1) as u32,
             "login_lockout_secs" => self.login_lockout = secs(value)?,
             "password_hash_concurrency" => self.password_hash_concurrency = number(value)? as usize,
@@ -620,6 +628,34 @@ mod tests {
         );
         assert!(err.contains("smtp_from"), "{err}");
         assert!(load(&[]).unwrap().smtp_url.is_none(), "no SMTP by default");
+
+        // A private authority for the relay: the file must hold a certificate, and the URL
+        // must speak TLS for it to mean anything.
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        for (file, url, says) in [
+            (&missing, url.1, "missing.pem"),
+            (&empty, url.1, "holds no PEM certificate"),
+        ] {
+            let ca = ("FIREMODE_SMTP_CA_FILE", file.to_str().unwrap());
+            let err = format!(
+                "{:#}",
+                load(&[("FIREMODE_SMTP_URL", url), from, ca]).unwrap_err()
+            );
+            assert!(err.contains(says), "{err}");
+            assert!(!err.contains("Hunter2"), "{err}");
+        }
+        let pem = dir.path().join("ca.pem");
+        let ca = ("FIREMODE_SMTP_CA_FILE", pem.to_str().unwrap());
+        let plain = (
+            "FIREMODE_SMTP_URL",
+            "smtp://fm:Hunter2-smtp@mail.example:25",
+        );
+        let err = format!("{:#}", load(&[plain, from, ca]).unwrap_err());
+        assert!(err.contains("speaks no TLS"), "{err}");
+        assert!(!err.contains("Hunter2"), "{err}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::Secret;
@@ -60,6 +61,8 @@ pub struct SmtpConfig {
     pub from: String,
     /// One SMTP conversation's time limit (each command's answer).
     pub timeout: Duration,
+    /// Certificate authorities (PEM) trusted for the mail server beside the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// What an email notice is sent with.
@@ -77,15 +80,61 @@ impl SmtpConfig {
             .from
             .parse()
             .map_err(|e| format!("smtp_from is not an email address: {e}"))?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(self.url.expose())
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(self.url.expose())
             .map_err(|_| {
                 "smtp_url cannot be used: it must be smtp://host[:port] or smtps://[user:pass@]host[:port] \
                  (optionally ?tls=required or ?tls=opportunistic)"
                     .to_owned()
             })?
-            .timeout(Some(self.timeout))
-            .build();
-        Ok(Mailer { transport, from })
+            .timeout(Some(self.timeout));
+        if let Some(path) = &self.ca_file {
+            builder = builder.tls(self.tls_with_ca(path)?);
+        }
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+        })
+    }
+
+    /// The URL's TLS mode with the authorities of `path` trusted beside the system's (errors
+    /// never quote the URL: it may carry a password).
+    fn tls_with_ca(&self, path: &std::path::Path) -> Result<Tls, String> {
+        let url = reqwest::Url::parse(self.url.expose())
+            .map_err(|_| "smtp_url cannot be used: it is not a URL".to_owned())?;
+        let mode = url
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned());
+        let wrap: fn(TlsParameters) -> Tls = match (url.scheme(), mode.as_deref()) {
+            ("smtps", _) => Tls::Wrapper,
+            ("smtp", Some("required")) => Tls::Required,
+            ("smtp", Some("opportunistic")) => Tls::Opportunistic,
+            _ => {
+                return Err(
+                    "smtp_ca_file is set but smtp_url speaks no TLS: use smtps://… or \
+                            smtp://…?tls=required"
+                        .to_owned(),
+                )
+            }
+        };
+        let host = url
+            .host_str()
+            .ok_or_else(|| "smtp_url cannot be used: it has no host".to_owned())?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let shown = path.display();
+        let pem = std::fs::read(path).map_err(|e| format!("smtp_ca_file {shown}: {e}"))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(format!("smtp_ca_file {shown} holds no PEM certificate"));
+        }
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|_| format!("smtp_ca_file {shown}: a certificate cannot be read"))?;
+        let params = TlsParameters::builder(host)
+            .add_root_certificate(cert)
+            .build_rustls()
+            .map_err(|e| format!("smtp_ca_file {shown}: {e}"))?;
+        Ok(wrap(params))
     }
 
     /// The most one email may take, the whole conversation (each answer has `timeout`).
@@ -110,6 +159,7 @@ impl WorkerConfig {
                 url,
                 from: c.smtp_from.clone().unwrap_or_default(),
                 timeout: c.smtp_timeout,
+                ca_file: c.smtp_ca_file.clone(),
             }),
         }
     }

@@ -4,20 +4,22 @@
 //! every attempt logged with the server's reply; the delivered email meets the deadline and a
 //! redelivery sends it again with the same Message-ID; a building without a contact gets no
 //! email, and its escalation goes to the organisation's admins; the SMTP password reaches neither the logs nor an answer; without SMTP configured
-//! email is not a channel.
+//! email is not a channel. Over STARTTLS and smtps the relay's certificate is verified: trusted
+//! through `smtp_ca_file`, refused (nothing sent) without it.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use firemode_server::config::Secret;
 use firemode_tests::fixtures::{building, Building};
-use firemode_tests::smtp::{parse, Mail, SmtpSink};
+use firemode_tests::smtp::{parse, Mail, SinkTls, SmtpSink, TestCa};
 use firemode_tests::{backend_tests, logs, test_config, Backend, Org, TestDb, TestServer};
 use serde_json::{json, Value};
 
 backend_tests!(
     email_goes_to_the_contact_with_the_pdf_retried_after_451,
     without_smtp_email_is_not_a_channel,
+    email_over_tls_trusts_the_relay_only_through_its_authority,
 );
 
 const PASSWORD: &str = "Sm7p-pass-word-never-shown";
@@ -302,4 +304,118 @@ async fn without_smtp_email_is_not_a_channel(b: Backend) {
     assert_eq!(d["notices"].as_array().unwrap().len(), 1, "{d}");
     assert!(deliveries(&srv, &org, &id, "email").await.is_empty(), "{d}");
     srv.stop().await;
+}
+
+/// A server whose notices go through `url` (with `ca` trusted, if given), one attempt each.
+async fn tls_server(b: Backend, url: String, ca: Option<&TestCa>) -> Option<TestServer> {
+    let db = TestDb::new(b).await?;
+    let mut cfg = test_config(&db);
+    cfg.notice_poll = Duration::from_millis(50);
+    cfg.notice_max_attempts = 1;
+    cfg.smtp_url = Some(Secret::new(url));
+    cfg.smtp_from = Some("FireMode Notices <notices@firemode.test>".into());
+    cfg.smtp_timeout = Duration::from_secs(5);
+    cfg.smtp_ca_file = ca.map(|ca| ca.ca_pem.clone());
+    Some(TestServer::start_with(db, cfg).await)
+}
+
+/// A critical defect in a building whose contact is `email`: the organisation, and the email
+/// delivery once settled.
+async fn settled_email(srv: &TestServer, email: &str) -> (Org, Value) {
+    let org = srv.org("Acme").await;
+    let bld = building(srv, &org, 1).await;
+    set_contact(srv, &org, &bld, email).await;
+    let id = defect(srv, &org, &bld, 0).await;
+    let start = Instant::now();
+    loop {
+        let email = deliveries(srv, &org, &id, "email").await;
+        if email.len() == 1 && email[0]["status"] != "pending" {
+            return (org, email[0].clone());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the email delivery did not settle: {email:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Relays with a private certificate authority, over STARTTLS (`?tls=required`) and over TLS
+/// from the first byte (`smtps://`): with `smtp_ca_file` naming the authority the notice goes
+/// out encrypted and logs in only inside TLS; without it the certificate is refused, nothing is
+/// sent, and the failure is in the delivery log without the password.
+async fn email_over_tls_trusts_the_relay_only_through_its_authority(b: Backend) {
+    let ca = TestCa::new();
+    let starttls = SmtpSink::start_with(0, SinkTls::StartTls(ca.acceptor())).await;
+    let implicit = SmtpSink::start_with(0, SinkTls::Implicit(ca.acceptor())).await;
+    let required = format!(
+        "smtp://notices:{PASSWORD}@127.0.0.1:{}?tls=required",
+        starttls.port
+    );
+    let wrapped = format!("smtps://notices:{PASSWORD}@127.0.0.1:{}", implicit.port);
+
+    for (url, sink, who) in [
+        (&required, &starttls, "starttls@tower.test"),
+        (&wrapped, &implicit, "smtps@tower.test"),
+    ] {
+        let Some(srv) = tls_server(b, url.clone(), Some(&ca)).await else {
+            return;
+        };
+        let (_, delivery) = settled_email(&srv, who).await;
+        assert_eq!(delivery["status"], "delivered", "{url}: {delivery}");
+        let mails = sink.received();
+        let mail = mails.iter().find(|m| to(m, who)).expect("the sink got it");
+        assert!(mail.tls, "{who}: the message came over TLS");
+        assert_eq!(
+            mail.auth.as_deref(),
+            Some(format!("notices\0{PASSWORD}").as_str()),
+            "logged in (inside TLS: the sink refuses AUTH before it)"
+        );
+        assert!(parse(&mail.data)
+            .header("subject")
+            .unwrap()
+            .starts_with("Critical defect notice"));
+        srv.stop().await;
+    }
+
+    // The same relays without the authority: the system's roots do not know it.
+    for (url, sink, who) in [
+        (&required, &starttls, "untrusted-starttls@tower.test"),
+        (&wrapped, &implicit, "untrusted-smtps@tower.test"),
+    ] {
+        let Some(srv) = tls_server(b, url.clone(), None).await else {
+            return;
+        };
+        let (org, delivery) = settled_email(&srv, who).await;
+        assert_eq!(delivery["status"], "failed", "{url}: {delivery}");
+        assert!(
+            !sink.received().iter().any(|m| to(m, who)),
+            "nothing was sent to an unverified relay"
+        );
+        let notices = get(&srv, &org.admin.token, "/v1/notices").await;
+        let notice = notices["items"][0]["id"]
+            .as_str()
+            .expect("a notice")
+            .to_owned();
+        let n = get(&srv, &org.admin.token, &format!("/v1/notices/{notice}")).await;
+        let attempt = n["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["channel"] == "email")
+            .expect("an email attempt")
+            .clone();
+        assert_eq!(attempt["outcome"], "failed", "{attempt}");
+        let error = attempt["error"].as_str().unwrap().to_ascii_lowercase();
+        assert!(error.contains("certificate"), "{error}");
+        srv.stop().await;
+    }
+    assert!(
+        starttls
+            .received()
+            .iter()
+            .chain(implicit.received().iter())
+            .all(|m| m.tls),
+        "no message went out in plain text"
+    );
 }

@@ -1,16 +1,23 @@
 //! A small SMTP server for the email tests: it listens on 127.0.0.1:0, speaks EHLO/HELO, AUTH
-//! PLAIN/LOGIN, MAIL, RCPT, DATA, RSET, NOOP and QUIT over a real TCP socket (no TLS), and keeps
-//! what it received. It can answer the end of DATA with `451` (a temporary failure) for the
-//! first N messages, to test retries. Also a MIME reader for what it got (multipart, base64 and
-//! quoted-printable parts), enough to check an email notice.
+//! PLAIN/LOGIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT and STARTTLS over a real TCP socket, in
+//! plain text, with STARTTLS (refusing AUTH and MAIL before it, as submission servers do) or
+//! with TLS from the first byte (smtps), and keeps what it received. It can answer the end of
+//! DATA with `451` (a temporary failure) for the first N messages, to test retries. Also a MIME
+//! reader for what it got (multipart, base64 and quoted-printable parts), enough to check an
+//! email notice, and a certificate authority made with the `openssl` command for the TLS tests.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 
 /// One message as the sink received it.
 #[derive(Debug, Clone)]
@@ -21,7 +28,136 @@ pub struct Mail {
     pub data: String,
     /// The decoded `AUTH` credentials of the session (`user\0password`), if it logged in.
     pub auth: Option<String>,
+    /// Whether the message came over TLS (STARTTLS or smtps).
+    pub tls: bool,
 }
+
+/// How the sink speaks TLS.
+#[derive(Clone)]
+pub enum SinkTls {
+    /// Plain text only (STARTTLS is not offered).
+    None,
+    /// STARTTLS offered; AUTH and MAIL are refused until the client has started TLS.
+    StartTls(TlsAcceptor),
+    /// TLS from the first byte (smtps, port 465 style).
+    Implicit(TlsAcceptor),
+}
+
+/// A certificate authority and a server certificate it signed for `127.0.0.1`, made in a
+/// directory with the `openssl` command.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+    /// The authority's certificate (PEM): what a client must trust.
+    pub ca_pem: PathBuf,
+    cert_pem: PathBuf,
+    key_pem: PathBuf,
+}
+
+impl TestCa {
+    /// Make a fresh authority and a server certificate for the IP address 127.0.0.1.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("the openssl command (Debian package openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=FireMode test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext.cnf");
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ]);
+        Self {
+            ca_pem: d.join("ca.pem"),
+            cert_pem: d.join("server.pem"),
+            key_pem: d.join("server.key"),
+            dir,
+        }
+    }
+
+    /// A TLS acceptor presenting the server certificate.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        acceptor(&self.cert_pem, &self.key_pem)
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn acceptor(cert: &Path, key: &Path) -> TlsAcceptor {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .expect("server certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("server certificate PEM");
+    let key = PrivateKeyDer::from_pem_file(key).expect("server key PEM");
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server certificate and key");
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// A byte stream the sink speaks over: a TCP socket, or TLS over one.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// The sink; dropped, its listener task ends.
 pub struct SmtpSink {
@@ -39,8 +175,13 @@ impl Drop for SmtpSink {
 }
 
 impl SmtpSink {
-    /// Start a sink that answers `451` to the first `fail_first` messages.
+    /// Start a plain-text sink that answers `451` to the first `fail_first` messages.
     pub async fn start(fail_first: usize) -> Self {
+        Self::start_with(fail_first, SinkTls::None).await
+    }
+
+    /// Start a sink speaking TLS as `tls` says.
+    pub async fn start_with(fail_first: usize, tls: SinkTls) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -49,9 +190,9 @@ impl SmtpSink {
         let (r, f, fl) = (received.clone(), refused.clone(), fail.clone());
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (r, f, fl) = (r.clone(), f.clone(), fl.clone());
+                let (r, f, fl, tls) = (r.clone(), f.clone(), fl.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let _ = session(sock, r, f, fl).await;
+                    let _ = session(sock, tls, r, f, fl).await;
                 });
             }
         });
@@ -81,15 +222,19 @@ impl SmtpSink {
 }
 
 async fn session(
-    sock: TcpStream,
+    sock: tokio::net::TcpStream,
+    tls: SinkTls,
     received: Arc<Mutex<Vec<Mail>>>,
     refused: Arc<Mutex<Vec<Mail>>>,
     fail_first: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
-    let (rd, mut wr) = sock.into_split();
-    let mut rd = BufReader::new(rd);
-    wr.write_all(b"220 sink.test ESMTP FireMode test sink\r\n")
-        .await?;
+    let (mut rd, mut secure, starttls): (BufReader<Box<dyn Stream>>, bool, Option<TlsAcceptor>) =
+        match tls {
+            SinkTls::None => (BufReader::new(Box::new(sock)), false, None),
+            SinkTls::StartTls(a) => (BufReader::new(Box::new(sock)), false, Some(a)),
+            SinkTls::Implicit(a) => (BufReader::new(Box::new(a.accept(sock).await?)), true, None),
+        };
+    send(&mut rd, b"220 sink.test ESMTP FireMode test sink\r\n").await?;
     let mut from = String::new();
     let mut to = Vec::new();
     let mut auth = None;
@@ -101,14 +246,34 @@ async fn session(
         }
         let cmd = line.trim_end_matches(['\r', '\n']).to_owned();
         let upper = cmd.to_ascii_uppercase();
+        // A submission server that offers STARTTLS takes no credentials or mail before it.
+        let must_start_tls = starttls.is_some() && !secure;
         let answer: String = if upper.starts_with("EHLO") {
-            "250-sink.test\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 10485760\r\n".into()
+            if must_start_tls {
+                "250-sink.test\r\n250-8BITMIME\r\n250-STARTTLS\r\n250 SIZE 10485760\r\n".into()
+            } else {
+                "250-sink.test\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 10485760\r\n"
+                    .into()
+            }
+        } else if upper == "STARTTLS" && must_start_tls {
+            send(&mut rd, b"220 2.0.0 Ready to start TLS\r\n").await?;
+            let acceptor = starttls.clone().expect("checked");
+            let plain = rd.into_inner();
+            rd = BufReader::new(Box::new(acceptor.accept(plain).await?));
+            secure = true;
+            // The session starts again (RFC 3207): the client says EHLO anew.
+            from.clear();
+            to.clear();
+            auth = None;
+            continue;
+        } else if must_start_tls && (upper.starts_with("AUTH") || upper.starts_with("MAIL")) {
+            "530 5.7.0 Must issue a STARTTLS command first\r\n".into()
         } else if upper.starts_with("HELO") {
             "250 sink.test\r\n".into()
         } else if upper.starts_with("AUTH PLAIN") {
             let b64 = cmd.get(10..).unwrap_or_default().trim().to_owned();
             let b64 = if b64.is_empty() {
-                wr.write_all(b"334 \r\n").await?;
+                send(&mut rd, b"334 \r\n").await?;
                 line.clear();
                 rd.read_line(&mut line).await?;
                 line.trim().to_owned()
@@ -123,7 +288,7 @@ async fn session(
         } else if upper.starts_with("AUTH LOGIN") {
             let mut parts = Vec::new();
             for prompt in ["334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n"] {
-                wr.write_all(prompt.as_bytes()).await?;
+                send(&mut rd, prompt.as_bytes()).await?;
                 line.clear();
                 rd.read_line(&mut line).await?;
                 let raw = B64.decode(line.trim()).unwrap_or_default();
@@ -139,8 +304,7 @@ async fn session(
             to.push(addr(&cmd[8..]));
             "250 2.1.5 Ok\r\n".into()
         } else if upper == "DATA" {
-            wr.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                .await?;
+            send(&mut rd, b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
             let mut lines = Vec::new();
             loop {
                 line.clear();
@@ -158,6 +322,7 @@ async fn session(
                 to: to.clone(),
                 data: lines.join("\r\n"),
                 auth: auth.clone(),
+                tls: secure,
             };
             let fail = fail_first
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -180,13 +345,20 @@ async fn session(
         } else if upper == "NOOP" {
             "250 2.0.0 Ok\r\n".into()
         } else if upper == "QUIT" {
-            wr.write_all(b"221 2.0.0 Bye\r\n").await?;
+            send(&mut rd, b"221 2.0.0 Bye\r\n").await?;
             return Ok(());
         } else {
             "502 5.5.2 Command not recognised\r\n".into()
         };
-        wr.write_all(answer.as_bytes()).await?;
+        send(&mut rd, answer.as_bytes()).await?;
     }
+}
+
+/// Write an answer and flush it (over TLS, a write may stay in the session's buffer).
+async fn send(rd: &mut BufReader<Box<dyn Stream>>, bytes: &[u8]) -> std::io::Result<()> {
+    let w = rd.get_mut();
+    w.write_all(bytes).await?;
+    w.flush().await
 }
 
 /// `<a@b>` (with any parameters after it) to `a@b`.
