@@ -5,6 +5,11 @@
 //! re-projection, retries and several nodes never duplicate it. Which services are outside
 //! tolerance is decided by the schedule domain (`domain::schedule`) through the compliance
 //! report (`compliance::due::outside_tolerance`); this module only loads and writes.
+//!
+//! A service corrected afterwards (its date or outcome edited) so that it is inside its window
+//! again withdraws the session's non-conformance for that asset at the next check, while it is
+//! still `open`; once someone acted on it, it stays, and a withdrawn one is not raised again
+//! for the same session.
 
 use chrono::Utc;
 use uuid::Uuid;
@@ -12,12 +17,12 @@ use uuid::Uuid;
 use crate::compliance::{self, Inputs};
 use crate::domain::defects::{source, status, Severity};
 use crate::store::buildings::BuildingRecord;
-use crate::store::defects::DefectRecord;
-use crate::store::{Store, StoreError};
+use crate::store::defects::{DefectFilter, DefectRecord, DefectWrite};
+use crate::store::{Page, Store, StoreError};
 
 /// Raise the out-of-tolerance non-conformances of `session` (one per asset whose routine the
-/// session serviced outside every tolerance window) that are not raised yet. Returns how many
-/// were raised now. `actor` is the user whose action led here (none for the projection).
+/// session serviced outside every tolerance window) that are not raised yet, and withdraw its
+/// open ones whose service is no longer outside. Returns how many were raised now. `actor` is the user whose action led here (none for the projection).
 pub async fn raise_for_session(
     store: &dyn Store,
     building: &BuildingRecord,
@@ -42,8 +47,36 @@ pub async fn raise_for_session(
         as_of: today,
         generated_at: Utc::now(),
     });
+    let findings = compliance::due::outside_tolerance(&report, session);
+    let outside: std::collections::HashSet<Uuid> = findings.iter().map(|f| f.asset_id).collect();
+    let open = store
+        .list_defects(
+            org_id,
+            &DefectFilter {
+                session_id: Some(session),
+                status: Some(status::OPEN.into()),
+                ..DefectFilter::default()
+            },
+            Page {
+                after: None,
+                limit: 10_000,
+            },
+        )
+        .await?;
+    let corrected: Vec<DefectWrite> = open
+        .iter()
+        .filter(|d| d.source == source::OUT_OF_TOLERANCE && d.session_id == Some(session))
+        .filter(|d| d.asset_id.is_some_and(|a| !outside.contains(&a)))
+        .map(|d| DefectWrite::Withdraw {
+            id: d.id,
+            at: Utc::now(),
+        })
+        .collect();
+    if !corrected.is_empty() {
+        store.write_defects(&corrected).await?;
+    }
     let mut raised = 0;
-    for f in compliance::due::outside_tolerance(&report, session) {
+    for f in findings {
         let now = Utc::now();
         let severity = Severity::NonConformance;
         let d = DefectRecord {
