@@ -1201,14 +1201,15 @@ async fn out_of_tolerance_is_raised_once_per_service(be: Backend) {
         .post(
             "/v1/buildings",
             Some(t),
-            &json!({ "name": "Harbour House", "address": "2 Quay St, Sydney NSW", "state": "NSW" }),
+            &json!({ "name": "Harbour House", "address": "2 Quay St, Sydney NSW",
+                     "building_type": "Class 5", "state": "NSW" }),
         )
         .await;
     assert_eq!(b.status, 201, "{}", b.body);
     let b = b.uuid("id");
-    // Three extinguishers last serviced 15 months ago: their six-monthly grid's dates are three
+    // EXT-0 and EXT-1 last serviced 15 months ago: their six-monthly grid's dates are three
     // months ago and three months ahead (±1 month), so a service today is outside tolerance.
-    // The third is serviced inside a later window... it has a recent service instead.
+    // EXT-2 was serviced six months ago: today is its scheduled date.
     let lapsed = Utc::now()
         .date_naive()
         .checked_sub_months(chrono::Months::new(15))
