@@ -706,7 +706,7 @@ fn the_2005_routines_classify_like_the_2012_ones() {
                 if *class == Classification::CriticalDefect && old.iter().any(counterpart) {
                     assert!(
                         old.iter()
-                            .filter(|o| counterpart(*o))
+                            .filter(|o| counterpart(o))
                             .any(|o| o.classification_mappings.contains_key(condition)),
                         "{kind}: critical {condition} of {} unknown to every 2005 routine",
                         n.code
