@@ -114,6 +114,17 @@ enum AdminCommand {
     /// Check that every change whose stored bytes a compaction dropped is in its document's
     /// snapshot. Reports what is not (exit status 1); repairs nothing.
     VerifyDocuments,
+    /// Remove archived buildings whose seven-year retention has ended, with everything that
+    /// belongs to them (records, documents, evidence objects). Audited; safe beside running
+    /// servers and other purges. Lists what it would do with --dry-run.
+    PurgeArchived {
+        /// Only buildings archived more than this many years ago (at least 7).
+        #[arg(long, default_value_t = 7)]
+        older_than_years: u32,
+        /// List what would be purged and kept; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 impl clap::ValueEnum for Role {
@@ -574,6 +585,52 @@ async fn admin(
             unreachable!("handled before connecting")
         }
         AdminCommand::VerifyDocuments => verify_documents(store.as_ref(), out).await?,
+        AdminCommand::PurgeArchived {
+            older_than_years,
+            dry_run,
+        } => {
+            let objects = crate::evidence::EvidenceObjects::from_config(&config)?;
+            let done = crate::purge::run(
+                store.as_ref(),
+                &objects,
+                older_than_years,
+                dry_run,
+                chrono::Utc::now(),
+            )
+            .await?;
+            let mut text = String::new();
+            for o in &done {
+                let why = o
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                text.push_str(&format!(
+                    "{} {} \"{}\" archived {}, kept until {}{why}\n",
+                    o.action,
+                    o.building_id,
+                    o.name,
+                    o.archived_at.date_naive(),
+                    o.retain_until.date_naive()
+                ));
+            }
+            let purged = done.iter().filter(|o| o.action == "purged").count();
+            let refused = done.iter().filter(|o| o.action == "refused").count();
+            text.push_str(&format!(
+                "{} archived buildings: {purged} purged, {} would be purged, {refused} refused{}",
+                done.len(),
+                done.iter().filter(|o| o.action == "would_purge").count(),
+                if dry_run {
+                    " (dry run: nothing changed)"
+                } else {
+                    ""
+                }
+            ));
+            out.print(
+                &text,
+                serde_json::json!({ "dry_run": dry_run, "older_than_years": older_than_years, "buildings": done }),
+            );
+        }
     }
     Ok(())
 }

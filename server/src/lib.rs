@@ -16,11 +16,13 @@ pub mod hub;
 pub mod live;
 pub mod notices;
 pub mod projection;
+pub mod purge;
 pub mod records;
 pub mod rules;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tolerance;
 
 pub use http::{app, serve, serve_metrics};
 

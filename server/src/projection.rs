@@ -451,6 +451,27 @@ async fn write(
     if !findings.is_empty() {
         sync_defects(store, &session, &rules, &findings).await?;
     }
+    // A service recorded (or changed) this time may be outside its tolerance window: raise
+    // its non-conformance now rather than at sign-off (once per service, `crate::tolerance`).
+    // It does not fail the projection: the sign-off checks again. Only when a service is new
+    // or its outcome, date or routine changed: other edits (notes, readings) leave the
+    // building's schedule alone and cost nothing here.
+    let serviced = synced.iter().any(|r| {
+        let done = r.rule_code.is_some()
+            && r.recorded_at.is_some()
+            && matches!(r.outcome.as_deref(), Some("pass" | "fail"));
+        let before = previous
+            .as_ref()
+            .and_then(|(rows, _)| rows.get(&r.asset_id));
+        done && before.is_none_or(|p| {
+            p.outcome != r.outcome || p.recorded_at != r.recorded_at || p.rule_code != r.rule_code
+        })
+    });
+    if serviced {
+        if let Err(e) = crate::tolerance::raise_for_session(store, &building, id, None).await {
+            tracing::warn!(session = %id, error = %e, "could not check the session's services against their tolerance windows");
+        }
+    }
     let written = Written {
         session,
         rows: all.into_iter().map(|r| (r.asset_id.clone(), r)).collect(),

@@ -147,6 +147,9 @@ pub struct Library {
     pub frequencies: Vec<Frequency>,
     /// Every rule version of every edition; each has `rule_set` set.
     pub rules: Vec<RuleDef>,
+    /// Per edition, the equipment kinds it has no routine for, each with the reason (an
+    /// edition that left a kind to a Part of its own, a kind the edition did not know).
+    pub not_covered: BTreeMap<RuleSetRef, BTreeMap<String, String>>,
 }
 
 /// One library file: one edition. Only the base file lists equipment kinds and frequencies;
@@ -159,6 +162,9 @@ struct LibraryFile {
     equipment: Vec<EquipmentKind>,
     #[serde(default)]
     frequencies: Vec<Frequency>,
+    /// Equipment kinds the edition has no routine for, kind -> why.
+    #[serde(default)]
+    not_covered: BTreeMap<String, String>,
     rules: Vec<RuleDef>,
 }
 
@@ -413,6 +419,7 @@ impl Library {
             equipment: Vec::new(),
             frequencies: Vec::new(),
             rules: Vec::new(),
+            not_covered: BTreeMap::new(),
         };
         for (name, text) in files {
             let file: LibraryFile = serde_json::from_str(text)
@@ -451,6 +458,9 @@ impl Library {
                     edition.version
                 );
             }
+            if !file.not_covered.is_empty() {
+                lib.not_covered.insert(edition, file.not_covered);
+            }
             lib.rule_sets.push(file.rule_set);
         }
         lib.validate()?;
@@ -475,6 +485,35 @@ impl Library {
                 .count();
             if defaults != 1 {
                 anyhow::bail!("{standard} needs exactly one default edition, has {defaults}");
+            }
+        }
+        for (edition, kinds) in &self.not_covered {
+            for (kind, why) in kinds {
+                if self.equipment_kind(kind).is_none() {
+                    anyhow::bail!(
+                        "{} {}: not_covered names unknown kind {kind}",
+                        edition.code,
+                        edition.version
+                    );
+                }
+                if why.trim().len() < 20 {
+                    anyhow::bail!(
+                        "{} {}: not_covered {kind} needs a reason",
+                        edition.code,
+                        edition.version
+                    );
+                }
+                if self
+                    .rules
+                    .iter()
+                    .any(|r| r.rule_set.as_ref() == Some(edition) && r.equipment == *kind)
+                {
+                    anyhow::bail!(
+                        "{} {}: {kind} is not_covered but has rules",
+                        edition.code,
+                        edition.version
+                    );
+                }
             }
         }
         let mut seen = BTreeSet::new();

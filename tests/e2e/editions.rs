@@ -18,6 +18,7 @@ backend_tests!(
     pins_are_validated_admin_only_and_audited,
     routine_alternatives_follow_the_choice,
     alternatives_are_validated_and_change_nothing,
+    a_2005_building_is_serviced_under_the_whole_2005_edition,
 );
 
 const CURRENT: &str =
@@ -215,7 +216,10 @@ async fn pinned_editions_choose_routines_and_classification(b: Backend) {
     let (six_cur_id, six_cur) = new_session(&srv, t, cur, "six_monthly").await;
     assert!(codes(&six_cur).contains(&"AS2293-6M-EL"), "{six_cur:?}");
     let (six_old_id, six_old) = new_session(&srv, t, old, "six_monthly").await;
-    assert_eq!(codes(&six_old), vec!["AS2293-1995-6M-EL"]);
+    assert_eq!(
+        codes(&six_old),
+        vec!["AS1851-2005-2-6M-SPR", "AS2293-1995-6M-EL"]
+    );
 
     // Classification by the pinned edition: the 2005 weekly sprinkler test knows a pump that
     // does not start (critical); the 2012 luminaire and the 1995 one classify a dark fitting
@@ -280,8 +284,10 @@ async fn pinned_editions_choose_routines_and_classification(b: Backend) {
         set(&[
             ("EL-1", "AS2293-1995-12M-EL"),
             ("EL-1", "AS2293-1995-6M-EL"),
-            ("PMP-D", "-"),
+            ("PMP-D", "AS1851-2005-3-12M-DPMP"),
             ("SPR-1", "AS1851-2005-2-12M-SPR"),
+            ("SPR-1", "AS1851-2005-2-5Y-SPR"),
+            ("SPR-1", "AS1851-2005-2-6M-SPR"),
         ])
     );
     // An asset may list only rules of its building's editions.
@@ -789,4 +795,176 @@ async fn alternatives_are_validated_and_change_nothing(b: Backend) {
     assert_problem(&r, 404, "not_found");
     let after = srv.client.get(&url, Some(t)).await.json;
     assert_eq!(after, before, "refused changes leave the asset as it was");
+}
+
+/// AS 1851-2005 covers every kind of the edition (issue 11): a building pinned to it gets
+/// 2005 routines for detection and alarm, EWIS, hydrants, hose reels, extinguishers, blankets,
+/// doors and passive items, smoke control and special hazards — in new sessions, the
+/// projection's classification, the schedule and the compliance report — and the kinds the
+/// edition does not cover (wheeled extinguishers, aerosol systems) have no routine there. A
+/// 2012 building with the same assets is unaffected.
+async fn a_2005_building_is_serviced_under_the_whole_2005_edition(b: Backend) {
+    let Some(srv) = TestServer::start(b).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let t = org.admin.token.as_str();
+    let cur = new_building(&srv, t, "Current", None).await.uuid("id");
+    let old = new_building(&srv, t, "Older", Some(OLDER)).await.uuid("id");
+    // Both contracts start today: every routine's grid is anchored there.
+    let today = chrono::Utc::now().date_naive();
+    for building in [cur, old] {
+        let r = srv
+            .client
+            .patch(
+                &format!("/v1/buildings/{building}"),
+                Some(t),
+                &json!({ "schedule_anchor": today }),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let kinds = [
+        ("fire_detection_alarm", "FDA-1"),
+        ("fire_indicator_panel", "FIP-1"),
+        ("emergency_warning_system", "EWIS-1"),
+        ("fire_hydrant_system", "HYD-1"),
+        ("fire_hose_reel", "HR-1"),
+        ("portable_extinguisher", "EXT-1"),
+        ("fire_blanket", "BLK-1"),
+        ("fire_door", "FD-1"),
+        ("fire_damper", "FDMP-1"),
+        ("gaseous_suppression_system", "GAS-1"),
+        ("wheeled_extinguisher", "WEXT-1"),
+        ("aerosol_suppression_system", "AER-1"),
+    ];
+    let mut assets = std::collections::BTreeMap::new();
+    for building in [cur, old] {
+        for (kind, tag) in kinds {
+            let id = new_asset(&srv, t, building, kind, tag).await;
+            assets.insert((building, tag), id);
+        }
+    }
+
+    // New sessions take the pinned edition's routines.
+    let (six_old_id, six_old) = new_session(&srv, t, old, "six_monthly").await;
+    let by_tag = |building: Uuid, items: &[(String, String)]| -> BTreeSet<(String, String)> {
+        items
+            .iter()
+            .map(|(a, c)| {
+                let tag = kinds
+                    .iter()
+                    .find(|(_, tag)| assets[&(building, *tag)].to_string() == *a)
+                    .unwrap()
+                    .1;
+                (tag.to_owned(), c.clone())
+            })
+            .collect()
+    };
+    assert_eq!(
+        by_tag(old, &six_old),
+        set(&[
+            ("BLK-1", "AS1851-2005-11-6M-BLK"),
+            ("EWIS-1", "AS1851-2005-6-6M-EWS"),
+            ("EXT-1", "AS1851-2005-10-6M-EXT"),
+            ("FD-1", "AS1851-2005-12-6M-FD"),
+            ("FDA-1", "AS1851-2005-6-6M-FDA"),
+            ("GAS-1", "AS1851-2005-7-6M-GAS"),
+            ("HR-1", "AS1851-2005-9-6M-HR"),
+            ("HYD-1", "AS1851-2005-4-6M-HYD"),
+        ])
+    );
+    let (_, six_cur) = new_session(&srv, t, cur, "six_monthly").await;
+    let cur_codes = codes(&six_cur);
+    assert!(cur_codes.contains(&"AS1851-10-6M-WEXT"), "{cur_codes:?}");
+    assert!(cur_codes.contains(&"AS1851-7-6M-AER"), "{cur_codes:?}");
+    assert!(
+        cur_codes.iter().all(|c| !c.contains("2005")),
+        "{cur_codes:?}"
+    );
+
+    // The projection classifies with the 2005 rule: a fire door that does not self-close is
+    // critical, a hose reel that leaks at the nozzle is not.
+    assert_eq!(
+        fail_with(
+            &srv,
+            t,
+            &six_old_id,
+            assets[&(old, "FD-1")],
+            "door_fails_to_self_close"
+        )
+        .await,
+        json!(Classification::CriticalDefect)
+    );
+    let items = items(&srv, t, &six_old_id).await;
+    assert!(items
+        .iter()
+        .any(|(a, c)| *a == assets[&(old, "FD-1")].to_string() && c == "AS1851-2005-12-6M-FD"));
+
+    // The compliance report: 2005 routines only, and the kinds 2005 does not cover are
+    // counted as assets without rules. The 2012 building has none of these.
+    let old_rows = report_rules(&srv, t, old).await;
+    for expected in [
+        ("FIP-1", "AS1851-2005-6-1M-FIP"),
+        ("FIP-1", "AS1851-2005-6-12M-FIP"),
+        ("FDA-1", "AS1851-2005-6-5Y-FDA"),
+        ("HYD-1", "AS1851-2005-4-5Y-HYD"),
+        ("EXT-1", "AS1851-2005-10-5Y-EXT"),
+        ("FDMP-1", "AS1851-2005-13-12M-FDMP"),
+        ("WEXT-1", "-"),
+        ("AER-1", "-"),
+    ] {
+        assert!(
+            old_rows.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} not in {old_rows:?}"
+        );
+    }
+    assert!(
+        old_rows
+            .iter()
+            .all(|(_, c)| c == "-" || c.starts_with("AS1851-2005-")),
+        "{old_rows:?}"
+    );
+    let report = srv
+        .client
+        .get(&format!("/v1/buildings/{old}/compliance"), Some(t))
+        .await;
+    assert_eq!(
+        report.json["summary"]["assets_without_rules"], 2,
+        "{}",
+        report.body
+    );
+    let cur_rows = report_rules(&srv, t, cur).await;
+    assert!(
+        cur_rows.iter().all(|(_, c)| !c.contains("2005")),
+        "{cur_rows:?}"
+    );
+    assert!(cur_rows.contains(&("WEXT-1".into(), "AS1851-10-6M-WEXT".into())));
+
+    // The schedule of the next year lists 2005 routines for the 2005 building only.
+    let to = today + chrono::Days::new(366);
+    let schedule = |building: Uuid| {
+        let path = format!("/v1/schedule?building_id={building}&from={today}&to={to}&limit=500");
+        let client = &srv.client;
+        async move {
+            let r = client.get(&path, Some(t)).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|i| i["rule_code"].as_str().map(str::to_owned))
+                .collect::<BTreeSet<String>>()
+        }
+    };
+    let old_due = schedule(old).await;
+    assert!(old_due.contains("AS1851-2005-6-1M-FIP"), "{old_due:?}");
+    assert!(old_due.contains("AS1851-2005-9-12M-HR"), "{old_due:?}");
+    assert!(
+        old_due.iter().all(|c| c.starts_with("AS1851-2005-")),
+        "{old_due:?}"
+    );
+    let cur_due = schedule(cur).await;
+    assert!(cur_due.contains("AS1851-6-1M-FIP"), "{cur_due:?}");
+    assert!(cur_due.iter().all(|c| !c.contains("2005")), "{cur_due:?}");
 }

@@ -19,6 +19,8 @@ backend_tests!(
     records_of_a_twenty_storey_tower,
     deleting_a_building_with_records_archives_it,
     records_roles_and_bad_input,
+    out_of_tolerance_is_raised_once_per_service,
+    purge_removes_archived_buildings_after_retention,
 );
 
 /// Run `$body` with `$pool` connected to the test server's database, on either backend.
@@ -1143,4 +1145,528 @@ async fn records_roles_and_bad_input(be: Backend) {
         403,
         "forbidden",
     );
+}
+
+const EXT_6M: &str = "AS1851-10-6M-EXT";
+
+/// Defects of a building with the out-of-tolerance condition.
+async fn tolerance_ncs(srv: &TestServer, token: &str, building: Uuid) -> Vec<Value> {
+    let r = srv
+        .client
+        .get(&format!("/v1/defects?building_id={building}"), Some(token))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["observed_condition"] == "service_outside_tolerance")
+        .cloned()
+        .collect()
+}
+
+/// Wait (the projection runs behind the write) until `ok(ncs)` holds.
+async fn wait_ncs(
+    srv: &TestServer,
+    token: &str,
+    building: Uuid,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let found = tolerance_ncs(srv, token, building).await;
+        if ok(&found) {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not raised in time: {found:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A routine serviced outside its tolerance window raises its non-conformance when the
+/// service is recorded — through REST results and through a tablet syncing the session
+/// document — with its own source and a one-week deadline; re-projection and the sign-off
+/// never raise it twice.
+async fn out_of_tolerance_is_raised_once_per_service(be: Backend) {
+    let Some(srv) = TestServer::start(be).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let t = org.admin.token.as_str();
+    let b = srv
+        .client
+        .post(
+            "/v1/buildings",
+            Some(t),
+            &json!({ "name": "Harbour House", "address": "2 Quay St, Sydney NSW",
+                     "building_type": "Class 5", "state": "NSW" }),
+        )
+        .await;
+    assert_eq!(b.status, 201, "{}", b.body);
+    let b = b.uuid("id");
+    // EXT-0 and EXT-1 last serviced 15 months ago: their six-monthly grid's dates are three
+    // months ago and three months ahead (±1 month), so a service today is outside tolerance.
+    // EXT-2 was serviced six months ago: today is its scheduled date.
+    let lapsed = Utc::now()
+        .date_naive()
+        .checked_sub_months(chrono::Months::new(15))
+        .unwrap();
+    let recent = Utc::now()
+        .date_naive()
+        .checked_sub_months(chrono::Months::new(6))
+        .unwrap();
+    let mut assets = Vec::new();
+    for (i, last) in [(0, lapsed), (1, lapsed), (2, recent)] {
+        let a = srv
+            .client
+            .post(
+                &format!("/v1/buildings/{b}/assets"),
+                Some(t),
+                &json!({ "asset_type": "portable_extinguisher", "location": format!("Level {i}"),
+                         "identifier": format!("EXT-{i}"), "rule_codes": [EXT_6M] }),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        let a = a.uuid("id");
+        let h = srv
+            .client
+            .post(
+                &format!("/v1/buildings/{b}/assets/{a}/service-history"),
+                Some(t),
+                &json!({ "rule_code": EXT_6M, "serviced_on": last, "outcome": "pass" }),
+            )
+            .await;
+        assert_eq!(h.status, 201, "{}", h.body);
+        assets.push(a);
+    }
+    let inspector = srv.user(&org, "inspector").await;
+    let s = srv
+        .client
+        .post(
+            "/v1/tests/sessions",
+            Some(t),
+            &json!({ "building_id": b, "name": "Catch-up", "frequency": "six_monthly",
+                     "assigned_to": [inspector.id] }),
+        )
+        .await;
+    assert_eq!(s.status, 201, "{}", s.body);
+    let session = s.uuid("id");
+    let doc_id = s.str("document_id").to_owned();
+
+    // REST: EXT-0 serviced today (outside tolerance), EXT-2 today (on time).
+    post_results(
+        &srv,
+        &inspector.token,
+        session,
+        &[
+            json!({ "asset_id": assets[0], "outcome": "pass" }),
+            json!({ "asset_id": assets[2], "outcome": "pass" }),
+        ],
+    )
+    .await;
+    let found = wait_ncs(&srv, t, b, |f| !f.is_empty()).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let nc = &found[0];
+    assert_eq!(nc["asset_id"], assets[0].to_string());
+    assert_eq!(nc["source"], "out_of_tolerance");
+    assert_eq!(nc["severity"], "non_conformance");
+    assert_eq!(nc["status"], "open");
+    assert_eq!(nc["rule_code"], EXT_6M);
+    assert_eq!(nc["session_id"], session.to_string());
+    let discovered: chrono::DateTime<Utc> = nc["discovered_at"].as_str().unwrap().parse().unwrap();
+    let notify_by: chrono::DateTime<Utc> = nc["notify_by"].as_str().unwrap().parse().unwrap();
+    assert_eq!((notify_by - discovered).num_days(), 7);
+
+    // Re-projection (the item written again, with a note) raises nothing new.
+    post_results(
+        &srv,
+        &inspector.token,
+        session,
+        &[json!({ "asset_id": assets[0], "outcome": "pass", "notes": "Gauge checked twice" })],
+    )
+    .await;
+    srv.state.hub.settled(session).await;
+
+    // A tablet records EXT-1 through the sync hub: raised by the projection of that edit.
+    let mut tablet = firemode_tests::sync_client::SyncClient::joined(
+        &srv.base,
+        &inspector.token,
+        &format!("{}:tablet", inspector.id),
+    )
+    .await;
+    let (mut doc, mut state) = (
+        firemode_sync_core::automerge::Automerge::new(),
+        firemode_sync_core::automerge::sync::State::new(),
+    );
+    tablet
+        .sync(&doc_id, &mut doc, &mut state, true)
+        .await
+        .unwrap();
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let by = inspector.id.to_string();
+    firemode_tests::fixtures::put_item_fields(
+        &mut doc,
+        assets[1],
+        &[
+            ("outcome", "pass"),
+            ("recordedBy", by.as_str()),
+            ("recordedAt", now.as_str()),
+        ],
+    );
+    tablet
+        .sync(&doc_id, &mut doc, &mut state, false)
+        .await
+        .unwrap();
+    let found = wait_ncs(&srv, t, b, |f| f.len() >= 2).await;
+    let tablet_nc = found
+        .iter()
+        .find(|d| d["asset_id"] == assets[1].to_string())
+        .expect("raised for the tablet's service");
+    assert_eq!(tablet_nc["source"], "out_of_tolerance");
+    assert_eq!(tablet_nc["session_id"], session.to_string());
+
+    // The sign-off checks again: still one per service, none stored as manual.
+    let r = srv
+        .client
+        .patch(
+            &format!("/v1/tests/sessions/{session}"),
+            Some(t),
+            &json!({ "status": "completed" }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    srv.state.hub.settled(session).await;
+    let found = tolerance_ncs(&srv, t, b).await;
+    let mut per_asset: Vec<String> = found
+        .iter()
+        .map(|d| d["asset_id"].as_str().unwrap().to_owned())
+        .collect();
+    per_asset.sort();
+    let mut expected = vec![assets[0].to_string(), assets[1].to_string()];
+    expected.sort();
+    assert_eq!(per_asset, expected, "{found:?}");
+    assert!(found.iter().all(|d| d["source"] == "out_of_tolerance"));
+    // The database holds exactly these two, whatever the API filters.
+    let stored: i64 = with_db!(&srv, |pool| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM defects WHERE observed_condition = 'service_outside_tolerance'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    });
+    assert_eq!(stored, 2);
+    // The database refuses an unknown source, and a second one for the same service.
+    let refused = with_db!(&srv, |pool| {
+        let bogus = sqlx::query("UPDATE defects SET source = 'bogus' WHERE observed_condition = 'service_outside_tolerance'")
+            .execute(&pool)
+            .await
+            .is_err();
+        let twice = sqlx::query(
+            "INSERT INTO defects (id, org_id, building_id, asset_id, session_id, rule_code, rule_version, \
+             severity, status, source, title, description, observed_condition, evidence, discovered_at, \
+             notify_by, acknowledged_at, created_by, created_at, updated_at, severity_overridden, \
+             severity_reason, duplicate_of) \
+             SELECT $1, org_id, building_id, asset_id, session_id, rule_code, rule_version, severity, \
+             status, source, title, description, observed_condition, evidence, discovered_at, notify_by, \
+             acknowledged_at, created_by, created_at, updated_at, severity_overridden, severity_reason, \
+             duplicate_of FROM defects WHERE observed_condition = 'service_outside_tolerance' AND asset_id = $2",
+        )
+        .bind(Uuid::now_v7())
+        .bind(assets[0])
+        .execute(&pool)
+        .await
+        .is_err();
+        (bogus, twice)
+    });
+    assert_eq!(refused, (true, true));
+}
+
+/// Where the local evidence store keeps an object: any file under the data folder named by
+/// its SHA-256.
+fn object_file(dir: &std::path::Path, hex: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = object_file(&path, hex) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == hex) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+fn purge_cli(srv: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let cfg = &srv.state.config;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_firemode-e2e-server"));
+    cmd.arg("admin")
+        .arg("--data-dir")
+        .arg(&cfg.data_dir)
+        .arg("--database-url")
+        .arg(srv.db.raw_url())
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::null());
+    if let Some(k) = &cfg.pii_keys {
+        cmd.env("FIREMODE_PII_KEYS", k.expose());
+    }
+    if let Some(k) = &cfg.jwt_secret {
+        cmd.env("FIREMODE_JWT_SECRET", k.expose());
+    }
+    let out = cmd.output().expect("run the server binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Rows that belong to `building`, per table.
+async fn building_rows(srv: &TestServer, building: Uuid) -> BTreeMap<&'static str, i64> {
+    let queries: [(&str, &str); 10] = [
+        ("buildings", "SELECT COUNT(*) FROM buildings WHERE id = $1"),
+        ("assets", "SELECT COUNT(*) FROM assets WHERE building_id = $1"),
+        ("test_sessions", "SELECT COUNT(*) FROM test_sessions WHERE building_id = $1"),
+        ("session_items", "SELECT COUNT(*) FROM session_items WHERE building_id = $1"),
+        ("doc_changes", "SELECT COUNT(*) FROM doc_changes WHERE session_id IN (SELECT id FROM test_sessions WHERE building_id = $1)"),
+        ("evidence", "SELECT COUNT(*) FROM evidence WHERE session_id IN (SELECT id FROM test_sessions WHERE building_id = $1)"),
+        ("defects", "SELECT COUNT(*) FROM defects WHERE building_id = $1"),
+        ("notices", "SELECT COUNT(*) FROM notices WHERE defect_id IN (SELECT id FROM defects WHERE building_id = $1)"),
+        ("service_history", "SELECT COUNT(*) FROM asset_service_history WHERE building_id = $1"),
+        ("archives", "SELECT COUNT(*) FROM building_archives WHERE building_id = $1"),
+    ];
+    let mut out = BTreeMap::new();
+    for (name, sql) in queries {
+        let n: i64 = with_db!(srv, |pool| {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(building)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        });
+        out.insert(name, n);
+    }
+    out
+}
+
+/// Move a building's archive and records into the past, as if archived `years` ago.
+async fn age_building(srv: &TestServer, building: Uuid, years: u32, records_too: bool) {
+    let archived = Utc::now()
+        .checked_sub_months(chrono::Months::new(12 * years))
+        .unwrap();
+    let until = archived
+        .checked_add_months(chrono::Months::new(12 * 7))
+        .unwrap();
+    let mut statements = vec![(
+        "UPDATE building_archives SET archived_at = $2, retain_until = $3 WHERE building_id = $1",
+        true,
+    )];
+    if records_too {
+        statements.extend([
+            ("UPDATE test_sessions SET created_at = $2 WHERE building_id = $1", false),
+            ("UPDATE defects SET created_at = $2 WHERE building_id = $1", false),
+            ("UPDATE defect_events SET at = $2 WHERE defect_id IN (SELECT id FROM defects WHERE building_id = $1)", false),
+            ("UPDATE evidence SET created_at = $2 WHERE session_id IN (SELECT id FROM test_sessions WHERE building_id = $1)", false),
+        ]);
+    }
+    for (sql, with_until) in statements {
+        with_db!(srv, |pool| {
+            let q = sqlx::query(sql).bind(building).bind(archived);
+            let q = if with_until { q.bind(until) } else { q };
+            q.execute(&pool).await.unwrap();
+        });
+    }
+}
+
+/// `firemode admin purge-archived`: archived buildings whose retention has ended go, with
+/// their records and evidence objects (an object another building's evidence shares stays);
+/// a building inside retention stays; one holding a record younger than seven years is
+/// refused whole; a cut-off under seven years is refused; dry runs change nothing; purges are
+/// audited and recorded; a second run finds nothing more.
+async fn purge_removes_archived_buildings_after_retention(be: Backend) {
+    let Some(srv) = TestServer::start(be).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let admin = &org.admin.token;
+    let shared = crate::evidence::jpeg(2048, 7);
+    let own = crate::evidence::jpeg(2048, 9);
+    // Three buildings with records: old (to purge), recent (inside retention), young_records
+    // (archived long ago on paper, but holding a session younger than seven years).
+    let mut built = Vec::new();
+    for name in ["old", "recent", "young"] {
+        let b = firemode_tests::fixtures::building(&srv, &org, 2).await;
+        let s = firemode_tests::fixtures::session(&srv, &org.admin, &b, &[]).await;
+        let session: Uuid = s["id"].as_str().unwrap().parse().unwrap();
+        post_results(
+            &srv,
+            admin,
+            session,
+            &[json!({ "asset_id": b.assets[0], "outcome": "fail",
+                      "observed_condition": "extinguisher_missing" })],
+        )
+        .await;
+        for bytes in [&shared, &own] {
+            if name != "old" && bytes == &own {
+                continue;
+            }
+            let mut up = crate::evidence::Upload::photo(session, bytes.clone());
+            up.asset_id = Some(b.assets[0].to_string());
+            let r = up.send(&srv.client, admin).await;
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+        srv.state.hub.settled(session).await;
+        let h = srv
+            .client
+            .post(
+                &format!("/v1/buildings/{}/assets/{}/service-history", b.id, b.assets[1]),
+                Some(admin),
+                &json!({ "rule_code": "AS1851-10-6M-EXT", "serviced_on": "2024-03-01", "outcome": "pass" }),
+            )
+            .await;
+        assert_eq!(h.status, 201, "{}", h.body);
+        let r = srv
+            .client
+            .delete(&format!("/v1/buildings/{}", b.id), Some(admin))
+            .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        built.push(b.id);
+    }
+    let (old, recent, young) = (built[0], built[1], built[2]);
+    age_building(&srv, old, 8, true).await;
+    age_building(&srv, young, 8, false).await;
+    let before_old = building_rows(&srv, old).await;
+    let held = |rows: &BTreeMap<&'static str, i64>| {
+        [
+            "buildings",
+            "assets",
+            "test_sessions",
+            "session_items",
+            "evidence",
+            "defects",
+            "service_history",
+            "archives",
+        ]
+        .iter()
+        .all(|k| rows[k] > 0)
+    };
+    assert!(held(&before_old), "{before_old:?}");
+    assert_eq!(before_old["evidence"], 2, "{before_old:?}");
+    let data = srv.state.config.data_dir.clone();
+    let own_file = object_file(&data, &crate::evidence::sha_hex(&own)).expect("stored");
+    let shared_hex = crate::evidence::sha_hex(&shared);
+    assert!(object_file(&data, &shared_hex).is_some());
+
+    // Under seven years is refused outright.
+    let (ok, _, err) = purge_cli(&srv, &["purge-archived", "--older-than-years", "6"]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("at least 7"), "{err}");
+
+    // A dry run lists and changes nothing.
+    let (ok, out, err) = purge_cli(&srv, &["--json", "purge-archived", "--dry-run"]);
+    assert!(ok, "{err}");
+    let listed: Value = serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("{out}"));
+    let action = |v: &Value, id: Uuid| -> (String, String) {
+        let b = v["buildings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["building_id"] == id.to_string())
+            .unwrap_or_else(|| panic!("{v}"));
+        (
+            b["action"].as_str().unwrap().to_owned(),
+            b["reason"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    assert_eq!(action(&listed, old).0, "would_purge");
+    assert_eq!(
+        action(&listed, recent),
+        ("kept".into(), "inside retention".into())
+    );
+    assert_eq!(action(&listed, young).0, "would_purge");
+    assert_eq!(building_rows(&srv, old).await, before_old);
+
+    // The purge.
+    let (ok, out, err) = purge_cli(
+        &srv,
+        &["--json", "purge-archived", "--older-than-years", "7"],
+    );
+    assert!(ok, "{err}");
+    let done: Value = serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("{out}"));
+    assert_eq!(action(&done, old).0, "purged", "{done}");
+    assert_eq!(action(&done, recent).0, "kept");
+    assert_eq!(action(&done, young).0, "refused", "{done}");
+    let purged = done["buildings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["building_id"] == old.to_string())
+        .unwrap();
+    assert_eq!(purged["removed"]["assets"], 2, "{purged}");
+    assert_eq!(purged["removed"]["sessions"], 1, "{purged}");
+    assert_eq!(purged["removed"]["evidence"], 2, "{purged}");
+    assert_eq!(purged["removed"]["service_history"], 1, "{purged}");
+    assert!(
+        purged["removed"]["defects"].as_u64().unwrap() >= 1,
+        "{purged}"
+    );
+    assert_eq!(
+        purged["objects_deleted"], 1,
+        "only the object nobody else uses: {purged}"
+    );
+    let after_old = building_rows(&srv, old).await;
+    assert!(after_old.values().all(|n| *n == 0), "{after_old:?}");
+    assert!(!own_file.exists(), "its own evidence object is deleted");
+    assert!(
+        object_file(&data, &shared_hex).is_some(),
+        "an object other evidence refers to stays"
+    );
+    // The others are untouched.
+    for b in [recent, young] {
+        let rows = building_rows(&srv, b).await;
+        assert!(held(&rows), "{b}: {rows:?}");
+    }
+    let got = srv
+        .client
+        .get(&format!("/v1/buildings/{recent}"), Some(admin))
+        .await;
+    assert_eq!(got.status, 200);
+    let gone = srv
+        .client
+        .get(&format!("/v1/buildings/{old}"), Some(admin))
+        .await;
+    assert_eq!(gone.status, 404);
+    // Audited, and recorded where the building no longer is.
+    let (audits, purges): (i64, i64) = with_db!(&srv, |pool| {
+        let a: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audits WHERE action = 'building.purge' AND target_id = $1",
+        )
+        .bind(old.to_string())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let p: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM building_purges WHERE building_id = $1")
+                .bind(old)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        (a, p)
+    });
+    assert_eq!((audits, purges), (1, 1));
+
+    // A second run finds nothing more to purge.
+    let (ok, out, err) = purge_cli(&srv, &["--json", "purge-archived"]);
+    assert!(ok, "{err}");
+    let again: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(again["buildings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["building_id"] != old.to_string() && b["action"] != "purged"));
 }

@@ -98,6 +98,20 @@ pub mod status {
     pub const WITHDRAWN: &str = "withdrawn";
 }
 
+/// Where a defect comes from.
+pub mod source {
+    /// Opened by the projection from an item's findings (and withdrawn when they go).
+    pub const AUTOMATIC: &str = "automatic";
+    /// Recorded by a person.
+    pub const MANUAL: &str = "manual";
+    /// The non-conformance for a routine serviced outside its tolerance window (AS 1851
+    /// cl. 1.11): raised by the server once per service (asset and session), never withdrawn
+    /// by the projection.
+    pub const OUT_OF_TOLERANCE: &str = "out_of_tolerance";
+    /// Every source, as the API documents them.
+    pub const ALL: [&str; 3] = [AUTOMATIC, MANUAL, OUT_OF_TOLERANCE];
+}
+
 /// The lifecycle, in order.
 pub const LIFECYCLE: [&str; 6] = [
     status::OPEN,

@@ -12,6 +12,7 @@
 //!   retries and escalation.
 //! - [`period`]: what was due in a period and whether each date was kept (records).
 //! - [`service_history`]: services recorded outside sessions (import cells, checks).
+//! - [`retention`]: when an archived building's records may be purged.
 
 pub mod access;
 pub mod applicability;
@@ -23,6 +24,7 @@ pub mod notices;
 pub mod period;
 pub mod readings;
 pub mod reference;
+pub mod retention;
 pub mod schedule;
 pub mod service_history;
 

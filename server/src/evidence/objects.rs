@@ -212,6 +212,15 @@ impl EvidenceObjects {
         Ok((size, got.into_stream()))
     }
 
+    /// Delete a stored object: only the purge of an archived building does, for objects no
+    /// evidence row refers to any more. An object already gone is not an error.
+    pub async fn delete(&self, sha256: &[u8]) -> anyhow::Result<()> {
+        match self.store.delete(&Self::location(sha256)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e).context("evidence store: delete"),
+        }
+    }
+
     /// Recompute the SHA-256 of the stored bytes (streaming). `None` when the object is gone.
     pub async fn rehash(&self, sha256: &[u8]) -> anyhow::Result<Option<([u8; 32], u64)>> {
         let mut stream = match self.store.get(&Self::location(sha256)).await {

@@ -45,7 +45,16 @@ impl ScheduleInputs {
         building: &BuildingRecord,
         as_of: NaiveDate,
     ) -> Result<Self, StoreError> {
-        let store = &state.store;
+        Self::load_from(state.store.as_ref(), org_id, building, as_of).await
+    }
+
+    /// [`Self::load`] from a store (the projection has no `AppState`).
+    pub async fn load_from(
+        store: &dyn crate::store::Store,
+        org_id: Uuid,
+        building: &BuildingRecord,
+        as_of: NaiveDate,
+    ) -> Result<Self, StoreError> {
         let before = compliance::services_before(as_of);
         let next_day = as_of.checked_add_days(Days::new(1)).unwrap_or(as_of);
         let holidays = async {

@@ -61,7 +61,9 @@ pub struct DefectView {
     /// (see `duplicate_of`) or withdrawn (the session that found it no longer does).
     pub status: String,
     pub duplicate_of: Option<Uuid>,
-    /// automatic (from a session's findings) or manual.
+    /// automatic (from a session's findings), manual, or out_of_tolerance (the
+    /// non-conformance for a routine serviced outside its tolerance window, raised once per
+    /// service).
     pub source: String,
     pub title: String,
     pub description: String,

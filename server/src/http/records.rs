@@ -131,7 +131,8 @@ async fn load(
     };
     let (assets, rules, items, events, history, holidays) = tokio::try_join!(
         store.building_assets(user.org_id, id),
-        store.latest_rules(user.org_id, None, None),
+        // The building's pinned editions, as everywhere else (`crate::rules::building_rules`).
+        crate::rules::building_rules(store.as_ref(), &building, None),
         store.record_items(user.org_id, id, &from, &before),
         store.building_defect_events(user.org_id, id),
         store.service_history(user.org_id, id, next_day),

@@ -635,6 +635,27 @@ async fn update(
         )
         .await?;
     if signing {
+        // The projection raised them as the services were recorded; a service whose
+        // projection has not run yet is caught here. Once per service either way.
+        let raised = match state
+            .store
+            .get_building(user.org_id, after.row.building_id)
+            .await
+        {
+            Ok(building) => {
+                crate::tolerance::raise_for_session(
+                    state.store.as_ref(),
+                    &building,
+                    id,
+                    Some(user.user_id),
+                )
+                .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = raised {
+            tracing::warn!(session = %id, error = %e, "could not check the session's services against their tolerance windows");
+        }
         super::schedule::raise_outside_tolerance(&state, &user, id, after.row.building_id).await;
     }
     Ok(Json(after.into()))

@@ -158,7 +158,7 @@ const TABLE: &[(&[&str], &str, Vocab)] = &[
     (
         &["DefectView"],
         "source",
-        Vocab::Fixed(&["automatic", "manual"]),
+        Vocab::Fixed(&crate::domain::defects::source::ALL),
     ),
     (
         &["SessionView", "UpdateSession"],

@@ -30,7 +30,23 @@ const CONTEXT_DEPENDENT: &[(&str, &str)] = &[
     ("AS2293-12M-EL", "luminaire_fails_to_illuminate"),
     ("AS2293-6M-EXIT", "exit_sign_not_illuminated"),
     ("AS2293-12M-EXIT", "exit_sign_not_illuminated"),
+    ("AS1851-2005-10-6M-EXT", "extinguisher_missing"),
+    ("AS1851-2005-10-12M-EXT", "extinguisher_discharged_or_empty"),
+    ("AS1851-2005-11-6M-BLK", "fire_blanket_missing"),
+    ("AS1851-2005-8-12M-LFH", "hose_bursts_under_test"),
+    ("AS2293-1995-6M-EL", "luminaire_fails_to_illuminate"),
 ];
+
+const AS1851_2005: (&str, &str) = ("AS1851", "2005.1.0");
+
+fn edition_rules(edition: (&str, &str)) -> Vec<&'static RuleDef> {
+    let edition = RuleSetRef::new(edition.0, edition.1);
+    library()
+        .rules
+        .iter()
+        .filter(|r| r.rule_set.as_ref() == Some(&edition))
+        .collect()
+}
 
 fn rule(code: &str) -> &'static RuleDef {
     library()
@@ -158,10 +174,23 @@ fn the_2005_edition_has_its_weekly_routines() {
         .collect();
     for kind in [
         "sprinkler_system",
+        "dry_pipe_sprinkler_system",
+        "deluge_system",
+        "pre_action_sprinkler_system",
+        "sprinkler_alarm_valve",
+        "fire_pumpset",
         "diesel_fire_pumpset",
         "electric_fire_pumpset",
     ] {
         assert!(weekly.contains(kind), "no weekly routine for {kind}");
+        // In AS 1851-2005 the weekly test is the short routine of these kinds: the monthly
+        // one is AS 1851-2012's replacement for it, not an addition.
+        assert!(
+            !edition_rules(AS1851_2005)
+                .iter()
+                .any(|r| r.equipment == kind && r.frequency == "monthly"),
+            "{kind}: a monthly routine beside the weekly one in AS 1851-2005"
+        );
     }
     for rule in library().rules.iter().filter(|r| r.frequency == "weekly") {
         assert_eq!(
@@ -488,6 +517,201 @@ fn context_dependent_single_item_faults_are_not_critical_by_default() {
                     "{} {condition}",
                     rule.code
                 );
+            }
+        }
+    }
+}
+
+/// Every equipment kind is, in every edition of AS 1851 and of AS/NZS 2293.2, either serviced
+/// by routines of that edition or declared `not_covered` with the reason — never silently
+/// left without rules. AS 1851 editions leave emergency lighting and exit signs to AS/NZS
+/// 2293.2, whose editions cover exactly those.
+#[test]
+fn every_kind_is_covered_or_declared_in_every_edition() {
+    let lib = library();
+    for rs in &lib.rule_sets {
+        let edition = RuleSetRef::new(&rs.code, &rs.version);
+        let declared = lib.not_covered.get(&edition).cloned().unwrap_or_default();
+        let covered: BTreeSet<&str> = edition_rules((&rs.code, &rs.version))
+            .iter()
+            .map(|r| r.equipment.as_str())
+            .collect();
+        for kind in &lib.equipment {
+            let in_2293 = kind.section == "2293.2";
+            if rs.code == "AS2293.2" {
+                assert_eq!(
+                    covered.contains(kind.kind.as_str()),
+                    in_2293,
+                    "{} {}: {}",
+                    rs.code,
+                    rs.version,
+                    kind.kind
+                );
+                continue;
+            }
+            if in_2293 {
+                // Another standard's kinds: never AS 1851's.
+                assert!(
+                    !covered.contains(kind.kind.as_str()),
+                    "{} {}: {}",
+                    rs.code,
+                    rs.version,
+                    kind.kind
+                );
+                continue;
+            }
+            assert!(
+                covered.contains(kind.kind.as_str()) != declared.contains_key(&kind.kind),
+                "{} {}: {} is neither covered nor declared not covered (or both)",
+                rs.code,
+                rs.version,
+                kind.kind
+            );
+        }
+    }
+}
+
+/// What AS 1851-2005 does not cover, and why: kinds that stayed under Parts of their own until
+/// AS 1851-2012 took them in (wheeled extinguishers AS/NZS 1851.13:1995, aerosol systems
+/// AS/NZS 1851.16:1997), kinds for which the library found no 2005 routine and invents none,
+/// and the AS/NZS 2293.2 kinds. Everything else has its 2005 routines.
+#[test]
+fn as1851_2005_covers_every_kind_of_the_edition() {
+    let lib = library();
+    let declared: BTreeSet<&str> = lib.not_covered[&RuleSetRef::new("AS1851", "2005.1.0")]
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        declared,
+        BTreeSet::from([
+            "aerosol_suppression_system",
+            "heat_alarm",
+            "smoke_alarm",
+            "water_mist_system",
+            "wheeled_extinguisher",
+        ])
+    );
+    let rules = edition_rules(AS1851_2005);
+    let by_kind = |kind: &str| -> BTreeSet<&str> {
+        rules
+            .iter()
+            .filter(|r| r.equipment == kind)
+            .map(|r| r.frequency.as_str())
+            .collect()
+    };
+    // The systems the brief of the edition names, with the frequencies the library gives them.
+    for (kind, frequencies) in [
+        (
+            "sprinkler_system",
+            &["weekly", "six_monthly", "yearly", "five_yearly"][..],
+        ),
+        ("fire_pumpset", &["weekly", "six_monthly", "yearly"]),
+        ("diesel_fire_pumpset", &["weekly", "yearly"]),
+        ("electric_fire_pumpset", &["weekly", "yearly"]),
+        (
+            "fire_hydrant_system",
+            &["six_monthly", "yearly", "five_yearly"],
+        ),
+        (
+            "fire_detection_alarm",
+            &["monthly", "six_monthly", "yearly", "five_yearly"],
+        ),
+        ("fire_indicator_panel", &["monthly", "yearly"]),
+        ("emergency_warning_system", &["six_monthly", "yearly"]),
+        ("fire_hose_reel", &["six_monthly", "yearly"]),
+        (
+            "portable_extinguisher",
+            &["six_monthly", "yearly", "five_yearly"],
+        ),
+        ("fire_blanket", &["six_monthly"]),
+        ("fire_door", &["six_monthly"]),
+        ("smoke_door", &["six_monthly"]),
+        ("sliding_fire_door", &["three_monthly"]),
+        ("smoke_control_mechanical", &["six_monthly", "yearly"]),
+        ("gaseous_suppression_system", &["six_monthly", "yearly"]),
+        ("foam_suppression_system", &["six_monthly", "yearly"]),
+        ("emergency_plan", &["yearly"]),
+    ] {
+        assert_eq!(
+            by_kind(kind),
+            frequencies.iter().copied().collect::<BTreeSet<_>>(),
+            "{kind}"
+        );
+    }
+    for rule in &rules {
+        // The 2005 schedule tables stop at five-yearly; ten-, twenty-five- and thirty-yearly
+        // items are AS 1851-2012's.
+        assert!(
+            [
+                "weekly",
+                "monthly",
+                "three_monthly",
+                "six_monthly",
+                "yearly",
+                "five_yearly"
+            ]
+            .contains(&rule.frequency.as_str()),
+            "{}: {}",
+            rule.code,
+            rule.frequency
+        );
+        // The yearly door cycle is an AS 1851-2012 alternative; the 2005 edition has none.
+        assert!(rule.alternative_to.is_none(), "{}", rule.code);
+        assert_eq!(rule.standard, "AS 1851-2005", "{}", rule.code);
+        assert!(rule.code.starts_with("AS1851-2005-"), "{}", rule.code);
+        // A clause names the 2005 section by number only where that number is confirmed,
+        // otherwise by subject, saying so.
+        assert!(
+            rule.clause.starts_with("AS 1851-2005 Section")
+                || rule.clause.contains("(number not confirmed here)"),
+            "{}: {}",
+            rule.code,
+            rule.clause
+        );
+        assert!(
+            !rule.clause.contains("Table") && !rule.clause.contains("Cl."),
+            "{}: a 2005 clause cites no table or clause number it cannot vouch for",
+            rule.code
+        );
+        assert!(rule.name.ends_with("(AS 1851-2005)"), "{}", rule.code);
+    }
+}
+
+/// A kind serviced under both AS 1851 editions keeps the severity of what it shares: every
+/// condition a 2005 routine and a 2012 routine of the same kind both know is classified alike
+/// (the library-wide rule, checked here per kind so a failure names both rules), and every
+/// critical condition of a 2012 routine is known to the 2005 routine of the kind at the same
+/// interval (the weekly one standing for the 2012 monthly), so no way for the system to be
+/// inoperative is lost by pinning the older edition.
+#[test]
+fn the_2005_routines_classify_like_the_2012_ones() {
+    let r2012 = edition_rules(("AS1851", "2012.1.0"));
+    let r2005 = edition_rules(AS1851_2005);
+    let kinds: BTreeSet<&str> = r2005.iter().map(|r| r.equipment.as_str()).collect();
+    for kind in kinds {
+        let old: Vec<&&RuleDef> = r2005.iter().filter(|r| r.equipment == kind).collect();
+        let new: Vec<&&RuleDef> = r2012.iter().filter(|r| r.equipment == kind).collect();
+        for n in &new {
+            for (condition, class) in &n.classification_mappings {
+                for o in &old {
+                    if let Some(c) = o.classification_mappings.get(condition) {
+                        assert_eq!(c, class, "{} vs {} {condition}", o.code, n.code);
+                    }
+                }
+                let counterpart = |o: &&&RuleDef| {
+                    o.frequency == n.frequency
+                        || (n.frequency == "monthly" && o.frequency == "weekly")
+                };
+                if *class == Classification::CriticalDefect && old.iter().any(counterpart) {
+                    assert!(
+                        old.iter()
+                            .filter(|o| counterpart(o))
+                            .any(|o| o.classification_mappings.contains_key(condition)),
+                        "{kind}: critical {condition} of {} unknown to every 2005 routine",
+                        n.code
+                    );
+                }
             }
         }
     }

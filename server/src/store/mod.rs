@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod live;
 pub mod notices;
 mod postgres;
+pub mod purge;
 pub mod records;
 pub mod reports;
 pub mod rules;
@@ -326,6 +327,7 @@ pub trait Store:
     + evidence::EvidenceStore
     + idempotency::IdempotencyStore
     + notices::NoticeStore
+    + purge::PurgeStore
     + Send
     + Sync
     + 'static

@@ -158,5 +158,6 @@ super::schedule::schedule_sql!(PgStore);
 super::live::live_sql!(PgStore);
 super::records::records_sql!(PgStore);
 super::defects::defects_sql!(PgStore);
+super::purge::purge_sql!(PgStore, "FOR UPDATE OF a SKIP LOCKED", "BEGIN");
 super::notices::notices_sql!(PgStore);
 super::baselines::baselines_sql!(PgStore);

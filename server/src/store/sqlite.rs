@@ -97,5 +97,6 @@ super::schedule::schedule_sql!(SqliteStore);
 super::live::live_sql!(SqliteStore);
 super::records::records_sql!(SqliteStore);
 super::defects::defects_sql!(SqliteStore);
+super::purge::purge_sql!(SqliteStore, "", "BEGIN IMMEDIATE");
 super::notices::notices_sql!(SqliteStore);
 super::baselines::baselines_sql!(SqliteStore);
