@@ -114,10 +114,18 @@ async function referenceSetup() {
     const h = seeder.create({ schema: 1, sessionId: new ImmutableString(crypto.randomUUID()), frequency: new ImmutableString("six_monthly"), status: new ImmutableString("in_progress"), name: `JS bench ${d}`, items, notes: "" })
     docs.push(h.url)
   }
-  // The server has them once a fresh client can fetch each.
-  const probe = newRepo("probe")
-  for (const u of docs) await probe.find(u)
-  await probe.shutdown()
+  // The server has them once a fresh client can fetch each. A server that gets the request
+  // before the seeder's first sync message answers "unavailable" (samod does; a repo does not
+  // ask again), so ask again with a fresh client until it has it.
+  for (const u of docs) {
+    for (let attempt = 1; ; attempt++) {
+      const probe = newRepo(`probe-${attempt}`)
+      const found = await probe.find(u).then(() => true, e => { if (attempt >= 50) throw e; return false })
+      await probe.shutdown()
+      if (found) break
+      await sleep(200)
+    }
+  }
   const clients = []
   for (let i = 0; i < CLIENTS; i++) {
     const r = newRepo(i)
