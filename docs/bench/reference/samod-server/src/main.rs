@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +24,9 @@ use samod::{AcceptorHandle, PeerId, Repo, ShareConfig, Url};
 #[tokio::main]
 async fn main() {
     let port: u16 = match std::env::var("PORT") {
-        Ok(p) => p.parse().unwrap_or_else(|_| fail(&format!("PORT={p} is not a port number"))),
+        Ok(p) => p
+            .parse()
+            .unwrap_or_else(|_| fail(&format!("PORT={p} is not a port number"))),
         Err(_) => 3030,
     };
     let dir = std::env::var("DATA_DIR").unwrap_or_else(|_| ".amrg".to_owned());
