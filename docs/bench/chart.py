@@ -58,7 +58,12 @@ def p99(r):
 
 def load(sel):
     """Rows of the selected run(s), keyed by (server, workload); a later run's row wins."""
-    rows = [json.loads(line) for line in (HERE / "side-by-side.jsonl").read_text().splitlines() if line.strip()]
+    rows = []
+    for line in (HERE / "side-by-side.jsonl").read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # not a result (an older script let client logs through)
     rows = [r for r in rows if not r.get("failed") and "run" in r]
     runs = sorted({r["run"] for r in rows})
     if not runs:

@@ -64,8 +64,15 @@ fi
 
 wait_up() { for _ in $(seq 1 200); do curl -s -o /dev/null "$URL/" && return; sleep 0.1; done; echo "server did not start" >&2; exit 1; }
 gen() { taskset -c "$GEN_CPU" "$@"; }
-tag() { # $1 server $2 workload
-  sed "s/^{/{\"run\":\"$RUN_ID\",\"commit\":\"$COMMIT\",\"sbs_server\":\"$1\",\"workload\":\"$2\",/" | tee -a "$OUT"
+tag() { # $1 server $2 workload; JSON lines to $OUT, anything else (client logs) to stderr
+  local line
+  while IFS= read -r line; do
+    if [[ $line == "{"* ]]; then
+      printf '%s\n' "{\"run\":\"$RUN_ID\",\"commit\":\"$COMMIT\",\"sbs_server\":\"$1\",\"workload\":\"$2\",${line#\{}" | tee -a "$OUT"
+    else
+      printf '%s\n' "$line" >&2
+    fi
+  done
 }
 
 start() { # $1 server name; sets $server
