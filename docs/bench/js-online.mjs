@@ -84,6 +84,12 @@ const online = []
 for (let i = 0; i < ONLINE; i++) {
   const c = new FireModeClient({ baseUrl: url, deviceId: `online-${i}`, retryMs: 1000, autoRefresh: false })
   c.useTokens(login)
+  // Open once the server answered join (automerge-repo gives up on a document after 1 s without
+  // a peer).
+  for (const until = performance.now() + 60_000; c.repo.peers.length === 0; ) {
+    if (performance.now() > until) throw new Error("the server did not answer join within 60 s")
+    await sleep(20)
+  }
   const h = await c.openSession(sessions[Math.floor(i / 2)])
   online.push({ c, h, item: Object.keys(h.doc().items).sort()[i % 2] })
 }
