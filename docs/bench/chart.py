@@ -127,9 +127,10 @@ def storm(sel, rows):
         return
     values = {}
     print()
-    print("| server | tablets | sessions | offline edits | converged | server CPU | peak RSS | cut for being slow "
-          "| online p50 / p99 before (n) | online p50 / p99 during (n) | lost | online process's event-loop delay p99 before / during |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| server | tablets | sessions | offline edits | converged | server CPU | server waited for a CPU | peak RSS "
+          "| cut for being slow | online p50 / p99 before (n) | online p50 / p99 during (n) | lost "
+          "| online process's event-loop delay p99 before / during |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key, label in runs:
         r = rows[(key, "storm")]
         on = r.get("online") or {}
@@ -139,7 +140,7 @@ def storm(sel, rows):
                 values[(f"{phase}-{p}", key)] = ph.get(p)
         print(f"| {label} | {r['tablets']:,} | {r['sessions']:,} | {r['tablets'] * r['edits_per_tablet']:,} "
               f"| {r['converged_ms'] / 1000:.2f} s{'' if r['converged'] else ' (NOT converged)'} | {r['server_cpu_s']} s "
-              f"| {r['server_peak_rss_mib']} MiB | {r['slow_cuts']} "
+              f"| {r.get('server_runqueue_wait_s', '—')} s | {r['server_peak_rss_mib']} MiB | {r['slow_cuts']} "
               f"| {b.get('p50')} / {b.get('p99')} ms ({b.get('n')}) | {d.get('p50')} / {d.get('p99')} ms ({d.get('n')}) "
               f"| {(b.get('lost') or 0) + (d.get('lost') or 0)} "
               f"| {b.get('event_loop_delay_p99_ms')} / {d.get('event_loop_delay_p99_ms')} ms |")
