@@ -7,10 +7,13 @@
 #   docs/bench/side-by-side.sh            # appends to docs/bench/side-by-side.jsonl
 #   python3 docs/bench/chart.py           # draws docs/bench/cpu-per-edit.svg from it
 #
-# Servers (SERVERS, any of): firemode-sqlite firemode-postgres ref25 ref028
+# Servers (SERVERS, any of): firemode-sqlite firemode-postgres ref25 ref028 samod
 #   ref25:  docs/bench/reference/server.mjs — the sync server's logic on automerge-repo 2.5.6
 #           and automerge 3.5 (installed under /tmp by this script, never committed)
 #   ref028: the npm package @automerge/automerge-repo-sync-server 0.2.8 (automerge-repo 1.x)
+#   samod:  docs/bench/reference/samod-server — the same role played by a `samod` repo (the
+#           Rust automerge-repo), built here with cargo (release, its own Cargo.lock) into
+#           SAMOD_TARGET (default /tmp/fm-samod-target), not part of the workspace
 # Workloads (WORKLOADS, any of):
 #   js-burst:   unmodified automerge-repo 2.5 JS clients, 20 clients, 100 edits each, burst
 #   js-paced:   the same clients, 100 clients, 30 edits each at 5 edits/s
@@ -18,9 +21,11 @@
 #   rust-1hz:    the same, 1 edit/s per client, 30 s
 #   storm:       (FireMode only) docs/bench/js-storm.mjs: TABLETS tablets (default 1,000) with
 #                on-device storage edit SESSIONS sessions (500) offline and reconnect within one
-#                second, while 20 online tablets edit once a second
+#                second, while ONLINE tablets (20) edit once a second in a Node process of their
+#                own (docs/bench/js-online.mjs, pinned to ONLINE_CPU, default GEN_CPU: on two
+#                cores there is no third one; a separate event loop is what matters)
 # Needs release builds of firemode and firemode-cli (BIN, default $CARGO_TARGET_DIR/release),
-# node with clients/js installed (npm ci), curl, psql, taskset.
+# node with clients/js installed (npm ci), curl, psql, taskset; cargo for SERVERS=samod.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 unset DATABASE_URL
@@ -32,12 +37,15 @@ PW='Load-tests-run-on-two-cores!'
 EMAIL=bench@example.test
 URL=http://127.0.0.1:$PORT
 OUT=${OUT:-docs/bench/side-by-side.jsonl}
-SERVERS=${SERVERS:-firemode-sqlite firemode-postgres ref25 ref028}
+SERVERS=${SERVERS:-firemode-sqlite firemode-postgres ref25 ref028 samod}
 WORKLOADS=${WORKLOADS:-js-burst js-paced rust-closed rust-1hz}
 SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
+ONLINE_CPU=${ONLINE_CPU:-$GEN_CPU}
 REF25=${REF25:-/tmp/fm-ref25}
 REF028=${REF028:-/tmp/fm-ref028}
+SAMOD_TARGET=${SAMOD_TARGET:-/tmp/fm-samod-target}
+SAMOD_BIN=$SAMOD_TARGET/release/samod-reference-server
 RUN_ID=$(date -u +%Y-%m-%dT%H:%MZ)
 COMMIT=$(git rev-parse --short HEAD)
 
@@ -49,11 +57,22 @@ COMMIT=$(git rev-parse --short HEAD)
   mkdir -p "$REF028" && echo '{"private":true}' >"$REF028/package.json"
   npm install --prefix "$REF028" --no-audit --no-fund @automerge/automerge-repo-sync-server@0.2.8 >/dev/null
 }
+if [[ " $SERVERS " == *" samod "* ]]; then
+  cargo build --release --locked --quiet --manifest-path docs/bench/reference/samod-server/Cargo.toml \
+    --target-dir "$SAMOD_TARGET"
+fi
 
 wait_up() { for _ in $(seq 1 200); do curl -s -o /dev/null "$URL/" && return; sleep 0.1; done; echo "server did not start" >&2; exit 1; }
 gen() { taskset -c "$GEN_CPU" "$@"; }
-tag() { # $1 server $2 workload
-  sed "s/^{/{\"run\":\"$RUN_ID\",\"commit\":\"$COMMIT\",\"sbs_server\":\"$1\",\"workload\":\"$2\",/" | tee -a "$OUT"
+tag() { # $1 server $2 workload; JSON lines to $OUT, anything else (client logs) to stderr
+  local line
+  while IFS= read -r line; do
+    if [[ $line == "{"* ]]; then
+      printf '%s\n' "{\"run\":\"$RUN_ID\",\"commit\":\"$COMMIT\",\"sbs_server\":\"$1\",\"workload\":\"$2\",${line#\{}" | tee -a "$OUT"
+    else
+      printf '%s\n' "$line" >&2
+    fi
+  done
 }
 
 start() { # $1 server name; sets $server
@@ -68,6 +87,9 @@ start() { # $1 server name; sets $server
   ref028)
     (cd "$data" && DATA_DIR="$data/amrg" PORT=$PORT exec taskset -c "$SERVER_CPU" node "$REF028/node_modules/@automerge/automerge-repo-sync-server/src/index.js" >"$data/ref.log" 2>&1) &
     ;;
+  samod)
+    (cd "$data" && DATA_DIR="$data/amrg" PORT=$PORT exec taskset -c "$SERVER_CPU" "$SAMOD_BIN" >"$data/ref.log" 2>&1) &
+    ;;
   esac
   server=$!
   wait_up
@@ -75,7 +97,7 @@ start() { # $1 server name; sets $server
 
 workload() { # $1 workload; server running as $server, its data in $data
   local kind=firemode
-  [[ $name == ref* ]] && kind=reference
+  [[ $name == ref* || $name == samod ]] && kind=reference
   case $1 in
   js-burst | js-paced)
     local c=20 d=10 e=100 r=0
@@ -85,9 +107,21 @@ workload() { # $1 workload; server running as $server, its data in $data
     ;;
   storm)
     [ $kind = firemode ] || return 0
+    # The online tablets first, in their own process; the storm tells them when it starts.
+    taskset -c "$ONLINE_CPU" node docs/bench/js-online.mjs --url "$URL" --email "$EMAIL" --password "$PW" \
+      --online "${ONLINE:-20}" --rate 1 --ready-file "$data/online.ready" --report "$data/online.json" \
+      >"$data/online.log" 2>&1 &
+    local online=$!
+    for _ in $(seq 1 600); do [ -e "$data/online.ready" ] || ! kill -0 $online 2>/dev/null && break; sleep 0.1; done
+    [ -e "$data/online.ready" ] || { cat "$data/online.log" >&2; kill $online 2>/dev/null; return 1; }
+    local rc=0
     gen node docs/bench/js-storm.mjs --url "$URL" --email "$EMAIL" --password "$PW" \
-      --tablets "${TABLETS:-1000}" --sessions "${SESSIONS:-500}" --edits "${EDITS:-5}" --online 20 \
-      --server-pid $server --server-log "$data/server.log"
+      --tablets "${TABLETS:-1000}" --sessions "${SESSIONS:-500}" --edits "${EDITS:-5}" \
+      --server-pid $server --server-log "$data/server.log" \
+      --online-pid $online --online-report "$data/online.json" || rc=$?
+    kill $online 2>/dev/null || true
+    wait $online 2>/dev/null || true
+    return $rc
     ;;
   rust-closed | rust-1hz)
     local r=0 dur=20
