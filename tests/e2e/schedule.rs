@@ -1427,10 +1427,9 @@ async fn a_burst_of_requests_after_a_change_loads_once(be: Backend) {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let before = loads(&srv).await;
-    let reports = futures_util::future::join_all(
-        (0..20).map(|_| srv.client.get(&format!("/v1/buildings/{b1}/compliance"), Some(t))),
-    )
-    .await;
+    let path = format!("/v1/buildings/{b1}/compliance");
+    let reports =
+        futures_util::future::join_all((0..20).map(|_| srv.client.get(&path, Some(t)))).await;
     let after = loads(&srv).await;
     for r in &reports {
         assert_eq!(r.status, 200, "{}", r.body);

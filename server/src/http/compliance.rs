@@ -1,7 +1,6 @@
 //! `GET /v1/buildings/{id}/compliance`: the building's compliance report as JSON, CSV or PDF
 //! (see `crate::compliance` for what is computed and why).
 
-
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};

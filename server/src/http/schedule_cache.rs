@@ -745,6 +745,7 @@ async fn load_org_parts(
 async fn org_parts(state: &AppState, snap: Arc<Snapshot>) -> ApiResult<Parts> {
     let cache = &state.schedules;
     let org_id = snap.org_id;
+    let today = snap.today;
     let look = |inner: &mut Inner| -> Vec<Option<Option<Arc<Part>>>> {
         snap.versions
             .buildings
@@ -808,7 +809,7 @@ async fn org_parts(state: &AppState, snap: Arc<Snapshot>) -> ApiResult<Parts> {
                                         return Ok(hit);
                                     }
                                 }
-                                let p = load_part(state, org_id, *b, org, snap.today).await?;
+                                let p = load_part(state, org_id, *b, org, today).await?;
                                 let weight = p.as_ref().map_or(1, |p| p.weight());
                                 put_newer(
                                     &mut cache.lock().parts,
