@@ -1150,9 +1150,13 @@ async fn random_changes_match_a_fresh_node(be: Backend) {
         tags += 1;
         format!("T-{tags:03}")
     };
-    for (i, (name, st)) in [("Alpha House", "NSW"), ("Bravo House", "VIC"), ("Charlie House", "QLD")]
-        .iter()
-        .enumerate()
+    for (i, (name, st)) in [
+        ("Alpha House", "NSW"),
+        ("Bravo House", "VIC"),
+        ("Charlie House", "QLD"),
+    ]
+    .iter()
+    .enumerate()
     {
         let id = create_building(&srv, t, json!({ "name": name, "state": st })).await;
         let mut assets = Vec::new();
@@ -1207,7 +1211,9 @@ async fn random_changes_match_a_fresh_node(be: Backend) {
                                 Some(t),
                             )
                             .header("idempotency-key", Uuid::new_v4().to_string())
-                            .json(&json!({ "results": [{ "asset_id": asset, "outcome": outcome }] })),
+                            .json(
+                                &json!({ "results": [{ "asset_id": asset, "outcome": outcome }] }),
+                            ),
                     )
                     .await;
                     assert!(
@@ -1255,13 +1261,21 @@ async fn random_changes_match_a_fresh_node(be: Backend) {
                         1 => json!({ "identifier": tag() }),
                         _ => json!({ "schedule_anchor": today - Days::new(rng.gen_range(0..300)) }),
                     };
-                    let r = patch(&srv, t, &format!("/v1/buildings/{b}/assets/{asset}"), body.clone()).await;
+                    let r = patch(
+                        &srv,
+                        t,
+                        &format!("/v1/buildings/{b}/assets/{asset}"),
+                        body.clone(),
+                    )
+                    .await;
                     assert_eq!(r.status, 200, "{}", r.body);
                     done.push(format!("asset edited in {b}: {body}"));
                 }
                 5 => {
                     let body = match rng.gen_range(0..2) {
-                        0 => json!({ "name": format!("{} House", ["Delta", "Echo", "Able", "Zulu"][rng.gen_range(0..4)]) }),
+                        0 => {
+                            json!({ "name": format!("{} House", ["Delta", "Echo", "Able", "Zulu"][rng.gen_range(0..4)]) })
+                        }
                         _ => json!({ "schedule_anchor": today - Days::new(rng.gen_range(0..200)) }),
                     };
                     let r = patch(&srv, t, &format!("/v1/buildings/{b}"), body.clone()).await;
@@ -1284,7 +1298,9 @@ async fn random_changes_match_a_fresh_node(be: Backend) {
                                 &format!("/v1/holidays/NSW/{}", chrono::Datelike::year(&day)),
                                 Some(t),
                             )
-                            .json(&json!({ "holidays": [{ "date": day, "name": "Site shutdown" }] })),
+                            .json(
+                                &json!({ "holidays": [{ "date": day, "name": "Site shutdown" }] }),
+                            ),
                     )
                     .await;
                     assert_eq!(r.status, 200, "{}", r.body);
@@ -1362,16 +1378,17 @@ async fn a_burst_of_requests_after_a_change_loads_once(be: Backend) {
     let t = org.admin.token.as_str();
     let today = Utc::now().date_naive();
     let mut bs = Vec::new();
-    for (i, name) in ["Alpha House", "Bravo House", "Charlie House"].iter().enumerate() {
+    for (i, name) in ["Alpha House", "Bravo House", "Charlie House"]
+        .iter()
+        .enumerate()
+    {
         let b = create_building(&srv, t, json!({ "name": name, "state": "NSW" })).await;
         let a = create_asset(&srv, t, b, model_asset(0, &format!("EXT-{i}"))).await;
         bs.push((b, a));
     }
     let first = year(&srv, t, None).await;
     assert_eq!(first["overdue"], 6, "{first}");
-    let burst = |n: usize| {
-        futures_util::future::join_all((0..n).map(|_| year(&srv, t, None)))
-    };
+    let burst = |n: usize| futures_util::future::join_all((0..n).map(|_| year(&srv, t, None)));
 
     // A service in one building: that building alone is loaded again, once.
     let (b0, a0) = bs[0];

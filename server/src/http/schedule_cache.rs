@@ -280,7 +280,10 @@ impl Computed {
     fn merge(parts: Vec<Arc<BuildingLines>>) -> Self {
         // Buildings ranked by name (equal names, equal rank): the third part of the order,
         // folded into the number that leads it.
-        let mut names: Vec<&str> = parts.iter().map(|p| p.part.building.name.as_str()).collect();
+        let mut names: Vec<&str> = parts
+            .iter()
+            .map(|p| p.part.building.name.as_str())
+            .collect();
         names.sort_unstable();
         names.dedup();
         let rank: Vec<u64> = parts
@@ -483,6 +486,8 @@ struct OrgInputs {
 type PartKey = (Uuid, Uuid);
 type LinesKey = (Uuid, Uuid, NaiveDate, NaiveDate, Source);
 type Parts = Arc<Vec<Arc<Part>>>;
+/// An organisation's schedule over a range.
+type RangeKey = (Uuid, NaiveDate, NaiveDate);
 
 /// Which inputs a building's lines were computed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -511,7 +516,7 @@ struct Inner {
     parts: Lru<PartKey, (PartVersion, Option<Arc<Part>>)>,
     reports: Lru<PartKey, (PartVersion, Arc<Part>)>,
     lines: Lru<LinesKey, (PartVersion, Arc<BuildingLines>)>,
-    merged: Lru<(Uuid, NaiveDate, NaiveDate), (Arc<Snapshot>, Arc<Computed>)>,
+    merged: Lru<RangeKey, (Arc<Snapshot>, Arc<Computed>)>,
 }
 
 impl Default for ScheduleCache {
@@ -604,7 +609,11 @@ async fn org_inputs(state: &AppState, org_id: Uuid, version: i64) -> ApiResult<A
                 holidays,
             });
             let mut inner = cache.lock();
-            if inner.org.get(&org_id).is_none_or(|(there, _)| there <= version) {
+            if inner
+                .org
+                .get(&org_id)
+                .is_none_or(|(there, _)| there <= version)
+            {
                 inner.org.put(org_id, (version, v.clone()), 1);
             }
             Ok(v)
@@ -732,10 +741,7 @@ async fn load_org_parts(
         .into_iter()
         .map(|b| {
             let (assets, spans, history) = by.remove(&b.id).unwrap_or_default();
-            (
-                b.id,
-                Arc::new(part(b, org, assets, spans, history, today)),
-            )
+            (b.id, Arc::new(part(b, org, assets, spans, history, today)))
         })
         .collect())
 }
@@ -970,10 +976,9 @@ async fn building_computed(
                         }
                     }
                     let part = report_part_at(state, org_id, id, version).await?;
-                    let lines =
-                        tokio::task::spawn_blocking(move || building_lines(part, from, to))
-                            .await
-                            .map_err(|e| ApiError::Internal(e.into()))?;
+                    let lines = tokio::task::spawn_blocking(move || building_lines(part, from, to))
+                        .await
+                        .map_err(|e| ApiError::Internal(e.into()))?;
                     cache.count(state, "lines", 1);
                     let lines = Arc::new(lines);
                     let weight = lines.lines.len() + 1;
@@ -1050,7 +1055,11 @@ async fn org_computed(
             })
             .await
             .map_err(|e| ApiError::Internal(e.into()))?;
-            cache.count(state, "lines", u64::try_from(fresh.len()).unwrap_or(u64::MAX));
+            cache.count(
+                state,
+                "lines",
+                u64::try_from(fresh.len()).unwrap_or(u64::MAX),
+            );
             cache.count(state, "merge", 1);
             let computed = Arc::new(computed);
             let mut inner = cache.lock();

@@ -325,14 +325,18 @@ impl Targets {
         rng: &mut rand::rngs::StdRng,
     ) -> anyhow::Result<()> {
         let (b, ext, other) = &self.buildings[rng.gen_range(0..self.buildings.len())];
-        let res = if n % 2 == 0 {
+        let res = if n.is_multiple_of(2) {
             let day = Utc::now().date_naive() - chrono::Duration::days(1 + n as i64);
-            http.post(format!("{url}/v1/buildings/{b}/assets/{ext}/service-history"))
-                .bearer_auth(token)
-                .json(&json!({ "rule_code": KINDS[0].2, "serviced_on": day.to_string(),
-                               "outcome": "pass" }))
-                .send()
-                .await?
+            http.post(format!(
+                "{url}/v1/buildings/{b}/assets/{ext}/service-history"
+            ))
+            .bearer_auth(token)
+            .json(
+                &json!({ "rule_code": KINDS[0].2, "serviced_on": day.to_string(),
+                               "outcome": "pass" }),
+            )
+            .send()
+            .await?
         } else {
             http.patch(format!("{url}/v1/buildings/{b}/assets/{other}"))
                 .bearer_auth(token)
@@ -342,7 +346,10 @@ impl Targets {
         };
         let status = res.status();
         if !status.is_success() {
-            bail!("change {n}: {status}: {}", res.text().await.unwrap_or_default());
+            bail!(
+                "change {n}: {status}: {}",
+                res.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
