@@ -3,7 +3,8 @@
 # organisation of BUILDINGS × PER_BUILDING assets with VISITS six-monthly services each, on
 # SQLite and on PostgreSQL. `firemode-bench-compliance seed-org` writes it straight into the
 # database through the server's store; `... time --path` logs in and times sequential requests
-# and reads the server's CPU time from /proc.
+# and reads the server's CPU time from /proc: as served, each after a change in one building
+# (`--change-building`), each after an organisation-wide change (`--invalidate`).
 #
 #   docs/bench/schedule.sh
 #
@@ -30,7 +31,12 @@ run() { # $1: backend name, $2: database URL for the seeder, $3: the server's da
     "$SEED" time --url http://127.0.0.1:$PORT --server-pid $server --requests "$REQUESTS" \
       --path "/v1/schedule?from=$FROM&to=$TO&limit=$limit" | sed "s/^/$name /" | tee -a schedule.txt
   done
-  # Every request after a change: nothing cached can answer (the cold path).
+  # Every request after a change in one building (a service recorded, an asset edited): that
+  # building is loaded and computed again, the others' lines are merged as cached.
+  "$SEED" time --url http://127.0.0.1:$PORT --server-pid $server --requests "$REQUESTS" \
+    --warmup 1 --change-building --path "/v1/schedule?from=$FROM&to=$TO&limit=1000" \
+    | sed "s/^/$name /" | tee -a schedule.txt
+  # Every request after an organisation-wide change (holidays): nothing cached can answer.
   "$SEED" time --url http://127.0.0.1:$PORT --server-pid $server --requests "$COLD_REQUESTS" \
     --warmup 1 --invalidate --path "/v1/schedule?from=$FROM&to=$TO&limit=1000" \
     | sed "s/^/$name /" | tee -a schedule.txt

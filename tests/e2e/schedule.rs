@@ -9,6 +9,7 @@ use firemode_tests::fixtures::{session, Building};
 use firemode_tests::{
     assert_problem, backend_tests, test_config, Backend, Client, Org, Resp, TestDb, TestServer,
 };
+use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -18,6 +19,8 @@ backend_tests!(
     history_counts_and_a_session_is_made_from_what_is_due,
     schedule_pages_and_bad_inputs,
     every_change_reaches_the_next_schedule_and_status,
+    random_changes_match_a_fresh_node,
+    a_burst_of_requests_after_a_change_loads_once,
 );
 
 const EXT_6M: &str = "AS1851-10-6M-EXT";
@@ -947,7 +950,9 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
 }
 
 /// Two nodes on one PostgreSQL, each with its own cache: a change made through either is in
-/// the other's next answer (the version they both read is raised in the change's transaction).
+/// the other's next answer (the versions they both read are raised in the change's
+/// transaction), whether it is organisation-wide or in one building, and a building's change
+/// leaves the other buildings' lines as they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_never_serve_a_stale_schedule() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
@@ -1016,4 +1021,435 @@ async fn two_nodes_never_serve_a_stale_schedule() {
     for i in s["items"].as_array().unwrap() {
         assert_eq!(i["anchor"], anchor.to_string(), "{i}");
     }
+
+    // Per building: a second building, cached by both nodes with the first.
+    let b2 = create_building(&a, t, json!({ "name": "Second House" })).await;
+    let ext2 = create_asset(
+        &a,
+        t,
+        b2,
+        json!({ "asset_type": "portable_extinguisher", "location": "Foyer",
+                "identifier": "EXT-2", "rule_codes": [EXT_6M] }),
+    )
+    .await;
+    let s = year(&a, t, None).await;
+    assert_eq!(s, year(&n2, t, None).await);
+    assert_eq!(item(&s, "EXT-2")["overdue"], true);
+    let first_lines = lines(&s, Some(b));
+    // A service in the second building, through the second node: the first node's next
+    // answer has it, and the first building's lines as they were.
+    let r = n2
+        .client
+        .post(
+            &format!("/v1/buildings/{b2}/assets/{ext2}/service-history"),
+            Some(t),
+            &json!({ "rule_code": EXT_6M, "serviced_on": today.to_string(), "outcome": "pass" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let s = year(&a, t, None).await;
+    assert_eq!(item(&s, "EXT-2")["overdue"], false, "{s}");
+    assert_eq!(lines(&s, Some(b)), first_lines);
+    assert_eq!(s, year(&n2, t, None).await);
+    assert_eq!(year(&a, t, Some(b2)).await["overdue"], 0);
+    // An asset of the first building edited through the first node: the second node's next
+    // answer shows it.
+    let r = patch(
+        &a,
+        t,
+        &format!("/v1/buildings/{b}/assets/{ext0}"),
+        json!({ "location": "Basement" }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = year(&n2, t, None).await;
+    assert_eq!(item(&s, "EXT-0")["location"], "Basement", "{s}");
+    assert_eq!(s, year(&a, t, None).await);
+    // The second building deleted through the second node: gone from the first's answer.
+    let r = Client::send(n2.client.request(
+        Method::DELETE,
+        &format!("/v1/buildings/{b2}"),
+        Some(t),
+    ))
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let s = year(&a, t, None).await;
+    assert!(lines(&s, Some(b2)).is_empty(), "{s}");
+    assert_eq!(lines(&s, Some(b)), lines(&year(&a, t, Some(b)).await, None));
+}
+
+/// A building of the model test: its assets and the session results are recorded in.
+struct ModelBuilding {
+    id: Uuid,
+    assets: Vec<Uuid>,
+    session: Option<String>,
+    archived: bool,
+}
+
+/// An asset body of kind `k` (0 extinguisher, 1 fire door, 2 sprinkler) named `tag`.
+fn model_asset(k: usize, tag: &str) -> Value {
+    match k % 3 {
+        0 => json!({ "asset_type": "portable_extinguisher", "location": "Level 1",
+                     "identifier": tag, "rule_codes": [EXT_6M, EXT_12M] }),
+        1 => json!({ "asset_type": "fire_door", "location": "Stair A",
+                     "identifier": tag, "rule_codes": [FD_6M] }),
+        _ => json!({ "asset_type": "sprinkler_system", "location": "Valve room",
+                     "identifier": tag, "rule_codes": [SPR_1M] }),
+    }
+}
+
+/// The schedule of `srv` checked against a node started now on the same database (nothing
+/// cached: computed from scratch), and each building's lines against its own schedule.
+async fn check_against_fresh(
+    srv: &TestServer,
+    fresh_db: &TestDb,
+    cfg: &firemode_server::config::Config,
+    t: &str,
+    buildings: &[ModelBuilding],
+    what: &str,
+) {
+    let warm = year(srv, t, None).await;
+    let fresh = TestServer::start_with(fresh_db.shared(), cfg.clone()).await;
+    let cold = year(&fresh, t, None).await;
+    fresh.stop().await;
+    assert_eq!(warm, cold, "after {what}");
+    for b in buildings.iter().filter(|b| !b.archived) {
+        assert_eq!(
+            lines(&warm, Some(b.id)),
+            lines(&year(srv, t, Some(b.id)).await, None),
+            "building {} after {what}",
+            b.id
+        );
+    }
+}
+
+/// A model test over random sequences of changes (results recorded in sessions, office
+/// services, assets added and edited, buildings renamed, re-anchored, added and archived,
+/// holidays): after each step the organisation's schedule from the node that keeps its cache
+/// equals a fresh node's on the same database, and each building's part of it equals the
+/// building's own schedule. `FIREMODE_SCHEDULE_SEED` replays a sequence.
+async fn random_changes_match_a_fresh_node(be: Backend) {
+    let Some(db) = TestDb::new(be).await else {
+        return;
+    };
+    let cfg = test_config(&db);
+    let fresh_db = db.shared();
+    let srv = TestServer::start_with(db, cfg.clone()).await;
+    let org = srv.org("Acme").await;
+    let t = org.admin.token.as_str();
+    let today = Utc::now().date_naive();
+    let seed: u64 = std::env::var("FIREMODE_SCHEDULE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("random_changes_match_a_fresh_node: FIREMODE_SCHEDULE_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut buildings: Vec<ModelBuilding> = Vec::new();
+    let mut tags = 0usize;
+    let mut tag = || {
+        tags += 1;
+        format!("T-{tags:03}")
+    };
+    for (i, (name, st)) in [
+        ("Alpha House", "NSW"),
+        ("Bravo House", "VIC"),
+        ("Charlie House", "QLD"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = create_building(&srv, t, json!({ "name": name, "state": st })).await;
+        let mut assets = Vec::new();
+        for k in 0..3 + i {
+            assets.push(create_asset(&srv, t, id, model_asset(k, &tag())).await);
+        }
+        buildings.push(ModelBuilding {
+            id,
+            assets,
+            session: None,
+            archived: false,
+        });
+    }
+    check_against_fresh(&srv, &fresh_db, &cfg, t, &buildings, "setup").await;
+    for step in 0..10 {
+        let mut done = Vec::new();
+        for _ in 0..rng.gen_range(1..=2) {
+            let open: Vec<usize> = (0..buildings.len())
+                .filter(|i| !buildings[*i].archived)
+                .collect();
+            let bi = open[rng.gen_range(0..open.len())];
+            let b = buildings[bi].id;
+            let asset = buildings[bi].assets[rng.gen_range(0..buildings[bi].assets.len())];
+            match rng.gen_range(0..9) {
+                0 | 1 => {
+                    // A result recorded in the building's session (made the first time).
+                    if buildings[bi].session.is_none() {
+                        let s = session(
+                            &srv,
+                            &org.admin,
+                            &Building {
+                                id: b,
+                                assets: buildings[bi].assets.clone(),
+                            },
+                            &[],
+                        )
+                        .await;
+                        buildings[bi].session = Some(s["id"].as_str().unwrap().to_owned());
+                    }
+                    // Any asset of the building: one without a six-monthly routine is refused
+                    // (422) and changes nothing.
+                    let mb = &buildings[bi];
+                    let outcome = ["pass", "not_accessible"][rng.gen_range(0..2)];
+                    let r = Client::send(
+                        srv.client
+                            .request(
+                                Method::POST,
+                                &format!(
+                                    "/v1/tests/sessions/{}/results",
+                                    mb.session.as_ref().unwrap()
+                                ),
+                                Some(t),
+                            )
+                            .header("idempotency-key", Uuid::new_v4().to_string())
+                            .json(
+                                &json!({ "results": [{ "asset_id": asset, "outcome": outcome }] }),
+                            ),
+                    )
+                    .await;
+                    assert!(
+                        r.status == 200 || r.status == 422,
+                        "result: {} {}",
+                        r.status,
+                        r.body
+                    );
+                    done.push(format!("result {outcome} in {b}"));
+                }
+                2 => {
+                    // An office service some days ago (each kind's six-monthly routine or the
+                    // sprinkler's monthly one).
+                    let on = today - Days::new(rng.gen_range(1..400));
+                    let a = srv
+                        .client
+                        .get(&format!("/v1/buildings/{b}/assets/{asset}"), Some(t))
+                        .await;
+                    let code = match a.json["asset_type"].as_str().unwrap() {
+                        "portable_extinguisher" => EXT_6M,
+                        "fire_door" => FD_6M,
+                        _ => SPR_1M,
+                    };
+                    let r = srv
+                        .client
+                        .post(
+                            &format!("/v1/buildings/{b}/assets/{asset}/service-history"),
+                            Some(t),
+                            &json!({ "rule_code": code, "serviced_on": on.to_string(),
+                                     "outcome": "pass" }),
+                        )
+                        .await;
+                    assert!(r.status == 201 || r.status == 409, "{}", r.body);
+                    done.push(format!("service {code} on {on} in {b}"));
+                }
+                3 => {
+                    let k = rng.gen_range(0..3);
+                    let id = create_asset(&srv, t, b, model_asset(k, &tag())).await;
+                    buildings[bi].assets.push(id);
+                    done.push(format!("asset added to {b}"));
+                }
+                4 => {
+                    let body = match rng.gen_range(0..3) {
+                        0 => json!({ "location": format!("Moved {step}") }),
+                        1 => json!({ "identifier": tag() }),
+                        _ => json!({ "schedule_anchor": today - Days::new(rng.gen_range(0..300)) }),
+                    };
+                    let r = patch(
+                        &srv,
+                        t,
+                        &format!("/v1/buildings/{b}/assets/{asset}"),
+                        body.clone(),
+                    )
+                    .await;
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    done.push(format!("asset edited in {b}: {body}"));
+                }
+                5 => {
+                    let body = match rng.gen_range(0..2) {
+                        0 => {
+                            json!({ "name": format!("{} House", ["Delta", "Echo", "Able", "Zulu"][rng.gen_range(0..4)]) })
+                        }
+                        _ => json!({ "schedule_anchor": today - Days::new(rng.gen_range(0..200)) }),
+                    };
+                    let r = patch(&srv, t, &format!("/v1/buildings/{b}"), body.clone()).await;
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    done.push(format!("building {b} edited: {body}"));
+                }
+                6 => {
+                    // A holiday on a working day soon: every NSW building's windows.
+                    let mut day = today + Days::new(rng.gen_range(1..60));
+                    while matches!(
+                        chrono::Datelike::weekday(&day),
+                        chrono::Weekday::Sat | chrono::Weekday::Sun
+                    ) {
+                        day = day + Days::new(1);
+                    }
+                    let r = Client::send(
+                        srv.client
+                            .request(
+                                Method::PUT,
+                                &format!("/v1/holidays/NSW/{}", chrono::Datelike::year(&day)),
+                                Some(t),
+                            )
+                            .json(
+                                &json!({ "holidays": [{ "date": day, "name": "Site shutdown" }] }),
+                            ),
+                    )
+                    .await;
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    done.push(format!("holiday {day}"));
+                }
+                7 => {
+                    let id = create_building(
+                        &srv,
+                        t,
+                        json!({ "name": format!("New House {step}"), "state": "NSW" }),
+                    )
+                    .await;
+                    let a = create_asset(&srv, t, id, model_asset(step, &tag())).await;
+                    buildings.push(ModelBuilding {
+                        id,
+                        assets: vec![a],
+                        session: None,
+                        archived: false,
+                    });
+                    done.push(format!("building {id} added"));
+                }
+                _ => {
+                    // Deleted (archived when it holds a session); one building stays open.
+                    if open.len() < 2 {
+                        continue;
+                    }
+                    let r = Client::send(srv.client.request(
+                        Method::DELETE,
+                        &format!("/v1/buildings/{b}"),
+                        Some(t),
+                    ))
+                    .await;
+                    assert_eq!(r.status, 204, "{}", r.body);
+                    buildings[bi].archived = true;
+                    done.push(format!("building {b} deleted"));
+                }
+            }
+        }
+        let what = format!("step {step} ({}), seed {seed}", done.join("; "));
+        check_against_fresh(&srv, &fresh_db, &cfg, t, &buildings, &what).await;
+    }
+}
+
+/// `firemode_schedule_loads_total` by `what`, from `/metrics`.
+async fn loads(srv: &TestServer) -> std::collections::HashMap<String, u64> {
+    let r = srv.client.get("/metrics", None).await;
+    assert_eq!(r.status, 200);
+    r.body
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("firemode_schedule_loads_total{what=\"")?;
+            let (what, n) = rest.split_once("\"} ")?;
+            Some((what.to_owned(), n.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn delta(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+    what: &str,
+) -> u64 {
+    after.get(what).copied().unwrap_or(0) - before.get(what).copied().unwrap_or(0)
+}
+
+/// Single flight: twenty requests sent together right after a change wait for one load and
+/// one computation — of the changed building only after a change in one building, of every
+/// building after an organisation-wide change — and get the same answer; the same for a
+/// building's report.
+async fn a_burst_of_requests_after_a_change_loads_once(be: Backend) {
+    let Some(srv) = TestServer::start(be).await else {
+        return;
+    };
+    let org = srv.org("Acme").await;
+    let t = org.admin.token.as_str();
+    let today = Utc::now().date_naive();
+    let mut bs = Vec::new();
+    for (i, name) in ["Alpha House", "Bravo House", "Charlie House"]
+        .iter()
+        .enumerate()
+    {
+        let b = create_building(&srv, t, json!({ "name": name, "state": "NSW" })).await;
+        let a = create_asset(&srv, t, b, model_asset(0, &format!("EXT-{i}"))).await;
+        bs.push((b, a));
+    }
+    let first = year(&srv, t, None).await;
+    assert_eq!(first["overdue"], 6, "{first}");
+    let burst = |n: usize| futures_util::future::join_all((0..n).map(|_| year(&srv, t, None)));
+
+    // A service in one building: that building alone is loaded again, once.
+    let (b0, a0) = bs[0];
+    let r = srv
+        .client
+        .post(
+            &format!("/v1/buildings/{b0}/assets/{a0}/service-history"),
+            Some(t),
+            &json!({ "rule_code": EXT_6M, "serviced_on": today.to_string(), "outcome": "pass" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let before = loads(&srv).await;
+    let answers = burst(20).await;
+    let after = loads(&srv).await;
+    assert!(answers.iter().all(|a| *a == answers[0]));
+    assert_eq!(answers[0]["overdue"], 5, "{}", answers[0]);
+    assert_eq!(delta(&before, &after, "building"), 1, "{after:?}");
+    assert_eq!(delta(&before, &after, "lines"), 1, "{after:?}");
+    assert_eq!(delta(&before, &after, "merge"), 1, "{after:?}");
+    assert_eq!(delta(&before, &after, "organisation"), 0, "{after:?}");
+
+    // As served: nothing loaded or computed.
+    let before = after;
+    burst(5).await;
+    let after = loads(&srv).await;
+    assert_eq!(before, after);
+
+    // An organisation-wide change (a holiday): every building once, one merge.
+    let r = Client::send(
+        srv.client
+            .request(Method::PUT, "/v1/holidays/NSW/2100", Some(t))
+            .json(&json!({ "holidays": [{ "date": "2100-03-01", "name": "Far off" }] })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let before = loads(&srv).await;
+    let answers = burst(20).await;
+    let after = loads(&srv).await;
+    assert!(answers.iter().all(|a| *a == answers[0]));
+    assert_eq!(delta(&before, &after, "building"), 3, "{after:?}");
+    assert_eq!(delta(&before, &after, "lines"), 3, "{after:?}");
+    assert_eq!(delta(&before, &after, "merge"), 1, "{after:?}");
+
+    // A building's report after an edit of one of its assets: loaded once for twenty.
+    let (b1, a1) = bs[1];
+    let r = patch(
+        &srv,
+        t,
+        &format!("/v1/buildings/{b1}/assets/{a1}"),
+        json!({ "location": "Roof" }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let before = loads(&srv).await;
+    let path = format!("/v1/buildings/{b1}/compliance");
+    let reports =
+        futures_util::future::join_all((0..20).map(|_| srv.client.get(&path, Some(t)))).await;
+    let after = loads(&srv).await;
+    for r in &reports {
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(delta(&before, &after, "report"), 1, "{after:?}");
 }

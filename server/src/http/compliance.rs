@@ -1,8 +1,6 @@
 //! `GET /v1/buildings/{id}/compliance`: the building's compliance report as JSON, CSV or PDF
 //! (see `crate::compliance` for what is computed and why).
 
-use std::collections::HashMap;
-
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -78,86 +76,11 @@ impl ScheduleInputs {
             calendar,
         })
     }
-
-    /// `load` for every building of the organisation at once (four queries in all, not four
-    /// per building), by building id — for schedules only: of the services it keeps each
-    /// routine's first and last day, not their outcomes.
-    pub async fn load_org(
-        state: &AppState,
-        org_id: Uuid,
-        buildings: &[BuildingRecord],
-        as_of: NaiveDate,
-    ) -> Result<HashMap<Uuid, Self>, StoreError> {
-        let store = &state.store;
-        let before = compliance::services_before(as_of);
-        let next_day = as_of.checked_add_days(Days::new(1)).unwrap_or(as_of);
-        let (assets, spans, history, holidays) = tokio::try_join!(
-            store.org_assets(org_id),
-            store.org_service_spans(org_id, &before),
-            store.org_service_history(org_id, next_day),
-            store.org_holidays(org_id),
-        )?;
-        // A schedule needs only each routine's first service (a grid's anchor) and last one
-        // (where it stands): the span stands in for the services in between. It carries no
-        // outcome or session, which a schedule does not show.
-        let services: Vec<ServiceRow> = spans
-            .into_iter()
-            .map(|s| ServiceRow {
-                asset_id: s.asset_id,
-                rule_code: s.rule_code,
-                outcome: String::new(),
-                classification: None,
-                recorded_at: s.last_recorded_at,
-                session_id: Uuid::nil(),
-                assessment: sqlx::types::Json(serde_json::Value::Null),
-                first_recorded_at: s.first_recorded_at,
-            })
-            .collect();
-        let years = calendar_years(&services, &history, as_of);
-        let mut out: HashMap<Uuid, Self> = buildings
-            .iter()
-            .map(|b| {
-                let calendar = compliance::calendar(b, &holidays, years.clone());
-                (
-                    b.id,
-                    Self {
-                        assets: Vec::new(),
-                        services: Vec::new(),
-                        history: Vec::new(),
-                        calendar,
-                    },
-                )
-            })
-            .collect();
-        let mut building_of: HashMap<Uuid, Uuid> = HashMap::with_capacity(assets.len());
-        for a in assets {
-            if let Some(inputs) = out.get_mut(&a.building_id) {
-                building_of.insert(a.id, a.building_id);
-                inputs.assets.push(a);
-            }
-        }
-        for s in services {
-            let building = s
-                .asset_id
-                .parse::<Uuid>()
-                .ok()
-                .and_then(|a| building_of.get(&a));
-            if let Some(inputs) = building.and_then(|b| out.get_mut(b)) {
-                inputs.services.push(s);
-            }
-        }
-        for h in history {
-            if let Some(inputs) = out.get_mut(&h.building_id) {
-                inputs.history.push(h);
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// The years a schedule's calendar covers: from the year before its earliest service to two
 /// years after `as_of`.
-fn calendar_years(
+pub(crate) fn calendar_years(
     services: &[ServiceRow],
     history: &[HistoryRecord],
     as_of: NaiveDate,

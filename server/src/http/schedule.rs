@@ -155,8 +155,8 @@ async fn schedule(
         ));
     }
     let offset = q.offset.unwrap_or(0);
-    // Computed once per organisation version, day and range (`schedule_cache`); a page is
-    // cut from it.
+    // Each building's lines computed once per version, day and range, and merged once per
+    // set of versions (`schedule_cache`); a page is cut from it.
     let c = super::schedule_cache::computed(&state, user.org_id, q.building_id, from, to).await?;
     let items = c.items(offset, limit);
     let total = c.total();

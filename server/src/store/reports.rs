@@ -83,32 +83,6 @@ pub(crate) const LATEST_SERVICES_SQL: &str = "SELECT asset_id, rule_code, outcom
          AND recorded_at IS NOT NULL AND recorded_at < $3 AND outcome IN ('pass', 'fail')\
      ) ranked WHERE rn <= $4";
 
-/// The first and last service of every (asset, rule code) of an organisation (`$1`) before
-/// `$2`: all the schedule needs. Read from `routine_service_spans` (migration 0020: one row per
-/// routine, kept by triggers where items are written) instead of an aggregate over every
-/// result; a routine serviced on or after `$2` (a report date in the past, a device clock
-/// ahead) is aggregated from its items, as before.
-pub(crate) const ORG_SERVICE_SPANS_SQL: &str = "SELECT asset_id, rule_code, first_recorded_at, \
-     last_recorded_at FROM routine_service_spans WHERE org_id = $1 AND last_recorded_at < $2 \
-     UNION ALL \
-     SELECT i.asset_id, i.rule_code, MIN(i.recorded_at) AS first_recorded_at, \
-       MAX(i.recorded_at) AS last_recorded_at \
-     FROM routine_service_spans s JOIN session_items i \
-       ON i.org_id = s.org_id AND i.asset_id = s.asset_id AND i.rule_code = s.rule_code \
-     WHERE s.org_id = $1 AND s.last_recorded_at >= $2 AND s.first_recorded_at < $2 \
-       AND i.recorded_at IS NOT NULL AND i.recorded_at < $2 AND i.outcome IN ('pass', 'fail') \
-     GROUP BY i.asset_id, i.rule_code";
-
-/// When an (asset, rule code) was first and last serviced.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ServiceSpan {
-    pub asset_id: String,
-    pub rule_code: String,
-    /// RFC 3339, as the documents have it.
-    pub first_recorded_at: String,
-    pub last_recorded_at: String,
-}
-
 pub(crate) const OPEN_DEFECT_COUNTS_SQL: &str = "SELECT asset_id, severity, COUNT(*) AS open \
      FROM defects WHERE building_id = $1 AND org_id = $2 \
      AND status IN ('open', 'acknowledged', 'repair_scheduled', 'repaired', 'verified') \

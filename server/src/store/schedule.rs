@@ -26,6 +26,26 @@ pub struct HistoryRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// When a routine of an asset was first and last serviced in a building's sessions.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BuildingSpan {
+    pub building_id: Uuid,
+    pub asset_id: String,
+    pub rule_code: String,
+    /// RFC 3339, as the documents have it.
+    pub first_recorded_at: String,
+    pub last_recorded_at: String,
+}
+
+/// An organisation's schedule versions (`ScheduleStore::schedule_versions`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScheduleVersions {
+    /// Holidays, the organisation's rules and the shipped ones.
+    pub organisation: i64,
+    /// Every building the organisation has or had, by id (ascending), with its version.
+    pub buildings: Vec<(Uuid, i64)>,
+}
+
 /// A public holiday an organisation added for a state.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct HolidayRow {
@@ -51,13 +71,37 @@ pub trait ScheduleStore: Send + Sync {
         before: NaiveDate,
     ) -> StoreResult<Vec<HistoryRecord>>;
 
-    /// The first and last service of every (asset, rule code) of every building of `org_id`
-    /// recorded before `before` (compared as `ReportStore::latest_services` does).
-    async fn org_service_spans(
+    /// The first and last service of every (building, asset, rule code) of `org_id` (or of
+    /// one of its buildings) recorded before `before` (compared as
+    /// `ReportStore::latest_services` does), by the building of the session they were
+    /// recorded in.
+    async fn service_spans(
         &self,
         org_id: Uuid,
+        building_id: Option<Uuid>,
         before: &str,
-    ) -> StoreResult<Vec<super::reports::ServiceSpan>>;
+    ) -> StoreResult<Vec<BuildingSpan>>;
+
+    /// Building `id` of `org_id` unless it is archived; None when archived or unknown.
+    async fn schedule_building(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<super::buildings::BuildingRecord>>;
+
+    /// The versions of `org_id`'s schedule, read in one statement (migrations 0020 and
+    /// 0021): the organisation-wide one (holidays, rules, shipped rules) and one per building
+    /// the organisation has or had (assets, the building row and archive, history, services),
+    /// by building id. Read them before loading what they version.
+    async fn schedule_versions(&self, org_id: Uuid) -> StoreResult<ScheduleVersions>;
+
+    /// The organisation-wide version of `org_id`'s schedule and building `building_id`'s
+    /// (0 when it has none), read in one statement.
+    async fn building_schedule_versions(
+        &self,
+        org_id: Uuid,
+        building_id: Uuid,
+    ) -> StoreResult<(i64, i64)>;
 
     /// Every asset of `org_id`, by building.
     async fn org_assets(&self, org_id: Uuid) -> StoreResult<Vec<super::buildings::AssetRecord>>;
@@ -93,6 +137,34 @@ pub trait ScheduleStore: Send + Sync {
         days: &[(NaiveDate, String)],
     ) -> StoreResult<()>;
 }
+
+/// Spans recorded before `$2` from `routine_service_spans` (migration 0021: one row per
+/// building, asset and routine); a routine last serviced after the bound has its span
+/// aggregated from the items instead. `{building}` narrows both halves to building `$3`.
+macro_rules! spans_sql {
+    ($building_s:literal, $building_i:literal) => {
+        concat!(
+            "SELECT building_id, asset_id, rule_code, first_recorded_at, last_recorded_at \
+             FROM routine_service_spans WHERE org_id = $1 AND last_recorded_at < $2",
+            $building_s,
+            " UNION ALL \
+             SELECT i.building_id, i.asset_id, i.rule_code, MIN(i.recorded_at) AS first_recorded_at, \
+               MAX(i.recorded_at) AS last_recorded_at \
+             FROM routine_service_spans s JOIN session_items i \
+               ON i.org_id = s.org_id AND i.building_id = s.building_id \
+              AND i.asset_id = s.asset_id AND i.rule_code = s.rule_code \
+             WHERE s.org_id = $1 AND s.last_recorded_at >= $2 AND s.first_recorded_at < $2",
+            $building_i,
+            " AND i.recorded_at IS NOT NULL AND i.recorded_at < $2 \
+               AND i.outcome IN ('pass', 'fail') \
+             GROUP BY i.building_id, i.asset_id, i.rule_code"
+        )
+    };
+}
+
+pub(crate) const ORG_SPANS_SQL: &str = spans_sql!("", "");
+pub(crate) const BUILDING_SPANS_SQL: &str =
+    spans_sql!(" AND building_id = $3", " AND s.building_id = $3");
 
 pub(crate) const HISTORY_COLUMNS: &str = "id, org_id, building_id, asset_id, rule_code, \
      serviced_on, outcome, source, note, recorded_by, created_at";
@@ -171,18 +243,88 @@ macro_rules! schedule_sql {
                 .await?)
             }
 
-            async fn org_service_spans(
+            async fn service_spans(
                 &self,
                 org_id: uuid::Uuid,
+                building_id: Option<uuid::Uuid>,
                 before: &str,
-            ) -> $crate::store::StoreResult<Vec<$crate::store::reports::ServiceSpan>> {
-                Ok(
-                    sqlx::query_as($crate::store::reports::ORG_SERVICE_SPANS_SQL)
+            ) -> $crate::store::StoreResult<Vec<$crate::store::schedule::BuildingSpan>> {
+                let q = match building_id {
+                    Some(b) => sqlx::query_as($crate::store::schedule::BUILDING_SPANS_SQL)
                         .bind(org_id)
                         .bind(before)
-                        .fetch_all(&self.reader)
-                        .await?,
+                        .bind(b),
+                    None => sqlx::query_as($crate::store::schedule::ORG_SPANS_SQL)
+                        .bind(org_id)
+                        .bind(before),
+                };
+                Ok(q.fetch_all(&self.reader).await?)
+            }
+
+            async fn schedule_building(
+                &self,
+                org_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::store::buildings::BuildingRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM buildings WHERE id = $1 AND org_id = $2 AND NOT EXISTS \
+                     (SELECT 1 FROM building_archives ba WHERE ba.building_id = buildings.id)",
+                    $crate::store::buildings::BUILDING_COLUMNS
+                ))
+                .bind(id)
+                .bind(org_id)
+                .fetch_optional(&self.reader)
+                .await?)
+            }
+
+            async fn schedule_versions(
+                &self,
+                org_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::schedule::ScheduleVersions> {
+                // One statement: one snapshot of every version. The organisation-wide row is
+                // the one keyed by the nil id (no building has it).
+                let rows: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+                    "SELECT building_id, version FROM schedule_building_versions \
+                     WHERE org_id = $1 \
+                     UNION ALL \
+                     SELECT $2, CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM schedule_versions \
+                     WHERE org_id = $1 OR org_id = $2",
                 )
+                .bind(org_id)
+                .bind(uuid::Uuid::nil())
+                .fetch_all(&self.reader)
+                .await?;
+                let mut out = $crate::store::schedule::ScheduleVersions {
+                    organisation: 0,
+                    buildings: Vec::with_capacity(rows.len()),
+                };
+                for (id, v) in rows {
+                    if id.is_nil() {
+                        out.organisation = v;
+                    } else {
+                        out.buildings.push((id, v));
+                    }
+                }
+                out.buildings.sort_unstable();
+                Ok(out)
+            }
+
+            async fn building_schedule_versions(
+                &self,
+                org_id: uuid::Uuid,
+                building_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<(i64, i64)> {
+                Ok(sqlx::query_as(
+                    "SELECT CAST((SELECT COALESCE(SUM(version), 0) FROM schedule_versions \
+                       WHERE org_id = $1 OR org_id = $2) AS BIGINT), \
+                     CAST(COALESCE((SELECT version FROM schedule_building_versions \
+                       WHERE org_id = $1 AND building_id = $3), 0) AS BIGINT)",
+                )
+                .bind(org_id)
+                .bind(uuid::Uuid::nil())
+                .bind(building_id)
+                .fetch_one(&self.reader)
+                .await?)
             }
 
             async fn org_assets(

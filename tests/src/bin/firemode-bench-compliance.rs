@@ -89,6 +89,11 @@ enum Command {
         /// organisation's holidays of 2100), so that no cached schedule can answer it.
         #[arg(long)]
         invalidate: bool,
+        /// Before each request (untimed), change one building picked at random: record an
+        /// office service of one of its extinguishers (even requests) or edit one of its
+        /// assets' location (odd ones) — what most requests of a busy organisation follow.
+        #[arg(long, conflicts_with = "invalidate")]
+        change_building: bool,
     },
     /// Time the console's building page: its four requests, sent together (the building, its
     /// compliance report, its first 100 assets, its schedule for the next 90 days).
@@ -178,14 +183,22 @@ async fn main() -> anyhow::Result<()> {
             path,
             server_pid,
             invalidate,
+            change_building,
         } => {
+            let change = if invalidate {
+                Change::Holidays
+            } else if change_building {
+                Change::Building
+            } else {
+                Change::None
+            };
             let target = match (path, building) {
                 (Some(p), _) => format!("{url}{p}"),
                 (None, Some(b)) => format!("{url}/v1/buildings/{b}/compliance?format={format}"),
                 (None, None) => bail!("give --building or --path"),
             };
             time(
-                &url, &email, &password, &target, requests, warmup, server_pid, invalidate,
+                &url, &email, &password, &target, requests, warmup, server_pid, change,
             )
             .await
         }
@@ -243,6 +256,103 @@ async fn invalidate_schedules(
         .await?
         .error_for_status()?;
     Ok(())
+}
+
+/// What `time` changes before each request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    None,
+    /// The organisation's holidays (every building's schedule).
+    Holidays,
+    /// One building picked at random.
+    Building,
+}
+
+/// The buildings of the organisation and, per building, an extinguisher and another asset.
+struct Targets {
+    buildings: Vec<(String, String, String)>,
+}
+
+impl Targets {
+    async fn load(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<Self> {
+        let list: serde_json::Value = http
+            .get(format!("{url}/v1/buildings?limit=500"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut buildings = Vec::new();
+        for b in list["items"].as_array().context("buildings")? {
+            let id = b["id"].as_str().context("id")?.to_owned();
+            let assets: serde_json::Value = http
+                .get(format!("{url}/v1/buildings/{id}/assets?limit=20"))
+                .bearer_auth(token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let items = assets["items"].as_array().context("assets")?;
+            let ext = items
+                .iter()
+                .find(|a| a["asset_type"] == "portable_extinguisher")
+                .and_then(|a| a["id"].as_str())
+                .context("an extinguisher")?
+                .to_owned();
+            let other = items
+                .iter()
+                .find(|a| a["asset_type"] != "portable_extinguisher")
+                .or(items.first())
+                .and_then(|a| a["id"].as_str())
+                .context("an asset")?
+                .to_owned();
+            buildings.push((id, ext, other));
+        }
+        anyhow::ensure!(!buildings.is_empty(), "no buildings");
+        Ok(Self { buildings })
+    }
+
+    /// Change building `rng`-picked: request `n` even records an office service of its
+    /// extinguisher `n + 1` days ago (a day no other request uses), odd edits an asset.
+    async fn change(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        token: &str,
+        n: usize,
+        rng: &mut rand::rngs::StdRng,
+    ) -> anyhow::Result<()> {
+        let (b, ext, other) = &self.buildings[rng.gen_range(0..self.buildings.len())];
+        let res = if n.is_multiple_of(2) {
+            let day = Utc::now().date_naive() - chrono::Duration::days(1 + n as i64);
+            http.post(format!(
+                "{url}/v1/buildings/{b}/assets/{ext}/service-history"
+            ))
+            .bearer_auth(token)
+            .json(
+                &json!({ "rule_code": KINDS[0].2, "serviced_on": day.to_string(),
+                               "outcome": "pass" }),
+            )
+            .send()
+            .await?
+        } else {
+            http.patch(format!("{url}/v1/buildings/{b}/assets/{other}"))
+                .bearer_auth(token)
+                .json(&json!({ "location": format!("Bench move {n}") }))
+                .send()
+                .await?
+        };
+        let status = res.status();
+        if !status.is_success() {
+            bail!(
+                "change {n}: {status}: {}",
+                res.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// One GET: (time, body length).
@@ -349,6 +459,20 @@ async fn building_page(
         }
     );
     Ok(())
+}
+
+/// The resident memory of a process (VmRSS), in KiB.
+fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
 }
 
 /// utime + stime of a process, in clock ticks (100 per second on Linux).
@@ -755,17 +879,24 @@ async fn time(
     requests: usize,
     warmup: usize,
     server_pid: Option<u32>,
-    invalidate: bool,
+    change: Change,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let token = login(&http, url, email, password).await?;
     let token = token.as_str();
+    let targets = match change {
+        Change::Building => Some(Targets::load(&http, url, token).await?),
+        _ => None,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut samples = Vec::with_capacity(requests);
     let mut bytes = 0;
     let mut cpu_ticks_total = 0;
     for n in 0..warmup + requests {
-        if invalidate {
-            invalidate_schedules(&http, url, token, n).await?;
+        match (change, &targets) {
+            (Change::Holidays, _) => invalidate_schedules(&http, url, token, n).await?,
+            (Change::Building, Some(t)) => t.change(&http, url, token, n, &mut rng).await?,
+            _ => {}
         }
         let cpu_before = server_pid.map(cpu_ticks).transpose()?;
         let t0 = Instant::now();
@@ -792,17 +923,21 @@ async fn time(
         Some(_) => format!(
             " server_cpu_per_request={:.1}ms{}",
             cpu_ticks_total as f64 * 10.0 / samples.len() as f64,
-            if invalidate {
-                " (each after a change)"
-            } else {
-                ""
+            match change {
+                Change::Holidays => " (each after an organisation-wide change)",
+                Change::Building => " (each after a change in one building)",
+                Change::None => "",
             }
         ),
         None => String::new(),
     };
     let what = target.split_once("/v1/").map_or(target, |(_, p)| p);
+    let rss = match server_pid {
+        Some(pid) => format!(" server_rss={:.0}MB", rss_kb(pid)? as f64 / 1024.0),
+        None => String::new(),
+    };
     println!(
-        "{what} requests={} bytes={bytes} p50={:.1}ms p95={:.1}ms max={:.1}ms{cpu}",
+        "{what} requests={} bytes={bytes} p50={:.1}ms p95={:.1}ms max={:.1}ms{cpu}{rss}",
         samples.len(),
         ms(pct(0.50)),
         ms(pct(0.95)),
