@@ -16,8 +16,11 @@ use crate::hub::conn::{self, Frame};
 use crate::state::AppState;
 use firemode_sync_core::wire;
 
-/// Initial read buffer of a sync socket (it grows for larger messages).
-const SOCKET_BUFFER: usize = 8 * 1024;
+/// Read buffer of a sync socket, and the most one read takes from the kernel. An idle socket
+/// holds it for as long as it is open: at 8 KiB it was most of an idle socket's memory. Sync
+/// messages are mostly a few hundred bytes; a larger one grows the buffer to its size (and is
+/// read in chunks of this many bytes), so it costs a few more reads, not a failure.
+const SOCKET_BUFFER: usize = 1024;
 
 #[derive(Deserialize)]
 pub struct SyncQuery {

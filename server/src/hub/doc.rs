@@ -81,8 +81,11 @@ pub(crate) struct DocHandle {
 }
 
 /// How long after a change the projection is refreshed; changes in that window are projected
-/// together, so a busy document is re-projected at most ten times a second.
-const PROJECTION_DEBOUNCE: Duration = Duration::from_millis(100);
+/// together, so a busy document is re-projected at most twice a second. Each projection is a
+/// write transaction and several reads: at 100 ms, two tablets editing a session once a second
+/// each cost one projection per edit. REST reads do not wait for it (they flush it: see
+/// `Hub::settled`), and the console's live events poll every 750 ms.
+const PROJECTION_DEBOUNCE: Duration = Duration::from_millis(500);
 /// How many commands one round handles before committing and replying.
 const MAX_BATCH: usize = 64;
 

@@ -327,3 +327,86 @@ fn catching_up_skips_what_it_has_and_merges_a_snapshot_for_what_was_compacted() 
         .any(|e| matches!(e, Effect::CatchUp(Watermark(9)))));
     assert_eq!(r.watermark(), Watermark(9));
 }
+
+/// Deliver every frame addressed to `key` in `effects` to that client; returns how many.
+fn deliver(
+    effects: &[Effect<u32>],
+    key: PeerKey,
+    c: &mut Automerge,
+    cs: &mut sync::State,
+) -> usize {
+    let mut n = 0;
+    for e in effects {
+        if let Effect::Send { peer, frame } = e {
+            if *peer != key {
+                continue;
+            }
+            if let Ok(crate::wire::Message::Sync { data, .. }) = crate::wire::decode(frame) {
+                c.receive_sync_message(cs, sync::Message::decode(&data).unwrap())
+                    .unwrap();
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn a_message_that_changes_nothing_is_answered_to_its_sender_only() {
+    let (base, loaded) = initial();
+    let mut r = replica(loaded);
+    let mut clients: Vec<(Automerge, sync::State)> =
+        (0..2).map(|_| (base.fork(), sync::State::new())).collect();
+    // Both clients sync until neither has anything more to say.
+    for round in 0..10u64 {
+        let mut quiet = true;
+        for (i, (c, cs)) in clients.iter_mut().enumerate() {
+            if let Some(m) = c.generate_sync_message(cs) {
+                quiet = false;
+                r.receive(peer(i as u64 + 1, Access::ReadWrite), m.encode(), round);
+            }
+        }
+        let effects = r.flush(round);
+        for (i, (c, cs)) in clients.iter_mut().enumerate() {
+            deliver(&effects, i as u64 + 1, c, cs);
+        }
+        if quiet && sends(&effects) == 0 {
+            break;
+        }
+    }
+    // Client 1 edits: its change is persisted, then both peers hear of it.
+    let (c1, cs1) = &mut clients[0];
+    let mut tx = c1.transaction();
+    tx.put(ROOT, "edit", "x").unwrap();
+    tx.commit();
+    let m = c1.generate_sync_message(cs1).unwrap();
+    r.receive(peer(1, Access::ReadWrite), m.encode(), 20);
+    let effects = r.flush(20);
+    assert_eq!(persists(&effects).len(), 1);
+    let effects = r.persisted(Ok(None), 21);
+    let to = |k: PeerKey| {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Send { peer, .. } if *peer == k))
+            .count()
+    };
+    assert!(to(1) >= 1 && to(2) >= 1, "both peers hear of the commit");
+    let (head, tail) = clients.split_at_mut(1);
+    deliver(&effects, 1, &mut head[0].0, &mut head[0].1);
+    deliver(&effects, 2, &mut tail[0].0, &mut tail[0].1);
+    // Client 2 acknowledges (heads only, no change): only client 2 may be answered.
+    let (c2, cs2) = &mut clients[1];
+    if let Some(m) = c2.generate_sync_message(cs2) {
+        r.receive(peer(2, Access::ReadWrite), m.encode(), 22);
+        let effects = r.flush(22);
+        assert!(persists(&effects).is_empty());
+        assert!(
+            effects
+                .iter()
+                .all(|e| !matches!(e, Effect::Send { peer: 1, .. })),
+            "a peer whose state and document did not change is not sent anything: {effects:?}"
+        );
+    }
+    assert_eq!(clients[0].0.get_heads(), r.heads());
+    assert_eq!(clients[1].0.get_heads(), r.heads());
+}

@@ -59,6 +59,9 @@ enum BenchCommand {
     Sync(bench::sync::SyncArgs),
     /// Sync memory: touch many session documents once each and watch the server's memory.
     SyncTouch(bench::sync::TouchArgs),
+    /// Sync memory: hold many idle authenticated sockets (joined, no document) and report the
+    /// server's RSS per socket.
+    SyncIdle(bench::sync::idle::IdleArgs),
 }
 
 #[derive(Args)]
@@ -153,6 +156,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::SyncTouch(args)) => {
             let r = bench::sync::touch::run(args, json).await?;
+            print_report(&r, || r.to_text(), json)
+        }
+        Command::Bench(BenchCommand::SyncIdle(args)) => {
+            let r = bench::sync::idle::run(args, json).await?;
             print_report(&r, || r.to_text(), json)
         }
     }

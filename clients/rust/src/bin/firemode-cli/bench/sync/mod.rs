@@ -3,6 +3,7 @@
 //! the reference JS sync server (`@automerge/automerge-repo-sync-server`), with the same client
 //! code and workload for both. Loopback only. See docs/benchmarks.md, "Sync".
 
+pub mod idle;
 pub mod load;
 mod peer;
 mod procmon;

@@ -194,6 +194,17 @@ impl Peer {
         }
     }
 
+    /// Stay connected and read (answering pings) until `until`; None if the socket ended.
+    pub async fn hold_until(mut self, until: tokio::time::Instant) -> Option<Self> {
+        loop {
+            match tokio::time::timeout_at(until, self.recv()).await {
+                Err(_) => return Some(self),
+                Ok(Incoming::Closed(_)) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// Close politely (best effort).
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(None)).await;
