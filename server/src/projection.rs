@@ -329,29 +329,19 @@ async fn write(
         Some(w) => (w.session, Some((w.rows, w.heads))),
         None => (store.find_session(id).await?.row, None),
     };
-    let mut rules: HashMap<String, Option<(RuleRecord, RuleView)>> = HashMap::new();
     // The building's pinned editions decide which version of a rule assesses an item.
     let building = store
         .get_building(session.org_id, session.building_id)
         .await?;
-    for code in job
-        .projection
-        .items
-        .iter()
-        .filter_map(|i| i.rule_code.as_ref())
-    {
-        if !rules.contains_key(code) {
-            let rule = match crate::rules::item_rule(store, &building, code).await {
-                Ok(r) => {
-                    let view = r.view();
-                    Some((r, view))
-                }
-                Err(StoreError::NotFound) => None,
-                Err(e) => return Err(e.into()),
-            };
-            rules.insert(code.clone(), rule);
-        }
-    }
+    let rules = item_rules(
+        store,
+        &building,
+        job.projection
+            .items
+            .iter()
+            .filter_map(|i| i.rule_code.as_deref()),
+    )
+    .await?;
     let assets: Vec<Uuid> = job
         .projection
         .items
@@ -359,39 +349,13 @@ async fn write(
         .filter_map(|i| i.asset_id.parse().ok())
         .collect();
     let references = reference_values(store, session.org_id, &assets).await?;
-    let mut assessments: HashMap<String, Assessment> = HashMap::new();
-    let all: Vec<ItemRow> = job
-        .projection
-        .items
-        .iter()
-        .map(|i| {
-            let rule = i
-                .rule_code
-                .as_ref()
-                .and_then(|c| rules.get(c))
-                .and_then(Option::as_ref);
-            let asset = i.asset_id.parse::<Uuid>().ok();
-            let assessment = assess(
-                rule.map(|(_, v)| v),
-                ItemFacts {
-                    outcome: i.outcome,
-                    conditions: &i.observed_conditions,
-                    readings: &i.readings,
-                },
-                |kind, key| asset.and_then(|a| references.get(&(a, kind, key.to_owned())).copied()),
-            );
-            let row = item_row(&session, i, rule.map(|(r, _)| r), &assessment);
-            assessments.insert(i.asset_id.clone(), assessment);
-            row
-        })
-        .collect();
-    let mut problems = job.projection.problems.clone();
-    for p in &mut problems {
-        if let Some(clean) = storable(&p.message) {
-            p.message = clean;
-        }
-    }
-    let problems = json!(problems);
+    let Rows {
+        all,
+        assessments,
+        problems,
+    } = rows(&session, &job.projection, &rules, |asset, kind, key| {
+        references.get(&(asset, kind, key.to_owned())).copied()
+    });
     let (written_rows, outcome) = match &previous {
         Some((rows, heads)) => {
             let changed: Vec<ItemRow> = all
@@ -478,6 +442,104 @@ async fn write(
         heads: job.heads,
     };
     Ok((written, count))
+}
+
+/// The rule each item is assessed with, by code: [`crate::rules::item_rule`] for each code
+/// (None when no version is active).
+pub(crate) type ItemRules = HashMap<String, Option<(RuleRecord, RuleView)>>;
+
+pub(crate) async fn item_rules<'a>(
+    store: &dyn Store,
+    building: &crate::store::buildings::BuildingRecord,
+    codes: impl Iterator<Item = &'a str>,
+) -> anyhow::Result<ItemRules> {
+    // One query per code, each reading one row: reading the building's rules instead (some
+    // ninety rows, decoded and cloned) cost more CPU per request than the queries it saved.
+    item_rules_from(store, building, &[], codes).await
+}
+
+/// [`item_rules`] with the building's rules (`crate::rules::building_rules` without a
+/// frequency) already read: `building_rule(code)` is the rule of that code among them.
+pub(crate) async fn item_rules_from<'a>(
+    store: &dyn Store,
+    building: &crate::store::buildings::BuildingRecord,
+    building_rules: &[RuleRecord],
+    codes: impl Iterator<Item = &'a str>,
+) -> anyhow::Result<ItemRules> {
+    let mut wanted: BTreeSet<&str> = codes.collect();
+    let mut rules = ItemRules::new();
+    for r in building_rules {
+        if wanted.remove(r.code.as_str()) {
+            let view = r.view();
+            rules.insert(r.code.clone(), Some((r.clone(), view)));
+        }
+    }
+    for code in wanted {
+        let rule = match crate::rules::item_rule(store, building, code).await {
+            Ok(r) => {
+                let view = r.view();
+                Some((r, view))
+            }
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        rules.insert(code.to_owned(), rule);
+    }
+    Ok(rules)
+}
+
+/// A session's projection as item rows, with each item's assessment and the document's
+/// problems as stored.
+pub(crate) struct Rows {
+    pub all: Vec<ItemRow>,
+    pub assessments: HashMap<String, Assessment>,
+    pub problems: serde_json::Value,
+}
+
+/// The item rows of a projection (no I/O): each item assessed against its rule and the
+/// asset's reference values (`reference(asset, kind, key)`).
+pub(crate) fn rows(
+    session: &SessionRow,
+    projection: &Projection,
+    rules: &ItemRules,
+    reference: impl Fn(Uuid, RefKind, &str) -> Option<f64>,
+) -> Rows {
+    let mut assessments: HashMap<String, Assessment> = HashMap::new();
+    let all: Vec<ItemRow> = projection
+        .items
+        .iter()
+        .map(|i| {
+            let rule = i
+                .rule_code
+                .as_ref()
+                .and_then(|c| rules.get(c))
+                .and_then(Option::as_ref);
+            let asset = i.asset_id.parse::<Uuid>().ok();
+            let assessment = assess(
+                rule.map(|(_, v)| v),
+                ItemFacts {
+                    outcome: i.outcome,
+                    conditions: &i.observed_conditions,
+                    readings: &i.readings,
+                },
+                |kind, key| asset.and_then(|a| reference(a, kind, key)),
+            );
+            let row = item_row(session, i, rule.map(|(r, _)| r), &assessment);
+            assessments.insert(i.asset_id.clone(), assessment);
+            row
+        })
+        .collect();
+    let mut problems = projection.problems.clone();
+    for p in &mut problems {
+        if let Some(clean) = storable(&p.message) {
+            p.message = clean;
+        }
+    }
+    Rows {
+        all,
+        assessments,
+        problems: json!(problems),
+    }
 }
 
 /// The current baseline and design values of these assets, by (asset, kind, key).

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 backend_tests!(
     create_builds_the_document,
+    created_projection_is_the_projection_writers,
     inspectors_see_only_assigned_sessions,
     results_become_changes_and_projection,
     projection_follows_each_edit_and_reload,
@@ -73,6 +74,102 @@ async fn create_builds_the_document(b: Backend) {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json["items"].as_array().unwrap().len(), 3);
+}
+
+/// A session is created with its projection in its own transaction (the hub does not load the
+/// document then): the rows are there the moment it answers, current (no change above their
+/// watermark), equal to what the projection writer writes for the same document, the answer
+/// equals a later read, and a tablet that opens the document gets every item.
+async fn created_projection_is_the_projection_writers(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let mut cfg = test_config(&db);
+    cfg.sync_idle_unload = Duration::from_millis(300);
+    let srv = TestServer::start_with(db, cfg).await;
+    let org = srv.org("Acme").await;
+    let inspector = srv.user(&org, "inspector").await;
+    let office = srv.user(&org, "office").await;
+    let (bld, assets) = firemode_tests::clients::building_with_assets(
+        &srv,
+        &office,
+        &firemode_tests::clients::SIX_MONTHLY_KINDS,
+    )
+    .await;
+    let s = firemode_tests::clients::create_session(
+        &srv,
+        &office,
+        bld,
+        "Round",
+        &[inspector.id, office.id],
+    )
+    .await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let sid: Uuid = id.parse().unwrap();
+    assert_eq!(srv.state.hub.loaded_documents(), 0);
+    assert!(srv.store().projection_is_current(sid).await.unwrap());
+    // The answer is the registry's, to the microsecond.
+    let read = srv
+        .client
+        .get(&format!("/v1/tests/sessions/{id}"), Some(&office.token))
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json, s);
+    let t = &office.token;
+    let created = rows(&srv, t, &id).await;
+    assert_eq!(created.len(), assets.len());
+
+    // A tablet opens it: every item, as the server's document has them.
+    let mut c = SyncClient::joined(
+        &srv.base,
+        &inspector.token,
+        &format!("{}:tablet", inspector.id),
+    )
+    .await;
+    let doc_id = s["document_id"].as_str().unwrap().to_owned();
+    let (mut d, mut st) = (Automerge::new(), sync::State::new());
+    c.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
+    let on_tablet = firemode_sync_core::to_json(&d, None);
+    let server = srv
+        .client
+        .get(&format!("/v1/tests/sessions/{id}/document"), Some(t))
+        .await;
+    assert_eq!(on_tablet, server.json["document"]);
+    let items = on_tablet["items"].as_object().unwrap();
+    assert_eq!(items.len(), assets.len());
+    for a in &assets {
+        assert_eq!(
+            items[&a.to_string()]["outcome"],
+            "not_tested",
+            "{on_tablet}"
+        );
+        assert!(items[&a.to_string()]["ruleCode"].is_string());
+    }
+
+    // The tablet edits one item: the projection writer, loading the document for the first
+    // time, rewrites every row; the others are exactly what creation stored.
+    let written = rows_written(&srv).await;
+    put_item_field(&mut d, assets[0], "notes", "seen");
+    c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
+    let after = rows(&srv, t, &id).await;
+    assert_eq!(rows_written(&srv).await - written, assets.len() as u64);
+    assert_eq!(after[&assets[0].to_string()]["notes"], "seen");
+    for a in &assets[1..] {
+        assert_eq!(after[&a.to_string()], created[&a.to_string()]);
+    }
+    // The edited item: its new notes (written as a plain string, which the projection
+    // reports as a schema problem), the rest as created.
+    let (mut edited, mut first) = (
+        after[&assets[0].to_string()].clone(),
+        created[&assets[0].to_string()].clone(),
+    );
+    assert_eq!(edited["notes"], "seen");
+    for row in [&mut edited, &mut first] {
+        let o = row.as_object_mut().unwrap();
+        o.remove("notes");
+        o.remove("problems");
+    }
+    assert_eq!(edited, first);
 }
 
 async fn inspectors_see_only_assigned_sessions(b: Backend) {
@@ -260,6 +357,14 @@ async fn projection_follows_each_edit_and_reload(b: Backend) {
     .await;
     let (mut d, mut st) = (Automerge::new(), sync::State::new());
     c.sync(&doc_id, &mut d, &mut st, true).await.unwrap();
+    // The session was created with its projection (the hub did not load the document then):
+    // the first projection after the tablet's connection loaded it writes every row.
+    let written = rows_written(&srv).await;
+    put_item_field(&mut d, a2, "notes", "first look");
+    c.sync(&doc_id, &mut d, &mut st, false).await.unwrap();
+    let r = rows(&srv, t, &id).await;
+    assert_eq!(rows_written(&srv).await - written, 3);
+    assert_eq!(r[&a2.to_string()]["notes"], "first look");
     let written = rows_written(&srv).await;
     put_item_fields(
         &mut d,

@@ -267,6 +267,9 @@ async fn apply(state: &AppState, req: Request, next: Next) -> ApiResult<Response
     let Some(user) = user else {
         return Ok(next.run(req).await);
     };
+    // The handler's `AuthUser` is this one: the token is verified once per request.
+    let mut req = req;
+    req.extensions_mut().insert(user.clone());
     let key = key_from_headers(req.headers());
     if matches!(key, Ok(None)) && !REQUIRED.contains(&route.as_str()) {
         return Ok(next.run(req).await);

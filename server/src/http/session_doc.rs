@@ -209,6 +209,14 @@ async fn record_results(
         .store
         .get_building(user.org_id, session.row.building_id)
         .await?;
+    // The rules of the items the document has, in one read (new items' rules are read below).
+    let mut known_rules = crate::projection::item_rules(
+        state.store.as_ref(),
+        &building,
+        doc_items.values().filter_map(|(code, _)| code.as_deref()),
+    )
+    .await
+    .map_err(ApiError::Internal)?;
     let mut rules: HashMap<String, RuleView> = HashMap::new();
     let now = Utc::now();
     let mut inputs = Vec::with_capacity(req.results.len());
@@ -286,20 +294,26 @@ async fn record_results(
             }
         };
         if !rules.contains_key(&rule_code) {
-            let rule =
-                match crate::rules::item_rule(state.store.as_ref(), &building, &rule_code).await {
-                    Ok(rule) => rule.view(),
-                    Err(StoreError::NotFound) => {
-                        return Err(ApiError::unprocessable(
-                            "unknown_rule",
-                            format!(
-                                "{}: the item's rule {rule_code} is not an active rule",
-                                at("asset_id")
-                            ),
-                        ))
+            let found = match known_rules.remove(&rule_code) {
+                Some(known) => known.map(|(_, view)| view),
+                None => {
+                    match crate::rules::item_rule(state.store.as_ref(), &building, &rule_code).await
+                    {
+                        Ok(rule) => Some(rule.view()),
+                        Err(StoreError::NotFound) => None,
+                        Err(e) => return Err(e.into()),
                     }
-                    Err(e) => return Err(e.into()),
-                };
+                }
+            };
+            let Some(rule) = found else {
+                return Err(ApiError::unprocessable(
+                    "unknown_rule",
+                    format!(
+                        "{}: the item's rule {rule_code} is not an active rule",
+                        at("asset_id")
+                    ),
+                ));
+            };
             rules.insert(rule_code.clone(), rule);
         }
         let rule = &rules[&rule_code];

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use firemode_sync_core::{DocumentId, ItemInit, SessionInit, SignOff};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -25,7 +25,8 @@ use crate::state::AppState;
 use crate::store::buildings::BuildingRecord;
 use crate::store::rules::RuleRecord;
 use crate::store::sessions::{
-    NewChange, SessionFilter, SessionPatch, SessionRecord, SessionRow, SignOffRow,
+    InitialProjection, ItemRow, NewChange, SessionFilter, SessionPatch, SessionRecord, SessionRow,
+    SignOffRow,
 };
 use crate::store::{Role, StoreError};
 
@@ -207,11 +208,14 @@ async fn create(
             let doc: DocumentId = raw.parse().map_err(|e| {
                 ApiError::unprocessable("invalid_document_id", format!("document_id: {e}"))
             })?;
-            (doc.as_uuid(), Vec::new())
+            (doc.as_uuid(), InitialDocument::default())
         }
         None => {
-            let items = session_items(&state, &user, &building, &req.frequency).await?;
-            new_document(&state, &user, &building, name, &req.frequency, items)?
+            let (items, rules) = session_items(&state, &user, &building, &req.frequency).await?;
+            let (id, mut initial) =
+                new_document(&state, &user, &building, name, &req.frequency, items)?;
+            initial.rules = Some(rules);
+            (id, initial)
         }
     };
     let view = store_session(
@@ -252,6 +256,17 @@ pub(crate) async fn check_assignees(
     Ok(())
 }
 
+/// A new session's first document: the change rows to store, and the document they make
+/// (none for a document a tablet created offline, whose changes the tablet sends).
+#[derive(Default)]
+pub(crate) struct InitialDocument {
+    pub changes: Vec<NewChange>,
+    pub doc: Option<automerge::Automerge>,
+    /// The building's rules (`crate::rules::building_rules` without a frequency), when the
+    /// caller has read them already.
+    pub rules: Option<Vec<RuleRecord>>,
+}
+
 /// A new session document with these items, as the change rows to store.
 pub(crate) fn new_document(
     state: &AppState,
@@ -260,7 +275,7 @@ pub(crate) fn new_document(
     name: &str,
     frequency: &str,
     items: Vec<ItemInit>,
-) -> ApiResult<(Uuid, Vec<NewChange>)> {
+) -> ApiResult<(Uuid, InitialDocument)> {
     let id = Uuid::new_v4();
     let init = SessionInit {
         session_id: id,
@@ -289,7 +304,14 @@ pub(crate) fn new_document(
             connection_id: super::error::current_request_id(),
         })
         .collect();
-    Ok((id, changes))
+    Ok((
+        id,
+        InitialDocument {
+            changes,
+            doc: Some(doc),
+            rules: None,
+        },
+    ))
 }
 
 /// A session about to be stored.
@@ -299,11 +321,16 @@ pub(crate) struct NewSession<'a> {
     pub frequency: &'a str,
     pub assigned: Vec<Uuid>,
     /// The document's first changes (none for a document a tablet created offline).
-    pub initial: Vec<NewChange>,
+    pub initial: InitialDocument,
 }
 
 /// Store a session with its assignees and first changes, project it, and audit it
 /// (`session.create` with `audit_extra` merged in).
+///
+/// The projection of a document the server just built is made here, from the document in
+/// hand, and stored in the session's own transaction (the session is readable with its items
+/// the moment it exists, on every node); the document is not loaded into the sync hub, which
+/// loads it when a tablet opens it.
 pub(crate) async fn store_session(
     state: &AppState,
     user: &AuthUser,
@@ -313,7 +340,8 @@ pub(crate) async fn store_session(
 ) -> ApiResult<SessionView> {
     // An archived building takes no new sessions (whichever route makes them).
     super::records::ensure_open(state, user.org_id, building.id).await?;
-    let now = Utc::now();
+    // What the database keeps (PostgreSQL: microseconds), so the answer equals a later read.
+    let now = Utc::now().trunc_subsecs(6);
     let id = new.id;
     let row = SessionRow {
         id,
@@ -331,9 +359,26 @@ pub(crate) async fn store_session(
         signed_off_licence: None,
         signed_off_at: None,
     };
+    let projected = match &new.initial.doc {
+        Some(doc) => {
+            initial_projection(state, building, &row, doc, new.initial.rules.as_deref()).await?
+        }
+        None => None,
+    };
     state
         .store
-        .create_session(&row, &new.assigned, &new.initial)
+        .create_projected_session(
+            &row,
+            &new.assigned,
+            &new.initial.changes,
+            projected
+                .as_ref()
+                .map(|(rows, heads, problems)| InitialProjection {
+                    rows,
+                    heads,
+                    problems,
+                }),
+        )
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => ApiError::conflict(
@@ -342,7 +387,7 @@ pub(crate) async fn store_session(
             ),
             other => other.into(),
         })?;
-    if !new.initial.is_empty() {
+    if projected.is_none() && !new.initial.changes.is_empty() {
         // Project the fresh document so REST reads see its items at once.
         let _ = state.hub.project_now(id).await;
     }
@@ -359,25 +404,72 @@ pub(crate) async fn store_session(
             details,
         )
         .await?;
-    let rec = state.store.get_session(user.org_id, id).await?;
-    Ok(rec.into())
+    // As the registry now holds it (assignees in the order a read lists them).
+    let mut assigned_to = new.assigned;
+    assigned_to.sort();
+    assigned_to.dedup();
+    Ok(SessionRecord { row, assigned_to }.into())
+}
+
+/// The projection of a document the server just built (rows, heads, problems), as the
+/// projection writer would write it (`crate::projection::rows`); None when it needs more than
+/// the rules — an item with readings is compared with the asset's reference values, an item
+/// with findings raises defects — which a fresh document never has: then the hub projects it.
+async fn initial_projection(
+    state: &AppState,
+    building: &BuildingRecord,
+    session: &SessionRow,
+    doc: &automerge::Automerge,
+    building_rules: Option<&[RuleRecord]>,
+) -> ApiResult<Option<(Vec<ItemRow>, String, serde_json::Value)>> {
+    let projection = firemode_sync_core::project(doc);
+    if projection.items.iter().any(|i| !i.readings.is_empty()) {
+        return Ok(None);
+    }
+    let codes = projection
+        .items
+        .iter()
+        .filter_map(|i| i.rule_code.as_deref());
+    let rules = match building_rules {
+        Some(known) => {
+            crate::projection::item_rules_from(state.store.as_ref(), building, known, codes).await
+        }
+        None => crate::projection::item_rules(state.store.as_ref(), building, codes).await,
+    }
+    .map_err(ApiError::Internal)?;
+    let rows = crate::projection::rows(session, &projection, &rules, |_, _, _| None);
+    if rows.assessments.values().any(|a| !a.findings.is_empty()) {
+        return Ok(None);
+    }
+    let heads = firemode_sync_core::encode_heads(&doc.get_heads());
+    Ok(Some((rows.all, heads, rows.problems)))
 }
 
 /// One item per asset of the building that has a rule at this frequency
-/// (`crate::domain::applicability`).
+/// (`crate::domain::applicability`), and the building's rules at any frequency (which the
+/// items are assessed with). One read of the rules serves both: `building_rules` at a
+/// frequency is the same selection over the same candidates, those of that frequency.
 async fn session_items(
     state: &AppState,
     user: &AuthUser,
     building: &BuildingRecord,
     frequency: &str,
-) -> ApiResult<Vec<ItemInit>> {
+) -> ApiResult<(Vec<ItemInit>, Vec<RuleRecord>)> {
     let assets = state
         .store
         .building_assets(user.org_id, building.id)
         .await?;
-    let rules =
-        crate::rules::building_rules(state.store.as_ref(), building, Some(frequency)).await?;
-    Ok(assets
+    let candidates = state
+        .store
+        .edition_rules(building.org_id, None, None)
+        .await?;
+    let at_frequency: Vec<RuleRecord> = candidates
+        .iter()
+        .filter(|r| r.frequency == frequency)
+        .cloned()
+        .collect();
+    let rules = crate::rules::for_building(building, &at_frequency);
+    let items = assets
         .iter()
         .filter_map(|a| {
             let rule =
@@ -387,7 +479,8 @@ async fn session_items(
                 rule_code: rule.code.clone(),
             })
         })
-        .collect())
+        .collect();
+    Ok((items, crate::rules::for_building(building, &candidates)))
 }
 
 #[derive(Deserialize, IntoParams)]

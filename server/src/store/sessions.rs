@@ -180,6 +180,16 @@ pub enum ProjectionWrite {
     Changed,
 }
 
+/// The projection of a new session's first document, stored with the session.
+#[derive(Debug, Clone, Copy)]
+pub struct InitialProjection<'a> {
+    pub rows: &'a [ItemRow],
+    /// The document's heads (`firemode_sync_core::encode_heads`).
+    pub heads: &'a str,
+    /// The document's schema problems.
+    pub problems: &'a serde_json::Value,
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Register a session, its assignees and its initial document changes in one transaction.
@@ -188,6 +198,20 @@ pub trait SessionStore: Send + Sync {
         row: &SessionRow,
         assigned_to: &[Uuid],
         initial: &[NewChange],
+    ) -> StoreResult<()> {
+        self.create_projected_session(row, assigned_to, initial, None)
+            .await
+    }
+    /// [`SessionStore::create_session`], and with `projection` the projection of the
+    /// document `initial` makes, in the same transaction: rows, heads and a watermark above
+    /// every change stored with it (so the projection is current, see
+    /// [`SessionStore::projection_is_current`]).
+    async fn create_projected_session(
+        &self,
+        row: &SessionRow,
+        assigned_to: &[Uuid],
+        initial: &[NewChange],
+        projection: Option<InitialProjection<'_>>,
     ) -> StoreResult<()>;
     /// A session of `org_id` (NotFound for other organisations' sessions).
     async fn get_session(&self, org_id: Uuid, id: Uuid) -> StoreResult<SessionRecord>;
@@ -290,6 +314,41 @@ pub(crate) const SESSION_SELECT: &str = "id, org_id, building_id, name, frequenc
      rule_set_code, rule_set_version, created_by, created_at, updated_at, signed_off_by, \
      signed_off_licence, signed_off_at";
 
+/// [`SESSION_SELECT`] qualified by the alias `s` (for reads that join the assignees).
+pub(crate) static SESSION_SELECT_S: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    SESSION_SELECT
+        .split(", ")
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// One row of a session read joined with its assignees (one row per assignee, or one with
+/// none): the session and its assignees in one round trip.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionWithAssignee {
+    #[sqlx(flatten)]
+    row: SessionRow,
+    assignee: Option<Uuid>,
+}
+
+impl SessionWithAssignee {
+    /// The session of these rows (NotFound for none), its assignees in the rows' order.
+    pub(crate) fn record(rows: Vec<Self>) -> StoreResult<SessionRecord> {
+        let mut rows = rows.into_iter();
+        let first = rows.next().ok_or(super::StoreError::NotFound)?;
+        let assigned_to = first
+            .assignee
+            .into_iter()
+            .chain(rows.filter_map(|r| r.assignee))
+            .collect();
+        Ok(SessionRecord {
+            row: first.row,
+            assigned_to,
+        })
+    }
+}
+
 pub(crate) const ITEM_COLUMNS: &str = "session_id, asset_id, org_id, building_id, rule_code, \
      outcome, raw_outcome, observed_condition, readings, notes, evidence, recorded_by, \
      recorded_at, classification, rule_version, problems, observed_conditions, assessment";
@@ -343,6 +402,44 @@ macro_rules! sessions_sql {
             }
         }
 
+        /// Upsert projection rows: one statement per chunk of rows, so a session's rows cost
+        /// one round trip to the database, not one each.
+        async fn upsert_items(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            rows: &[$crate::store::sessions::ItemRow],
+        ) -> $crate::store::StoreResult<()> {
+            for chunk in rows.chunks($crate::store::sessions::ITEM_ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "INSERT INTO session_items ({}) ",
+                    $crate::store::sessions::ITEM_COLUMNS
+                ));
+                q.push_values(chunk, |mut b, i| {
+                    b.push_bind(i.session_id)
+                        .push_bind(&i.asset_id)
+                        .push_bind(i.org_id)
+                        .push_bind(i.building_id)
+                        .push_bind(&i.rule_code)
+                        .push_bind(&i.outcome)
+                        .push_bind(&i.raw_outcome)
+                        .push_bind(&i.observed_condition)
+                        .push_bind(&i.readings)
+                        .push_bind(&i.notes)
+                        .push_bind(&i.evidence)
+                        .push_bind(&i.recorded_by)
+                        .push_bind(&i.recorded_at)
+                        .push_bind(&i.classification)
+                        .push_bind(&i.rule_version)
+                        .push_bind(&i.problems)
+                        .push_bind(&i.observed_conditions)
+                        .push_bind(&i.assessment);
+                });
+                q.push(" ON CONFLICT (session_id, asset_id) DO UPDATE SET ");
+                q.push($crate::store::sessions::ITEM_UPSERT_SET.as_str());
+                q.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+
         impl $store {
             /// The assignees of many sessions in one query (a list page used to run one per
             /// session). Empty input, no query.
@@ -386,11 +483,12 @@ macro_rules! sessions_sql {
 
         #[async_trait::async_trait]
         impl $crate::store::sessions::SessionStore for $store {
-            async fn create_session(
+            async fn create_projected_session(
                 &self,
                 row: &$crate::store::sessions::SessionRow,
                 assigned_to: &[uuid::Uuid],
                 initial: &[$crate::store::sessions::NewChange],
+                projection: Option<$crate::store::sessions::InitialProjection<'_>>,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.writer.begin().await?;
                 sqlx::query(&format!(
@@ -421,6 +519,23 @@ macro_rules! sessions_sql {
                 for c in initial {
                     insert_change(&mut tx, c).await?;
                 }
+                if let Some(p) = projection {
+                    // The watermark: above every change row of the session (all stored just
+                    // now, in this transaction), as a projection of them all needs.
+                    sqlx::query(&format!(
+                        "INSERT INTO session_projection_state (session_id, projected_seq, heads, problems, updated_at, watermark) \
+                         SELECT $1, w, $2, $3, $4, w FROM \
+                         (SELECT COALESCE(MAX({}), -1) + 1 AS w FROM doc_changes WHERE session_id = $1) m",
+                        <$store>::WATERMARK
+                    ))
+                    .bind(row.id)
+                    .bind(p.heads)
+                    .bind(sqlx::types::Json(p.problems))
+                    .bind(chrono::Utc::now())
+                    .execute(&mut *tx)
+                    .await?;
+                    upsert_items(&mut tx, p.rows).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -430,31 +545,33 @@ macro_rules! sessions_sql {
                 org_id: uuid::Uuid,
                 id: uuid::Uuid,
             ) -> $crate::store::StoreResult<$crate::store::sessions::SessionRecord> {
-                let row: $crate::store::sessions::SessionRow = sqlx::query_as(&format!(
-                    "SELECT {} FROM test_sessions WHERE id = $1 AND org_id = $2",
-                    $crate::store::sessions::SESSION_SELECT
+                let rows: Vec<$crate::store::sessions::SessionWithAssignee> = sqlx::query_as(&format!(
+                    "SELECT {}, a.user_id AS assignee FROM test_sessions s \
+                     LEFT JOIN session_assignees a ON a.session_id = s.id \
+                     WHERE s.id = $1 AND s.org_id = $2 ORDER BY a.user_id",
+                    $crate::store::sessions::SESSION_SELECT_S.as_str()
                 ))
                 .bind(id)
                 .bind(org_id)
-                .fetch_optional(&self.reader)
-                .await?
-                .ok_or($crate::store::StoreError::NotFound)?;
-                Ok(self.with_assignees(vec![row]).await?.remove(0))
+                .fetch_all(&self.reader)
+                .await?;
+                $crate::store::sessions::SessionWithAssignee::record(rows)
             }
 
             async fn find_session(
                 &self,
                 id: uuid::Uuid,
             ) -> $crate::store::StoreResult<$crate::store::sessions::SessionRecord> {
-                let row: $crate::store::sessions::SessionRow = sqlx::query_as(&format!(
-                    "SELECT {} FROM test_sessions WHERE id = $1",
-                    $crate::store::sessions::SESSION_SELECT
+                let rows: Vec<$crate::store::sessions::SessionWithAssignee> = sqlx::query_as(&format!(
+                    "SELECT {}, a.user_id AS assignee FROM test_sessions s \
+                     LEFT JOIN session_assignees a ON a.session_id = s.id \
+                     WHERE s.id = $1 ORDER BY a.user_id",
+                    $crate::store::sessions::SESSION_SELECT_S.as_str()
                 ))
                 .bind(id)
-                .fetch_optional(&self.reader)
-                .await?
-                .ok_or($crate::store::StoreError::NotFound)?;
-                Ok(self.with_assignees(vec![row]).await?.remove(0))
+                .fetch_all(&self.reader)
+                .await?;
+                $crate::store::sessions::SessionWithAssignee::record(rows)
             }
 
             async fn list_sessions(
@@ -874,37 +991,7 @@ macro_rules! sessions_sql {
                         .execute(&mut *tx)
                         .await?;
                 }
-                // One statement per chunk of rows: a session's rows cost one round trip to the
-                // database, not one each.
-                for chunk in upsert.chunks($crate::store::sessions::ITEM_ROWS_PER_STATEMENT) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                        "INSERT INTO session_items ({}) ",
-                        $crate::store::sessions::ITEM_COLUMNS
-                    ));
-                    q.push_values(chunk, |mut b, i| {
-                        b.push_bind(i.session_id)
-                            .push_bind(&i.asset_id)
-                            .push_bind(i.org_id)
-                            .push_bind(i.building_id)
-                            .push_bind(&i.rule_code)
-                            .push_bind(&i.outcome)
-                            .push_bind(&i.raw_outcome)
-                            .push_bind(&i.observed_condition)
-                            .push_bind(&i.readings)
-                            .push_bind(&i.notes)
-                            .push_bind(&i.evidence)
-                            .push_bind(&i.recorded_by)
-                            .push_bind(&i.recorded_at)
-                            .push_bind(&i.classification)
-                            .push_bind(&i.rule_version)
-                            .push_bind(&i.problems)
-                            .push_bind(&i.observed_conditions)
-                            .push_bind(&i.assessment);
-                    });
-                    q.push(" ON CONFLICT (session_id, asset_id) DO UPDATE SET ");
-                    q.push($crate::store::sessions::ITEM_UPSERT_SET.as_str());
-                    q.build().execute(&mut *tx).await?;
-                }
+                upsert_items(&mut tx, upsert).await?;
                 sqlx::query(
                     "UPDATE session_projection_state SET projected_seq = $2, watermark = $2, heads = $3, \
                      problems = $4, updated_at = $5 WHERE session_id = $1",

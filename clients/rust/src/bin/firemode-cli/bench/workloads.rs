@@ -30,8 +30,9 @@ impl Workload for UsersMe {
 }
 
 /// `POST /v1/tests/sessions`: the server reads the building's assets and the rule library,
-/// builds the session's automerge document (one item per asset due at the frequency), stores it
-/// (changes, attribution, snapshot) and the session row in one transaction, and answers 201.
+/// builds the session's automerge document (one item per asset due at the frequency) and its
+/// projection (one result row per item), stores the session row, the document's change with
+/// its attribution and the result rows in one transaction, writes an audit row, and answers 201.
 pub struct CreateSession {
     building: uuid::Uuid,
     frequency: String,
