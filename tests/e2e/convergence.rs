@@ -51,6 +51,8 @@ async fn random_edits_disconnects_and_a_restart_converge(backend: Backend) {
         "base_url": srv.base,
         "seed": seed,
         "duration_ms": EDIT_MS,
+        // What the edit count is asserted against below, with a margin.
+        "min_edits": 150,
         "assets": assets,
         "sessions": sessions,
         "users": {

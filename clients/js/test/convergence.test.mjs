@@ -51,9 +51,17 @@ test("random concurrent edits, random disconnects and a server restart converge"
     console.log(`server restarted at ${Date.now() - start} ms`)
   })()
 
+  // Edit for the fixture's duration, and on a starved machine (fewer edits in that time) on
+  // until `min_edits` were made, within four times the duration.
+  let made = 0
+  const editing = () => {
+    const t = Date.now() - start
+    return t < fx.duration_ms || (made < (fx.min_edits ?? 0) && t < 4 * fx.duration_ms)
+  }
   async function run(c) {
     let n = 0
-    while (Date.now() - start < fx.duration_ms) {
+    while (editing()) {
+      made++
       const s = pick(fx.sessions)
       const asset = pick(fx.assets)
       const id = `${c.name}-${++n}`

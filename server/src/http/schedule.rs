@@ -23,7 +23,6 @@ use super::sessions::{self, NewSession, SessionView};
 use crate::audit::Target;
 use crate::auth::AuthUser;
 use crate::compliance::due::{due_lines, DueInputs, DueItem, DueLine};
-use crate::compliance::{self, Inputs};
 use crate::domain::holidays::{self, AuState};
 use crate::state::AppState;
 use crate::store::buildings::BuildingRecord;
@@ -457,95 +456,4 @@ async fn replace_holidays(
         )
         .await?;
     Ok(Json(holidays_of(&state, user.org_id, st, year).await?))
-}
-
-/// After a sign-off: raise a non-conformance for each routine the session serviced outside
-/// its tolerance window (one per asset; an active one already open is left as it is). The
-/// sign-off has committed by now, so a failure here is logged, not returned.
-pub(crate) async fn raise_outside_tolerance(
-    state: &AppState,
-    user: &AuthUser,
-    session: Uuid,
-    building_id: Uuid,
-) {
-    if let Err(e) = try_raise_outside_tolerance(state, user, session, building_id).await {
-        tracing::warn!(session = %session, error = %e, "could not check the session's services against their tolerance windows");
-    }
-}
-
-async fn try_raise_outside_tolerance(
-    state: &AppState,
-    user: &AuthUser,
-    session: Uuid,
-    building_id: Uuid,
-) -> anyhow::Result<()> {
-    use crate::domain::defects::Severity;
-    use crate::store::defects::DefectRecord;
-    use crate::store::StoreError;
-
-    let store = &state.store;
-    let building = store.get_building(user.org_id, building_id).await?;
-    let today = Utc::now().date_naive();
-    let (inputs, rules) = tokio::try_join!(
-        ScheduleInputs::load(state, user.org_id, &building, today),
-        crate::rules::building_rules(store.as_ref(), &building, None),
-    )?;
-    let report = compliance::build(Inputs {
-        building: &building,
-        assets: &inputs.assets,
-        rules: &rules,
-        services: &inputs.services,
-        history: &inputs.history,
-        calendar: &inputs.calendar,
-        defects: &[],
-        active_defects: Vec::new(),
-        as_of: today,
-        generated_at: Utc::now(),
-    });
-    for f in crate::compliance::due::outside_tolerance(&report, session) {
-        let now = Utc::now();
-        let severity = Severity::NonConformance;
-        let rule_version = rules
-            .iter()
-            .find(|r| r.code == f.rule_code)
-            .map(|r| r.version.clone());
-        let d = DefectRecord {
-            id: Uuid::now_v7(),
-            org_id: user.org_id,
-            building_id,
-            asset_id: Some(f.asset_id),
-            session_id: Some(session),
-            rule_code: Some(f.rule_code.clone()),
-            rule_version,
-            severity: severity.as_str().to_owned(),
-            status: crate::domain::defects::status::OPEN.into(),
-            // Raised by the server, not from an item's observed conditions: the projection
-            // never withdraws it.
-            source: "manual".into(),
-            title: f.title,
-            description: f.description,
-            observed_condition: Some(crate::compliance::due::OUTSIDE_TOLERANCE.into()),
-            evidence: sqlx::types::Json(Vec::new()),
-            discovered_at: now,
-            notify_by: now + severity.notification_window(),
-            acknowledged_at: None,
-            created_by: Some(user.user_id),
-            created_at: now,
-            updated_at: now,
-            severity_overridden: false,
-            severity_reason: None,
-            duplicate_of: None,
-            notified_at: None,
-            escalated_at: None,
-            asset_identifier: None,
-            asset_type: None,
-            asset_location: None,
-        };
-        match store.insert_defect(&d).await {
-            // The asset already has an active one: it stands for this one too.
-            Ok(()) | Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }

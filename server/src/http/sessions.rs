@@ -749,7 +749,6 @@ async fn update(
         if let Err(e) = raised {
             tracing::warn!(session = %id, error = %e, "could not check the session's services against their tolerance windows");
         }
-        super::schedule::raise_outside_tolerance(&state, &user, id, after.row.building_id).await;
     }
     Ok(Json(after.into()))
 }
