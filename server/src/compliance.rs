@@ -407,7 +407,7 @@ pub(crate) fn applicable<'a>(asset: &AssetRecord, rules: &'a [RuleRecord]) -> Ve
         .enumerate()
         .filter(|(_, r)| crate::domain::applicability::applies(&asset.facts(), &r.facts()))
         .filter_map(|(index, rule)| {
-            let f = lib.frequency(&rule.frequency)?;
+            let f = lib.any_frequency(&rule.frequency)?;
             let routine = Routine {
                 months: f.months,
                 days: f.days.unwrap_or(0),

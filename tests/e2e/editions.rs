@@ -267,8 +267,8 @@ async fn pinned_editions_choose_routines_and_classification(b: Backend) {
     assert_problem(&r, 422, "unknown_reading");
 
     // The compliance report takes each building's editions: no 2005 rule in the 2012
-    // building, no 2012 rule in the 2005 one (weekly routines are recorded in sessions; the
-    // report's schedule counts months).
+    // building, no 2012 rule in the 2005 one, whose weekly routines are scheduled like the
+    // others.
     let cur_rows = report_rules(&srv, t, cur).await;
     let old_rows = report_rules(&srv, t, old).await;
     assert!(cur_rows.contains(&("SPR-1".into(), "AS1851-2-1M-SPR".into())));
@@ -285,7 +285,9 @@ async fn pinned_editions_choose_routines_and_classification(b: Backend) {
             ("EL-1", "AS2293-1995-12M-EL"),
             ("EL-1", "AS2293-1995-6M-EL"),
             ("PMP-D", "AS1851-2005-3-12M-DPMP"),
+            ("PMP-D", "AS1851-2005-3-1W-DPMP"),
             ("SPR-1", "AS1851-2005-2-12M-SPR"),
+            ("SPR-1", "AS1851-2005-2-1W-SPR"),
             ("SPR-1", "AS1851-2005-2-5Y-SPR"),
             ("SPR-1", "AS1851-2005-2-6M-SPR"),
         ])

@@ -235,7 +235,7 @@ async fn session_from_schedule(
     let due = building_due(&state, user.org_id, &building, &rules, from, to).await?;
     let lib = crate::rules::library();
     let months = |freq: &str| {
-        lib.frequency(freq).map_or(0, |f| {
+        lib.any_frequency(freq).map_or(0, |f| {
             if f.months > 0 {
                 f.months * 30
             } else {

@@ -749,7 +749,7 @@ pub fn condition_report(input: &Inputs<'_>) -> ConditionReport {
             .iter()
             .filter(|r| crate::domain::applicability::applies(&asset.facts(), &r.facts()))
             .filter_map(|r| {
-                let f = lib.frequency(&r.frequency)?;
+                let f = lib.any_frequency(&r.frequency)?;
                 Some((
                     r,
                     Routine {
