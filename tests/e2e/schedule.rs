@@ -799,15 +799,7 @@ async fn every_change_reaches_the_next_schedule_and_status(be: Backend) {
     );
 
     // An office entry through the API: EXT-1 serviced today.
-    let r = srv
-        .client
-        .post(
-            &format!("/v1/buildings/{b}/assets/{ext1}/service-history"),
-            Some(t),
-            &json!({ "rule_code": EXT_6M, "serviced_on": today.to_string(), "outcome": "pass" }),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    serviced_today(&srv, t, b, ext1).await;
     let (s, _) = both(&srv, t, b).await;
     assert_eq!(
         item(&s, "EXT-1")["last_service"].as_str().unwrap()[..10],
@@ -981,15 +973,7 @@ async fn two_nodes_never_serve_a_stale_schedule() {
         assert_eq!(building_status(node, t, b).await["overdue"], 1);
     }
     // Serviced, through the second node: the first one sees it.
-    let r = n2
-        .client
-        .post(
-            &format!("/v1/buildings/{b}/assets/{ext0}/service-history"),
-            Some(t),
-            &json!({ "rule_code": EXT_6M, "serviced_on": today.to_string(), "outcome": "pass" }),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    serviced_today(&n2, t, b, ext0).await;
     let s = year(&a, t, None).await;
     assert_eq!(s["overdue"], 0, "{s}");
     assert_eq!(year(&a, t, Some(b)).await["overdue"], 0);
@@ -1038,15 +1022,7 @@ async fn two_nodes_never_serve_a_stale_schedule() {
     let first_lines = lines(&s, Some(b));
     // A service in the second building, through the second node: the first node's next
     // answer has it, and the first building's lines as they were.
-    let r = n2
-        .client
-        .post(
-            &format!("/v1/buildings/{b2}/assets/{ext2}/service-history"),
-            Some(t),
-            &json!({ "rule_code": EXT_6M, "serviced_on": today.to_string(), "outcome": "pass" }),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    serviced_today(&n2, t, b2, ext2).await;
     let s = year(&a, t, None).await;
     assert_eq!(item(&s, "EXT-2")["overdue"], false, "{s}");
     assert_eq!(lines(&s, Some(b)), first_lines);
@@ -1376,7 +1352,6 @@ async fn a_burst_of_requests_after_a_change_loads_once(be: Backend) {
     };
     let org = srv.org("Acme").await;
     let t = org.admin.token.as_str();
-    let today = Utc::now().date_naive();
     let mut bs = Vec::new();
     for (i, name) in ["Alpha House", "Bravo House", "Charlie House"]
         .iter()
@@ -1392,15 +1367,7 @@ async fn a_burst_of_requests_after_a_change_loads_once(be: Backend) {
 
     // A service in one building: that building alone is loaded again, once.
     let (b0, a0) = bs[0];
-    let r = srv
-        .client
-        .post(
-            &format!("/v1/buildings/{b0}/assets/{a0}/service-history"),
-            Some(t),
-            &json!({ "rule_code": EXT_6M, "serviced_on": today.to_string(), "outcome": "pass" }),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    serviced_today(&srv, t, b0, a0).await;
     let before = loads(&srv).await;
     let answers = burst(20).await;
     let after = loads(&srv).await;
@@ -1452,4 +1419,19 @@ async fn a_burst_of_requests_after_a_change_loads_once(be: Backend) {
         assert_eq!(r.status, 200, "{}", r.body);
     }
     assert_eq!(delta(&before, &after, "report"), 1, "{after:?}");
+}
+
+/// An office entry through `node`'s API: the six-monthly extinguisher routine of `asset` in
+/// `building`, done today and passed.
+async fn serviced_today(node: &TestServer, token: &str, building: Uuid, asset: Uuid) {
+    let today = Utc::now().date_naive();
+    let r = node
+        .client
+        .post(
+            &format!("/v1/buildings/{building}/assets/{asset}/service-history"),
+            Some(token),
+            &json!({ "rule_code": EXT_6M, "serviced_on": today.to_string(), "outcome": "pass" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
 }
