@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use automerge::legacy::ObjectId as OpObject;
+use automerge::legacy::{ObjectId as OpObject, OpType};
 use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, ReadDoc, Value, ROOT};
 
 use super::keys::ITEMS;
@@ -18,8 +18,9 @@ use crate::read::{Reader, MAX_DEPTH};
 
 /// Above this many new changes a full projection is cheaper than decoding them all.
 const MAX_INCREMENTAL_CHANGES: usize = 64;
-/// Objects nested deeper than this inside an item are not indexed (ops on them re-project
-/// everything).
+/// Objects nested deeper than this inside an item when the index is taken are not indexed
+/// (ops on them re-project everything); objects made later are placed from the operation that
+/// makes them, at any depth.
 const INDEX_DEPTH: usize = 4;
 
 /// An automerge object as named in a change's operations: (counter, actor).
@@ -108,9 +109,6 @@ impl ProjectionCache {
                 Ok(at) => list[at] = fresh,
                 Err(_) => return self.full(doc),
             }
-            if let Some(owners) = self.owners.as_mut() {
-                index_item(owners, &reader, &items, asset);
-            }
         }
     }
 }
@@ -133,14 +131,22 @@ fn touched_items(
         // something odd, fall back to the full projection instead of failing the caller.
         let expanded =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).ok()?;
-        for op in &expanded.operations {
+        // Operation ids are implicit in a change: its start op, then one per operation.
+        let start = expanded.start_op.get();
+        for (i, op) in expanded.operations.iter().enumerate() {
             let OpObject::Id(id) = &op.obj else {
                 return None;
             };
             // Not inside an item: the root, the `items` map itself (an item added, replaced or
-            // removed), or an object made since the index was taken.
-            let asset = owners.get(&(id.counter(), id.actor().clone()))?;
-            assets.insert(asset.clone());
+            // removed), or an object the index does not know.
+            let asset = owners.get(&(id.counter(), id.actor().clone()))?.clone();
+            // An object made inside an item belongs to that item, wherever it is nested:
+            // later operations on it (in this change or another) are placed without
+            // re-indexing the item.
+            if matches!(op.action, OpType::Make(_)) {
+                owners.insert((start + i as u64, expanded.actor_id.clone()), asset.clone());
+            }
+            assets.insert(asset);
         }
     }
     Some(assets)
@@ -303,6 +309,11 @@ mod tests {
         RemoveItem(usize),
         AddItem,
         Status(String),
+        /// A map nested two levels inside an item's readings, made or written into.
+        Nested(usize, f64),
+        /// Another device's edits, made on a copy of the document taken a few rounds ago,
+        /// merged in (operations on objects this replica made or saw at other times).
+        Merge,
     }
 
     fn edit_strategy() -> impl proptest::strategy::Strategy<Value = Edit> {
@@ -317,6 +328,8 @@ mod tests {
             1 => (0..6usize).prop_map(Edit::RemoveItem),
             1 => Just(Edit::AddItem),
             1 => "in_progress|completed".prop_map(Edit::Status),
+            2 => (0..6usize, -10.0..1000.0f64).prop_map(|(i, v)| Edit::Nested(i, v)),
+            1 => Just(Edit::Merge),
         ]
     }
 
@@ -392,8 +405,44 @@ mod tests {
             Edit::Status(s) => {
                 tx.put(ROOT, "status", s.as_str()).unwrap();
             }
+            Edit::Nested(i, v) => {
+                if let Some(it) = item(&tx, *i) {
+                    if let Some((Value::Object(ObjType::Map), r)) = tx.get(&it, "readings").unwrap()
+                    {
+                        let outer = match tx.get(&r, "panel").unwrap() {
+                            Some((Value::Object(ObjType::Map), o)) => o,
+                            _ => tx.put_object(&r, "panel", ObjType::Map).unwrap(),
+                        };
+                        let inner = match tx.get(&outer, "zone").unwrap() {
+                            Some((Value::Object(ObjType::Map), o)) => o,
+                            _ => tx.put_object(&outer, "zone", ObjType::Map).unwrap(),
+                        };
+                        tx.put(&inner, "volts", *v).unwrap();
+                    }
+                }
+            }
+            Edit::Merge => {}
         }
         tx.commit();
+    }
+
+    /// Another device: edits the copy it holds, then the two are merged (both ways).
+    fn merge_from(doc: &mut Automerge, other: &mut Automerge, salt: usize) {
+        for (n, edit) in [
+            Edit::Outcome(salt, "fail".into()),
+            Edit::Nested(salt + 1, salt as f64),
+            Edit::NewReadings(salt + 2),
+            Edit::Reading(salt + 2, 2.5),
+        ]
+        .iter()
+        .enumerate()
+        {
+            if (salt + n) % 3 != 0 {
+                apply(other, edit);
+            }
+        }
+        doc.merge(other).unwrap();
+        other.merge(doc).unwrap();
     }
 
     proptest::proptest! {
@@ -405,10 +454,14 @@ mod tests {
             rounds in proptest::collection::vec(proptest::collection::vec(edit_strategy(), 1..4), 1..25)
         ) {
             let (mut doc, _) = session(4);
+            let mut other = doc.fork();
             let mut cache = ProjectionCache::new(&doc);
-            for round in &rounds {
-                for edit in round {
-                    apply(&mut doc, edit);
+            for (r, round) in rounds.iter().enumerate() {
+                for (e, edit) in round.iter().enumerate() {
+                    match edit {
+                        Edit::Merge => merge_from(&mut doc, &mut other, r + e),
+                        edit => apply(&mut doc, edit),
+                    }
                 }
                 proptest::prop_assert_eq!(cache.update(&doc), &project(&doc));
             }

@@ -5,6 +5,7 @@
 //! [`SchemaProblem`]s with a JSON-pointer path.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use automerge::{Automerge, ObjId, ObjType, ScalarValue, Value, ROOT};
 use serde::Serialize;
@@ -15,7 +16,7 @@ use super::{
     Outcome, ReadingValue, SignOff, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, STATUS_COMPLETED,
     STATUS_IN_PROGRESS,
 };
-use crate::read::{kind, pointer_segment, scalar_f64, Reader};
+use crate::read::{kind, pointer_segment, scalar_f64, MapEntries, Reader};
 
 /// A place where the document does not follow the schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,9 +102,9 @@ pub struct ProjectedItem {
 pub fn project(doc: &Automerge) -> Projection {
     let reader = Reader::new(doc, None);
     let mut problems = Problems::default();
-    let root = Field::root();
+    let root = Field::root().loaded(&reader);
 
-    let schema = read_schema(&reader, &mut problems);
+    let schema = read_schema(&reader, &root, &mut problems);
     let session_id = read_uuid(&reader, &root, SESSION_ID, &mut problems);
     let building_id = read_uuid(&reader, &root, BUILDING_ID, &mut problems);
     let org_id = read_uuid(&reader, &root, ORG_ID, &mut problems);
@@ -128,16 +129,19 @@ pub fn project(doc: &Automerge) -> Projection {
 
     let mut items = Vec::new();
     if let Some(items_obj) = read_map(&reader, &root, ITEMS, &mut problems) {
-        for key in reader.keys(&items_obj.obj) {
-            let field = items_obj.child(&key);
-            match reader.get(&items_obj.obj, key.as_str()) {
-                Some((Value::Object(ObjType::Map), obj)) => {
-                    items.push(project_item(&reader, field.with_obj(obj), key));
+        for (key, value, obj) in reader.entries(&items_obj.obj).iter() {
+            let field = items_obj.child(key);
+            match value {
+                Value::Object(ObjType::Map) => {
+                    items.push(project_item(
+                        &reader,
+                        field.with_obj(obj.clone()),
+                        key.into(),
+                    ));
                 }
-                Some((other, _)) => {
-                    problems.push(field, format!("expected a map, found {}", kind(&other)));
+                other => {
+                    problems.push(field, format!("expected a map, found {}", kind(other)));
                 }
-                None => {}
             }
         }
     }
@@ -183,7 +187,7 @@ pub fn project_items(doc: &Automerge, assets: &[&str]) -> Vec<Option<ProjectedIt
 
 /// `signedOff`, when present and complete.
 fn read_sign_off(reader: &Reader<'_>, root: &Field, problems: &mut Problems) -> Option<SignOff> {
-    match reader.get(&root.obj, SIGNED_OFF) {
+    match root.get(reader, SIGNED_OFF) {
         None => None,
         Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Null) => None,
         _ => {
@@ -201,6 +205,8 @@ fn read_sign_off(reader: &Reader<'_>, root: &Field, problems: &mut Problems) -> 
 }
 
 pub(super) fn project_item(reader: &Reader<'_>, item: Field, asset_id: String) -> ProjectedItem {
+    // One pass over the item's map instead of a lookup per field.
+    let item = item.loaded(reader);
     let mut problems = Problems::default();
     if Uuid::try_parse(&asset_id).is_err() {
         problems.push(
@@ -254,11 +260,13 @@ pub(super) fn item_field(items: &ObjId, asset: &str) -> Field {
         .child(asset)
 }
 
-/// An object of the document together with its JSON-pointer path.
+/// An object of the document together with its JSON-pointer path, and, for a map read in
+/// one pass ([`Field::loaded`]), its entries.
 #[derive(Clone)]
 pub(super) struct Field {
     obj: ObjId,
     path: String,
+    entries: Option<Rc<MapEntries>>,
 }
 
 impl Field {
@@ -266,6 +274,7 @@ impl Field {
         Self {
             obj: ROOT,
             path: String::new(),
+            entries: None,
         }
     }
 
@@ -274,11 +283,33 @@ impl Field {
         Self {
             obj: self.obj.clone(),
             path: format!("{}/{}", self.path, pointer_segment(key)),
+            entries: None,
         }
     }
 
     pub(super) fn with_obj(self, obj: ObjId) -> Field {
-        Self { obj, ..self }
+        Self {
+            obj,
+            path: self.path,
+            entries: None,
+        }
+    }
+
+    /// This map with every entry read at once: later lookups answer from them.
+    fn loaded(self, reader: &Reader<'_>) -> Field {
+        let entries = reader.entries(&self.obj);
+        Self {
+            entries: Some(Rc::new(entries)),
+            ..self
+        }
+    }
+
+    /// The winning value at `key` of this map.
+    fn get<'a>(&self, reader: &Reader<'a>, key: &str) -> Option<(Value<'a>, ObjId)> {
+        match &self.entries {
+            Some(entries) => entries.get(key),
+            None => reader.get(&self.obj, key),
+        }
     }
 }
 
@@ -309,7 +340,7 @@ fn read_string(
     need: Need,
     problems: &mut Problems,
 ) -> Option<String> {
-    let value = reader.get(&parent.obj, key);
+    let value = parent.get(reader, key);
     match value {
         Some((Value::Scalar(s), _)) if s.as_str().is_some() => s.as_str().map(str::to_string),
         Some((Value::Object(ObjType::Text), id)) => reader.text(&id),
@@ -357,7 +388,7 @@ fn read_map(
     problems: &mut Problems,
 ) -> Option<Field> {
     let field = parent.child(key);
-    match reader.get(&parent.obj, key) {
+    match parent.get(reader, key) {
         Some((Value::Object(ObjType::Map), obj)) => Some(field.with_obj(obj)),
         Some((other, _)) => {
             problems.push(field, format!("expected a map, found {}", kind(&other)));
@@ -377,7 +408,7 @@ fn read_text(
     key: &str,
     problems: &mut Problems,
 ) -> Option<String> {
-    match reader.get(&parent.obj, key) {
+    match parent.get(reader, key) {
         Some((Value::Object(ObjType::Text), id)) => reader.text(&id),
         Some((Value::Scalar(s), _)) if s.as_str().is_some() => {
             problems.push(
@@ -400,9 +431,9 @@ fn read_text(
     }
 }
 
-fn read_schema(reader: &Reader<'_>, problems: &mut Problems) -> Option<i64> {
-    let field = Field::root().child(SCHEMA);
-    let schema = match reader.get(&ROOT, SCHEMA) {
+fn read_schema(reader: &Reader<'_>, root: &Field, problems: &mut Problems) -> Option<i64> {
+    let field = root.child(SCHEMA);
+    let schema = match root.get(reader, SCHEMA) {
         None => {
             problems.push(field, "missing".to_string());
             return None;
@@ -434,9 +465,9 @@ fn read_readings(
     let Some(map) = read_map(reader, item, READINGS, problems) else {
         return readings;
     };
-    for name in reader.keys(&map.obj) {
-        let value = match reader.get(&map.obj, name.as_str()) {
-            Some((Value::Scalar(s), _)) => match s.as_ref() {
+    for (name, value, id) in reader.entries(&map.obj).iter() {
+        let value = match (value, id) {
+            (Value::Scalar(s), _) => match s.as_ref() {
                 ScalarValue::Boolean(b) => Ok(ReadingValue::Bool(*b)),
                 ScalarValue::Str(t) => Ok(ReadingValue::Text(t.to_string())),
                 other => match scalar_f64(other) {
@@ -448,21 +479,20 @@ fn read_readings(
                     )),
                 },
             },
-            Some((Value::Object(ObjType::Text), id)) => reader
-                .text(&id)
+            (Value::Object(ObjType::Text), id) => reader
+                .text(id)
                 .map(ReadingValue::Text)
                 .ok_or_else(|| "unreadable text".to_string()),
-            Some((other, _)) => Err(format!(
+            (other, _) => Err(format!(
                 "expected a number, boolean or string, found {}",
-                kind(&other)
+                kind(other)
             )),
-            None => continue,
         };
         match value {
             Ok(v) => {
-                readings.insert(name, v);
+                readings.insert(name.to_owned(), v);
             }
-            Err(message) => problems.push(map.child(&name), message),
+            Err(message) => problems.push(map.child(name), message),
         }
     }
     readings
@@ -473,13 +503,13 @@ fn read_readings(
 fn read_conditions(reader: &Reader<'_>, item: &Field, problems: &mut Problems) -> Vec<String> {
     let field = item.child(OBSERVED_CONDITIONS);
     let mut out = Vec::new();
-    match reader.get(&item.obj, OBSERVED_CONDITIONS) {
+    match item.get(reader, OBSERVED_CONDITIONS) {
         Some((Value::Object(ObjType::List), obj)) => {
             let list = field.with_obj(obj);
-            for index in 0..reader.length(&list.obj) {
-                let text = match reader.get(&list.obj, index) {
-                    Some((Value::Scalar(s), _)) => s.as_str().map(str::to_string),
-                    Some((Value::Object(ObjType::Text), id)) => reader.text(&id),
+            for (index, (value, id)) in reader.list(&list.obj).into_iter().enumerate() {
+                let text = match value {
+                    Value::Scalar(s) => s.as_str().map(str::to_string),
+                    Value::Object(ObjType::Text) => reader.text(&id),
                     _ => None,
                 };
                 match text {
@@ -507,7 +537,7 @@ fn read_conditions(reader: &Reader<'_>, item: &Field, problems: &mut Problems) -
 
 fn read_evidence(reader: &Reader<'_>, item: &Field, problems: &mut Problems) -> Vec<String> {
     let field = item.child(EVIDENCE);
-    let list = match reader.get(&item.obj, EVIDENCE) {
+    let list = match item.get(reader, EVIDENCE) {
         Some((Value::Object(ObjType::List), obj)) => field.with_obj(obj),
         Some((other, _)) => {
             problems.push(field, format!("expected a list, found {}", kind(&other)));
@@ -519,10 +549,10 @@ fn read_evidence(reader: &Reader<'_>, item: &Field, problems: &mut Problems) -> 
         }
     };
     let mut evidence = Vec::new();
-    for index in 0..reader.length(&list.obj) {
-        let text = match reader.get(&list.obj, index) {
-            Some((Value::Scalar(s), _)) => s.as_str().map(str::to_string),
-            Some((Value::Object(ObjType::Text), id)) => reader.text(&id),
+    for (index, (value, id)) in reader.list(&list.obj).into_iter().enumerate() {
+        let text = match value {
+            Value::Scalar(s) => s.as_str().map(str::to_string),
+            Value::Object(ObjType::Text) => reader.text(&id),
             _ => None,
         };
         match text {

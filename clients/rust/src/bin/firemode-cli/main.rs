@@ -150,6 +150,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::CreateSession(args)) => bench_create_session(args, json).await,
         Command::Bench(BenchCommand::Results(args)) => bench::results::run(args, json).await,
+        Command::Bench(BenchCommand::Sync(args)) if args.create_only => {
+            bench::sync::load::prepare(args).await
+        }
         Command::Bench(BenchCommand::Sync(args)) => {
             let r = bench::sync::load::run(args, json).await?;
             print_report(&r, || r.to_text(), json)

@@ -488,6 +488,20 @@ pub struct ServerUsage {
     pub end_rss_mib: f64,
     /// CPU cores the server used during the measured window.
     pub cpu_cores: f64,
+    /// The kernel's part of `cpu_cores` (system time: sockets, wake-ups, files).
+    pub sys_cores: f64,
+}
+
+/// `--create-only`: create (FireMode) or seed (reference) the documents into
+/// `--sessions-file`, nothing else.
+pub async fn prepare(args: &SyncArgs) -> Result<()> {
+    let target = Target::connect(&args.target).await?;
+    let docs = target.documents(&args.target, args.docs).await?;
+    target
+        .seed(&docs, 8, args.target.sessions_file.as_deref())
+        .await?;
+    eprintln!("{} documents ready", docs.len());
+    Ok(())
 }
 
 pub async fn run(args: &SyncArgs, json: bool) -> Result<Report> {
@@ -498,7 +512,9 @@ pub async fn run(args: &SyncArgs, json: bool) -> Result<Report> {
     let total = Duration::from_secs_f64(args.warmup + args.duration + args.converge_timeout);
     target.check_token_lasts(total + Duration::from_secs(60))?;
     let docs = target.documents(&args.target, args.docs).await?;
-    target.seed(&docs, 8).await?;
+    target
+        .seed(&docs, 8, args.target.sessions_file.as_deref())
+        .await?;
 
     let monitor = match args.target.server_pid {
         Some(pid) => Some((pid, Monitor::start(pid, Duration::from_millis(50))?)),
@@ -700,9 +716,12 @@ pub async fn run(args: &SyncArgs, json: bool) -> Result<Report> {
     if let (Some((pid, m)), Some(base), Some(loaded), Some(end)) =
         (monitor.as_ref(), baseline, loaded, end)
     {
-        let cpu_cores = match (cpu_from, cpu_to) {
-            (Some(a), Some(b)) => (b.cpu_secs - a.cpu_secs) / args.duration,
-            _ => 0.0,
+        let (cpu_cores, sys_cores) = match (cpu_from, cpu_to) {
+            (Some(a), Some(b)) => (
+                (b.cpu_secs - a.cpu_secs) / args.duration,
+                (b.sys_secs - a.sys_secs) / args.duration,
+            ),
+            _ => (0.0, 0.0),
         };
         r.server_usage = Some(ServerUsage {
             pid: *pid,
@@ -715,6 +734,7 @@ pub async fn run(args: &SyncArgs, json: bool) -> Result<Report> {
             vm_hwm_mib: end.hwm_mib,
             end_rss_mib: end.rss_mib,
             cpu_cores,
+            sys_cores,
         });
     }
     Ok(r)
@@ -843,7 +863,10 @@ impl Report {
                 "server memory      baseline {:.1} MiB, loaded {:.1} MiB ({:.1} KiB per document incl. its clients), peak {:.1} MiB, VmHWM {:.1} MiB, end {:.1} MiB\n",
                 m.baseline_rss_mib, m.loaded_rss_mib, m.per_loaded_document_kib, m.peak_rss_mib, m.vm_hwm_mib, m.end_rss_mib
             );
-            s += &format!("server cpu         {:.2} cores\n", m.cpu_cores);
+            s += &format!(
+                "server cpu         {:.2} cores ({:.2} in the kernel)\n",
+                m.cpu_cores, m.sys_cores
+            );
         }
         if let Some(g) = self.generator_cpu_cores {
             s += &format!("generator cpu      {g:.2} cores\n");

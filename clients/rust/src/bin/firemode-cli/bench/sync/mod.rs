@@ -48,7 +48,9 @@ pub struct TargetArgs {
     /// building created here).
     #[arg(long, default_value_t = 20)]
     pub assets: usize,
-    /// FireMode: document ids, one per line; read if present, created (and written) if not.
+    /// Document ids, one per line; read if present, created (and written) if not. FireMode:
+    /// sessions made over REST; reference: documents seeded into its storage by an earlier
+    /// run (they are not seeded again, so a restarted server loads them only when asked).
     #[arg(long)]
     pub sessions_file: Option<PathBuf>,
     /// Server process id: its RSS (VmRSS/VmHWM) and CPU time are read from /proc.
@@ -96,6 +98,12 @@ pub struct SyncArgs {
     /// when i / docs is odd), so every edit reaches its peer across nodes.
     #[arg(long)]
     pub peer_url: Option<String>,
+    /// Only create (FireMode) or seed (reference) the documents into --sessions-file and
+    /// stop. Run again against a restarted server with the same file: its baseline then holds
+    /// no document and nothing the setup allocated, so (loaded − baseline) ÷ documents is what
+    /// a loaded document costs.
+    #[arg(long, requires = "sessions_file")]
+    pub create_only: bool,
 }
 
 /// `bench sync-touch`.

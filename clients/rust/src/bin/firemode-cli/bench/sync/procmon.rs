@@ -20,6 +20,8 @@ pub struct Sample {
     pub hwm_mib: f64,
     /// User + system CPU time since the process started, seconds.
     pub cpu_secs: f64,
+    /// The system (kernel) part of `cpu_secs`: sockets, wake-ups, files.
+    pub sys_secs: f64,
 }
 
 fn status_kib(status: &str, key: &str) -> Option<u64> {
@@ -29,7 +31,8 @@ fn status_kib(status: &str, key: &str) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn cpu_secs(pid: &str) -> Result<f64> {
+/// (user + system, system) CPU seconds of a process.
+fn cpu_secs(pid: &str) -> Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may contain spaces: count fields after its closing paren.
     let rest = stat
@@ -38,12 +41,15 @@ fn cpu_secs(pid: &str) -> Result<f64> {
         .ok_or_else(|| anyhow!("unexpected /proc/{pid}/stat"))?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    let ticks: u64 = f
+    let (user, sys): (u64, u64) = f
         .get(11)
         .zip(f.get(12))
-        .and_then(|(u, s)| Some(u.parse::<u64>().ok()? + s.parse::<u64>().ok()?))
+        .and_then(|(u, s)| Some((u.parse().ok()?, s.parse().ok()?)))
         .ok_or_else(|| anyhow!("unexpected /proc/{pid}/stat"))?;
-    Ok(ticks as f64 / TICKS_PER_SEC)
+    Ok((
+        (user + sys) as f64 / TICKS_PER_SEC,
+        sys as f64 / TICKS_PER_SEC,
+    ))
 }
 
 /// Read a process now (`pid` may be `self`).
@@ -52,10 +58,12 @@ pub fn sample(pid: &str) -> Result<Sample> {
         .with_context(|| format!("cannot read /proc/{pid}/status (is the pid right?)"))?;
     let rss = status_kib(&status, "VmRSS:").ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
     let hwm = status_kib(&status, "VmHWM:").unwrap_or(rss);
+    let (cpu_secs, sys_secs) = cpu_secs(pid)?;
     Ok(Sample {
         rss_mib: rss as f64 / 1024.0,
         hwm_mib: hwm as f64 / 1024.0,
-        cpu_secs: cpu_secs(pid)?,
+        cpu_secs,
+        sys_secs,
     })
 }
 

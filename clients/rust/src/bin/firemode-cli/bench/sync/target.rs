@@ -155,6 +155,21 @@ impl Target {
     pub async fn documents(&self, args: &TargetArgs, n: usize) -> Result<Vec<DocSpec>> {
         match self.kind {
             ServerKind::Reference => {
+                if let Some(p) = args.sessions_file.as_ref().filter(|p| p.exists()) {
+                    let ids = read_ids(p)?;
+                    if ids.len() < n {
+                        bail!(
+                            "{} holds {} documents, {n} needed: seed them again with a new file",
+                            p.display(),
+                            ids.len()
+                        );
+                    }
+                    return Ok(ids
+                        .into_iter()
+                        .take(n)
+                        .map(|id| DocSpec { id, seed: None })
+                        .collect());
+                }
                 let building = Uuid::new_v4();
                 let org = Uuid::new_v4();
                 let items: Vec<ItemInit> = (0..args.assets)
@@ -163,7 +178,7 @@ impl Target {
                         rule_code: EXTINGUISHER_RULE.into(),
                     })
                     .collect();
-                Ok((0..n)
+                let docs: Vec<DocSpec> = (0..n)
                     .map(|_| {
                         let id = Uuid::new_v4();
                         DocSpec {
@@ -180,7 +195,8 @@ impl Target {
                             })),
                         }
                     })
-                    .collect())
+                    .collect();
+                Ok(docs)
             }
             ServerKind::Firemode => {
                 let mut ids = match &args.sessions_file {
@@ -274,8 +290,20 @@ impl Target {
 
     /// Push every seed document to the reference server (one connection per worker), so that
     /// clients can then `request` them. A no-op for FireMode.
-    pub async fn seed(&self, docs: &[DocSpec], concurrency: usize) -> Result<()> {
+    /// Once seeded, their ids go to `file` (when given), for a later run to reuse.
+    pub async fn seed(
+        &self,
+        docs: &[DocSpec],
+        concurrency: usize,
+        file: Option<&Path>,
+    ) -> Result<()> {
         if self.kind != ServerKind::Reference {
+            return Ok(());
+        }
+        let all: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+        // Documents read from --sessions-file were seeded by an earlier run.
+        let docs: Vec<DocSpec> = docs.iter().filter(|d| d.seed.is_some()).cloned().collect();
+        if docs.is_empty() {
             return Ok(());
         }
         let t0 = std::time::Instant::now();
@@ -316,6 +344,10 @@ impl Target {
             docs.len(),
             t0.elapsed().as_secs_f64()
         );
+        if let Some(p) = file {
+            std::fs::write(p, all.join("\n") + "\n")
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
         Ok(())
     }
 }
