@@ -49,6 +49,8 @@ struct Pending {
 struct Written {
     session: SessionRow,
     rows: HashMap<String, ItemRow>,
+    /// What each of those rows was derived from (see [`Derived`]).
+    derived: HashMap<String, Derived>,
     /// The heads stored with it: if the stored ones differ at the next write, someone else
     /// wrote the session meanwhile and every row is written again.
     heads: String,
@@ -325,9 +327,9 @@ async fn write(
     job: Job,
     before: Option<Written>,
 ) -> anyhow::Result<(Written, u64)> {
-    let (session, previous) = match before {
-        Some(w) => (w.session, Some((w.rows, w.heads))),
-        None => (store.find_session(id).await?.row, None),
+    let (session, previous, derived) = match before {
+        Some(w) => (w.session, Some((w.rows, w.heads)), w.derived),
+        None => (store.find_session(id).await?.row, None, HashMap::new()),
     };
     // The building's pinned editions decide which version of a rule assesses an item.
     let building = store
@@ -349,13 +351,21 @@ async fn write(
         .filter_map(|i| i.asset_id.parse().ok())
         .collect();
     let references = reference_values(store, session.org_id, &assets).await?;
+    let reference =
+        |asset, kind, key: &str| references.get(&(asset, kind, key.to_owned())).copied();
     let Rows {
         all,
         assessments,
         problems,
-    } = rows(&session, &job.projection, &rules, |asset, kind, key| {
-        references.get(&(asset, kind, key.to_owned())).copied()
-    });
+        derived,
+    } = rows_reusing(
+        &session,
+        &job.projection,
+        &rules,
+        reference,
+        derived,
+        previous.as_ref().map(|(rows, _)| rows),
+    );
     let (written_rows, outcome) = match &previous {
         Some((rows, heads)) => {
             let changed: Vec<ItemRow> = all
@@ -439,6 +449,7 @@ async fn write(
     let written = Written {
         session,
         rows: all.into_iter().map(|r| (r.asset_id.clone(), r)).collect(),
+        derived,
         heads: job.heads,
     };
     Ok((written, count))
@@ -494,6 +505,22 @@ pub(crate) struct Rows {
     pub all: Vec<ItemRow>,
     pub assessments: HashMap<String, Assessment>,
     pub problems: serde_json::Value,
+    /// What each row was derived from, for the next write to reuse.
+    derived: HashMap<String, Derived>,
+}
+
+/// What one item row was derived from. The assessment is a pure function of the item, its
+/// rule and the reference values it looks up, so when the item and its rule are unchanged
+/// and every lookup it made answers the same, the row it gave is the row it would give again:
+/// the writer reuses it instead of assessing and serialising the item again (a tablet's edit
+/// touches one item; a write used to rebuild every row of the session).
+#[derive(Clone)]
+struct Derived {
+    item: ProjectedItem,
+    rule: Option<RuleRecord>,
+    /// Every reference value the assessment looked up: (kind, key, what it got).
+    lookups: Vec<(RefKind, String, Option<f64>)>,
+    assessment: Assessment,
 }
 
 /// The item rows of a projection (no I/O): each item assessed against its rule and the
@@ -504,7 +531,21 @@ pub(crate) fn rows(
     rules: &ItemRules,
     reference: impl Fn(Uuid, RefKind, &str) -> Option<f64>,
 ) -> Rows {
+    rows_reusing(session, projection, rules, reference, HashMap::new(), None)
+}
+
+/// [`rows`], reusing a previous row (`rows`) for every item whose [`Derived`] inputs did not
+/// change.
+fn rows_reusing(
+    session: &SessionRow,
+    projection: &Projection,
+    rules: &ItemRules,
+    reference: impl Fn(Uuid, RefKind, &str) -> Option<f64>,
+    mut previous: HashMap<String, Derived>,
+    rows: Option<&HashMap<String, ItemRow>>,
+) -> Rows {
     let mut assessments: HashMap<String, Assessment> = HashMap::new();
+    let mut derived: HashMap<String, Derived> = HashMap::with_capacity(projection.items.len());
     let all: Vec<ItemRow> = projection
         .items
         .iter()
@@ -515,6 +556,23 @@ pub(crate) fn rows(
                 .and_then(|c| rules.get(c))
                 .and_then(Option::as_ref);
             let asset = i.asset_id.parse::<Uuid>().ok();
+            let lookup = |kind, key: &str| asset.and_then(|a| reference(a, kind, key));
+            let before = previous
+                .remove(&i.asset_id)
+                .zip(rows.and_then(|r| r.get(&i.asset_id)));
+            if let Some((d, row)) = before {
+                let same = d.item == *i
+                    && d.rule.as_ref() == rule.map(|(r, _)| r)
+                    && d.lookups
+                        .iter()
+                        .all(|(kind, key, got)| lookup(*kind, key) == *got);
+                if same {
+                    assessments.insert(i.asset_id.clone(), d.assessment.clone());
+                    derived.insert(i.asset_id.clone(), d);
+                    return row.clone();
+                }
+            }
+            let lookups = std::cell::RefCell::new(Vec::new());
             let assessment = assess(
                 rule.map(|(_, v)| v),
                 ItemFacts {
@@ -522,9 +580,22 @@ pub(crate) fn rows(
                     conditions: &i.observed_conditions,
                     readings: &i.readings,
                 },
-                |kind, key| asset.and_then(|a| reference(a, kind, key)),
+                |kind, key| {
+                    let got = lookup(kind, key);
+                    lookups.borrow_mut().push((kind, key.to_owned(), got));
+                    got
+                },
             );
             let row = item_row(session, i, rule.map(|(r, _)| r), &assessment);
+            derived.insert(
+                i.asset_id.clone(),
+                Derived {
+                    item: i.clone(),
+                    rule: rule.map(|(r, _)| r.clone()),
+                    lookups: lookups.into_inner(),
+                    assessment: assessment.clone(),
+                },
+            );
             assessments.insert(i.asset_id.clone(), assessment);
             row
         })
@@ -539,6 +610,7 @@ pub(crate) fn rows(
         all,
         assessments,
         problems: json!(problems),
+        derived,
     }
 }
 
@@ -957,6 +1029,96 @@ mod tests {
             prop_assert!(!stored.contains("\\u0000"), "{stored}");
             if had_nul {
                 prop_assert!(stored.contains("NUL character"), "{stored}");
+            }
+        }
+
+        /// A row reused because its item, rule and reference lookups did not change is the
+        /// row a fresh derivation gives, whatever changes between writes: items edited, the
+        /// rule replaced by a new version, baselines recorded, changed or removed.
+        #[test]
+        fn reused_rows_equal_fresh_ones(
+            rounds in proptest::collection::vec(
+                (
+                    proptest::collection::vec((0..4usize, 0..3u8, 400.0..600.0f64), 0..4),
+                    proptest::collection::vec((0..4usize, proptest::option::of(450.0..550.0f64)), 0..3),
+                    any::<bool>(),
+                ),
+                1..12,
+            ),
+        ) {
+            let session = session();
+            let assets: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+            let make_rule = |version: &str, tolerance: f64| {
+                let mut rule = crate::store::rules::RuleRecord {
+                    id: Uuid::new_v4(),
+                    code: "R".into(),
+                    version: version.into(),
+                    org_id: None,
+                    name: "rule".into(),
+                    description: String::new(),
+                    standard: "AS 1851-2012".into(),
+                    section: "10".into(),
+                    clause: String::new(),
+                    equipment: "portable_extinguisher".into(),
+                    frequency: "six_monthly".into(),
+                    readings: sqlx::types::Json(json!([{"name": "p", "kind": "number", "unit": "kPa",
+                        "expect": {"type": "baseline", "op": "within", "tolerance": tolerance, "tolerance_unit": "percent"}}])),
+                    classification_mappings: sqlx::types::Json(
+                        [("corroded".to_string(), "non_critical_defect".to_string())].into_iter().collect()),
+                    rationale: sqlx::types::Json(Default::default()),
+                    active: true,
+                    created_by: None,
+                    created_at: Utc::now(),
+                    deactivated_at: None,
+                    rule_set_code: "AS1851".into(),
+                    rule_set_version: "2012.1.0".into(),
+                    alternative_to: None,
+                };
+                rule.id = Uuid::from_u128(tolerance as u128);
+                let view = rule.view();
+                (rule, view)
+            };
+            let mut rule = make_rule("1.0.0", 10.0);
+            let mut items: Vec<ProjectedItem> = assets
+                .iter()
+                .map(|a| ProjectedItem {
+                    asset_id: a.to_string(),
+                    rule_code: Some("R".into()),
+                    outcome: Some(Outcome::Pass),
+                    ..Default::default()
+                })
+                .collect();
+            let mut references: HashMap<(Uuid, RefKind, String), f64> = HashMap::new();
+            let mut derived = HashMap::new();
+            let mut written: Option<HashMap<String, ItemRow>> = None;
+            for (r, (edits, baselines, new_rule)) in rounds.iter().enumerate() {
+                for (i, what, value) in edits {
+                    let item = &mut items[*i];
+                    match what {
+                        0 => { item.readings.insert("p".into(), ReadingValue::Number(*value)); }
+                        1 => item.observed_conditions = vec!["corroded".into()],
+                        _ => item.outcome = Some(if *value > 500.0 { Outcome::Fail } else { Outcome::Pass }),
+                    }
+                }
+                for (i, value) in baselines {
+                    let key = (assets[*i], RefKind::Baseline, "p".to_string());
+                    match value {
+                        Some(v) => { references.insert(key, *v); }
+                        None => { references.remove(&key); }
+                    }
+                }
+                if *new_rule {
+                    rule = make_rule(&format!("1.{r}.0"), 5.0 + r as f64);
+                }
+                let rules: ItemRules = [("R".to_string(), Some(rule.clone()))].into_iter().collect();
+                let projection = Projection { items: items.clone(), ..Default::default() };
+                let reference = |a, k, key: &str| references.get(&(a, k, key.to_owned())).copied();
+                let fresh = rows(&session, &projection, &rules, reference);
+                let reused = rows_reusing(&session, &projection, &rules, reference, derived, written.as_ref());
+                prop_assert_eq!(&reused.all, &fresh.all);
+                prop_assert_eq!(&reused.assessments, &fresh.assessments);
+                written = Some(reused.all.iter().map(|r| (r.asset_id.clone(), r.clone())).collect());
+                derived = reused.derived;
             }
         }
     }

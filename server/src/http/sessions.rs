@@ -293,11 +293,11 @@ pub(crate) fn new_document(
     let changes = doc
         .get_changes(&[])
         .into_iter()
-        .map(|mut c| NewChange {
+        .map(|c| NewChange {
             node: 0,
             session_id: id,
             hash: c.hash().0.to_vec(),
-            bytes: c.bytes().into_owned(),
+            bytes: c.raw_bytes().to_vec(),
             actor_id: c.actor_id().to_hex_string(),
             user_id: Some(user.user_id),
             device_id: Some("server".into()),

@@ -837,10 +837,10 @@ impl<C> Replica<C> {
         if !new.is_empty() && !self.staged.senders.contains(&key) {
             self.staged.senders.push(key);
         }
-        for mut c in new {
+        for c in new {
             self.staged.changes.push(NewChange {
                 hash: c.hash(),
-                bytes: c.bytes().into_owned(),
+                bytes: c.raw_bytes().to_vec(),
                 actor_id: c.actor_id().to_hex_string(),
                 attribution: attribution.clone(),
             });
@@ -868,10 +868,10 @@ impl<C> Replica<C> {
     fn apply_write(&mut self, write: Write<C>) {
         let before = self.doc.get_heads();
         let done = write.job.apply(&mut self.doc);
-        for mut c in self.doc.get_changes(&before) {
+        for c in self.doc.get_changes(&before) {
             self.staged.changes.push(NewChange {
                 hash: c.hash(),
-                bytes: c.bytes().into_owned(),
+                bytes: c.raw_bytes().to_vec(),
                 actor_id: c.actor_id().to_hex_string(),
                 attribution: write.attribution.clone(),
             });
