@@ -237,6 +237,10 @@ mod tests {
         tx.put(&map, "k3", 30).unwrap();
         tx.put(&list, 2, "a2").unwrap();
         tx.put_object(&map, "obj", ObjType::Text).unwrap();
+        tx.put(&map, "count", ScalarValue::counter(5)).unwrap();
+        tx.commit();
+        let mut tx = a.transaction();
+        tx.increment(&map, "count", 3).unwrap();
         tx.commit();
         let mut tx = b.transaction();
         tx.put(&map, "k1", "from b").unwrap();
@@ -244,6 +248,10 @@ mod tests {
         tx.put(&list, 2, "b2").unwrap();
         tx.put(&map, "k9", true).unwrap();
         tx.delete(&list, 4).unwrap();
+        tx.put(&list, 0, ScalarValue::counter(1)).unwrap();
+        tx.commit();
+        let mut tx = b.transaction();
+        tx.increment(&list, 0, 10).unwrap();
         tx.commit();
         a.merge(&mut b).unwrap();
         let now = a.get_heads();
