@@ -126,8 +126,9 @@ pub struct TouchArgs {
     /// Keep every connection open until all documents are touched (so all stay loaded).
     #[arg(long)]
     pub hold: bool,
-    /// FireMode: only create the sessions (into --sessions-file) and stop; touch them later on
-    /// a freshly started server, so that creating them does not count.
+    /// Only create the sessions (FireMode) or seed the documents (reference) into
+    /// --sessions-file and stop; touch them later on a freshly started server, so that
+    /// creating them does not count.
     #[arg(long, requires = "sessions_file")]
     pub create_only: bool,
     /// Seconds to wait after touching for idle documents to unload (FireMode: stops early

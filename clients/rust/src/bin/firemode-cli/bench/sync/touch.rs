@@ -169,11 +169,15 @@ pub async fn run(args: &TouchArgs, json: bool) -> Result<Report> {
     }
     let target = Target::connect(&args.target).await?;
     target.check_token_lasts(Duration::from_secs(600))?;
-    let docs = Arc::new(target.documents(&args.target, args.documents).await?);
+    // One document more than touched: fetched once before the baseline, so that what a server
+    // does only for its first document (the JS references load their WebAssembly then) is not
+    // counted as the cost of the documents touched.
+    let mut docs = target.documents(&args.target, args.documents + 1).await?;
     if args.create_only {
-        if target.kind != ServerKind::Firemode {
-            bail!("--create-only is for FireMode sessions");
-        }
+        // The reference's documents are pushed into its storage by a seeding client.
+        target
+            .seed(&docs, 8, args.target.sessions_file.as_deref())
+            .await?;
         return Ok(Report {
             server: target.kind,
             url: target.base.clone(),
@@ -190,6 +194,18 @@ pub async fn run(args: &TouchArgs, json: bool) -> Result<Report> {
             server_usage: None,
         });
     }
+    let warm = docs.pop().context("no warm-up document")?;
+    let docs = Arc::new(docs);
+    let mut peer = Peer::connect(
+        &target.endpoint,
+        target.peer_id("warm-up"),
+        Duration::from_secs(10),
+    )
+    .await?;
+    touch_one(&mut peer, &warm, false)
+        .await
+        .context("fetching the warm-up document")?;
+    peer.close().await;
     let monitor = match args.target.server_pid {
         Some(pid) => Some((pid, Monitor::start(pid, Duration::from_millis(50))?)),
         None => None,
