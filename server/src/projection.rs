@@ -517,7 +517,9 @@ pub(crate) struct Rows {
 #[derive(Clone)]
 struct Derived {
     item: ProjectedItem,
-    rule: Option<RuleRecord>,
+    /// The rule version's id: a stored rule version never changes but for being deactivated,
+    /// after which `crate::rules::item_rule` picks another version (another id) or none.
+    rule: Option<Uuid>,
     /// Every reference value the assessment looked up: (kind, key, what it got).
     lookups: Vec<(RefKind, String, Option<f64>)>,
     assessment: Assessment,
@@ -562,7 +564,7 @@ fn rows_reusing(
                 .zip(rows.and_then(|r| r.get(&i.asset_id)));
             if let Some((d, row)) = before {
                 let same = d.item == *i
-                    && d.rule.as_ref() == rule.map(|(r, _)| r)
+                    && d.rule == rule.map(|(r, _)| r.id)
                     && d.lookups
                         .iter()
                         .all(|(kind, key, got)| lookup(*kind, key) == *got);
@@ -591,7 +593,7 @@ fn rows_reusing(
                 i.asset_id.clone(),
                 Derived {
                     item: i.clone(),
-                    rule: rule.map(|(r, _)| r.clone()),
+                    rule: rule.map(|(r, _)| r.id),
                     lookups: lookups.into_inner(),
                     assessment: assessment.clone(),
                 },
@@ -1049,7 +1051,7 @@ mod tests {
             let session = session();
             let assets: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
             let make_rule = |version: &str, tolerance: f64| {
-                let mut rule = crate::store::rules::RuleRecord {
+                let rule = crate::store::rules::RuleRecord {
                     id: Uuid::new_v4(),
                     code: "R".into(),
                     version: version.into(),
@@ -1074,7 +1076,6 @@ mod tests {
                     rule_set_version: "2012.1.0".into(),
                     alternative_to: None,
                 };
-                rule.id = Uuid::from_u128(tolerance as u128);
                 let view = rule.view();
                 (rule, view)
             };

@@ -14,7 +14,7 @@ use super::StoreResult;
 use crate::rules::{RuleDef, Version};
 
 /// A stored rule version.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RuleRecord {
     pub id: Uuid,
     pub code: String,
