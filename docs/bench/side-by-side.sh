@@ -19,6 +19,11 @@
 #   js-paced:   the same clients, 100 clients, 30 edits each at 5 edits/s
 #   rust-closed: `firemode-cli bench sync`, 200 clients / 100 documents, closed loop, 20 s
 #   rust-1hz:    the same, 1 edit/s per client, 30 s
+#   memory:      memory per loaded document: MEMDOCS documents (default 2,000) are made first
+#                (sessions over REST; seeded into the references' storage), the server is
+#                restarted, then `bench sync-touch --no-edit --hold` fetches each of them (50 per
+#                connection, so sockets are 1/50 of the figure) and holds them all loaded:
+#                (RSS with all loaded − baseline) ÷ documents
 #   storm:       (FireMode only) docs/bench/js-storm.mjs: TABLETS tablets (default 1,000) with
 #                on-device storage edit SESSIONS sessions (500) offline and reconnect within one
 #                second, while ONLINE tablets (20) edit once a second in a Node process of their
@@ -123,6 +128,13 @@ workload() { # $1 workload; server running as $server, its data in $data
     wait $online 2>/dev/null || true
     return $rc
     ;;
+  memory)
+    local flag=()
+    [ $kind = reference ] && flag=(--server reference)
+    FIREMODE_EMAIL=$EMAIL FIREMODE_PASSWORD=$PW gen "$BIN/firemode-cli" --json bench sync-touch "${flag[@]}" \
+      --url "$URL" --documents "${MEMDOCS:-2000}" --no-edit --hold --per-connection 50 --concurrency 8 \
+      --idle-wait 0 --server-pid $server --sessions-file "$data/documents.txt"
+    ;;
   rust-closed | rust-1hz)
     local r=0 dur=20
     [ "$1" = rust-1hz ] && r=1 dur=30
@@ -140,14 +152,19 @@ workload() { # $1 workload; server running as $server, its data in $data
 # process that holds no document and nothing the setup allocated: (RSS with every document
 # loaded − that baseline) ÷ 100 is then what a loaded document (with its two clients) costs.
 prepare() { # $1 workload; restarts $server
-  case $1 in
-  rust-closed | rust-1hz) ;;
-  *) return 0 ;;
-  esac
   local flag=()
   [[ $name == ref* || $name == samod ]] && flag=(--server reference)
-  FIREMODE_EMAIL=$EMAIL FIREMODE_PASSWORD=$PW gen "$BIN/firemode-cli" bench sync "${flag[@]}" \
-    --url "$URL" --clients 200 --docs 100 --create-only --sessions-file "$data/documents.txt" >&2
+  case $1 in
+  rust-closed | rust-1hz)
+    FIREMODE_EMAIL=$EMAIL FIREMODE_PASSWORD=$PW gen "$BIN/firemode-cli" bench sync "${flag[@]}" \
+      --url "$URL" --clients 200 --docs 100 --create-only --sessions-file "$data/documents.txt" >&2
+    ;;
+  memory)
+    FIREMODE_EMAIL=$EMAIL FIREMODE_PASSWORD=$PW gen "$BIN/firemode-cli" bench sync-touch "${flag[@]}" \
+      --url "$URL" --documents "${MEMDOCS:-2000}" --create-only --sessions-file "$data/documents.txt" >&2
+    ;;
+  *) return 0 ;;
+  esac
   sleep 2 # the JS references write to storage after a debounce
   kill $server 2>/dev/null; wait $server 2>/dev/null || true
   start "$data"

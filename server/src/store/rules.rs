@@ -173,6 +173,22 @@ pub(crate) const EDITION_RULES_SQL: &str = "SELECT id, code, version, org_id, na
      WHERE rn = 1 AND ($2 IS NULL OR frequency = $2) AND ($3 IS NULL OR code = $3) \
      ORDER BY code, rule_set_code, rule_set_version";
 
+/// [`EDITION_RULES_SQL`] for one code (`$3`, not null): the code is filtered before the window
+/// (each window partition holds one code, so the partitions kept are the same), which lets
+/// the database read that code's rows by `rules_code_idx` instead of numbering every active
+/// rule of the organisation to keep one code's — the query the projection and every result
+/// write run once per rule code. The frequency stays a filter on the latest version, as
+/// above (a newer version at another frequency must still hide an older one).
+pub(crate) const EDITION_RULE_CODE_SQL: &str = "SELECT id, code, version, org_id, name, description, \
+     standard, section, clause, equipment, frequency, readings, classification_mappings, rationale, \
+     rule_set_code, rule_set_version, alternative_to, active, created_by, created_at, deactivated_at FROM (\
+       SELECT r.*, ROW_NUMBER() OVER (PARTITION BY code, rule_set_code, rule_set_version \
+         ORDER BY v_major DESC, v_minor DESC, v_patch DESC, (org_id IS NULL)) AS rn \
+       FROM rules r WHERE code = $3 AND active AND (org_id IS NULL OR org_id = $1)\
+     ) latest \
+     WHERE rn = 1 AND ($2 IS NULL OR frequency = $2) \
+     ORDER BY code, rule_set_code, rule_set_version";
+
 /// Rows per multi-row INSERT: 100 x 24 binds stays far below both drivers' limits.
 pub(crate) const RULE_INSERT_CHUNK: usize = 100;
 
@@ -359,7 +375,11 @@ macro_rules! rules_sql {
                 frequency: Option<&str>,
                 code: Option<&str>,
             ) -> $crate::store::StoreResult<Vec<$crate::store::rules::RuleRecord>> {
-                Ok(sqlx::query_as($crate::store::rules::EDITION_RULES_SQL)
+                let sql = match code {
+                    Some(_) => $crate::store::rules::EDITION_RULE_CODE_SQL,
+                    None => $crate::store::rules::EDITION_RULES_SQL,
+                };
+                Ok(sqlx::query_as(sql)
                     .bind(org_id)
                     .bind(frequency)
                     .bind(code)
