@@ -556,10 +556,14 @@ pub async fn run(args: &SyncArgs, json: bool) -> Result<Report> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         None
     };
-    let baseline = monitor.as_ref().and_then(|(_, m)| {
-        m.reset_peak();
-        m.now()
-    });
+    let baseline = match monitor.as_ref() {
+        Some((_, m)) => {
+            let settled = m.settled(Duration::from_secs(20)).await;
+            m.reset_peak();
+            settled
+        }
+        None => None,
+    };
 
     let shared = Arc::new(Shared {
         epoch: Instant::now(),

@@ -122,6 +122,27 @@ impl Monitor {
         Some(s)
     }
 
+    /// Wait (at most `limit`) until the RSS has not fallen for two seconds, then read it: a
+    /// baseline taken while the allocator is still returning freed memory to the system (the
+    /// 19 MiB of the login's password hash, freed just before) is too high by that much.
+    pub async fn settled(&self, limit: Duration) -> Option<Sample> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last = self.now()?;
+        let mut since = tokio::time::Instant::now();
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let s = self.now()?;
+            if s.rss_mib < last.rss_mib - 0.25 {
+                since = tokio::time::Instant::now();
+            }
+            last = s;
+            if since.elapsed() >= Duration::from_secs(2) {
+                break;
+            }
+        }
+        Some(last)
+    }
+
     /// Highest RSS sampled so far, MiB.
     pub fn peak_mib(&self) -> f64 {
         self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0

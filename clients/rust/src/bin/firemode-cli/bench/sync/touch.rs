@@ -219,10 +219,14 @@ pub async fn run(args: &TouchArgs, json: bool) -> Result<Report> {
         ServerKind::Reference => None,
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let baseline = monitor.as_ref().and_then(|(_, m)| {
-        m.reset_peak();
-        m.now()
-    });
+    let baseline = match monitor.as_ref() {
+        Some((_, m)) => {
+            let settled = m.settled(Duration::from_secs(20)).await;
+            m.reset_peak();
+            settled
+        }
+        None => None,
+    };
     if !json {
         eprintln!(
             "touching {} documents ({} connections at a time, {} per connection{}) ...",
