@@ -437,7 +437,7 @@ mod tests {
         .iter()
         .enumerate()
         {
-            if (salt + n) % 3 != 0 {
+            if !(salt + n).is_multiple_of(3) {
                 apply(other, edit);
             }
         }
