@@ -161,17 +161,22 @@ pub(crate) const LATEST_RULES_SQL: &str = "SELECT id, code, version, org_id, nam
      AND ($4 IS NULL OR code = $4) AND ($5 IS NULL OR code > $5) \
      ORDER BY code LIMIT $6";
 
-/// The latest active version per code AND edition visible to `$1`, filtered by `$2` frequency
-/// and `$3` one code.
-pub(crate) const EDITION_RULES_SQL: &str = "SELECT id, code, version, org_id, name, description, \
-     standard, section, clause, equipment, frequency, readings, classification_mappings, rationale, \
-     rule_set_code, rule_set_version, alternative_to, active, created_by, created_at, deactivated_at FROM (\
-       SELECT r.*, ROW_NUMBER() OVER (PARTITION BY code, rule_set_code, rule_set_version \
+/// The latest active version of every code per edition that `$1` sees (its own and shipped
+/// rules), optionally only at frequency `$2` and only of code `$3`. The window numbers the
+/// versions by id and sort keys alone and the rows are read by id afterwards: numbering whole
+/// rows made the database copy every rule's JSON columns through the window (most of a result
+/// write's SQLite time went there).
+pub(crate) const EDITION_RULES_SQL: &str = "SELECT r.id, r.code, r.version, r.org_id, r.name, \
+     r.description, r.standard, r.section, r.clause, r.equipment, r.frequency, r.readings, \
+     r.classification_mappings, r.rationale, r.rule_set_code, r.rule_set_version, \
+     r.alternative_to, r.active, r.created_by, r.created_at, r.deactivated_at \
+     FROM (\
+       SELECT id, ROW_NUMBER() OVER (PARTITION BY code, rule_set_code, rule_set_version \
          ORDER BY v_major DESC, v_minor DESC, v_patch DESC, (org_id IS NULL)) AS rn \
-       FROM rules r WHERE active AND (org_id IS NULL OR org_id = $1)\
-     ) latest \
-     WHERE rn = 1 AND ($2 IS NULL OR frequency = $2) AND ($3 IS NULL OR code = $3) \
-     ORDER BY code, rule_set_code, rule_set_version";
+       FROM rules WHERE active AND (org_id IS NULL OR org_id = $1)\
+     ) latest JOIN rules r ON r.id = latest.id \
+     WHERE latest.rn = 1 AND ($2 IS NULL OR r.frequency = $2) AND ($3 IS NULL OR r.code = $3) \
+     ORDER BY r.code, r.rule_set_code, r.rule_set_version";
 
 /// [`EDITION_RULES_SQL`] for one code (`$3`, not null): the code is filtered before the window
 /// (each window partition holds one code, so the partitions kept are the same), which lets
@@ -179,15 +184,17 @@ pub(crate) const EDITION_RULES_SQL: &str = "SELECT id, code, version, org_id, na
 /// rule of the organisation to keep one code's — the query the projection and every result
 /// write run once per rule code. The frequency stays a filter on the latest version, as
 /// above (a newer version at another frequency must still hide an older one).
-pub(crate) const EDITION_RULE_CODE_SQL: &str = "SELECT id, code, version, org_id, name, description, \
-     standard, section, clause, equipment, frequency, readings, classification_mappings, rationale, \
-     rule_set_code, rule_set_version, alternative_to, active, created_by, created_at, deactivated_at FROM (\
-       SELECT r.*, ROW_NUMBER() OVER (PARTITION BY code, rule_set_code, rule_set_version \
+pub(crate) const EDITION_RULE_CODE_SQL: &str = "SELECT r.id, r.code, r.version, r.org_id, r.name, \
+     r.description, r.standard, r.section, r.clause, r.equipment, r.frequency, r.readings, \
+     r.classification_mappings, r.rationale, r.rule_set_code, r.rule_set_version, \
+     r.alternative_to, r.active, r.created_by, r.created_at, r.deactivated_at \
+     FROM (\
+       SELECT id, ROW_NUMBER() OVER (PARTITION BY code, rule_set_code, rule_set_version \
          ORDER BY v_major DESC, v_minor DESC, v_patch DESC, (org_id IS NULL)) AS rn \
-       FROM rules r WHERE code = $3 AND active AND (org_id IS NULL OR org_id = $1)\
-     ) latest \
-     WHERE rn = 1 AND ($2 IS NULL OR frequency = $2) \
-     ORDER BY code, rule_set_code, rule_set_version";
+       FROM rules WHERE code = $3 AND active AND (org_id IS NULL OR org_id = $1)\
+     ) latest JOIN rules r ON r.id = latest.id \
+     WHERE latest.rn = 1 AND ($2 IS NULL OR r.frequency = $2) \
+     ORDER BY r.code, r.rule_set_code, r.rule_set_version";
 
 /// Rows per multi-row INSERT: 100 x 24 binds stays far below both drivers' limits.
 pub(crate) const RULE_INSERT_CHUNK: usize = 100;
