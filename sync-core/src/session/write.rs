@@ -1,11 +1,12 @@
 //! Writing session documents as the server's actor: one automerge change per call, and no
 //! change at all when every value written equals what is already there.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{
-    ActorId, Automerge, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT,
+    hydrate, ActorId, Automerge, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, TextEncoding,
+    Value, ROOT,
 };
 use uuid::Uuid;
 
@@ -44,10 +45,19 @@ pub fn create_session_document(
         tx.put(ROOT, FREQUENCY, init.frequency.as_str())?;
         tx.put(ROOT, NAME, init.name.as_str())?;
         tx.put(ROOT, STATUS, STATUS_IN_PROGRESS)?;
-        let items = tx.put_object(ROOT, ITEMS, ObjType::Map)?;
-        for item in &init.items {
-            new_item(tx, &items, &item.asset_id, &item.rule_code)?;
-        }
+        // Every item in one batch: automerge splices its op set twice for the whole tree
+        // instead of once per operation (~330 for 40 items, most of a session's creation).
+        let encoding = tx.text_encoding();
+        let items: HashMap<String, hydrate::Value> = init
+            .items
+            .iter()
+            .map(|item| {
+                let id = id_string(&item.asset_id);
+                let value = item_value(&id, &item.rule_code, encoding);
+                (id, value)
+            })
+            .collect();
+        tx.batch_create_object(ROOT, ITEMS, &hydrate::Value::Map(items.into()), false)?;
         tx.put_object(ROOT, NOTES, ObjType::Text)?;
         Ok(())
     })?;
@@ -178,6 +188,26 @@ where
     .map_err(|failure| failure.error)
 }
 
+/// A new item as it starts: `not_tested`, no observed conditions, readings, notes or evidence.
+fn item_value(asset_id: &str, rule_code: &str, encoding: TextEncoding) -> hydrate::Value {
+    let fields: HashMap<&str, hydrate::Value> = HashMap::from([
+        (ASSET_ID, asset_id.into()),
+        (RULE_CODE, rule_code.into()),
+        (OUTCOME, Outcome::NotTested.as_str().into()),
+        (OBSERVED_CONDITIONS, Vec::<hydrate::Value>::new().into()),
+        (
+            READINGS,
+            hydrate::Value::Map(HashMap::<&str, hydrate::Value>::new().into()),
+        ),
+        (
+            NOTES,
+            hydrate::Value::Text(hydrate::Text::new(encoding, "")),
+        ),
+        (EVIDENCE, Vec::<hydrate::Value>::new().into()),
+    ]);
+    hydrate::Value::Map(fields.into())
+}
+
 fn new_item(
     tx: &mut Transaction<'_>,
     items: &ObjId,
@@ -185,15 +215,8 @@ fn new_item(
     rule_code: &str,
 ) -> Result<ObjId, SessionError> {
     let id = id_string(asset_id);
-    let item = tx.put_object(items, id.as_str(), ObjType::Map)?;
-    tx.put(&item, ASSET_ID, id.as_str())?;
-    tx.put(&item, RULE_CODE, rule_code)?;
-    tx.put(&item, OUTCOME, Outcome::NotTested.as_str())?;
-    tx.put_object(&item, OBSERVED_CONDITIONS, ObjType::List)?;
-    tx.put_object(&item, READINGS, ObjType::Map)?;
-    tx.put_object(&item, NOTES, ObjType::Text)?;
-    tx.put_object(&item, EVIDENCE, ObjType::List)?;
-    Ok(item)
+    let value = item_value(&id, rule_code, tx.text_encoding());
+    Ok(tx.batch_create_object(items, id.as_str(), &value, false)?)
 }
 
 fn apply_result(
