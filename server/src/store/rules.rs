@@ -162,10 +162,12 @@ pub(crate) const LATEST_RULES_SQL: &str = "SELECT id, code, version, org_id, nam
      ORDER BY code LIMIT $6";
 
 /// The latest active version of every code per edition that `$1` sees (its own and shipped
-/// rules), optionally only at frequency `$2` and only of code `$3`. The window numbers the
-/// versions by id and sort keys alone and the rows are read by id afterwards: numbering whole
-/// rows made the database copy every rule's JSON columns through the window (most of a result
-/// write's SQLite time went there).
+/// rules), optionally only at frequency `$2` and only of code `$3`. The code is filtered before
+/// the window (each partition holds one code, so the partitions kept are the same), and the
+/// window numbers ids and sort keys alone, the rows being read by id after it: numbering whole
+/// rows of every rule copied their JSON columns through the window, once per rule code, on
+/// every result write and projection. The frequency stays a filter on the latest version (a
+/// newer version at another frequency must still hide an older one).
 pub(crate) const EDITION_RULES_SQL: &str = "SELECT r.id, r.code, r.version, r.org_id, r.name, \
      r.description, r.standard, r.section, r.clause, r.equipment, r.frequency, r.readings, \
      r.classification_mappings, r.rationale, r.rule_set_code, r.rule_set_version, \
@@ -173,25 +175,7 @@ pub(crate) const EDITION_RULES_SQL: &str = "SELECT r.id, r.code, r.version, r.or
      FROM (\
        SELECT id, ROW_NUMBER() OVER (PARTITION BY code, rule_set_code, rule_set_version \
          ORDER BY v_major DESC, v_minor DESC, v_patch DESC, (org_id IS NULL)) AS rn \
-       FROM rules WHERE active AND (org_id IS NULL OR org_id = $1)\
-     ) latest JOIN rules r ON r.id = latest.id \
-     WHERE latest.rn = 1 AND ($2 IS NULL OR r.frequency = $2) AND ($3 IS NULL OR r.code = $3) \
-     ORDER BY r.code, r.rule_set_code, r.rule_set_version";
-
-/// [`EDITION_RULES_SQL`] for one code (`$3`, not null): the code is filtered before the window
-/// (each window partition holds one code, so the partitions kept are the same), which lets
-/// the database read that code's rows by `rules_code_idx` instead of numbering every active
-/// rule of the organisation to keep one code's — the query the projection and every result
-/// write run once per rule code. The frequency stays a filter on the latest version, as
-/// above (a newer version at another frequency must still hide an older one).
-pub(crate) const EDITION_RULE_CODE_SQL: &str = "SELECT r.id, r.code, r.version, r.org_id, r.name, \
-     r.description, r.standard, r.section, r.clause, r.equipment, r.frequency, r.readings, \
-     r.classification_mappings, r.rationale, r.rule_set_code, r.rule_set_version, \
-     r.alternative_to, r.active, r.created_by, r.created_at, r.deactivated_at \
-     FROM (\
-       SELECT id, ROW_NUMBER() OVER (PARTITION BY code, rule_set_code, rule_set_version \
-         ORDER BY v_major DESC, v_minor DESC, v_patch DESC, (org_id IS NULL)) AS rn \
-       FROM rules WHERE code = $3 AND active AND (org_id IS NULL OR org_id = $1)\
+       FROM rules WHERE active AND (org_id IS NULL OR org_id = $1) AND ($3 IS NULL OR code = $3)\
      ) latest JOIN rules r ON r.id = latest.id \
      WHERE latest.rn = 1 AND ($2 IS NULL OR r.frequency = $2) \
      ORDER BY r.code, r.rule_set_code, r.rule_set_version";
@@ -382,11 +366,7 @@ macro_rules! rules_sql {
                 frequency: Option<&str>,
                 code: Option<&str>,
             ) -> $crate::store::StoreResult<Vec<$crate::store::rules::RuleRecord>> {
-                let sql = match code {
-                    Some(_) => $crate::store::rules::EDITION_RULE_CODE_SQL,
-                    None => $crate::store::rules::EDITION_RULES_SQL,
-                };
-                Ok(sqlx::query_as(sql)
+                Ok(sqlx::query_as($crate::store::rules::EDITION_RULES_SQL)
                     .bind(org_id)
                     .bind(frequency)
                     .bind(code)

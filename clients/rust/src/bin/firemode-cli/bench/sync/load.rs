@@ -557,11 +557,7 @@ pub async fn run(args: &SyncArgs, json: bool) -> Result<Report> {
         None
     };
     let baseline = match monitor.as_ref() {
-        Some((_, m)) => {
-            let settled = m.settled(Duration::from_secs(20)).await;
-            m.reset_peak();
-            settled
-        }
+        Some((_, m)) => m.baseline().await,
         None => None,
     };
 

@@ -143,6 +143,13 @@ impl Monitor {
         Some(last)
     }
 
+    /// A phase's baseline: [`Monitor::settled`] (at most 20 s), and the peak starts over.
+    pub async fn baseline(&self) -> Option<Sample> {
+        let settled = self.settled(Duration::from_secs(20)).await;
+        self.reset_peak();
+        settled
+    }
+
     /// Highest RSS sampled so far, MiB.
     pub fn peak_mib(&self) -> f64 {
         self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0

@@ -220,11 +220,7 @@ pub async fn run(args: &TouchArgs, json: bool) -> Result<Report> {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let baseline = match monitor.as_ref() {
-        Some((_, m)) => {
-            let settled = m.settled(Duration::from_secs(20)).await;
-            m.reset_peak();
-            settled
-        }
+        Some((_, m)) => m.baseline().await,
         None => None,
     };
     if !json {
